@@ -1,0 +1,1 @@
+//! kiln: bakes immutable host images for a Calico-networked Apache Mesos cluster.

@@ -1,0 +1,536 @@
+//! The cluster spec: the TOML file an operator writes. Serde types only; meaning is given by
+//! [`crate::validate`], which turns a [`Spec`] into a [`crate::plan::Plan`].
+//!
+//! Every table rejects unknown keys, and every field has a default where a sensible one
+//! exists, so a small spec stays small. Doc comments here become the JSON Schema's
+//! descriptions (`kiln schema`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A whole cluster: its hosts, the base they are built on and every component step.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub base: Base,
+    /// The hosts. Each host gets the image of its role set plus its own identity.
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub zookeeper: ZooKeeper,
+    #[serde(default)]
+    pub mesos: Mesos,
+    #[serde(default)]
+    pub marathon: Marathon,
+    #[serde(default)]
+    pub etcd: Etcd,
+    #[serde(default)]
+    pub docker: Docker,
+    #[serde(default)]
+    pub calico: Calico,
+    #[serde(default)]
+    pub firewall: Firewall,
+    /// The cluster's own container registry that hosts may pull component images from.
+    #[serde(default)]
+    pub registry: Option<Registry>,
+}
+
+/// Cluster-wide names.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster name: lowercase letters, digits and '-'. Used for the etcd cluster token, the
+    /// Mesos cluster name and image names.
+    pub name: String,
+    /// DNS domain of the hosts; a host's FQDN is `NAME.DOMAIN`.
+    #[serde(default = "d::domain")]
+    pub domain: String,
+}
+
+/// The root filesystem every role image starts from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    /// Image reference of the base (`quay.io/centos/centos:stream9`, `debian:bookworm`).
+    #[serde(default = "d::base_image")]
+    pub image: String,
+    /// Where the base comes from; without it the image reference is pulled (see `kiln lock`).
+    #[serde(default)]
+    pub source: Option<Source>,
+}
+
+/// Where an artifact comes from. Exactly one of `url`, `file`, `deb`, `oci` is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// An http(s) URL of a binary, tarball, `.deb` or `.rpm`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A local file or directory, relative to the spec file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// A Debian package as `name` or `name=version`, fetched with `apt-get download`.
+    #[serde(default)]
+    pub deb: Option<String>,
+    /// A container image reference or `oci:DIR:TAG` / `docker-archive:FILE`.
+    #[serde(default)]
+    pub oci: Option<String>,
+    /// Expected sha256 of the fetched bytes (hex). Recorded in `kiln.lock` when absent.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// A role a host plays.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// ZooKeeper, etcd member, Mesos master, Marathon.
+    Master,
+    /// Mesos agent with Docker, Calico CNI and calico-node; etcd proxy.
+    Agent,
+}
+
+impl Role {
+    /// The lowercase name used in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// One machine of the cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Short host name (RFC 1123 label).
+    pub name: String,
+    /// `master`, `agent` or both.
+    pub roles: Vec<Role>,
+    /// IPv4 address with prefix length, e.g. `10.0.0.11/24`.
+    pub address: String,
+    /// MAC address of the boot interface, e.g. `52:54:00:12:34:56`.
+    pub mac: String,
+    /// Default gateway (IPv4); must lie in the host's subnet.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// DNS servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Name of the boot interface inside the host (systemd predictable name).
+    #[serde(default = "d::interface")]
+    pub interface: String,
+}
+
+/// ZooKeeper ensemble on the masters.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZooKeeper {
+    pub enabled: bool,
+    pub version: String,
+    pub source: Option<Source>,
+    /// Milliseconds per tick.
+    pub tick_time: u32,
+    /// Ticks a follower may take to connect and sync to the leader.
+    pub init_limit: u32,
+    /// Ticks a follower may lag behind the leader.
+    pub sync_limit: u32,
+    /// Data directory; `myid` is written here.
+    pub data_dir: String,
+    /// Directory of `zoo.cfg`.
+    pub conf_dir: String,
+    /// ZooKeeper installation directory (holds `bin/zkServer.sh`).
+    pub home: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub election_port: u16,
+}
+
+/// Apache Mesos masters and agents (mesosphere packages and init wrapper).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mesos {
+    pub version: String,
+    pub source: Option<Source>,
+    pub master: MesosMaster,
+    pub agent: MesosAgent,
+}
+
+/// Mesos master settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MesosMaster {
+    pub enabled: bool,
+    /// Replicated-log quorum; defaults to floor(masters/2)+1.
+    pub quorum: Option<u32>,
+    pub work_dir: String,
+    pub port: u16,
+    /// Further flags, written as files under `/etc/mesos-master/` (name = flag, content = value).
+    pub flags: BTreeMap<String, String>,
+}
+
+/// Mesos agent settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MesosAgent {
+    pub enabled: bool,
+    pub work_dir: String,
+    pub port: u16,
+    /// Containerizers; Calico on Mesos needs `docker,mesos`.
+    pub containerizers: Vec<String>,
+    /// Isolators; must include `network/cni` for Calico CNI networking.
+    pub isolation: Vec<String>,
+    /// `--network_cni_config_dir`; defaults to Calico's CNI config dir.
+    pub cni_config_dir: Option<String>,
+    /// `--network_cni_plugins_dir`; defaults to Calico's CNI plugins dir.
+    pub cni_plugins_dir: Option<String>,
+    /// Further flags, written as files under `/etc/mesos-slave/`.
+    pub flags: BTreeMap<String, String>,
+}
+
+/// Marathon on the masters.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Marathon {
+    pub enabled: bool,
+    pub version: String,
+    pub source: Option<Source>,
+    pub port: u16,
+}
+
+/// etcd: a static cluster on the masters, a proxy or gateway on the agents.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Etcd {
+    pub enabled: bool,
+    pub version: String,
+    pub source: Option<Source>,
+    pub data_dir: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// etcd's v2 API. Unset: on whenever a v2 client (Docker cluster store, Calico 2.x and
+    /// earlier) needs it. Before etcd 3.4 v2 is always on.
+    pub enable_v2: Option<bool>,
+    /// Hosts that run an etcd member; defaults to every master. Each must be a master.
+    pub members: Option<Vec<String>>,
+    pub proxy: EtcdProxy,
+}
+
+/// How hosts without a member reach etcd.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdProxy {
+    /// `auto` (v2 proxy for etcd 2.x, `gateway` for 3.x), `proxy`, `gateway`, `grpc-proxy`
+    /// (v3 only), or `off` (clients use `endpoints`).
+    pub mode: ProxyMode,
+    /// With `mode = "off"`: the endpoints clients use; defaults to the members' client URLs.
+    pub endpoints: Vec<String>,
+}
+
+/// The local etcd proxy kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyMode {
+    Auto,
+    Proxy,
+    Gateway,
+    GrpcProxy,
+    Off,
+}
+
+/// Docker Engine and its cluster store.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Docker {
+    pub enabled: bool,
+    pub version: String,
+    pub source: Option<Source>,
+    /// `etcd` (derived from the etcd endpoints), `off`, or a URL such as
+    /// `zk://m1:2181,m2:2181/docker` or `etcd://10.0.0.1:2379`. Docker ≤ 20.10 only.
+    pub cluster_store: String,
+    /// Address dockerd advertises: `${IP}:PORT` (the host's address) or a literal `IP:PORT`.
+    /// Interface names are refused: dockerd does not start when the interface is missing.
+    pub cluster_advertise: String,
+    /// Path of `dockerd` in the image (`/usr/sbin/dockerd` for Debian's docker.io,
+    /// `/usr/bin/dockerd` for Docker's static binaries).
+    pub dockerd: String,
+}
+
+/// Calico networking.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Calico {
+    /// Calico release; 1.x runs libnetwork as its own container, 2.x inside calico-node.
+    pub version: String,
+    pub cni: CalicoCni,
+    pub node: CalicoNode,
+    pub libnetwork: CalicoLibnetwork,
+}
+
+/// Where CNI files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CniLayout {
+    /// Plain Mesos: `/opt/cni/bin` and `/etc/cni/net.d`.
+    Mesos,
+    /// DC/OS: `/opt/mesosphere/active/cni` and `/opt/mesosphere/etc/dcos/network/cni`.
+    Dcos,
+}
+
+/// The `calico` and `calico-ipam` CNI plugins and their network config.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalicoCni {
+    pub enabled: bool,
+    /// Version of the calico-cni plugin binaries.
+    pub version: String,
+    pub source: Option<Source>,
+    pub layout: CniLayout,
+    /// Overrides the layout's plugins dir.
+    pub plugins_dir: Option<String>,
+    /// Overrides the layout's config dir.
+    pub config_dir: Option<String>,
+    /// `cniVersion` of the network config.
+    pub cni_version: String,
+    /// Network name (`name` in the config; what Mesos tasks ask for).
+    pub network: String,
+}
+
+/// The calico-node container.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalicoNode {
+    pub enabled: bool,
+    /// Image; defaults to `calico/node:v<calico.version>`.
+    pub image: Option<String>,
+    pub source: Option<Source>,
+    /// `bird`, `gobgp` or `none`.
+    pub backend: String,
+    /// BGP AS number; unset uses Calico's global default.
+    #[serde(rename = "as")]
+    pub as_number: Option<u32>,
+    /// IPv4 pools created by calico-node (the first is `CALICO_IPV4POOL_CIDR`). Empty means
+    /// no default pools (`NO_DEFAULT_POOLS=true`).
+    pub ip_pools: Vec<String>,
+    /// IP-in-IP for the pool: `off`, `always` or `cross-subnet`.
+    pub ipip: String,
+    /// Node name source: `hostname` or `fqdn`.
+    pub nodename: String,
+}
+
+/// calico-libnetwork, the Docker network plugin.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalicoLibnetwork {
+    pub enabled: bool,
+    /// Image for Calico 1.x; defaults to `calico/node-libnetwork:v0.9.0`.
+    pub image: Option<String>,
+    pub source: Option<Source>,
+}
+
+/// Host firewall.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Firewall {
+    pub enabled: bool,
+    /// firewalld zone the services are added to.
+    pub zone: String,
+}
+
+/// The cluster's own registry.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// `HOST:PORT` of the registry.
+    pub address: String,
+    /// Repository prefix under which kiln pushes component images.
+    #[serde(default = "d::registry_prefix")]
+    pub prefix: String,
+    /// Plain HTTP / untrusted TLS (added to Docker's `insecure-registries`).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// Default values, in one place so `kiln init` and `Default` agree.
+mod d {
+    pub fn domain() -> String {
+        "cluster.local".into()
+    }
+    pub fn base_image() -> String {
+        "debian:bookworm".into()
+    }
+    pub fn interface() -> String {
+        "ens3".into()
+    }
+    pub fn registry_prefix() -> String {
+        "kiln".into()
+    }
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        Base { image: d::base_image(), source: None }
+    }
+}
+
+impl Default for ZooKeeper {
+    fn default() -> Self {
+        ZooKeeper {
+            enabled: true,
+            version: "3.8.0".into(),
+            source: None,
+            tick_time: 2000,
+            init_limit: 10,
+            sync_limit: 5,
+            data_dir: "/var/lib/zookeeper".into(),
+            conf_dir: "/etc/zookeeper/conf".into(),
+            home: "/usr/share/zookeeper".into(),
+            client_port: 2181,
+            peer_port: 2888,
+            election_port: 3888,
+        }
+    }
+}
+
+impl Default for Mesos {
+    fn default() -> Self {
+        Mesos {
+            version: "1.11.0".into(),
+            source: None,
+            master: MesosMaster::default(),
+            agent: MesosAgent::default(),
+        }
+    }
+}
+
+impl Default for MesosMaster {
+    fn default() -> Self {
+        MesosMaster {
+            enabled: true,
+            quorum: None,
+            work_dir: "/var/lib/mesos/master".into(),
+            port: 5050,
+            flags: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for MesosAgent {
+    fn default() -> Self {
+        MesosAgent {
+            enabled: true,
+            work_dir: "/var/lib/mesos/agent".into(),
+            port: 5051,
+            containerizers: vec!["docker".into(), "mesos".into()],
+            isolation: vec![
+                "filesystem/linux".into(),
+                "docker/runtime".into(),
+                "network/cni".into(),
+            ],
+            cni_config_dir: None,
+            cni_plugins_dir: None,
+            flags: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Marathon {
+    fn default() -> Self {
+        Marathon { enabled: true, version: "1.6.322".into(), source: None, port: 8080 }
+    }
+}
+
+impl Default for Etcd {
+    fn default() -> Self {
+        Etcd {
+            enabled: true,
+            version: "3.4.23".into(),
+            source: None,
+            data_dir: "/var/lib/etcd".into(),
+            client_port: 2379,
+            peer_port: 2380,
+            enable_v2: None,
+            members: None,
+            proxy: EtcdProxy::default(),
+        }
+    }
+}
+
+impl Default for EtcdProxy {
+    fn default() -> Self {
+        EtcdProxy { mode: ProxyMode::Auto, endpoints: Vec::new() }
+    }
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Docker {
+            enabled: true,
+            version: "20.10.24".into(),
+            source: None,
+            cluster_store: "etcd".into(),
+            cluster_advertise: "${IP}:2376".into(),
+            dockerd: "/usr/bin/dockerd".into(),
+        }
+    }
+}
+
+impl Default for Calico {
+    fn default() -> Self {
+        Calico {
+            version: "2.6.12".into(),
+            cni: CalicoCni::default(),
+            node: CalicoNode::default(),
+            libnetwork: CalicoLibnetwork::default(),
+        }
+    }
+}
+
+impl Default for CalicoCni {
+    fn default() -> Self {
+        CalicoCni {
+            enabled: true,
+            version: "1.11.8".into(),
+            source: None,
+            layout: CniLayout::Mesos,
+            plugins_dir: None,
+            config_dir: None,
+            cni_version: "0.3.1".into(),
+            network: "calico".into(),
+        }
+    }
+}
+
+impl Default for CalicoNode {
+    fn default() -> Self {
+        CalicoNode {
+            enabled: true,
+            image: None,
+            source: None,
+            backend: "bird".into(),
+            as_number: None,
+            ip_pools: vec!["192.168.0.0/16".into()],
+            ipip: "always".into(),
+            nodename: "hostname".into(),
+        }
+    }
+}
+
+impl Default for CalicoLibnetwork {
+    fn default() -> Self {
+        CalicoLibnetwork { enabled: true, image: None, source: None }
+    }
+}
+
+impl Default for Firewall {
+    fn default() -> Self {
+        Firewall { enabled: true, zone: "public".into() }
+    }
+}
