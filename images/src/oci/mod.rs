@@ -1,0 +1,150 @@
+//! OCI image format: descriptors, image config, manifest, index and the image layout.
+
+pub mod config;
+pub mod layout;
+pub mod manifest;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `application/vnd.oci.image.manifest.v1+json`
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// `application/vnd.oci.image.index.v1+json`
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// `application/vnd.oci.image.config.v1+json`
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// `application/vnd.oci.image.layer.v1.tar+gzip`
+pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// `application/vnd.oci.image.layer.v1.tar`
+pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// `application/vnd.oci.image.layer.v1.tar+zstd`
+pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Docker v2 schema 2 manifest.
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker image config.
+pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker gzip layer.
+pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Annotation carrying a manifest's reference (tag) in an OCI layout's `index.json`.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation carrying the creation time.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+/// A layer blob already in a blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// `sha256:<hex>` of the blob as stored (compressed).
+    pub digest: String,
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// e.g. [`MEDIA_TYPE_LAYER_GZIP`].
+    pub media_type: String,
+}
+
+impl Layer {
+    /// The layer's content descriptor.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(&self.media_type, &self.digest, self.size)
+    }
+}
+
+/// A content descriptor: what a blob is, its digest and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type of the referenced content.
+    pub media_type: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Platform (in an index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// A descriptor without platform or annotations.
+    pub fn new(media_type: &str, digest: &str, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The platform an image runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// e.g. `amd64`.
+    pub architecture: String,
+    /// e.g. `linux`.
+    pub os: String,
+    /// e.g. `v8` for arm64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// linux/amd64.
+    pub fn linux_amd64() -> Self {
+        Platform {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+        }
+    }
+}
+
+/// Formats a Unix timestamp (`SOURCE_DATE_EPOCH`) as RFC 3339 UTC, e.g. `2024-01-02T03:04:05Z`.
+pub fn rfc3339(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Serializes a document canonically: compact, struct fields in declaration order, maps sorted.
+/// The same value always gives the same bytes, so digests are stable.
+pub(crate) fn canonical_json<T: Serialize>(what: &str, value: &T) -> crate::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| crate::Error::json(format!("serializing {what}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}
