@@ -2,7 +2,120 @@
 //!
 //! This crate knows nothing about clusters or the command line: it models a root filesystem
 //! (or a part of one) as a [`FileTree`] and turns it into bytes.
+//!
+//! # Writing
+//! - [`tar::write_tar`] streams a [`FileTree`] as a byte-for-byte deterministic tar (ustar
+//!   headers, PAX records for long names, xattrs and oversized values; full mode including
+//!   setuid/setgid/sticky; mtimes clamped to `SOURCE_DATE_EPOCH`).
+//! - [`cpio::write_cpio`] streams it as a deterministic newc cpio archive (initramfs).
+//! - [`write_layer`] does tar + compression + both digests in one streaming pass and returns a
+//!   [`LayerBlob`] (`diff_id`, blob `digest`, sizes, OCI media type). [`write_layer_to_dir`]
+//!   stores the blob at `ROOT/blobs/sha256/<hex>` atomically, and
+//!   [`compress_layers_parallel`] does that for several trees at once.
+//! - Gzip is produced pigz-style by [`compress::ParallelGzEncoder`]: the stream is cut into
+//!   fixed [`compress::GZIP_BLOCK_SIZE`] blocks deflated in parallel, each primed with the
+//!   previous 32 KiB. Block boundaries never depend on the thread count, so **the output is the
+//!   same bytes for any number of threads**. The deflate backend is pinned (flate2 with
+//!   zlib-rs) and a golden-digest test catches any drift.
+//!
+//! # Reading
+//! - [`read::read_layer`] / [`read::apply_layer`] read a plain, gzip or zstd tar layer
+//!   (detected by magic) into a [`FileTree`], applying OCI whiteouts. Paths that would escape
+//!   the root are rejected with [`Error::UnsafeEntry`] naming the entry; a leading `/` is
+//!   treated as relative to the root (the OCI layer spec asks readers to normalise such paths).
+//! - [`extract::extract_to_dir`] materialises a tree in a real directory without following
+//!   symlinks and without ever writing outside it.
+//!
+//! Everything returns this crate's [`Result`]; tree construction errors stay [`TreeError`].
 
+pub mod compress;
+pub mod cpio;
+pub mod digest;
+pub mod extract;
+pub mod read;
+pub mod tar;
 pub mod tree;
 
+pub use compress::{
+    compress_layers_parallel, write_layer, write_layer_to_dir, Compression, LayerBlob, LayerOptions,
+};
+pub use cpio::write_cpio;
+pub use digest::{Digest, HashingWriter};
+pub use extract::extract_to_dir;
+pub use read::{apply_layer, read_layer};
+pub use tar::write_tar;
 pub use tree::{Entry, EntryKind, FileTree, TreeError};
+
+use std::path::PathBuf;
+
+/// Errors from writing, compressing, reading and extracting layers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error while doing `action` (e.g. "writing blob").
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error on a path.
+    #[error("{action} {path}: {source}", path = .path.display())]
+    PathIo {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Building a tree failed.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// An entry cannot be represented in the chosen archive format.
+    #[error("cannot write {path} as {format}: {reason}")]
+    Unrepresentable {
+        path: String,
+        format: &'static str,
+        reason: String,
+    },
+    /// A hard link in a tree points at a missing path or at something that cannot be linked.
+    #[error("hard link {path} -> {target}: {reason}")]
+    BadHardlink {
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
+    /// A layer entry would escape the root or otherwise break containment.
+    #[error("unsafe layer entry {entry:?}: {reason}")]
+    UnsafeEntry { entry: String, reason: String },
+    /// A tar stream is not well formed.
+    #[error("malformed tar at byte {offset}: {reason}")]
+    Malformed { offset: u64, reason: String },
+    /// Invalid options (compression level, ...).
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The compressor failed.
+    #[error("compression failed: {0}")]
+    Compress(String),
+}
+
+/// A `Result` alias for this crate's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with a short lowercase description of what was being done.
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Io { action, source }
+    }
+
+    pub(crate) fn path_io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::PathIo {
+            action,
+            path,
+            source,
+        }
+    }
+}

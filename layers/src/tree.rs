@@ -239,6 +239,13 @@ impl FileTree {
         self.entries.get(path)
     }
 
+    /// The stored path and entry at `path`, if any (the path borrowed from the tree).
+    pub fn get_key_value(&self, path: &str) -> Option<(&str, &Entry)> {
+        self.entries
+            .get_key_value(path)
+            .map(|(p, e)| (p.as_str(), e))
+    }
+
     /// Entries in path order (parents before children).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
         self.entries.iter().map(|(p, e)| (p.as_str(), e))

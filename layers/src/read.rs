@@ -1,0 +1,516 @@
+//! Safe reading of tar layers into a [`FileTree`], with OCI whiteouts.
+//!
+//! The reader is small and written here: ustar/GNU/PAX headers (`x` records for `path`,
+//! `linkpath`, `size`, `uid`, `gid`, `mtime`, `SCHILY.xattr.*`; GNU `L`/`K` long names; base-256
+//! numbers). Global PAX headers (`g`) are skipped. The input may be plain, gzip or zstd: the
+//! compression is detected from the magic bytes.
+//!
+//! Containment rules, each violation an [`Error::UnsafeEntry`] naming the entry:
+//! - a `..` component anywhere in a name or a hard-link target is refused; `.` and empty
+//!   components are dropped; **a leading `/` is treated as relative to the layer root**
+//!   (`/etc/x` is `etc/x`), as the OCI layer spec asks readers to normalise;
+//! - a hard link must name a non-directory already present: earlier in the same layer or in
+//!   the tree the layer is applied to;
+//! - an entry whose parent is a symlink (or any non-directory) in the layer or the tree below
+//!   is refused: that is how a layer would write through a symlink;
+//! - whiteouts `.wh.` (empty name), `.wh..` and `.wh...` are refused.
+//!
+//! Whiteouts follow the OCI image spec: `DIR/.wh.NAME` removes `DIR/NAME` from the layers
+//! below, `DIR/.wh..wh..opq` removes everything below `DIR` from the layers below (keeping
+//! `DIR`). Whiteouts never remove entries of their own layer. Other `.wh..wh.*` names (aufs
+//! bookkeeping) are ignored. Directories that a layer only implies (entries without a header
+//! for their parent) keep the metadata they had below.
+
+use crate::{Entry, EntryKind, Error, FileTree, Result};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
+
+const BLOCK: usize = 512;
+/// Largest PAX or GNU long-name record accepted (they are read into memory).
+const MAX_META: u64 = 1 << 20;
+
+/// Wraps `r` in the right decompressor, detected from its first bytes (gzip `1f 8b`, zstd
+/// `28 b5 2f fd`, anything else is read as a plain tar).
+pub fn decompressed<'a, R: Read + 'a>(mut r: R) -> Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; 4];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading layer")(e)),
+        }
+    }
+    let stream = io::Cursor::new(head[..n].to_vec()).chain(r);
+    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(stream))
+    } else if head[..n] == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(
+            zstd::stream::read::Decoder::new(stream)
+                .map_err(|e| Error::Compress(format!("starting zstd decoder: {e}")))?,
+        )
+    } else {
+        Box::new(stream)
+    })
+}
+
+/// Reads one layer (plain, gzip or zstd tar) into a new tree. Whiteouts have nothing to
+/// remove and are dropped.
+pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
+    let mut tree = FileTree::new();
+    apply_layer(&mut tree, r)?;
+    Ok(tree)
+}
+
+/// Applies one layer on top of `base` with OCI whiteout semantics. On error `base` is left
+/// unchanged.
+pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
+    let mut reader = TarReader::new(decompressed(r)?);
+    let mut layer = Layer::default();
+    while let Some(raw) = reader.next_entry()? {
+        layer.add(base, raw)?;
+    }
+    layer.apply(base)
+}
+
+/// One entry as read from the stream, after PAX overrides.
+struct RawEntry {
+    name: String,
+    typeflag: u8,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+    linkname: String,
+    dev: (u32, u32),
+    xattrs: BTreeMap<String, Vec<u8>>,
+    data: Vec<u8>,
+}
+
+/// The entries of one layer, not yet applied.
+#[derive(Default)]
+struct Layer {
+    upper: FileTree,
+    /// Paths that had their own header (the others are implied parents).
+    explicit: HashSet<String>,
+    whiteouts: Vec<String>,
+    opaque: Vec<String>,
+}
+
+fn unsafe_entry(entry: &str, reason: impl Into<String>) -> Error {
+    Error::UnsafeEntry {
+        entry: entry.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Normalises a tar name to an absolute tree path; `None` for the root itself.
+fn clean(entry: &str, name: &str) -> Result<Option<String>> {
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(unsafe_entry(entry, "path has a '..' component")),
+            p if p.contains('\0') => return Err(unsafe_entry(entry, "path has a NUL byte")),
+            p => parts.push(p),
+        }
+    }
+    Ok((!parts.is_empty()).then(|| format!("/{}", parts.join("/"))))
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+impl Layer {
+    fn whited_out(&self, path: &str) -> bool {
+        self.whiteouts.iter().any(|w| w == path)
+            || self
+                .opaque
+                .iter()
+                .any(|d| d == "/" || path.starts_with(&format!("{d}/")))
+    }
+
+    /// The entry at `path` as this layer sees it: its own, else the one below.
+    fn lookup<'a>(&'a self, base: &'a FileTree, path: &str) -> Option<&'a Entry> {
+        self.upper
+            .get(path)
+            .or_else(|| (!self.whited_out(path)).then(|| base.get(path)).flatten())
+    }
+
+    fn check_parents(&self, base: &FileTree, entry: &str, path: &str) -> Result<()> {
+        let mut idx = 0;
+        while let Some(off) = path[idx + 1..].find('/') {
+            idx += 1 + off;
+            let parent = &path[..idx];
+            if let Some(e) = self.lookup(base, parent) {
+                if e.kind != EntryKind::Dir {
+                    return Err(unsafe_entry(
+                        entry,
+                        format!("parent {parent} is a {}, not a directory", e.kind.name()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, base: &FileTree, raw: RawEntry) -> Result<()> {
+        let entry_name = raw.name.as_str();
+        let Some(path) = clean(entry_name, entry_name)? else {
+            // The root directory itself: its metadata has no place in a tree.
+            return Ok(());
+        };
+        self.check_parents(base, entry_name, &path)?;
+        let base_name = &path[parent_of(&path).len()..].trim_start_matches('/');
+        if let Some(rest) = base_name.strip_prefix(".wh.") {
+            let dir = parent_of(&path);
+            if rest == ".wh..opq" {
+                self.opaque.push(dir.to_string());
+            } else if rest.starts_with(".wh.") {
+                // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): nothing to apply.
+            } else if rest.is_empty() || rest == "." || rest == ".." {
+                return Err(unsafe_entry(entry_name, "whiteout of an invalid name"));
+            } else {
+                let target = if dir == "/" {
+                    format!("/{rest}")
+                } else {
+                    format!("{dir}/{rest}")
+                };
+                self.whiteouts.push(target);
+            }
+            return Ok(());
+        }
+        let kind = match raw.typeflag {
+            b'0' | b'\0' | b'7' => EntryKind::File(raw.data),
+            b'5' => EntryKind::Dir,
+            b'2' => EntryKind::Symlink(raw.linkname),
+            b'3' => EntryKind::CharDevice(raw.dev.0, raw.dev.1),
+            b'4' => EntryKind::BlockDevice(raw.dev.0, raw.dev.1),
+            b'6' => EntryKind::Fifo,
+            b'1' => {
+                let Some(target) = clean(entry_name, &raw.linkname)? else {
+                    return Err(unsafe_entry(entry_name, "hard link to the root"));
+                };
+                let found = self.lookup(base, &target).ok_or_else(|| {
+                    unsafe_entry(
+                        entry_name,
+                        format!("hard link target {target} is not present before it"),
+                    )
+                })?;
+                match &found.kind {
+                    EntryKind::Dir => {
+                        return Err(unsafe_entry(entry_name, "hard link to a directory"))
+                    }
+                    // Point at the content, not at another link.
+                    EntryKind::Hardlink(t) => EntryKind::Hardlink(t.clone()),
+                    _ => EntryKind::Hardlink(target),
+                }
+            }
+            t => {
+                return Err(Error::Malformed {
+                    offset: 0,
+                    reason: format!("entry {entry_name:?} has unsupported type {:?}", t as char),
+                })
+            }
+        };
+        let entry = Entry {
+            kind,
+            mode: raw.mode & 0o7777,
+            uid: raw.uid,
+            gid: raw.gid,
+            mtime: Some(raw.mtime),
+            xattrs: raw.xattrs,
+        };
+        self.upper.replace(&path, entry)?;
+        self.explicit.insert(path);
+        Ok(())
+    }
+
+    fn apply(self, base: &mut FileTree) -> Result<()> {
+        let mut next = base.clone();
+        for dir in &self.opaque {
+            if dir == "/" {
+                next = FileTree::new();
+            } else if let Some(keep) = next.get(dir).cloned() {
+                next.remove(dir);
+                next.replace(dir, keep)?;
+            }
+        }
+        for w in &self.whiteouts {
+            next.remove(w);
+        }
+        for (path, entry) in self.upper.iter() {
+            let implied = !self.explicit.contains(path);
+            if implied && next.get(path).is_some_and(|e| e.kind == EntryKind::Dir) {
+                continue;
+            }
+            next.replace(path, entry.clone())?;
+        }
+        *base = next;
+        Ok(())
+    }
+}
+
+/// A minimal streaming tar reader.
+struct TarReader<R> {
+    r: R,
+    offset: u64,
+    done: bool,
+}
+
+fn malformed(offset: u64, reason: impl Into<String>) -> Error {
+    Error::Malformed {
+        offset,
+        reason: reason.into(),
+    }
+}
+
+fn cstr(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+fn utf8(offset: u64, bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| malformed(offset, "name is not UTF-8"))
+}
+
+fn number(offset: u64, field: &[u8]) -> Result<u64> {
+    if field.first().is_some_and(|&b| b & 0x80 != 0) {
+        // GNU base-256: big-endian, first byte's high bit set (negative values refused).
+        if field[0] & 0x40 != 0 {
+            return Err(malformed(offset, "negative number"));
+        }
+        let mut v: u64 = u64::from(field[0] & 0x3f);
+        for &b in &field[1..] {
+            v = v
+                .checked_mul(256)
+                .and_then(|v| v.checked_add(u64::from(b)))
+                .ok_or_else(|| malformed(offset, "number too large"))?;
+        }
+        return Ok(v);
+    }
+    let s = cstr(field);
+    let s = std::str::from_utf8(s).map_err(|_| malformed(offset, "bad octal field"))?;
+    let s = s.trim_matches(|c| c == ' ' || c == '\0');
+    if s.is_empty() {
+        return Ok(0);
+    }
+    u64::from_str_radix(s, 8).map_err(|_| malformed(offset, format!("bad octal field {s:?}")))
+}
+
+fn parse_pax(offset: u64, data: &[u8], into: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let sp = rest
+            .iter()
+            .position(|&c| c == b' ')
+            .ok_or_else(|| malformed(offset, "bad PAX record"))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| malformed(offset, "bad PAX record length"))?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(malformed(offset, "bad PAX record length"));
+        }
+        let rec = &rest[sp + 1..len - 1];
+        let eq = rec
+            .iter()
+            .position(|&c| c == b'=')
+            .ok_or_else(|| malformed(offset, "PAX record without '='"))?;
+        let key = utf8(offset, &rec[..eq])?;
+        into.insert(key, rec[eq + 1..].to_vec());
+        rest = &rest[len..];
+    }
+    Ok(())
+}
+
+impl<R: Read> TarReader<R> {
+    fn new(r: R) -> Self {
+        TarReader {
+            r,
+            offset: 0,
+            done: false,
+        }
+    }
+
+    /// Fills `buf` completely; `Ok(false)` on a clean end of stream before the first byte.
+    fn read_full(&mut self, buf: &mut [u8]) -> Result<bool> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.r.read(&mut buf[n..]) {
+                Ok(0) if n == 0 => return Ok(false),
+                Ok(0) => return Err(malformed(self.offset, "unexpected end of archive")),
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading layer")(e)),
+            }
+        }
+        self.offset += buf.len() as u64;
+        Ok(true)
+    }
+
+    fn read_data(&mut self, size: u64, limit: Option<u64>) -> Result<Vec<u8>> {
+        if limit.is_some_and(|l| size > l) {
+            return Err(malformed(
+                self.offset,
+                format!("metadata record of {size} bytes"),
+            ));
+        }
+        let len = usize::try_from(size).map_err(|_| malformed(self.offset, "entry too large"))?;
+        let mut data = Vec::new();
+        let got = (&mut self.r)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(Error::io("reading layer"))?;
+        if got != len {
+            return Err(malformed(self.offset, "unexpected end of archive"));
+        }
+        self.offset += size;
+        let pad = (BLOCK - (len % BLOCK)) % BLOCK;
+        let mut skip = [0u8; BLOCK];
+        if pad > 0 && !self.read_full(&mut skip[..pad])? {
+            return Err(malformed(self.offset, "unexpected end of archive"));
+        }
+        Ok(data)
+    }
+
+    fn next_entry(&mut self) -> Result<Option<RawEntry>> {
+        let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let at = self.offset;
+            let mut h = [0u8; BLOCK];
+            if !self.read_full(&mut h)? {
+                return Err(malformed(
+                    at,
+                    "archive ends without its end-of-archive blocks",
+                ));
+            }
+            if h.iter().all(|&b| b == 0) {
+                // End of archive; whatever follows (the second zero block, padding) is ignored.
+                self.done = true;
+                if !pax.is_empty() || long_name.is_some() {
+                    return Err(malformed(at, "extended header without an entry"));
+                }
+                return Ok(None);
+            }
+            let stored = number(at, &h[148..156])?;
+            let mut sum_u: u64 = 0;
+            let mut sum_s: i64 = 0;
+            for (i, &b) in h.iter().enumerate() {
+                let b = if (148..156).contains(&i) { b' ' } else { b };
+                sum_u += u64::from(b);
+                sum_s += i64::from(b as i8);
+            }
+            if stored != sum_u && stored as i64 != sum_s {
+                return Err(malformed(at, "header checksum mismatch"));
+            }
+            let typeflag = h[156];
+            let size = number(at, &h[124..136])?;
+            match typeflag {
+                b'x' => {
+                    let data = self.read_data(size, Some(MAX_META))?;
+                    parse_pax(at, &data, &mut pax)?;
+                    continue;
+                }
+                b'g' => {
+                    self.read_data(size, Some(MAX_META))?;
+                    continue;
+                }
+                b'L' => {
+                    long_name = Some(cstr(&self.read_data(size, Some(MAX_META))?).to_vec());
+                    continue;
+                }
+                b'K' => {
+                    long_link = Some(cstr(&self.read_data(size, Some(MAX_META))?).to_vec());
+                    continue;
+                }
+                _ => {}
+            }
+            let ustar = &h[257..262] == b"ustar";
+            let mut name = cstr(&h[0..100]).to_vec();
+            if ustar && h[263] == b'0' {
+                // POSIX ustar: prefix field (GNU uses these bytes for atime/ctime).
+                let prefix = cstr(&h[345..500]);
+                if !prefix.is_empty() {
+                    let mut full = prefix.to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(&name);
+                    name = full;
+                }
+            }
+            if let Some(n) = long_name.take() {
+                name = n;
+            }
+            if let Some(p) = pax.remove("path") {
+                name = p;
+            }
+            let mut linkname = cstr(&h[157..257]).to_vec();
+            if let Some(l) = long_link.take() {
+                linkname = l;
+            }
+            if let Some(l) = pax.remove("linkpath") {
+                linkname = l;
+            }
+            let pax_num = |pax: &BTreeMap<String, Vec<u8>>, key: &str, dflt: u64| -> Result<u64> {
+                match pax.get(key) {
+                    None => Ok(dflt),
+                    Some(v) => std::str::from_utf8(v)
+                        .ok()
+                        // mtime may be fractional: keep whole seconds.
+                        .and_then(|s| s.split('.').next())
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| malformed(at, format!("bad PAX {key}"))),
+                }
+            };
+            let size = pax_num(&pax, "size", size)?;
+            let to32 = |v: u64, what: &str| {
+                u32::try_from(v).map_err(|_| malformed(at, format!("{what} {v} too large")))
+            };
+            let uid = to32(pax_num(&pax, "uid", number(at, &h[108..116])?)?, "uid")?;
+            let gid = to32(pax_num(&pax, "gid", number(at, &h[116..124])?)?, "gid")?;
+            let mtime = pax_num(&pax, "mtime", number(at, &h[136..148])?)?;
+            let mode = to32(number(at, &h[100..108])?, "mode")?;
+            let dev = (
+                to32(number(at, &h[329..337])?, "devmajor")?,
+                to32(number(at, &h[337..345])?, "devminor")?,
+            );
+            let xattrs = pax
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("SCHILY.xattr.")
+                        .map(|n| (n.to_string(), v.clone()))
+                })
+                .collect();
+            let name = utf8(at, &name)?;
+            let linkname = utf8(at, &linkname)?;
+            let data = self.read_data(size, None)?;
+            let data = if matches!(typeflag, b'0' | b'\0' | b'7') {
+                data
+            } else {
+                Vec::new()
+            };
+            return Ok(Some(RawEntry {
+                name,
+                typeflag,
+                mode,
+                uid,
+                gid,
+                mtime,
+                linkname,
+                dev,
+                xattrs,
+                data,
+            }));
+        }
+    }
+}
