@@ -1,0 +1,106 @@
+//! The machine's Docker Engine loads our docker-archive and pulls from a registry we pushed to.
+
+use std::process::Command;
+
+use kiln_images::archive::{write_docker_archive_file, ArchiveImage};
+use kiln_images::registry::{push, Client, ClientOptions, NoProgress, PushOptions};
+use kiln_images::{write_image, BlobStore, ImageSpec};
+
+use crate::util::{busybox_layer, require_docker, run, DockerCleanup, Registry, EPOCH};
+
+fn busybox_image(
+    store: &BlobStore,
+    name: &str,
+    tag: &str,
+) -> (ImageSpec, kiln_images::WrittenImage) {
+    let mut spec = ImageSpec::new(name, tag, vec![busybox_layer(store)], EPOCH);
+    spec.entrypoint = Some(vec!["/bin/busybox".into()]);
+    spec.cmd = Some(vec!["echo".into(), "ok".into()]);
+    spec.env = vec!["PATH=/bin".into()];
+    spec.labels
+        .insert("org.example.test".into(), "kiln-images".into());
+    let written = write_image(store, &spec).expect("write image");
+    (spec, written)
+}
+
+#[test]
+fn docker_load_accepts_the_archive_and_shows_the_config_digest_as_image_id() {
+    require_docker();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = BlobStore::open(tmp.path().join("blobs")).expect("store");
+    let tag = format!("load-{}", std::process::id());
+    let (spec, written) = busybox_image(&store, "kiln-test/busybox", &tag);
+    let reference = spec.reference();
+    let _cleanup = DockerCleanup(vec![reference.clone()]);
+    let archive = tmp.path().join("image.tar");
+    write_docker_archive_file(
+        &archive,
+        &store,
+        &[ArchiveImage {
+            manifest: written.manifest.clone(),
+            repo_tags: vec![reference.clone()],
+        }],
+        EPOCH,
+    )
+    .expect("write archive");
+
+    let out = run(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    assert!(out.contains(&reference), "docker load said: {out}");
+    let id =
+        run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &reference]));
+    assert_eq!(id.trim(), written.config.digest);
+    let out = run(Command::new("docker").args(["run", "--rm", "--network", "none", &reference]));
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn docker_pulls_what_we_pushed_and_runs_busybox() {
+    require_docker();
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = BlobStore::open(tmp.path().join("blobs")).expect("store");
+    let tag = format!("pull-{}", std::process::id());
+    let (_, written) = busybox_image(&store, "kiln-test/busybox", &tag);
+    let mut opts = ClientOptions::new(&registry.host());
+    opts.insecure = true;
+    opts.docker_config = Some("/nonexistent/config.json".into());
+    let client = Client::new(opts).expect("client");
+    let report = push(
+        &client,
+        &store,
+        &written.manifest,
+        &PushOptions::new("kiln-test/busybox", &[&tag]),
+        &mut NoProgress,
+    )
+    .expect("push");
+    assert_eq!(report.blobs_uploaded, 2);
+
+    let reference = format!("{}/kiln-test/busybox:{tag}", registry.host());
+    let _cleanup = DockerCleanup(vec![reference.clone()]);
+    run(Command::new("docker").args(["pull", &reference]));
+    let digests = run(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &reference,
+    ]));
+    assert!(
+        digests.contains(&written.manifest.digest),
+        "RepoDigests {digests} lacks {}",
+        written.manifest.digest
+    );
+    let id =
+        run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &reference]));
+    assert_eq!(id.trim(), written.config.digest);
+    let out = run(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "echo",
+        "pulled ok",
+    ]));
+    assert_eq!(out.trim(), "pulled ok");
+}
