@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use kiln_images::archive::{write_docker_archive_file, ArchiveImage};
+use kiln_images::archive::{read_docker_archive, write_docker_archive_file, ArchiveImage};
 use kiln_images::registry::{push, Client, ClientOptions, NoProgress, PushOptions};
 use kiln_images::{write_image, BlobStore, ImageSpec};
 
@@ -51,6 +51,26 @@ fn docker_load_accepts_the_archive_and_shows_the_config_digest_as_image_id() {
     assert_eq!(id.trim(), written.config.digest);
     let out = run(Command::new("docker").args(["run", "--rm", "--network", "none", &reference]));
     assert_eq!(out.trim(), "ok");
+
+    // What `docker save` writes, our reader imports with the same config and diff IDs.
+    let saved = tmp.path().join("saved.tar");
+    run(Command::new("docker")
+        .arg("save")
+        .arg("-o")
+        .arg(&saved)
+        .arg(&reference));
+    let import_dir = tempfile::tempdir().expect("tempdir");
+    let imported_store = BlobStore::open(import_dir.path()).expect("store");
+    let imported = read_docker_archive(&saved, &imported_store).expect("import docker save output");
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].repo_tags, vec![reference.clone()]);
+    assert_eq!(imported[0].config.digest, written.config.digest);
+    let diff_ids: Vec<_> = imported[0]
+        .layers
+        .iter()
+        .map(|l| l.diff_id.clone())
+        .collect();
+    assert_eq!(diff_ids, vec![spec.layers[0].diff_id.clone()]);
 }
 
 #[test]

@@ -395,3 +395,85 @@ fn bearer_token_flow_fetches_a_token_with_basic_credentials_and_retries() {
         "{auth:?}"
     );
 }
+
+#[test]
+fn index_push_and_pull_of_docker_schema2_resolve_to_linux_amd64() {
+    require_tool("skopeo", "skopeo");
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("oci");
+    let (wa, wb, _) = write_sample_layout(&dir);
+    let layout = Layout::open(&dir).expect("open");
+    let mut a = wa.manifest.clone();
+    a.platform = Some(Platform::linux_amd64());
+    let mut b = wb.manifest.clone();
+    b.platform = Some(Platform {
+        architecture: "arm64".into(),
+        os: "linux".into(),
+        variant: Some("v8".into()),
+    });
+    let index = kiln_images::oci::manifest::write_index(layout.store(), vec![b, a]).expect("index");
+    let client = client(&registry.host());
+    let report = push(
+        &client,
+        layout.store(),
+        &index,
+        &PushOptions::new("kiln/multi", &["v1"]),
+        &mut NoProgress,
+    )
+    .expect("push index");
+    // Two child manifests by digest, then the index by tag.
+    assert_eq!(report.manifests_pushed, 3, "{report:?}");
+    assert_eq!(report.digest, index.digest);
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/kiln/multi:v1", registry.host())));
+    assert_eq!(
+        kiln_images::store::sha256_digest(raw.as_bytes()),
+        index.digest
+    );
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let store = BlobStore::open(out.path()).expect("store");
+    let pulled = pull(
+        &client,
+        "kiln/multi",
+        "v1",
+        &Platform::linux_amd64(),
+        &store,
+        &mut NoProgress,
+    )
+    .expect("pull");
+    assert_eq!(
+        pulled.manifest_descriptor.digest, wa.manifest.digest,
+        "linux/amd64 picked from the index"
+    );
+
+    // A Docker v2 schema 2 manifest (converted by skopeo) pulls too.
+    run(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+        ])
+        .arg(format!("oci:{}:a", dir.display()))
+        .arg(format!("docker://{}/kiln/docker-a:v1", registry.host())));
+    let pulled_docker = pull(
+        &client,
+        "kiln/docker-a",
+        "v1",
+        &Platform::linux_amd64(),
+        &store,
+        &mut NoProgress,
+    )
+    .expect("pull schema2");
+    assert_eq!(
+        pulled_docker.manifest_descriptor.media_type,
+        kiln_images::oci::MEDIA_TYPE_DOCKER_MANIFEST
+    );
+    let digests =
+        |l: &[kiln_images::Layer]| l.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&pulled_docker.layers), digests(&pulled.layers));
+}
