@@ -77,6 +77,8 @@ struct Pusher<'a> {
     progress: &'a mut dyn Progress,
     report: PushReport,
     scopes: Vec<String>,
+    /// Location of the upload session in progress, to cancel it if the attempt fails.
+    session: Option<String>,
 }
 
 /// Pushes the manifest or index `top` (and everything it references) from `store`.
@@ -102,6 +104,7 @@ pub fn push(
         progress,
         report: PushReport::default(),
         scopes,
+        session: None,
     };
     let bytes = store.read_verified(&top.digest)?;
     if top.media_type == MEDIA_TYPE_INDEX || top.media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
@@ -175,6 +178,7 @@ impl Pusher<'_> {
                 Ok(o) => break o,
                 Err(e) => match self.client.retry.backoff(attempt, started) {
                     Some(wait) if is_retryable(&e) || is_session_error(&e) => {
+                        self.cancel_session();
                         attempt += 1;
                         self.report.upload_restarts += 1;
                         self.progress.on_event(&ProgressEvent::Restarted {
@@ -205,7 +209,7 @@ impl Pusher<'_> {
     }
 
     /// One whole attempt: HEAD, then mount or a fresh upload session. A failed attempt is
-    /// started over from the HEAD, so a session that died half-way is simply abandoned.
+    /// started over from the HEAD; a session that died half-way is cancelled first.
     fn try_push_blob(&mut self, digest: &str, size: u64) -> Result<BlobOutcome> {
         if self.blob_exists(digest)? {
             return Ok(BlobOutcome::Skipped);
@@ -222,6 +226,7 @@ impl Pusher<'_> {
             return Ok(BlobOutcome::Mounted);
         }
         let mut location = self.location(&resp, &start_url)?;
+        self.session = Some(location.clone());
         let path = self.store.path(digest)?;
         let chunked = size > self.opts.chunk_threshold;
         if chunked {
@@ -244,6 +249,7 @@ impl Pusher<'_> {
                         .send("PATCH", &location, &headers, body, &self.scopes, false)?;
                 let resp = expect_status("PATCH", &location, resp, &[202, 204])?;
                 location = self.location(&resp, &location)?;
+                self.session = Some(location.clone());
                 offset += len;
                 self.progress.on_event(&ProgressEvent::BlobBytes {
                     digest,
@@ -256,6 +262,7 @@ impl Pusher<'_> {
                 .client
                 .send("PUT", &url, &[], Body::Empty, &self.scopes, false)?;
             expect_status("PUT", &url, resp, &[201, 204])?;
+            self.session = None;
             Ok(BlobOutcome::UploadedChunked)
         } else {
             let url = with_digest(&location, digest);
@@ -269,12 +276,23 @@ impl Pusher<'_> {
                 .client
                 .send("PUT", &url, &headers, body, &self.scopes, false)?;
             expect_status("PUT", &url, resp, &[201, 204])?;
+            self.session = None;
             self.progress.on_event(&ProgressEvent::BlobBytes {
                 digest,
                 done: size,
                 size,
             });
             Ok(BlobOutcome::Uploaded)
+        }
+    }
+
+    /// Best effort: tells the registry to drop an abandoned upload session before starting a
+    /// fresh one (it would expire anyway).
+    fn cancel_session(&mut self) {
+        if let Some(location) = self.session.take() {
+            let _ = self
+                .client
+                .send("DELETE", &location, &[], Body::Empty, &self.scopes, false);
         }
     }
 
