@@ -206,7 +206,7 @@ pub fn compress_layers_parallel(
 /// The compressor stage of [`write_layer`].
 enum Encoder<W: Write> {
     None(W),
-    Gzip(ParallelGzEncoder<W>),
+    Gzip(Box<ParallelGzEncoder<W>>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -215,7 +215,7 @@ impl<W: Write> Encoder<W> {
         Ok(match c {
             Compression::None => Encoder::None(out),
             Compression::Gzip { level } => {
-                Encoder::Gzip(ParallelGzEncoder::new(out, level, threads))
+                Encoder::Gzip(Box::new(ParallelGzEncoder::new(out, level, threads)))
             }
             Compression::Zstd { level } => Encoder::Zstd(
                 zstd::stream::write::Encoder::new(out, level)

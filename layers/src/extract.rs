@@ -7,7 +7,7 @@
 //! setgid, sticky) after ownership, since `chown` clears setuid bits and file capabilities;
 //! owners are applied only when running as root; xattrs are set last. Directory modes and
 //! mtimes are applied after all their content exists, so a read-only directory can be filled.
-//! Explicit mtimes of files and directories are restored; symlink mtimes are left alone.
+//! Explicit mtimes are restored (a symlink's own, not its target's).
 //!
 //! This protects against hostile trees, not against another process racing to swap
 //! directories under the target while it is being written.
@@ -140,12 +140,15 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
             rustix::fs::lsetxattr(&dest, name.as_str(), value, rustix::fs::XattrFlags::empty())
                 .map_err(|err| Error::path_io("setting xattr", dest.join(name))(err.into()))?;
         }
+        if let (Some(m), false) = (e.mtime, e.kind == EntryKind::Dir) {
+            set_mtime_nofollow(&dest, m)?;
+        }
     }
     // Deepest first, so a directory's mtime is set after its children are in place.
     for (path, dest) in dirs.iter().rev() {
         let Some(e) = tree.get(path) else { continue };
         if let Some(m) = e.mtime {
-            let f = File::open(&dest).map_err(Error::path_io("opening", dest))?;
+            let f = File::open(dest).map_err(Error::path_io("opening", dest))?;
             f.set_modified(UNIX_EPOCH + Duration::from_secs(m))
                 .map_err(Error::path_io("setting mtime of", dest))?;
         }
@@ -153,6 +156,25 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
             .map_err(Error::path_io("setting mode of", dest))?;
     }
     Ok(())
+}
+
+/// Sets atime and mtime of `dest` itself (a symlink's own times, not its target's).
+fn set_mtime_nofollow(dest: &Path, secs: u64) -> Result<()> {
+    let t = rustix::fs::Timespec {
+        tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        dest,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|err| Error::path_io("setting mtime of", dest)(err.into()))
 }
 
 /// Checks with `lstat` that every parent of `path` below `dir` is a real directory.

@@ -28,6 +28,9 @@
 //!
 //! Everything returns this crate's [`Result`]; tree construction errors stay [`TreeError`].
 
+// Tests may unwrap; library code returns errors.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod compress;
 pub mod cpio;
 pub mod digest;
