@@ -285,7 +285,6 @@ pub struct ParallelGzEncoder<W: Write> {
     total_in: u64,
     header_written: bool,
     workers: Option<Workers>,
-    inline: Option<Compress>,
     spare: Vec<Vec<u8>>,
 }
 
@@ -322,7 +321,6 @@ impl<W: Write> ParallelGzEncoder<W> {
             crc: crc32fast::Hasher::new(),
             total_in: 0,
             header_written: false,
-            inline: None,
             workers,
             spare: Vec::new(),
         }
@@ -353,11 +351,7 @@ impl<W: Write> ParallelGzEncoder<W> {
         self.next_seq += 1;
         match &mut self.workers {
             None => {
-                let level = self.level;
-                let c = self
-                    .inline
-                    .get_or_insert_with(|| Compress::new(flate2::Compression::new(level), false));
-                let done = deflate_block(c, job).map_err(io::Error::other)?;
+                let done = deflate_block(self.level, job).map_err(io::Error::other)?;
                 self.pending.insert(done.seq, done);
             }
             Some(w) => {
@@ -460,19 +454,16 @@ fn spawn_workers(level: u32, threads: usize) -> Workers {
         .map(|_| {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
-            std::thread::spawn(move || {
-                let mut c = Compress::new(flate2::Compression::new(level), false);
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => match rx.recv() {
-                            Ok(job) => job,
-                            Err(_) => return,
-                        },
+            std::thread::spawn(move || loop {
+                let job = match job_rx.lock() {
+                    Ok(rx) => match rx.recv() {
+                        Ok(job) => job,
                         Err(_) => return,
-                    };
-                    if done_tx.send(deflate_block(&mut c, job)).is_err() {
-                        return;
-                    }
+                    },
+                    Err(_) => return,
+                };
+                if done_tx.send(deflate_block(level, job)).is_err() {
+                    return;
                 }
             })
         })
@@ -487,8 +478,24 @@ fn spawn_workers(level: u32, threads: usize) -> Workers {
 }
 
 /// Raw-deflates one block primed with `dict`, ending with a sync flush (or the final block).
-fn deflate_block(c: &mut Compress, job: Job) -> std::result::Result<Done, String> {
-    c.reset();
+///
+/// Every block gets a fresh compressor: `Compress::reset` keeps the old window bytes, and
+/// deflate's match search peeks past the end of the input, so a reused compressor's output
+/// depends on what it compressed before (and thus on which worker got the block).
+fn deflate_block(level: u32, job: Job) -> std::result::Result<Done, String> {
+    let mut c = Compress::new(flate2::Compression::new(level), false);
+    let out = deflate_block_inner(&mut c, &job)?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&job.data);
+    Ok(Done {
+        seq: job.seq,
+        deflated: out,
+        crc,
+        data: job.data,
+    })
+}
+
+fn deflate_block_inner(c: &mut Compress, job: &Job) -> std::result::Result<Vec<u8>, String> {
     if !job.dict.is_empty() {
         c.set_dictionary(&job.dict)
             .map_err(|e| format!("setting deflate dictionary: {e}"))?;
@@ -523,14 +530,7 @@ fn deflate_block(c: &mut Compress, job: Job) -> std::result::Result<Done, String
             _ => {}
         }
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(data);
-    Ok(Done {
-        seq: job.seq,
-        deflated: out,
-        crc,
-        data: job.data,
-    })
+    Ok(out)
 }
 
 #[cfg(test)]

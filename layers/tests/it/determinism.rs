@@ -74,9 +74,19 @@ fn gzip_bytes_do_not_depend_on_thread_count() {
         one.len() > 4 * 128 * 1024 / 4,
         "tree should span several blocks"
     );
-    for threads in [0, 2, 3, 8] {
+    // Regression: workers used to reuse one deflate state per thread; zlib-rs keeps stale
+    // window bytes across `reset`, so the bytes depended on which worker got which block.
+    // Repeat, since scheduling decides the assignment.
+    for threads in [0, 2, 3, 8, 2, 3, 8, 8, 8] {
         let (other, d) = blob(&t, Compression::default(), threads);
-        assert!(other == one, "{threads} threads changed the bytes");
+        if other != one {
+            let pos = one.iter().zip(&other).position(|(a, b)| a != b);
+            panic!(
+                "{threads} threads changed the bytes: first difference at {pos:?} of {} / {}",
+                one.len(),
+                other.len()
+            );
+        }
         assert_eq!(d, d1);
     }
 }
