@@ -93,7 +93,13 @@ impl Diagnostic {
         Self::new(Severity::Warning, key, message)
     }
     fn new(severity: Severity, key: &str, message: impl Into<String>) -> Self {
-        Diagnostic { severity, message: message.into(), help: None, key: key.into(), location: None }
+        Diagnostic {
+            severity,
+            message: message.into(),
+            help: None,
+            key: key.into(),
+            location: None,
+        }
     }
     /// Adds how to fix it.
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -146,7 +152,9 @@ impl SpecSource {
     pub fn locate(&self, span: Range<usize>) -> Location {
         let start = span.start.min(self.text.len());
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
         let line = self.text[..start].matches('\n').count() + 1;
         let column = self.text[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
@@ -155,7 +163,9 @@ impl SpecSource {
             file: self.name.clone(),
             line,
             column,
-            line_text: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
+            line_text: self.text[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
             width,
         }
     }
@@ -164,7 +174,9 @@ impl SpecSource {
     pub fn attach(&self, diags: &mut [Diagnostic]) {
         let doc = toml_edit::ImDocument::parse(self.text.as_str()).ok();
         for d in diags.iter_mut().filter(|d| d.location.is_none()) {
-            let span = doc.as_ref().and_then(|doc| span_of(doc, &KeyPath::parse(&d.key)));
+            let span = doc
+                .as_ref()
+                .and_then(|doc| span_of(doc, &KeyPath::parse(&d.key)));
             d.location = Some(match span {
                 Some(s) => self.locate(s),
                 // No key in the file (a missing table or a whole-spec problem): point at line 1.
@@ -190,7 +202,9 @@ fn span_of(doc: &toml_edit::ImDocument<&str>, path: &KeyPath) -> Option<Range<us
     let mut best = None;
     for seg in &path.0 {
         let next = match (seg, &node) {
-            (Seg::Key(k), Node::Table(t)) => t.get_key_value(k).map(|(key, it)| (key.span(), Node::Item(it))),
+            (Seg::Key(k), Node::Table(t)) => t
+                .get_key_value(k)
+                .map(|(key, it)| (key.span(), Node::Item(it))),
             (Seg::Key(k), Node::Item(i)) => i
                 .as_table_like()
                 .and_then(|t| t.get_key_value(k))

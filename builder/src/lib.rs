@@ -1,1 +1,45 @@
 //! kiln: bakes immutable host images for a Calico-networked Apache Mesos cluster.
+//!
+//! The library behind the `kiln` binary. Data flows spec → [`validate`] → [`plan::Plan`] →
+//! [`components::render`] → file trees; see `shared/DESIGN.md`. Nothing here knows about clap:
+//! every entry point takes plain values so tests call it directly.
+
+pub mod components;
+pub mod diag;
+pub mod plan;
+pub mod report;
+pub mod spec;
+pub mod templates;
+pub mod treedir;
+pub mod validate;
+pub mod version;
+
+use diag::SpecSource;
+
+/// The built-in demo spec: one host running everything.
+pub const DEMO_SPEC: &str = include_str!("../demo/cluster.toml");
+
+/// The name diagnostics show for the built-in demo.
+pub const DEMO_NAME: &str = "<built-in demo>";
+
+/// Reads a spec from `path`, or the built-in demo when `None`.
+pub fn read_spec(path: Option<&std::path::Path>) -> std::io::Result<SpecSource> {
+    match path {
+        None => Ok(SpecSource {
+            name: DEMO_NAME.into(),
+            text: DEMO_SPEC.into(),
+        }),
+        Some(p) => Ok(SpecSource {
+            name: p.display().to_string(),
+            text: std::fs::read_to_string(p)?,
+        }),
+    }
+}
+
+/// The JSON Schema of the spec, pretty-printed with a trailing newline.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(spec::Spec);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}

@@ -67,7 +67,7 @@ pub struct Profile {
 }
 
 /// Transport of an opened port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -91,7 +91,12 @@ pub struct Port {
 impl Port {
     /// A TCP port reachable from other hosts.
     pub fn tcp(port: u16, key: &str) -> Self {
-        Port { port, proto: Proto::Tcp, local: false, key: key.into() }
+        Port {
+            port,
+            proto: Proto::Tcp,
+            local: false,
+            key: key.into(),
+        }
     }
 }
 

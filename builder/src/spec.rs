@@ -376,7 +376,10 @@ mod d {
 
 impl Default for Base {
     fn default() -> Self {
-        Base { image: d::base_image(), source: None }
+        Base {
+            image: d::base_image(),
+            source: None,
+        }
     }
 }
 
@@ -443,7 +446,12 @@ impl Default for MesosAgent {
 
 impl Default for Marathon {
     fn default() -> Self {
-        Marathon { enabled: true, version: "1.6.322".into(), source: None, port: 8080 }
+        Marathon {
+            enabled: true,
+            version: "1.6.322".into(),
+            source: None,
+            port: 8080,
+        }
     }
 }
 
@@ -465,7 +473,10 @@ impl Default for Etcd {
 
 impl Default for EtcdProxy {
     fn default() -> Self {
-        EtcdProxy { mode: ProxyMode::Auto, endpoints: Vec::new() }
+        EtcdProxy {
+            mode: ProxyMode::Auto,
+            endpoints: Vec::new(),
+        }
     }
 }
 
@@ -525,12 +536,19 @@ impl Default for CalicoNode {
 
 impl Default for CalicoLibnetwork {
     fn default() -> Self {
-        CalicoLibnetwork { enabled: true, image: None, source: None }
+        CalicoLibnetwork {
+            enabled: true,
+            image: None,
+            source: None,
+        }
     }
 }
 
 impl Default for Firewall {
     fn default() -> Self {
-        Firewall { enabled: true, zone: "public".into() }
+        Firewall {
+            enabled: true,
+            zone: "public".into(),
+        }
     }
 }

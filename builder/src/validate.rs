@@ -27,7 +27,11 @@ impl std::fmt::Display for Rejected {
         for d in &self.diagnostics {
             writeln!(f, "{d}")?;
         }
-        let errors = self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
         write!(f, "spec rejected with {errors} error(s)")
     }
 }
@@ -49,7 +53,9 @@ pub fn parse(src: &SpecSource) -> Result<Spec, Rejected> {
         };
         let mut d = Diagnostic::error("", message).help(help);
         d.location = Some(src.locate(e.span().unwrap_or(0..0)));
-        Rejected { diagnostics: vec![d] }
+        Rejected {
+            diagnostics: vec![d],
+        }
     })
 }
 
@@ -78,7 +84,8 @@ struct Checker {
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -119,56 +126,103 @@ impl Checker {
 
     fn version(&mut self, key: &str, s: &str) -> Version {
         Version::parse(s).unwrap_or_else(|| {
-            self.err(key, format!("invalid version {s:?}"), "write it as MAJOR.MINOR[.PATCH], e.g. \"3.4.23\"");
+            self.err(
+                key,
+                format!("invalid version {s:?}"),
+                "write it as MAJOR.MINOR[.PATCH], e.g. \"3.4.23\"",
+            );
             Version::parse("0.0").expect("literal version parses")
         })
     }
 
     fn abs_path(&mut self, key: &str, p: &str) {
         if !p.starts_with('/') || p.contains("/../") || p.ends_with("/..") || p.contains('\n') {
-            self.err(key, format!("{p:?} is not an absolute path"), "use an absolute path such as \"/var/lib/etcd\"");
+            self.err(
+                key,
+                format!("{p:?} is not an absolute path"),
+                "use an absolute path such as \"/var/lib/etcd\"",
+            );
         }
     }
 
     fn source(&mut self, key: &str, s: &Option<Source>) {
         let Some(s) = s else { return };
-        let kinds = [&s.url, &s.file, &s.deb, &s.oci].iter().filter(|k| k.is_some()).count();
+        let kinds = [&s.url, &s.file, &s.deb, &s.oci]
+            .iter()
+            .filter(|k| k.is_some())
+            .count();
         if kinds != 1 {
-            self.err(key, format!("a source names {kinds} kinds"), "set exactly one of url, file, deb, oci");
+            self.err(
+                key,
+                format!("a source names {kinds} kinds"),
+                "set exactly one of url, file, deb, oci",
+            );
         }
         if let Some(url) = &s.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.err(&format!("{key}.url"), format!("{url:?} is not an http(s) URL"), "use http:// or https://, or `file` for local paths");
+                self.err(
+                    &format!("{key}.url"),
+                    format!("{url:?} is not an http(s) URL"),
+                    "use http:// or https://, or `file` for local paths",
+                );
             }
         }
         if let Some(h) = &s.sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.err(&format!("{key}.sha256"), "sha256 must be 64 hex digits", "copy the digest from `sha256sum FILE` or from kiln.lock");
+                self.err(
+                    &format!("{key}.sha256"),
+                    "sha256 must be 64 hex digits",
+                    "copy the digest from `sha256sum FILE` or from kiln.lock",
+                );
             }
         }
     }
 
     fn plan(&mut self, mut spec: Spec, src: &SpecSource) -> Option<Plan> {
         if !is_label(&spec.cluster.name) {
-            self.err("cluster.name", format!("invalid cluster name {:?}", spec.cluster.name), "use lowercase letters, digits and '-' (at most 63), e.g. \"prod-east\"");
+            self.err(
+                "cluster.name",
+                format!("invalid cluster name {:?}", spec.cluster.name),
+                "use lowercase letters, digits and '-' (at most 63), e.g. \"prod-east\"",
+            );
         }
         if spec.cluster.domain.is_empty() || !spec.cluster.domain.split('.').all(is_label) {
-            self.err("cluster.domain", format!("invalid domain {:?}", spec.cluster.domain), "use dot-separated lowercase labels, e.g. \"mesos.example.com\"");
+            self.err(
+                "cluster.domain",
+                format!("invalid domain {:?}", spec.cluster.domain),
+                "use dot-separated lowercase labels, e.g. \"mesos.example.com\"",
+            );
         }
         self.source("base.source", &spec.base.source);
         if spec.base.image.trim().is_empty() {
-            self.err("base.image", "the base image reference is empty", "name the base, e.g. \"debian:bookworm\"");
+            self.err(
+                "base.image",
+                "the base image reference is empty",
+                "name the base, e.g. \"debian:bookworm\"",
+            );
         }
 
         let hosts = self.hosts(&spec);
         let masters: Vec<&HostPlan> = hosts.iter().filter(|h| h.roles.master).collect();
         if spec.hosts.is_empty() {
-            self.err("hosts", "the spec has no hosts", "add a [[hosts]] table with name, roles, address and mac");
+            self.err(
+                "hosts",
+                "the spec has no hosts",
+                "add a [[hosts]] table with name, roles, address and mac",
+            );
         } else if masters.is_empty() && hosts.len() == spec.hosts.len() {
-            self.err("hosts", "no host has the master role", "give at least one host roles = [\"master\"] (or [\"master\", \"agent\"])");
+            self.err(
+                "hosts",
+                "no host has the master role",
+                "give at least one host roles = [\"master\"] (or [\"master\", \"agent\"])",
+            );
         }
         if !hosts.is_empty() && !hosts.iter().any(|h| h.roles.agent) {
-            self.warn("hosts", "no host has the agent role: nothing will run tasks", "give at least one host roles = [\"agent\"]");
+            self.warn(
+                "hosts",
+                "no host has the agent role: nothing will run tasks",
+                "give at least one host roles = [\"agent\"]",
+            );
         }
 
         let versions = Versions {
@@ -202,51 +256,86 @@ impl Checker {
         let members = self.etcd_members(&spec, &hosts);
         let (cni_plugins_dir, cni_config_dir, cni_config_file) = self.cni(&spec);
         let calico_major = versions.calico.major;
-        if spec.calico.node.enabled || spec.calico.cni.enabled {
-            if !(1..=2).contains(&calico_major) && versions.calico.major != 0 {
-                self.err("calico.version", format!("Calico {} is not supported", versions.calico), "kiln bakes Calico 1.x and 2.x (the releases with Mesos support); use e.g. \"2.6.12\"");
-            }
+        if (spec.calico.node.enabled || spec.calico.cni.enabled)
+            && !(1..=2).contains(&calico_major)
+            && calico_major != 0
+        {
+            self.err(
+                "calico.version",
+                format!("Calico {} is not supported", versions.calico),
+                "kiln bakes Calico 1.x and 2.x (the releases with Mesos support); use e.g. \"2.6.12\"",
+            );
         }
         let store = self.cluster_store(&spec, &versions);
         let advertise = self.advertise(&spec, store.is_some());
         let v2_clients = store.as_deref() == Some("etcd")
             || ((spec.calico.node.enabled || spec.calico.cni.enabled) && calico_major <= 2);
         let (etcd_v2, access) = self.etcd_api(&spec, &versions, v2_clients);
-        let calico_node_image = spec
-            .calico
-            .node
-            .image
-            .clone()
-            .unwrap_or_else(|| format!("calico/node:v{}", versions.calico.to_string().trim_start_matches('v')));
+        let calico_node_image = spec.calico.node.image.clone().unwrap_or_else(|| {
+            format!(
+                "calico/node:v{}",
+                versions.calico.to_string().trim_start_matches('v')
+            )
+        });
         let libnetwork = if !spec.calico.libnetwork.enabled || !spec.docker.enabled {
             Libnetwork::Off
         } else if calico_major <= 1 {
             Libnetwork::Container(
-                spec.calico.libnetwork.image.clone().unwrap_or_else(|| "calico/node-libnetwork:v0.9.0".into()),
+                spec.calico
+                    .libnetwork
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| "calico/node-libnetwork:v0.9.0".into()),
             )
         } else {
             if spec.calico.libnetwork.image.is_some() {
-                self.warn("calico.libnetwork.image", "Calico 2.x runs libnetwork inside calico-node; this image is not used", "remove the key, or set calico.version to a 1.x release");
+                self.warn(
+                    "calico.libnetwork.image",
+                    "Calico 2.x runs libnetwork inside calico-node; this image is not used",
+                    "remove the key, or set calico.version to a 1.x release",
+                );
             }
             Libnetwork::Builtin
         };
         self.calico_node(&spec, &hosts);
         if spec.firewall.enabled && !is_label(&spec.firewall.zone) {
-            self.err("firewall.zone", format!("invalid firewalld zone {:?}", spec.firewall.zone), "use a zone name such as \"public\"");
+            self.err(
+                "firewall.zone",
+                format!("invalid firewalld zone {:?}", spec.firewall.zone),
+                "use a zone name such as \"public\"",
+            );
         }
         if let Some(r) = &spec.registry {
             if split_host_port(&r.address).is_none() {
-                self.err("registry.address", format!("{:?} is not HOST:PORT", r.address), "write the registry as e.g. \"10.0.0.10:5000\"");
+                self.err(
+                    "registry.address",
+                    format!("{:?} is not HOST:PORT", r.address),
+                    "write the registry as e.g. \"10.0.0.10:5000\"",
+                );
             }
         }
         if spec.marathon.enabled && !spec.mesos.master.enabled {
-            self.err("marathon.enabled", "Marathon needs the Mesos master", "enable mesos.master or disable marathon");
+            self.err(
+                "marathon.enabled",
+                "Marathon needs the Mesos master",
+                "enable mesos.master or disable marathon",
+            );
         }
-        if (spec.mesos.master.enabled || spec.mesos.agent.enabled || spec.marathon.enabled) && !spec.zookeeper.enabled {
-            self.err("zookeeper.enabled", "Mesos and Marathon find their leader through ZooKeeper", "enable zookeeper, or disable mesos and marathon");
+        if (spec.mesos.master.enabled || spec.mesos.agent.enabled || spec.marathon.enabled)
+            && !spec.zookeeper.enabled
+        {
+            self.err(
+                "zookeeper.enabled",
+                "Mesos and Marathon find their leader through ZooKeeper",
+                "enable zookeeper, or disable mesos and marathon",
+            );
         }
         if spec.calico.node.enabled && !spec.docker.enabled {
-            self.err("calico.node.enabled", "calico-node runs as a Docker container", "enable docker or disable calico.node");
+            self.err(
+                "calico.node.enabled",
+                "calico-node runs as a Docker container",
+                "enable docker or disable calico.node",
+            );
         }
 
         if self.diags.iter().any(|d| d.severity == Severity::Error) {
@@ -258,7 +347,8 @@ impl Checker {
             .map(|h| format!("{}:{}", h.ip, spec.zookeeper.client_port))
             .collect::<Vec<_>>()
             .join(",");
-        let member_hosts: Vec<&HostPlan> = hosts.iter().filter(|h| members.contains(&h.name)).collect();
+        let member_hosts: Vec<&HostPlan> =
+            hosts.iter().filter(|h| members.contains(&h.name)).collect();
         let etcd_initial_cluster = member_hosts
             .iter()
             .map(|h| format!("{}=http://{}:{}", h.name, h.ip, spec.etcd.peer_port))
@@ -282,9 +372,15 @@ impl Checker {
                 *img = format!("{}/{}/{}", r.address, prefix, img);
             }
         }
-        let calico_node_image = baked_images.first().filter(|_| spec.calico.node.enabled).cloned().unwrap_or(calico_node_image);
+        let calico_node_image = baked_images
+            .first()
+            .filter(|_| spec.calico.node.enabled)
+            .cloned()
+            .unwrap_or(calico_node_image);
         let libnetwork = match libnetwork {
-            Libnetwork::Container(_) => Libnetwork::Container(baked_images.last().cloned().unwrap_or_default()),
+            Libnetwork::Container(_) => {
+                Libnetwork::Container(baked_images.last().cloned().unwrap_or_default())
+            }
             other => other,
         };
         let derived = Derived {
@@ -320,12 +416,19 @@ impl Checker {
                 name.push_str("-etcd-proxy");
             }
             h.profile = name;
-            groups.entry((h.roles, member)).or_default().push(h.name.clone());
+            groups
+                .entry((h.roles, member))
+                .or_default()
+                .push(h.name.clone());
         }
         let mut profiles: Vec<Profile> = groups
             .into_iter()
             .map(|((roles, member), names)| {
-                let name = hosts.iter().find(|h| h.name == names[0]).map(|h| h.profile.clone()).unwrap_or_default();
+                let name = hosts
+                    .iter()
+                    .find(|h| h.name == names[0])
+                    .map(|h| h.profile.clone())
+                    .unwrap_or_default();
                 let local = format!("http://127.0.0.1:{}", spec.etcd.client_port);
                 let etcd_client_endpoints = if member || access != EtcdAccess::Static {
                     local
@@ -334,7 +437,14 @@ impl Checker {
                 } else {
                     spec.etcd.proxy.endpoints.join(",")
                 };
-                Profile { name, roles, etcd_member: member, hosts: names, services: Vec::new(), etcd_client_endpoints }
+                Profile {
+                    name,
+                    roles,
+                    etcd_member: member,
+                    hosts: names,
+                    services: Vec::new(),
+                    etcd_client_endpoints,
+                }
             })
             .collect();
         profiles.sort_by(|a, b| a.name.cmp(&b.name));
@@ -352,7 +462,11 @@ impl Checker {
             spec,
             versions,
         };
-        let services: Vec<_> = plan.profiles.iter().map(|p| components::services(&plan, p)).collect();
+        let services: Vec<_> = plan
+            .profiles
+            .iter()
+            .map(|p| components::services(&plan, p))
+            .collect();
         for (p, s) in plan.profiles.iter_mut().zip(services) {
             p.services = s;
         }
@@ -372,12 +486,20 @@ impl Checker {
                 self.err(&k("name"), format!("invalid host name {:?}", h.name), "use lowercase letters, digits and '-' (at most 63 characters), e.g. \"agent-1\"");
                 ok = false;
             } else if let Some(j) = names.insert(&h.name, i) {
-                self.err(&k("name"), format!("duplicate host name {:?} (also hosts[{j}])", h.name), "give every host its own name");
+                self.err(
+                    &k("name"),
+                    format!("duplicate host name {:?} (also hosts[{j}])", h.name),
+                    "give every host its own name",
+                );
                 ok = false;
             }
             let mut roles = Roles::default();
             if h.roles.is_empty() {
-                self.err(&k("roles"), format!("host {} has no roles", h.name), "set roles = [\"master\"], [\"agent\"] or both");
+                self.err(
+                    &k("roles"),
+                    format!("host {} has no roles", h.name),
+                    "set roles = [\"master\"], [\"agent\"] or both",
+                );
                 ok = false;
             }
             for (r, role) in h.roles.iter().enumerate() {
@@ -386,27 +508,52 @@ impl Checker {
                     Role::Agent => &mut roles.agent,
                 };
                 if *slot {
-                    self.err(&format!("hosts[{i}].roles[{r}]"), format!("role {} listed twice", role.name()), "list each role once");
+                    self.err(
+                        &format!("hosts[{i}].roles[{r}]"),
+                        format!("role {} listed twice", role.name()),
+                        "list each role once",
+                    );
                 }
                 *slot = true;
             }
             let (ip, prefix) = match h.address.split_once('/') {
                 None => {
-                    self.err(&k("address"), format!("address {:?} has no prefix length", h.address), format!("write it with its prefix, e.g. \"{}/24\"", h.address));
+                    self.err(
+                        &k("address"),
+                        format!("address {:?} has no prefix length", h.address),
+                        format!("write it with its prefix, e.g. \"{}/24\"", h.address),
+                    );
                     (None, 0)
                 }
                 Some((a, p)) => {
                     let ip = a.parse::<Ipv4Addr>().ok();
                     if ip.is_none() {
-                        self.err(&k("address"), format!("{a:?} is not an IPv4 address"), "write a dotted quad such as \"10.0.0.11/24\"");
+                        self.err(
+                            &k("address"),
+                            format!("{a:?} is not an IPv4 address"),
+                            "write a dotted quad such as \"10.0.0.11/24\"",
+                        );
                     }
                     let prefix = p.parse::<u8>().ok().filter(|p| (1..=32).contains(p));
                     if prefix.is_none() {
-                        self.err(&k("address"), format!("invalid prefix length {p:?}"), "use a prefix length from 1 to 32, e.g. /24");
+                        self.err(
+                            &k("address"),
+                            format!("invalid prefix length {p:?}"),
+                            "use a prefix length from 1 to 32, e.g. /24",
+                        );
                     }
                     match ip {
-                        Some(ip) if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() => {
-                            self.err(&k("address"), format!("{ip} cannot be a host address"), "use the host's unicast address on the cluster network");
+                        Some(ip)
+                            if ip.is_unspecified()
+                                || ip.is_broadcast()
+                                || ip.is_multicast()
+                                || ip.is_loopback() =>
+                        {
+                            self.err(
+                                &k("address"),
+                                format!("{ip} cannot be a host address"),
+                                "use the host's unicast address on the cluster network",
+                            );
                             (None, 0)
                         }
                         _ => (ip, prefix.unwrap_or(0)),
@@ -416,14 +563,22 @@ impl Checker {
             ok &= ip.is_some() && prefix != 0;
             if let Some(ip) = ip {
                 if let Some(j) = ips.insert(ip, i) {
-                    self.err(&k("address"), format!("duplicate IP address {ip} (also hosts[{j}])"), "give every host its own address");
+                    self.err(
+                        &k("address"),
+                        format!("duplicate IP address {ip} (also hosts[{j}])"),
+                        "give every host its own address",
+                    );
                     ok = false;
                 }
             }
             let mac = match parse_mac(&h.mac) {
                 Ok(m) => {
                     if let Some(j) = macs.insert(m.clone(), i) {
-                        self.err(&k("mac"), format!("duplicate MAC address {m} (also hosts[{j}])"), "every host needs its own MAC: PXE configs are chosen by MAC");
+                        self.err(
+                            &k("mac"),
+                            format!("duplicate MAC address {m} (also hosts[{j}])"),
+                            "every host needs its own MAC: PXE configs are chosen by MAC",
+                        );
                         ok = false;
                     }
                     m
@@ -442,8 +597,8 @@ impl Checker {
                 }
                 Ok(gw) => {
                     if let (Some(ip), true) = (ip, prefix != 0) {
-                        let net = ipnet::Ipv4Net::new(ip, prefix).map(|n| n.trunc());
-                        if net.is_ok_and(|n| !n.contains(&gw)) {
+                        let net = ipnet::Ipv4Net::new(ip, prefix).map(|n| n.trunc()).ok();
+                        if net.is_some_and(|n| !n.contains(&gw)) {
                             self.err(&k("gateway"), format!("gateway {gw} is outside the host's subnet {}", net.map(|n| n.to_string()).unwrap_or_default()), "use a gateway inside the host's subnet, or fix the prefix length");
                         } else if gw == ip {
                             self.err(&k("gateway"), format!("gateway {gw} is the host's own address"), "use the router's address");
@@ -456,11 +611,22 @@ impl Checker {
             for (d, s) in h.dns.iter().enumerate() {
                 match s.parse::<IpAddr>() {
                     Ok(a) => dns.push(a),
-                    Err(_) => self.err(&format!("hosts[{i}].dns[{d}]"), format!("{s:?} is not an IP address"), "list DNS servers by address, e.g. [\"10.0.0.2\"]"),
+                    Err(_) => self.err(
+                        &format!("hosts[{i}].dns[{d}]"),
+                        format!("{s:?} is not an IP address"),
+                        "list DNS servers by address, e.g. [\"10.0.0.2\"]",
+                    ),
                 }
             }
-            if h.interface.is_empty() || h.interface.len() > 15 || h.interface.contains(['/', ' ', ':']) {
-                self.err(&k("interface"), format!("invalid interface name {:?}", h.interface), "use a Linux interface name of at most 15 characters, e.g. \"ens3\"");
+            if h.interface.is_empty()
+                || h.interface.len() > 15
+                || h.interface.contains(['/', ' ', ':'])
+            {
+                self.err(
+                    &k("interface"),
+                    format!("invalid interface name {:?}", h.interface),
+                    "use a Linux interface name of at most 15 characters, e.g. \"ens3\"",
+                );
             }
             if let (true, Some(ip)) = (ok, ip) {
                 out.push(HostPlan {
@@ -479,12 +645,10 @@ impl Checker {
                 });
             }
         }
-        let mut next_id = 1;
-        for h in out.iter_mut().filter(|h| h.roles.master) {
-            if spec.zookeeper.enabled {
-                h.zk_id = Some(next_id);
+        if spec.zookeeper.enabled {
+            for (id, h) in (1..).zip(out.iter_mut().filter(|h| h.roles.master)) {
+                h.zk_id = Some(id);
             }
-            next_id += 1;
         }
         out
     }
@@ -495,16 +659,32 @@ impl Checker {
             return;
         }
         if masters > 255 {
-            self.err("hosts", format!("{masters} masters: a ZooKeeper ensemble this large is not supported"), "use at most 255 masters (3 or 5 is usual)");
+            self.err(
+                "hosts",
+                format!("{masters} masters: a ZooKeeper ensemble this large is not supported"),
+                "use at most 255 masters (3 or 5 is usual)",
+            );
         } else if masters > 1 && masters % 2 == 0 {
             self.warn("hosts", format!("even ZooKeeper ensemble of {masters} masters"), format!("an ensemble of {masters} tolerates no more failures than {}; use an odd number of masters", masters - 1));
         }
-        for (key, v) in [("zookeeper.tick_time", zk.tick_time), ("zookeeper.init_limit", zk.init_limit), ("zookeeper.sync_limit", zk.sync_limit)] {
+        for (key, v) in [
+            ("zookeeper.tick_time", zk.tick_time),
+            ("zookeeper.init_limit", zk.init_limit),
+            ("zookeeper.sync_limit", zk.sync_limit),
+        ] {
             if v == 0 {
-                self.err(key, "must be greater than zero", "use ZooKeeper's defaults: tick_time 2000, init_limit 10, sync_limit 5");
+                self.err(
+                    key,
+                    "must be greater than zero",
+                    "use ZooKeeper's defaults: tick_time 2000, init_limit 10, sync_limit 5",
+                );
             }
         }
-        for (key, p) in [("zookeeper.data_dir", &zk.data_dir), ("zookeeper.conf_dir", &zk.conf_dir), ("zookeeper.home", &zk.home)] {
+        for (key, p) in [
+            ("zookeeper.data_dir", &zk.data_dir),
+            ("zookeeper.conf_dir", &zk.conf_dir),
+            ("zookeeper.home", &zk.home),
+        ] {
             self.abs_path(key, p);
         }
     }
@@ -519,7 +699,13 @@ impl Checker {
                 if q == 0 || q as usize > masters {
                     self.err("mesos.master.quorum", format!("quorum {q} cannot be reached with {masters} master(s)"), format!("use a quorum from 1 to {masters}; the safe value is {default} (more than half)"));
                 } else if (q as usize) * 2 <= masters {
-                    self.err("mesos.master.quorum", format!("quorum {q} of {masters} masters lets two halves elect two leaders"), format!("use more than half of the masters: {default}"));
+                    self.err(
+                        "mesos.master.quorum",
+                        format!(
+                            "quorum {q} of {masters} masters lets two halves elect two leaders"
+                        ),
+                        format!("use more than half of the masters: {default}"),
+                    );
                 }
             }
             for name in m.master.flags.keys() {
@@ -530,14 +716,26 @@ impl Checker {
             self.abs_path("mesos.agent.work_dir", &m.agent.work_dir);
             for (i, c) in m.agent.containerizers.iter().enumerate() {
                 if c != "docker" && c != "mesos" {
-                    self.err(&format!("mesos.agent.containerizers[{i}]"), format!("unknown containerizer {c:?}"), "Mesos knows \"docker\" and \"mesos\"");
+                    self.err(
+                        &format!("mesos.agent.containerizers[{i}]"),
+                        format!("unknown containerizer {c:?}"),
+                        "Mesos knows \"docker\" and \"mesos\"",
+                    );
                 }
             }
             if !m.agent.containerizers.iter().any(|c| c == "docker") {
-                self.warn("mesos.agent.containerizers", "the Docker containerizer is off", "Calico on Mesos expects containerizers = [\"docker\", \"mesos\"]");
+                self.warn(
+                    "mesos.agent.containerizers",
+                    "the Docker containerizer is off",
+                    "Calico on Mesos expects containerizers = [\"docker\", \"mesos\"]",
+                );
             }
             if spec.calico.cni.enabled && !m.agent.isolation.iter().any(|i| i == "network/cni") {
-                self.err("mesos.agent.isolation", "Calico CNI is on but the agent's isolation lacks the CNI isolator", "add \"network/cni\" to mesos.agent.isolation");
+                self.err(
+                    "mesos.agent.isolation",
+                    "Calico CNI is on but the agent's isolation lacks the CNI isolator",
+                    "add \"network/cni\" to mesos.agent.isolation",
+                );
             }
             for name in m.agent.flags.keys() {
                 self.flag_name(&format!("mesos.agent.flags.{name}"), name);
@@ -547,8 +745,16 @@ impl Checker {
     }
 
     fn flag_name(&mut self, key: &str, name: &str) {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-            self.err(key, format!("invalid Mesos flag name {name:?}"), "write the flag without dashes, e.g. hostname_lookup");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            self.err(
+                key,
+                format!("invalid Mesos flag name {name:?}"),
+                "write the flag without dashes, e.g. hostname_lookup",
+            );
         }
     }
 
@@ -558,10 +764,18 @@ impl Checker {
         }
         self.abs_path("etcd.data_dir", &spec.etcd.data_dir);
         let Some(members) = &spec.etcd.members else {
-            return hosts.iter().filter(|h| h.roles.master).map(|h| h.name.clone()).collect();
+            return hosts
+                .iter()
+                .filter(|h| h.roles.master)
+                .map(|h| h.name.clone())
+                .collect();
         };
         if members.is_empty() {
-            self.err("etcd.members", "etcd has no members", "list at least one master, or remove the key to use every master");
+            self.err(
+                "etcd.members",
+                "etcd has no members",
+                "list at least one master, or remove the key to use every master",
+            );
         }
         for (i, m) in members.iter().enumerate() {
             match hosts.iter().find(|h| &h.name == m) {
@@ -571,11 +785,19 @@ impl Checker {
                 Some(_) => {}
             }
             if members[..i].contains(m) {
-                self.err(&format!("etcd.members[{i}]"), format!("etcd member {m:?} listed twice"), "list each member once");
+                self.err(
+                    &format!("etcd.members[{i}]"),
+                    format!("etcd member {m:?} listed twice"),
+                    "list each member once",
+                );
             }
         }
         if members.len() > 1 && members.len() % 2 == 0 {
-            self.warn("etcd.members", format!("even etcd cluster of {} members", members.len()), "an odd number of members tolerates the same failures with one machine less");
+            self.warn(
+                "etcd.members",
+                format!("even etcd cluster of {} members", members.len()),
+                "an odd number of members tolerates the same failures with one machine less",
+            );
         }
         members.clone()
     }
@@ -584,7 +806,11 @@ impl Checker {
         let cni = &spec.calico.cni;
         let (plugins, config, file) = match cni.layout {
             CniLayout::Mesos => ("/opt/cni/bin", "/etc/cni/net.d", "calico.conf"),
-            CniLayout::Dcos => ("/opt/mesosphere/active/cni", "/opt/mesosphere/etc/dcos/network/cni", "calico.cni"),
+            CniLayout::Dcos => (
+                "/opt/mesosphere/active/cni",
+                "/opt/mesosphere/etc/dcos/network/cni",
+                "calico.cni",
+            ),
         };
         let plugins = cni.plugins_dir.clone().unwrap_or_else(|| plugins.into());
         let config = cni.config_dir.clone().unwrap_or_else(|| config.into());
@@ -593,8 +819,20 @@ impl Checker {
         let agent = &spec.mesos.agent;
         if cni.enabled && agent.enabled {
             for (key, flag, theirs, ours, calico_key) in [
-                ("mesos.agent.cni_config_dir", "--network_cni_config_dir", &agent.cni_config_dir, &config, "calico.cni.config_dir"),
-                ("mesos.agent.cni_plugins_dir", "--network_cni_plugins_dir", &agent.cni_plugins_dir, &plugins, "calico.cni.plugins_dir"),
+                (
+                    "mesos.agent.cni_config_dir",
+                    "--network_cni_config_dir",
+                    &agent.cni_config_dir,
+                    &config,
+                    "calico.cni.config_dir",
+                ),
+                (
+                    "mesos.agent.cni_plugins_dir",
+                    "--network_cni_plugins_dir",
+                    &agent.cni_plugins_dir,
+                    &plugins,
+                    "calico.cni.plugins_dir",
+                ),
             ] {
                 if let Some(t) = theirs {
                     if t.trim_end_matches('/') != ours.trim_end_matches('/') {
@@ -603,8 +841,17 @@ impl Checker {
                 }
             }
         }
-        if cni.network.is_empty() || !cni.network.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-            self.err("calico.cni.network", format!("invalid CNI network name {:?}", cni.network), "use letters, digits, '-', '_' or '.'");
+        if cni.network.is_empty()
+            || !cni
+                .network
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            self.err(
+                "calico.cni.network",
+                format!("invalid CNI network name {:?}", cni.network),
+                "use letters, digits, '-', '_' or '.'",
+            );
         }
         (plugins, config, file.into())
     }
@@ -642,7 +889,11 @@ impl Checker {
         }
         let a = &spec.docker.cluster_advertise;
         let Some((host, port)) = split_host_port(a) else {
-            self.err("docker.cluster_advertise", format!("{a:?} is not ADDRESS:PORT"), "use \"${IP}:2376\" (the host's address)");
+            self.err(
+                "docker.cluster_advertise",
+                format!("{a:?} is not ADDRESS:PORT"),
+                "use \"${IP}:2376\" (the host's address)",
+            );
             return None;
         };
         if host == "${IP}" {
@@ -676,7 +927,11 @@ impl Checker {
             ProxyMode::Proxy => EtcdAccess::Proxy,
             ProxyMode::Gateway => {
                 if v.etcd.major < 3 {
-                    self.err("etcd.proxy.mode", format!("etcd {} has no gateway (added in 3.0)", v.etcd), "use mode = \"proxy\" for etcd 2.x");
+                    self.err(
+                        "etcd.proxy.mode",
+                        format!("etcd {} has no gateway (added in 3.0)", v.etcd),
+                        "use mode = \"proxy\" for etcd 2.x",
+                    );
                 }
                 EtcdAccess::Gateway
             }
@@ -695,11 +950,19 @@ impl Checker {
                 .and_then(split_host_port)
                 .is_some();
             if !ok {
-                self.err(&format!("etcd.proxy.endpoints[{i}]"), format!("{ep:?} is not an etcd client URL"), "write endpoints as http://HOST:2379");
+                self.err(
+                    &format!("etcd.proxy.endpoints[{i}]"),
+                    format!("{ep:?} is not an etcd client URL"),
+                    "write endpoints as http://HOST:2379",
+                );
             }
         }
         if !e.proxy.endpoints.is_empty() && access != EtcdAccess::Static {
-            self.warn("etcd.proxy.endpoints", "endpoints are used only with mode = \"off\"", "remove them, or set etcd.proxy.mode = \"off\"");
+            self.warn(
+                "etcd.proxy.endpoints",
+                "endpoints are used only with mode = \"off\"",
+                "remove them, or set etcd.proxy.mode = \"off\"",
+            );
         }
         (v2 && e.enabled, access)
     }
@@ -710,31 +973,63 @@ impl Checker {
             return;
         }
         if !matches!(n.backend.as_str(), "bird" | "gobgp" | "none") {
-            self.err("calico.node.backend", format!("unknown networking backend {:?}", n.backend), "use \"bird\", \"gobgp\" or \"none\"");
+            self.err(
+                "calico.node.backend",
+                format!("unknown networking backend {:?}", n.backend),
+                "use \"bird\", \"gobgp\" or \"none\"",
+            );
         }
         if !matches!(n.ipip.as_str(), "off" | "always" | "cross-subnet") {
-            self.err("calico.node.ipip", format!("unknown IP-in-IP mode {:?}", n.ipip), "use \"off\", \"always\" or \"cross-subnet\"");
+            self.err(
+                "calico.node.ipip",
+                format!("unknown IP-in-IP mode {:?}", n.ipip),
+                "use \"off\", \"always\" or \"cross-subnet\"",
+            );
         }
         if !matches!(n.nodename.as_str(), "hostname" | "fqdn") {
-            self.err("calico.node.nodename", format!("unknown node name source {:?}", n.nodename), "use \"hostname\" or \"fqdn\"");
+            self.err(
+                "calico.node.nodename",
+                format!("unknown node name source {:?}", n.nodename),
+                "use \"hostname\" or \"fqdn\"",
+            );
         }
         if n.as_number == Some(0) {
-            self.err("calico.node.as", "AS number 0 is reserved", "use a private AS such as 64512");
+            self.err(
+                "calico.node.as",
+                "AS number 0 is reserved",
+                "use a private AS such as 64512",
+            );
         }
         for (i, p) in n.ip_pools.iter().enumerate() {
             let key = format!("calico.node.ip_pools[{i}]");
             match p.parse::<ipnet::Ipv4Net>() {
-                Err(_) => self.err(&key, format!("{p:?} is not an IPv4 CIDR"), "write pools like \"192.168.0.0/16\""),
-                Ok(net) if net != net.trunc() => self.err(&key, format!("{p} has host bits set"), format!("use the network address: {}", net.trunc())),
+                Err(_) => self.err(
+                    &key,
+                    format!("{p:?} is not an IPv4 CIDR"),
+                    "write pools like \"192.168.0.0/16\"",
+                ),
+                Ok(net) if net != net.trunc() => self.err(
+                    &key,
+                    format!("{p} has host bits set"),
+                    format!("use the network address: {}", net.trunc()),
+                ),
                 Ok(net) => {
                     if let Some(h) = hosts.iter().find(|h| net.contains(&h.ip)) {
-                        self.err(&key, format!("IP pool {net} contains host {}'s address {}", h.name, h.ip), "choose a pool outside the hosts' network");
+                        self.err(
+                            &key,
+                            format!("IP pool {net} contains host {}'s address {}", h.name, h.ip),
+                            "choose a pool outside the hosts' network",
+                        );
                     }
                 }
             }
         }
         if n.ip_pools.len() > 1 {
-            self.warn("calico.node.ip_pools", "calico-node creates only the first pool at start-up", "create further pools with calicoctl");
+            self.warn(
+                "calico.node.ip_pools",
+                "calico-node creates only the first pool at start-up",
+                "create further pools with calicoctl",
+            );
         }
     }
 
@@ -744,9 +1039,18 @@ impl Checker {
             let mut seen: HashMap<(u16, Proto), (&str, &str)> = HashMap::new();
             for s in &p.services {
                 for port in s.ports.iter().filter(|x| x.proto != Proto::Ipip) {
-                    if let Some((unit, key)) = seen.insert((port.port, port.proto), (&s.unit, &port.key)) {
+                    if let Some((unit, key)) =
+                        seen.insert((port.port, port.proto), (&s.unit, &port.key))
+                    {
                         if unit != s.unit {
-                            self.err(&port.key, format!("port {} is used twice on {} hosts: {unit} ({key}) and {}", port.port, p.name, s.unit), format!("give {} another port", port.key));
+                            self.err(
+                                &port.key,
+                                format!(
+                                    "port {} is used twice on {} hosts: {unit} ({key}) and {}",
+                                    port.port, p.name, s.unit
+                                ),
+                                format!("give {} another port", port.key),
+                            );
                         }
                     }
                 }

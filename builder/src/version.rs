@@ -36,7 +36,12 @@ impl Version {
         if nums.next().is_some() {
             return None;
         }
-        Some(Version { major, minor, patch, text: t.to_string() })
+        Some(Version {
+            major,
+            minor,
+            patch,
+            text: t.to_string(),
+        })
     }
 
     /// Whether this version is at least `major.minor`.

@@ -1,0 +1,237 @@
+//! What `kiln check` prints: the resolved plan per profile and host, as text or JSON.
+
+use std::fmt::Write as _;
+
+use kiln_layers::{EntryKind, FileTree};
+use serde::Serialize;
+
+use crate::components::{self, Artifact, Rendered};
+use crate::diag::Diagnostic;
+use crate::plan::{Derived, HostPlan, Plan, Proto, Service};
+
+/// One entry of a rendered tree, for the report.
+#[derive(Debug, Serialize)]
+pub struct FileLine {
+    pub path: String,
+    pub kind: &'static str,
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+fn files(tree: &FileTree) -> Vec<FileLine> {
+    tree.iter()
+        .filter(|(_, e)| e.kind != EntryKind::Dir)
+        .map(|(p, e)| FileLine {
+            path: p.into(),
+            kind: e.kind.name(),
+            mode: format!("{:04o}", e.mode),
+            uid: e.uid,
+            gid: e.gid,
+            target: match &e.kind {
+                EntryKind::Symlink(t) => Some(t.clone()),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+/// A profile in the report.
+#[derive(Debug, Serialize)]
+pub struct ProfileReport<'a> {
+    pub name: &'a str,
+    pub roles: Vec<&'static str>,
+    pub hosts: &'a [String],
+    pub etcd_member: bool,
+    pub etcd_client_endpoints: &'a str,
+    pub services: &'a [Service],
+    pub files: Vec<FileLine>,
+    /// Files sources must provide (binaries, images).
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A host in the report.
+#[derive(Debug, Serialize)]
+pub struct HostReport<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostPlan,
+    pub roles_list: Vec<&'static str>,
+    pub identity_files: Vec<FileLine>,
+}
+
+/// The whole `kiln check --json` document.
+#[derive(Debug, Serialize)]
+pub struct CheckReport<'a> {
+    pub cluster: &'a str,
+    pub domain: &'a str,
+    pub spec_sha256: &'a str,
+    pub hosts: Vec<HostReport<'a>>,
+    pub profiles: Vec<ProfileReport<'a>>,
+    pub derived: &'a Derived,
+    pub warnings: &'a [Diagnostic],
+}
+
+/// Builds the report of a plan and its rendering.
+pub fn build<'a>(plan: &'a Plan, rendered: &Rendered) -> CheckReport<'a> {
+    CheckReport {
+        cluster: &plan.cluster,
+        domain: &plan.domain,
+        spec_sha256: &plan.spec_digest,
+        hosts: plan
+            .hosts
+            .iter()
+            .map(|h| HostReport {
+                host: h,
+                roles_list: h.roles.names(),
+                identity_files: rendered.hosts.get(&h.name).map(files).unwrap_or_default(),
+            })
+            .collect(),
+        profiles: plan
+            .profiles
+            .iter()
+            .map(|p| ProfileReport {
+                name: &p.name,
+                roles: p.roles.names(),
+                hosts: &p.hosts,
+                etcd_member: p.etcd_member,
+                etcd_client_endpoints: &p.etcd_client_endpoints,
+                services: &p.services,
+                files: rendered
+                    .profiles
+                    .get(&p.name)
+                    .map(files)
+                    .unwrap_or_default(),
+                artifacts: components::artifacts(plan, p),
+            })
+            .collect(),
+        derived: &plan.derived,
+        warnings: &plan.warnings,
+    }
+}
+
+fn ports(s: &Service) -> String {
+    let v: Vec<String> = s
+        .ports
+        .iter()
+        .map(|p| match p.proto {
+            Proto::Ipip => "ipip".to_string(),
+            Proto::Tcp if p.local => format!("127.0.0.1:{}/tcp", p.port),
+            Proto::Tcp => format!("{}/tcp", p.port),
+            Proto::Udp => format!("{}/udp", p.port),
+        })
+        .collect();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// Human-readable plan: per host its role, profile, identity and files; per profile its
+/// units, ports and files.
+pub fn text(r: &CheckReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "cluster {} ({}): {} host(s), {} image profile(s)",
+        r.cluster,
+        r.domain,
+        r.hosts.len(),
+        r.profiles.len()
+    );
+    let _ = writeln!(
+        o,
+        "  zookeeper  {}",
+        if r.derived.zk_hosts.is_empty() {
+            "-"
+        } else {
+            &r.derived.zk_hosts
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  mesos      {} (quorum {})",
+        r.derived.mesos_zk, r.derived.mesos_quorum
+    );
+    let _ = writeln!(
+        o,
+        "  etcd       {} (v2 API {})",
+        r.derived.etcd_initial_cluster,
+        if r.derived.etcd_v2 { "on" } else { "off" }
+    );
+    for h in &r.hosts {
+        let _ = writeln!(o, "\nhost {} ({})", h.host.name, h.host.fqdn);
+        let _ = writeln!(o, "  roles      {}", h.roles_list.join(", "));
+        let _ = writeln!(o, "  profile    {}", h.host.profile);
+        let _ = writeln!(
+            o,
+            "  address    {}/{} mac {} iface {}",
+            h.host.ip, h.host.prefix, h.host.mac, h.host.interface
+        );
+        if let Some(n) = &h.host.etcd_name {
+            let _ = writeln!(o, "  etcd name  {n}");
+        }
+        if let Some(id) = h.host.zk_id {
+            let _ = writeln!(o, "  zk myid    {id}");
+        }
+        if let Some(p) = r.profiles.iter().find(|p| p.name == h.host.profile) {
+            let units: Vec<&str> = p.services.iter().map(|s| s.unit.as_str()).collect();
+            let _ = writeln!(o, "  units      {}", units.join(" "));
+            let all: Vec<String> = p
+                .services
+                .iter()
+                .filter(|s| !s.ports.is_empty())
+                .map(ports)
+                .collect();
+            let _ = writeln!(o, "  ports      {}", all.join(" "));
+            let _ = writeln!(
+                o,
+                "  files      {} from profile {} + identity:",
+                p.files.len(),
+                p.name
+            );
+        }
+        for f in &h.identity_files {
+            let _ = writeln!(o, "    {} {}:{} {}", f.mode, f.uid, f.gid, f.path);
+        }
+    }
+    for p in &r.profiles {
+        let _ = writeln!(
+            o,
+            "\nprofile {} (roles {}; hosts {})",
+            p.name,
+            p.roles.join(", "),
+            p.hosts.join(", ")
+        );
+        let _ = writeln!(o, "  etcd clients use {}", p.etcd_client_endpoints);
+        let _ = writeln!(o, "  units:");
+        for s in p.services {
+            let _ = writeln!(
+                o,
+                "    {:<28} {:<18} {:<40} {}",
+                s.unit,
+                s.component,
+                s.exec,
+                ports(s)
+            );
+        }
+        let _ = writeln!(o, "  files:");
+        for f in &p.files {
+            let target = f
+                .target
+                .as_ref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default();
+            let _ = writeln!(o, "    {} {}:{} {}{}", f.mode, f.uid, f.gid, f.path, target);
+        }
+        if !p.artifacts.is_empty() {
+            let _ = writeln!(o, "  from sources (not rendered):");
+            for a in &p.artifacts {
+                let _ = writeln!(o, "    {} ({})", a.path, a.what);
+            }
+        }
+    }
+    o
+}
