@@ -1,1 +1,10 @@
-// integration tests
+//! kiln's integration tests: one test binary driving the `kiln` binary on fixture specs.
+//! Helpers are in `util.rs`, fixtures in `fixtures/`, rendered-tree snapshots in `snapshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+mod cli;
+mod invalid;
+mod render;
+mod validators;

@@ -105,12 +105,16 @@ fn main() -> ExitCode {
 
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<Rejected>() {
-            Some(r) => {
+        Err(e) => match (e.downcast_ref::<Rejected>(), e.downcast_ref::<Usage>()) {
+            (Some(r), _) => {
                 eprintln!("{r}");
                 ExitCode::from(EXIT_USAGE)
             }
-            None => {
+            (None, Some(u)) => {
+                eprintln!("error: {u}");
+                ExitCode::from(EXIT_USAGE)
+            }
+            (None, None) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(EXIT_FAILURE)
             }
@@ -118,13 +122,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A usage error (exit code 2) that is not clap's: e.g. a spec file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
 /// Loads and validates a spec, printing warnings; `--strict` turns them into a rejection.
 fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::plan::Plan> {
-    let src = kiln::read_spec(spec).with_context(|| {
-        format!(
-            "reading spec {}",
-            spec.map(|p| p.display().to_string()).unwrap_or_default()
-        )
+    let src = kiln::read_spec(spec).map_err(|e| {
+        let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
+        Usage(format!("cannot read spec {name}: {e} (`kiln init {name}` writes an example)"))
     })?;
     let plan = kiln::validate::load(&src)?;
     if strict && !plan.warnings.is_empty() {

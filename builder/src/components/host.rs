@@ -1,4 +1,4 @@
-//! Host basics: `/etc/hosts` for the whole cluster (role tree) and each host's identity:
+//! Host basics: `/etc/hosts` naming the masters (role tree) and each host's identity:
 //! `/etc/hostname` and `/etc/kiln/identity.env`, the env file every unit reads.
 
 use kiln_layers::FileTree;
@@ -11,8 +11,7 @@ use crate::templates::Templates;
 pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
     let hosts: Vec<_> = ctx
         .plan
-        .hosts
-        .iter()
+        .masters()
         .map(|h| context! { ip => h.ip.to_string(), fqdn => h.fqdn, name => h.name })
         .collect();
     ctx.template(
