@@ -131,7 +131,9 @@ struct Usage(String);
 fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::plan::Plan> {
     let src = kiln::read_spec(spec).map_err(|e| {
         let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
-        Usage(format!("cannot read spec {name}: {e} (`kiln init {name}` writes an example)"))
+        Usage(format!(
+            "cannot read spec {name}: {e} (`kiln init {name}` writes an example)"
+        ))
     })?;
     let plan = kiln::validate::load(&src)?;
     if strict && !plan.warnings.is_empty() {

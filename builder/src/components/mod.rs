@@ -44,7 +44,13 @@ pub enum RenderError {
 /// identity tree per host.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
+    /// Profile name → every file the profile's image gets from rendering.
     pub profiles: BTreeMap<String, FileTree>,
+    /// Profile name → component → that component's part of the profile tree, in render
+    /// order. Image layers are built from these, so a component whose files are the same in
+    /// two profiles gives the same layer (stored once).
+    pub layers: BTreeMap<String, Vec<(&'static str, FileTree)>>,
+    /// Host name → identity tree.
     pub hosts: BTreeMap<String, FileTree>,
 }
 
@@ -81,15 +87,27 @@ pub fn render(plan: &Plan) -> Result<Rendered, RenderError> {
     let mut rendered = Rendered::default();
     for profile in &plan.profiles {
         let mut ctx = Ctx::new(plan, profile, &templates);
-        host::role_files(&mut ctx)?;
-        zookeeper::role_files(&mut ctx)?;
-        etcd::role_files(&mut ctx)?;
-        mesos::role_files(&mut ctx)?;
-        marathon::role_files(&mut ctx)?;
-        docker::role_files(&mut ctx)?;
-        calico::role_files(&mut ctx)?;
-        firewall::role_files(&mut ctx)?;
+        type Step = fn(&mut Ctx) -> Result<(), RenderError>;
+        let steps: [(&'static str, Step); 8] = [
+            ("hosts", host::role_files),
+            ("zookeeper", zookeeper::role_files),
+            ("etcd", etcd::role_files),
+            ("mesos", mesos::role_files),
+            ("marathon", marathon::role_files),
+            ("docker", docker::role_files),
+            ("calico", calico::role_files),
+            ("firewall", firewall::role_files),
+        ];
+        let mut layers = Vec::new();
+        for (component, step) in steps {
+            step(&mut ctx)?;
+            let part = std::mem::take(&mut ctx.part);
+            if !part.is_empty() {
+                layers.push((component, part));
+            }
+        }
         rendered.profiles.insert(profile.name.clone(), ctx.tree);
+        rendered.layers.insert(profile.name.clone(), layers);
     }
     for h in &plan.hosts {
         let mut tree = FileTree::new();
@@ -105,7 +123,10 @@ pub(crate) struct Ctx<'a> {
     pub plan: &'a Plan,
     pub profile: &'a Profile,
     templates: &'a Templates,
-    pub tree: FileTree,
+    /// The whole profile tree.
+    tree: FileTree,
+    /// What the component being rendered has added so far.
+    part: FileTree,
 }
 
 impl<'a> Ctx<'a> {
