@@ -136,6 +136,7 @@ impl<'a> Ctx<'a> {
             profile,
             templates,
             tree: FileTree::new(),
+            part: FileTree::new(),
         }
     }
 
