@@ -63,8 +63,8 @@ pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
     Ok(tree)
 }
 
-/// Applies one layer on top of `base` with OCI whiteout semantics. On error `base` is left
-/// unchanged.
+/// Applies one layer on top of `base` with OCI whiteout semantics. The whole layer is read and
+/// checked before `base` is touched, so a malformed or refused layer leaves `base` unchanged.
 pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
     let mut reader = TarReader::new(decompressed(r)?);
     let mut layer = Layer::default();
@@ -76,6 +76,8 @@ pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
 
 /// One entry as read from the stream, after PAX overrides.
 struct RawEntry {
+    /// Offset of the entry's first header in the stream.
+    offset: u64,
     name: String,
     typeflag: u8,
     mode: u32,
@@ -94,7 +96,7 @@ struct Layer {
     upper: FileTree,
     /// Paths that had their own header (the others are implied parents).
     explicit: HashSet<String>,
-    whiteouts: Vec<String>,
+    whiteouts: HashSet<String>,
     opaque: Vec<String>,
 }
 
@@ -128,7 +130,7 @@ fn parent_of(path: &str) -> &str {
 
 impl Layer {
     fn whited_out(&self, path: &str) -> bool {
-        self.whiteouts.iter().any(|w| w == path)
+        self.whiteouts.contains(path)
             || self
                 .opaque
                 .iter()
@@ -181,7 +183,7 @@ impl Layer {
                 } else {
                     format!("{dir}/{rest}")
                 };
-                self.whiteouts.push(target);
+                self.whiteouts.insert(target);
             }
             return Ok(());
         }
@@ -213,7 +215,7 @@ impl Layer {
             }
             t => {
                 return Err(Error::Malformed {
-                    offset: 0,
+                    offset: raw.offset,
                     reason: format!("entry {entry_name:?} has unsupported type {:?}", t as char),
                 })
             }
@@ -231,11 +233,10 @@ impl Layer {
         Ok(())
     }
 
-    fn apply(self, base: &mut FileTree) -> Result<()> {
-        let mut next = base.clone();
+    fn apply(self, next: &mut FileTree) -> Result<()> {
         for dir in &self.opaque {
             if dir == "/" {
-                next = FileTree::new();
+                *next = FileTree::new();
             } else if let Some(keep) = next.get(dir).cloned() {
                 next.remove(dir);
                 next.replace(dir, keep)?;
@@ -251,7 +252,6 @@ impl Layer {
             }
             next.replace(path, entry.clone())?;
         }
-        *base = next;
         Ok(())
     }
 }
@@ -383,6 +383,7 @@ impl<R: Read> TarReader<R> {
         let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
+        let first = self.offset;
         loop {
             if self.done {
                 return Ok(None);
@@ -390,10 +391,13 @@ impl<R: Read> TarReader<R> {
             let at = self.offset;
             let mut h = [0u8; BLOCK];
             if !self.read_full(&mut h)? {
-                return Err(malformed(
-                    at,
-                    "archive ends without its end-of-archive blocks",
-                ));
+                // Lenient like most readers: a clean end at a header boundary also ends the
+                // archive (truncation inside an entry is still an error).
+                self.done = true;
+                if !pax.is_empty() || long_name.is_some() || long_link.is_some() {
+                    return Err(malformed(at, "extended header without an entry"));
+                }
+                return Ok(None);
             }
             if h.iter().all(|&b| b == 0) {
                 // End of archive; whatever follows (the second zero block, padding) is ignored.
@@ -500,6 +504,7 @@ impl<R: Read> TarReader<R> {
                 Vec::new()
             };
             return Ok(Some(RawEntry {
+                offset: first,
                 name,
                 typeflag,
                 mode,
