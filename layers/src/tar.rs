@@ -489,6 +489,26 @@ mod tests {
     }
 
     #[test]
+    fn values_beyond_octal_fields_go_to_pax() {
+        let mut t = FileTree::new();
+        t.insert("/f", Entry::file("x", 0o644).owned(u32::MAX, 2_097_152))
+            .unwrap();
+        let mut v = Vec::new();
+        write_tar(&t, 9_000_000_000, &mut v).unwrap();
+        assert_eq!(v[156], b'x');
+        let records = String::from_utf8_lossy(&v[BLOCK..2 * BLOCK]);
+        assert!(records.contains(" gid=2097152\n"), "{records}");
+        assert!(records.contains(" mtime=9000000000\n"), "{records}");
+        assert!(
+            records.contains(&format!(" uid={}\n", u32::MAX)),
+            "{records}"
+        );
+        let hdr = &v[2 * BLOCK..3 * BLOCK];
+        assert_eq!(field(hdr, 108, 8), "0000000");
+        assert_eq!(field(hdr, 0, 100), "f");
+    }
+
+    #[test]
     fn dangling_hardlink_is_an_error() {
         let mut t = FileTree::new();
         t.insert(

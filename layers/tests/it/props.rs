@@ -23,7 +23,7 @@ fn entry() -> impl Strategy<Value = Entry> {
         0u32..0o10000,
         0u32..5_000_000,
         0u32..70_000,
-        proptest::option::of(0u64..4_000_000_000),
+        proptest::option::of(0u64..20_000_000_000),
     );
     let kind = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|d| Entry::file(d, 0)),
@@ -65,7 +65,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn tar_round_trips(t in tree(), epoch in 0u64..8_000_000_000) {
+    fn tar_round_trips(t in tree(), epoch in 0u64..20_000_000_000) {
         let mut tar = Vec::new();
         write_tar(&t, epoch, &mut tar).unwrap();
         prop_assert_eq!(tar.len() % 512, 0);
