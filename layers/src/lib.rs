@@ -27,6 +27,23 @@
 //!   symlinks and without ever writing outside it.
 //!
 //! Everything returns this crate's [`Result`]; tree construction errors stay [`TreeError`].
+//!
+//! # Example
+//! ```
+//! use kiln_layers::{read_layer, write_layer, Entry, FileTree, LayerOptions};
+//!
+//! let mut tree = FileTree::new();
+//! tree.insert("/etc/zookeeper/zoo.cfg", Entry::file("tickTime=2000\n", 0o644))?;
+//! tree.insert("/usr/bin/helper", Entry::file("#!/bin/sh\n", 0o4755))?;
+//! let opts = LayerOptions { source_date_epoch: 1_700_000_000, ..Default::default() };
+//! let mut blob = Vec::new();
+//! let layer = write_layer(&tree, &opts, &mut blob)?;
+//! assert_eq!(layer.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+//! assert_eq!(layer.size, blob.len() as u64);
+//! let back = read_layer(&blob[..])?;
+//! assert_eq!(back.get("/usr/bin/helper").map(|e| e.mode), Some(0o4755));
+//! # Ok::<(), kiln_layers::Error>(())
+//! ```
 
 // Tests may unwrap; library code returns errors.
 #![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -266,3 +266,39 @@ fn cpio_extracts_our_archive() {
         "tickTime=2000\nclientPort=2181\n"
     );
 }
+
+#[test]
+fn gnu_tar_reads_every_name_length_and_split() {
+    require_tool("tar", "tar");
+    // Names around the ustar limits: 100-byte name field, 155-byte prefix, split points
+    // everywhere, multi-byte characters near the cuts.
+    let mut tree = FileTree::new();
+    let mut x: u64 = 1;
+    for total in (90..300).step_by(3) {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let cut = 1 + (x >> 33) as usize % (total - 2);
+        let first: String = "é".repeat(cut / 8) + &"a".repeat(cut - (cut / 8) * 2);
+        let second = "b".repeat(total - cut - 1);
+        tree.insert(
+            &format!("/{first}/{second}"),
+            kiln_layers::Entry::file("x", 0o644),
+        )
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = layer_file(dir.path(), &tree, Compression::None);
+    let listing = run(Command::new("tar").arg("-tf").arg(&path));
+    let expected: Vec<String> = tree
+        .iter()
+        .map(|(p, e)| {
+            let mut s = p[1..].to_string();
+            if e.kind == EntryKind::Dir {
+                s.push('/');
+            }
+            s
+        })
+        .collect();
+    assert_eq!(listing.lines().collect::<Vec<_>>(), expected);
+}
