@@ -4,6 +4,7 @@
 //! `linkpath`, `size`, `uid`, `gid`, `mtime`, `SCHILY.xattr.*`; GNU `L`/`K` long names; base-256
 //! numbers). Global PAX headers (`g`) are skipped. The input may be plain, gzip or zstd: the
 //! compression is detected from the magic bytes.
+//! File contents are read into memory, since a [`FileTree`] holds them; names must be UTF-8.
 //!
 //! Containment rules, each violation an [`Error::UnsafeEntry`] naming the entry:
 //! - a `..` component anywhere in a name or a hard-link target is refused; `.` and empty
