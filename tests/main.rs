@@ -2,8 +2,12 @@
 //! Helpers are in `util.rs`, fixtures in `fixtures/`, rendered-tree snapshots in `snapshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The images crate's test helpers: local docker-registry, Docker checks, busybox layer.
+#[path = "../images/tests/it/util.rs"]
+mod imgutil;
 mod util;
 
+mod build;
 mod cli;
 mod invalid;
 mod render;

@@ -4,10 +4,14 @@
 //! [`components::render`] → file trees; see `shared/DESIGN.md`. Nothing here knows about clap:
 //! every entry point takes plain values so tests call it directly.
 
+pub mod build;
 pub mod components;
 pub mod diag;
+pub mod imagesrc;
 pub mod plan;
+pub mod push;
 pub mod report;
+pub mod sources;
 pub mod spec;
 pub mod templates;
 pub mod treedir;

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use kiln::diag::Severity;
 use kiln::validate::Rejected;
 
+mod progress;
+
 /// Exit codes, documented in the README and `--help`.
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -69,6 +71,79 @@ kiln check cluster.toml --json | jq '.profiles[].services'"
     /// Print the JSON Schema of the spec (for editors and CI).
     #[command(after_help = "Example:\n  kiln schema > kiln-spec.schema.json")]
     Schema,
+    /// Build the images: one per role profile (base + one layer per component) plus the
+    /// container images the units run, as an OCI layout and docker-archives.
+    #[command(
+        after_help = "Layout of DIR (default dist/):\n  oci/                 OCI image layout, one ref \
+per image (CLUSTER-PROFILE, calico-node, …)\n  archives/REF.tar     docker-archive per image (docker load -i)\n  \
+build-report.json    images, tags, digests, layers\n  SHA256SUMS\n\n\
+The base comes from base.source.oci (oci:DIR[:REF] or docker-archive:FILE); without one the \
+role images hold only kiln's layers. SOURCE_DATE_EPOCH (default 1980-01-01) sets every \
+timestamp, so the same spec and sources give the same digests. DIR is swapped in only when the \
+whole build succeeded.\n\nExamples:\n  kiln build cluster.toml -o dist\n  \
+docker load -i dist/archives/prod-agent.tar\n  kiln push dist --to 127.0.0.1:5000/kiln --insecure"
+    )]
+    Build {
+        /// The cluster spec (default: the built-in demo).
+        spec: Option<PathBuf>,
+        /// Output directory.
+        #[arg(short, long, default_value = "dist")]
+        output: PathBuf,
+        /// Compress layers with zstd instead of gzip.
+        #[arg(long)]
+        zstd: bool,
+        /// Compression threads per layer (0: all cores). Output is identical for any value.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Push every image of a build to a registry (OCI distribution API).
+    #[command(
+        after_help = "Images go to REGISTRY/PREFIX/NAME:TAG for every tag of the spec \
+(images.tags). Blobs the registry has are skipped, shared layers are mounted across \
+repositories, transient errors are retried. Credentials come from ~/.docker/config.json \
+(or $DOCKER_CONFIG).\n\nExamples:\n  kiln push dist --to registry.example.com/mesos\n  \
+kiln push dist --to 127.0.0.1:5000/kiln --insecure\n  docker pull 127.0.0.1:5000/kiln/demo-master-agent:latest"
+    )]
+    Push {
+        /// The output directory of `kiln build`.
+        dist: PathBuf,
+        /// Destination `REGISTRY/PREFIX`.
+        #[arg(long)]
+        to: String,
+        /// Plain HTTP (a registry without TLS).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Resolve every source of a spec and write kiln.lock beside it (URL and sha256 of each).
+    #[command(
+        after_help = "Fetches what is not cached yet (first fetches record their digest), keeps \
+digests already pinned, and drops entries the spec no longer uses. Commit kiln.lock with the \
+spec; `--locked` builds then refuse anything not in it.\n\nExamples:\n  kiln lock cluster.toml\n  \
+kiln lock cluster.toml --mirror http://mirror.local/kiln   # air-gapped: upstream URLs via a mirror"
+    )]
+    Lock {
+        /// The cluster spec (default: the built-in demo; kiln.lock goes to the current dir).
+        spec: Option<PathBuf>,
+        #[command(flatten)]
+        sources: SourceArgs,
+    },
+    /// Fill the cache with every artifact of a spec ahead of a build (e.g. before going offline).
+    #[command(
+        after_help = "Unpinned sources are recorded in kiln.lock and reported.\n\nExamples:\n  \
+kiln fetch cluster.toml --cache /srv/kiln-cache\n  kiln fetch cluster.toml --locked   # fetch exactly what kiln.lock pins"
+    )]
+    Fetch {
+        /// The cluster spec (default: the built-in demo).
+        spec: Option<PathBuf>,
+        #[command(flatten)]
+        sources: SourceArgs,
+    },
+    /// Manage the artifact cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Render every profile's file tree and every host's identity tree into a directory.
     #[command(
         after_help = "Layout of DIR:\n  profiles/NAME/…         files of the image profile NAME \
@@ -189,6 +264,113 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             std::io::stdout().write_all(kiln::schema_json().as_bytes())?;
             Ok(())
         }
+        Command::Build {
+            spec,
+            output,
+            zstd,
+            threads,
+            strict,
+        } => {
+            let plan = load(spec.as_deref(), strict)?;
+            let rendered = kiln::components::render(&plan).context("rendering the plan")?;
+            let spec_dir = spec
+                .as_deref()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(v) => v.parse().map_err(|_| {
+                    Usage(format!(
+                        "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+                    ))
+                })?,
+                Err(_) => kiln::build::DEFAULT_EPOCH,
+            };
+            let opts = kiln::build::BuildOptions {
+                dist: output.clone(),
+                spec_dir,
+                source_date_epoch: epoch,
+                compression: if zstd {
+                    kiln_layers::Compression::Zstd { level: 3 }
+                } else {
+                    kiln_layers::Compression::default()
+                },
+                threads,
+            };
+            let report = kiln::build::build(&plan, &rendered, &opts, &mut |m| eprintln!("  {m}"))
+                .with_context(|| format!("building {}", output.display()))?;
+            for img in &report.images {
+                eprintln!(
+                    "{} {}:{} {}",
+                    img.kind,
+                    img.repository,
+                    img.tags.join(","),
+                    img.manifest_digest
+                );
+            }
+            eprintln!(
+                "wrote {} image(s) to {}",
+                report.images.len(),
+                output.display()
+            );
+            Ok(())
+        }
+        Command::Push { dist, to, insecure } => {
+            let target =
+                kiln::push::PushTarget::parse(&to, insecure).map_err(|e| Usage(e.to_string()))?;
+            let mut progress = progress::Bars::new();
+            let pushed = kiln::push::push_dist(&dist, &target, &mut progress)?;
+            progress.finish();
+            for p in &pushed {
+                let r = &p.report;
+                eprintln!(
+                    "pushed {} {} ({} uploaded, {} mounted, {} already there, {} bytes)",
+                    p.reference,
+                    r.digest,
+                    r.blobs_uploaded,
+                    r.blobs_mounted,
+                    r.blobs_skipped,
+                    r.bytes_uploaded
+                );
+            }
+            Ok(())
+        }
+        Command::Lock { spec, sources } => {
+            let plan = load(spec.as_deref(), false)?;
+            let opts = sources.options(spec.as_deref());
+            let (resolved, lock) = kiln::sources::lock(&plan, &spec_dir(spec.as_deref()), &opts)?;
+            report_recorded(&resolved);
+            eprintln!(
+                "locked {} artifact(s) in {}",
+                lock.artifacts.len(),
+                opts.lock_path.display()
+            );
+            Ok(())
+        }
+        Command::Fetch { spec, sources } => {
+            let plan = load(spec.as_deref(), false)?;
+            let mut opts = sources.options(spec.as_deref());
+            opts.progress = true;
+            let resolved = kiln::sources::resolve(&plan, &spec_dir(spec.as_deref()), &opts)?;
+            report_recorded(&resolved);
+            eprintln!(
+                "{} artifact(s) in the cache {}",
+                resolved.lock.len(),
+                opts.cache_dir.display()
+            );
+            Ok(())
+        }
+        Command::Cache(CacheCommand::Import { files, cache }) => {
+            let dir = cache.unwrap_or_else(kiln::sources::default_cache_dir);
+            let c = kiln::sources::cache::Cache::open(&dir)?;
+            for f in &files {
+                let digest = c
+                    .import(f)
+                    .with_context(|| format!("importing {}", f.display()))?;
+                println!("{digest}  {}", f.display());
+            }
+            Ok(())
+        }
         Command::Render {
             spec,
             output,
@@ -214,5 +396,73 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Where sources come from: flags shared by `lock`, `fetch` and `build`.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct SourceArgs {
+    /// Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Use only the cache; fail listing every missing artifact.
+    #[arg(long)]
+    offline: bool,
+    /// Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH.
+    #[arg(long, value_name = "URL|DIR")]
+    mirror: Option<String>,
+    /// Refuse any artifact that kiln.lock does not list.
+    #[arg(long)]
+    locked: bool,
+}
+
+impl SourceArgs {
+    fn options(&self, spec: Option<&Path>) -> kiln::sources::SourceOptions {
+        let mut o = kiln::sources::SourceOptions::new(&spec_dir(spec));
+        if let Some(c) = &self.cache {
+            o.cache_dir = c.clone();
+        }
+        o.offline = self.offline;
+        o.mirror = self.mirror.clone();
+        o.locked = self.locked;
+        o.progress = true;
+        o
+    }
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Add files to the cache by their sha256 (for air-gapped sites and --offline builds).
+    #[command(
+        after_help = "Prints `sha256:<hex>  FILE` per file. A build finds an artifact by the digest \
+pinned in the spec or kiln.lock, whatever the file was called.\n\nExamples:\n  \
+kiln cache import etcd-v3.4.23-linux-amd64.tar.gz docker-20.10.24.tgz\n  \
+kiln cache import --cache /srv/kiln-cache *.deb"
+    )]
+    Import {
+        /// Files to add.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+    },
+}
+
+/// The directory a spec's relative paths and kiln.lock are resolved against.
+fn spec_dir(spec: Option<&Path>) -> PathBuf {
+    spec.and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Reports digests recorded for sources that had none pinned.
+fn report_recorded(r: &kiln::sources::Resolved) {
+    for e in &r.recorded {
+        eprintln!(
+            "recorded {} {} as sha256:{} (no digest was pinned)",
+            e.component, e.origin, e.sha256
+        );
     }
 }

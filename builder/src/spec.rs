@@ -37,6 +37,28 @@ pub struct Spec {
     /// The cluster's own container registry that hosts may pull component images from.
     #[serde(default)]
     pub registry: Option<Registry>,
+    /// Names and tags of the images `kiln build` writes.
+    #[serde(default)]
+    pub images: Images,
+}
+
+/// How built images are named: `REPOSITORY_PREFIX/CLUSTER-PROFILE:TAG`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Images {
+    /// Repository prefix of role images (`kiln` gives `kiln/demo-master-agent`).
+    pub prefix: String,
+    /// Tags given to every built image (first one is the primary tag).
+    pub tags: Vec<String>,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images {
+            prefix: "kiln".into(),
+            tags: vec!["latest".into()],
+        }
+    }
 }
 
 /// Cluster-wide names.
@@ -61,9 +83,35 @@ pub struct Base {
     /// Where the base comes from; without it the image reference is pulled (see `kiln lock`).
     #[serde(default)]
     pub source: Option<Source>,
+    /// Build the base root filesystem with `mmdebstrap` instead of using an image. Cached by
+    /// the digest of its inputs; takes precedence over `image` and `source`.
+    #[serde(default)]
+    pub debian: Option<DebianBase>,
 }
 
-/// Where an artifact comes from. Exactly one of `url`, `file`, `deb`, `oci` is set.
+/// A Debian root filesystem built with `mmdebstrap` (root mode) from a suite, a variant and a
+/// package list, with `SOURCE_DATE_EPOCH` set so the same inputs give the same tree.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DebianBase {
+    /// Debian suite, e.g. `bookworm`.
+    #[serde(default = "d::debian_suite")]
+    pub suite: String,
+    /// mmdebstrap variant: `minbase`, `essential`, `apt`, `required`, `important`, `standard`.
+    #[serde(default = "d::debian_variant")]
+    pub variant: String,
+    /// Packages installed on top of the variant (e.g. `systemd`, `etcd-server`, `docker.io`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Kernel package, installed too (its kernel and modules boot the host); `""` for none.
+    #[serde(default = "d::debian_kernel")]
+    pub kernel: String,
+    /// Debian mirror URL; default: mmdebstrap's (`http://deb.debian.org/debian`).
+    #[serde(default)]
+    pub mirror: Option<String>,
+}
+
+/// Where an artifact comes from. Exactly one of `url`, `file`, `deb`, `oci`, `base` is set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -82,6 +130,30 @@ pub struct Source {
     /// Expected sha256 of the fetched bytes (hex). Recorded in `kiln.lock` when absent.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// The base provides it (e.g. a package of a `debian` base): nothing is fetched, and the
+    /// presence check still makes sure the binaries are there.
+    #[serde(default)]
+    pub base: bool,
+    /// What to take from an archive (tarball, `.deb`, `.rpm`, directory): paths or globs
+    /// (`*`, `?`, `**`) relative to the archive root after `strip_components`, e.g.
+    /// `["etcd", "etcdctl"]`. A directory matched takes everything below it. Empty: all.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Leading path components dropped from archive entries (like `tar
+    /// --strip-components`), e.g. 1 for `etcd-v3.4.23-linux-amd64/etcd`.
+    #[serde(default)]
+    pub strip_components: u32,
+    /// Where it goes on the host: for a single file its full path (`/usr/bin/etcd`), for an
+    /// archive the directory its entries are placed under (default `/`).
+    #[serde(default)]
+    pub dest: Option<String>,
+    /// Mode of the regular files placed, as a TOML octal such as `0o755`. Default: a single
+    /// file gets 0o755, archive entries keep their own.
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// Further artifacts of the same component (e.g. `calico-ipam` beside `calico`).
+    #[serde(default)]
+    pub also: Vec<Source>,
 }
 
 /// A role a host plays.
@@ -372,6 +444,15 @@ mod d {
     pub fn registry_prefix() -> String {
         "kiln".into()
     }
+    pub fn debian_suite() -> String {
+        "bookworm".into()
+    }
+    pub fn debian_variant() -> String {
+        "minbase".into()
+    }
+    pub fn debian_kernel() -> String {
+        "linux-image-amd64".into()
+    }
 }
 
 impl Default for Base {
@@ -379,6 +460,7 @@ impl Default for Base {
         Base {
             image: d::base_image(),
             source: None,
+            debian: None,
         }
     }
 }

@@ -115,7 +115,8 @@ pub fn publish(rendered: &Rendered, plan_json: &str, out: &Path) -> io::Result<(
     result
 }
 
-fn swap_in(staging: &Path, out: &Path) -> io::Result<()> {
+/// Replaces `out` with `staging` (renames; the old `out` is removed only after the swap).
+pub fn swap_in(staging: &Path, out: &Path) -> io::Result<()> {
     let old: Option<PathBuf> = if out.exists() {
         let old = staging.with_extension("old");
         fs::rename(out, &old)?;

@@ -150,14 +150,16 @@ impl Checker {
         let kinds = [&s.url, &s.file, &s.deb, &s.oci]
             .iter()
             .filter(|k| k.is_some())
-            .count();
+            .count()
+            + usize::from(s.base);
         if kinds != 1 {
             self.err(
                 key,
                 format!("a source names {kinds} kinds"),
-                "set exactly one of url, file, deb, oci",
+                "set exactly one of url, file, deb, oci, base",
             );
         }
+        self.source_extraction(key, s);
         if let Some(url) = &s.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 self.err(
@@ -178,6 +180,134 @@ impl Checker {
         }
     }
 
+    /// What a source takes from its artifact and where it puts it.
+    fn source_extraction(&mut self, key: &str, s: &Source) {
+        if let Some(dest) = &s.dest {
+            self.abs_path(&format!("{key}.dest"), dest);
+        }
+        for (i, p) in s.paths.iter().enumerate() {
+            if p.is_empty() || p.split('/').any(|c| c == "..") || p.contains('\0') {
+                self.err(
+                    &format!("{key}.paths[{i}]"),
+                    format!("{p:?} is not a path inside the archive"),
+                    "write paths relative to the archive root (after strip_components), e.g. \"bin/etcd\" or \"*.so\"",
+                );
+            }
+        }
+        if s.strip_components > 32 {
+            self.err(
+                &format!("{key}.strip_components"),
+                format!(
+                    "strip_components = {} is more than any archive is deep",
+                    s.strip_components
+                ),
+                "strip the leading directory only, usually 1",
+            );
+        }
+        if let Some(mode) = s.mode {
+            if mode > 0o7777 {
+                self.err(
+                    &format!("{key}.mode"),
+                    format!("mode {mode:#o} has bits beyond 0o7777"),
+                    "write the mode as a TOML octal such as 0o755",
+                );
+            }
+        }
+        let placed =
+            s.dest.is_some() || !s.paths.is_empty() || s.strip_components > 0 || s.mode.is_some();
+        if placed && (s.oci.is_some() || s.base) {
+            self.err(
+                key,
+                "paths, strip_components, dest and mode apply to files and archives, not to images or the base",
+                "remove them, or use a url/file/deb source",
+            );
+        }
+        if s.base && (s.sha256.is_some() || !s.also.is_empty()) {
+            self.err(
+                key,
+                "a base-provided source fetches nothing, so sha256 and also do not apply",
+                "remove sha256 and also, or name a url/file/deb source",
+            );
+        }
+        for (i, more) in s.also.iter().enumerate() {
+            self.source(&format!("{key}.also[{i}]"), &Some(more.clone()));
+        }
+    }
+
+    /// The `[base.debian]` mmdebstrap inputs.
+    fn debian_base(&mut self, spec: &Spec) {
+        let Some(d) = &spec.base.debian else { return };
+        if !is_label(&d.suite) {
+            self.err(
+                "base.debian.suite",
+                format!("invalid Debian suite {:?}", d.suite),
+                "name a suite such as \"bookworm\" or \"stable\"",
+            );
+        }
+        let variants = [
+            "extract",
+            "custom",
+            "essential",
+            "apt",
+            "minbase",
+            "buildd",
+            "required",
+            "important",
+            "standard",
+        ];
+        if !variants.contains(&d.variant.as_str()) {
+            self.err(
+                "base.debian.variant",
+                format!("unknown mmdebstrap variant {:?}", d.variant),
+                "use \"minbase\" (smallest with apt), \"essential\", \"apt\", \"required\", \"important\" or \"standard\"",
+            );
+        }
+        let is_pkg = |p: &str| {
+            let name = p.split_once('=').map_or(p, |(n, _)| n);
+            name.len() >= 2
+                && name
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.:".contains(&b))
+        };
+        for (i, p) in d.packages.iter().enumerate() {
+            if !is_pkg(p) {
+                self.err(
+                    &format!("base.debian.packages[{i}]"),
+                    format!("{p:?} is not a Debian package name"),
+                    "use package names such as \"systemd\" or \"etcd-server=3.4.23-4+b1\"",
+                );
+            }
+        }
+        if !d.kernel.is_empty() && !is_pkg(&d.kernel) {
+            self.err(
+                "base.debian.kernel",
+                format!("{:?} is not a Debian package name", d.kernel),
+                "use \"linux-image-amd64\", or \"\" for no kernel",
+            );
+        }
+        if let Some(m) = &d.mirror {
+            if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://"))
+            {
+                self.err(
+                    "base.debian.mirror",
+                    format!("{m:?} is not a mirror URL"),
+                    "use an http(s):// or file:// URL, e.g. \"http://deb.debian.org/debian\"",
+                );
+            }
+        }
+        if spec.base.source.is_some() {
+            self.warn(
+                "base.source",
+                "base.debian is set, so base.source is not used",
+                "remove one of them",
+            );
+        }
+    }
+
     fn plan(&mut self, mut spec: Spec, src: &SpecSource) -> Option<Plan> {
         if !is_label(&spec.cluster.name) {
             self.err(
@@ -194,6 +324,7 @@ impl Checker {
             );
         }
         self.source("base.source", &spec.base.source);
+        self.debian_base(&spec);
         if spec.base.image.trim().is_empty() {
             self.err(
                 "base.image",
@@ -314,6 +445,7 @@ impl Checker {
                 );
             }
         }
+        self.images(&spec);
         if spec.marathon.enabled && !spec.mesos.master.enabled {
             self.err(
                 "marathon.enabled",
@@ -472,6 +604,39 @@ impl Checker {
         }
         self.ports(&plan);
         Some(plan)
+    }
+
+    fn images(&mut self, spec: &Spec) {
+        let im = &spec.images;
+        let ok_component = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        };
+        if !im.prefix.split('/').all(ok_component) {
+            self.err(
+                "images.prefix",
+                format!("invalid repository prefix {:?}", im.prefix),
+                "use lowercase path components separated by '/', e.g. \"kiln\" or \"ops/mesos\"",
+            );
+        }
+        if im.tags.is_empty() {
+            self.err(
+                "images.tags",
+                "no image tags",
+                "give at least one tag, e.g. tags = [\"latest\"]",
+            );
+        }
+        for (i, t) in im.tags.iter().enumerate() {
+            let ok = !t.is_empty()
+                && t.len() <= 128
+                && !t.starts_with(['.', '-'])
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                self.err(&format!("images.tags[{i}]"), format!("invalid tag {t:?}"), "tags are letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')");
+            }
+        }
     }
 
     fn hosts(&mut self, spec: &Spec) -> Vec<HostPlan> {

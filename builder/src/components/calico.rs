@@ -5,10 +5,10 @@
 use minijinja::context;
 use serde::Serialize;
 
-use super::{local_etcd_unit, Artifact, Ctx, RenderError, DOCKER_CLI, IMAGES_DIR, KILN_ETC};
+use super::{
+    local_etcd_unit, Artifact, Ctx, RenderError, DOCKER_CLI, IMAGES_DIR, KILN_ETC, LOAD_UNIT,
+};
 use crate::plan::{Libnetwork, Plan, Port, Profile, Proto, Service};
-
-const LOAD_UNIT: &str = "kiln-load-images.service";
 
 pub(super) fn services(plan: &Plan, profile: &Profile, out: &mut Vec<Service>) {
     let c = &plan.spec.calico;

@@ -1,7 +1,7 @@
 //! One module per component: the units and ports it runs ([`services`]), and the files it puts
 //! in a profile's tree and in a host's identity tree ([`render`]).
 
-mod calico;
+pub(crate) mod calico;
 mod docker;
 mod etcd;
 mod firewall;
@@ -25,6 +25,8 @@ pub const IMAGES_DIR: &str = "/var/lib/kiln/images";
 /// The Docker CLI inside the image.
 pub const DOCKER_CLI: &str = "/usr/bin/docker";
 const UNIT_DIR: &str = "/etc/systemd/system";
+/// The one-shot that loads baked images before the container units start.
+pub const LOAD_UNIT: &str = "kiln-load-images.service";
 
 /// Rendering failed: a template or tree bug, never a spec problem (those are caught earlier).
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,32 @@ pub fn artifacts(plan: &Plan, profile: &Profile) -> Vec<Artifact> {
     let mut out = Vec::new();
     calico::artifacts(plan, profile, &mut out);
     out
+}
+
+/// Every component with its version and where it comes from, for image labels and reports.
+pub fn source_list(plan: &Plan) -> Vec<String> {
+    let s = &plan.spec;
+    let describe = |name: &str, version: &str, src: &Option<crate::spec::Source>| {
+        let from = match src {
+            Some(x) => [&x.url, &x.file, &x.deb, &x.oci]
+                .into_iter()
+                .flatten()
+                .next()
+                .cloned()
+                .unwrap_or_default(),
+            None => "base image or catalog".into(),
+        };
+        format!("{name} {version} from {from}")
+    };
+    vec![
+        describe("zookeeper", &s.zookeeper.version, &s.zookeeper.source),
+        describe("mesos", &s.mesos.version, &s.mesos.source),
+        describe("marathon", &s.marathon.version, &s.marathon.source),
+        describe("etcd", &s.etcd.version, &s.etcd.source),
+        describe("docker", &s.docker.version, &s.docker.source),
+        describe("calico-cni", &s.calico.cni.version, &s.calico.cni.source),
+        describe("calico-node", &s.calico.version, &s.calico.node.source),
+    ]
 }
 
 /// Renders every profile tree and identity tree of the plan.
@@ -152,12 +180,13 @@ impl<'a> Ctx<'a> {
         mode: u32,
         content: impl Into<Vec<u8>>,
     ) -> Result<(), RenderError> {
-        insert(
-            &mut self.tree,
-            path,
-            Entry::file(content, mode),
-            &self.profile.name,
-        )
+        self.add(path, Entry::file(content, mode))
+    }
+
+    /// Adds an entry to the profile tree and to the current component's part.
+    fn add(&mut self, path: &str, entry: Entry) -> Result<(), RenderError> {
+        insert(&mut self.tree, path, entry.clone(), &self.profile.name)?;
+        insert(&mut self.part, path, entry, &self.profile.name)
     }
 
     /// Adds a file rendered from a template.
@@ -193,12 +222,7 @@ impl<'a> Ctx<'a> {
         let path = format!("{UNIT_DIR}/{unit}");
         self.template(&path, 0o644, name, data)?;
         let link = format!("{UNIT_DIR}/multi-user.target.wants/{unit}");
-        insert(
-            &mut self.tree,
-            &link,
-            Entry::symlink(path),
-            &self.profile.name,
-        )
+        self.add(&link, Entry::symlink(path))
     }
 
     /// A directory created at boot by systemd-tmpfiles plus, for `user`, a sysusers entry.

@@ -1,0 +1,416 @@
+//! `kiln build` and `kiln push`: OCI layout, docker-archives and registry, checked with skopeo,
+//! umoci, Debian's docker-registry and the machine's Docker Engine.
+//!
+//! The base and the calico/node image are small fixtures written by the test (busybox plus
+//! scripts named as fixtures standing in for Mesos, Marathon, etcd, … which cannot be had
+//! here); what is under test is kiln's wiring and the artifacts' validity.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln_images::oci::layout::LayoutWriter;
+use kiln_images::{BlobStore, ImageSpec};
+use kiln_layers::{Entry, FileTree, LayerOptions};
+
+use crate::imgutil::{require_docker, require_tool, DockerCleanup, Registry};
+use crate::util::{fixture, kiln, kiln_code};
+
+/// Programs the units of the fixture spec start; the base carries fixture scripts for them.
+const STAND_INS: &[&str] = &[
+    "/usr/share/zookeeper/bin/zkServer.sh",
+    "/usr/bin/etcd",
+    "/usr/bin/mesos-init-wrapper",
+    "/usr/bin/marathon",
+    "/usr/bin/dockerd",
+    "/usr/bin/docker",
+    "/opt/cni/bin/calico",
+    "/opt/cni/bin/calico-ipam",
+];
+
+fn busybox_tree() -> FileTree {
+    let mut t = FileTree::new();
+    let bb = fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
+    t.insert("/bin/busybox", Entry::file(bb, 0o755)).unwrap();
+    for applet in ["sh", "echo", "cat", "ls"] {
+        t.insert(&format!("/bin/{applet}"), Entry::symlink("busybox"))
+            .unwrap();
+    }
+    t.insert("/tmp", Entry::dir(0o1777)).unwrap();
+    t
+}
+
+/// Writes a one-layer OCI layout `dir` with ref `reference`.
+fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option<Vec<String>>) {
+    let opts = LayerOptions {
+        source_date_epoch: 1_600_000_000,
+        ..LayerOptions::default()
+    };
+    let blob = kiln_layers::write_layer_to_dir(tree, &opts, dir).unwrap();
+    let mut layout = LayoutWriter::create(dir).unwrap();
+    let store = BlobStore::open(dir.join("blobs")).unwrap();
+    let layer = kiln_images::Layer {
+        digest: blob.digest.clone(),
+        diff_id: blob.diff_id.clone(),
+        size: blob.size,
+        media_type: blob.media_type.into(),
+    };
+    let mut spec = ImageSpec::new(
+        &format!("kiln-fixture/{reference}"),
+        "1",
+        vec![layer],
+        1_600_000_000,
+    );
+    spec.cmd = cmd;
+    layout.add_image(&spec, &store, Some(reference)).unwrap();
+    layout.finish().unwrap();
+}
+
+/// A temp dir holding the fixture spec and its two fixture images.
+fn fixture_workspace() -> (tempfile::TempDir, PathBuf) {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("cluster.toml");
+    fs::copy(fixture("specs/build.toml"), &spec).unwrap();
+    let mut base = busybox_tree();
+    for prog in STAND_INS {
+        let script =
+            format!("#!/bin/sh\n# kiln test fixture standing in for {prog}\necho fixture {prog}\n");
+        base.insert(prog, Entry::file(script, 0o755)).unwrap();
+    }
+    base.insert("/usr/bin/fixture-suid", Entry::file("#!/bin/sh\n", 0o4755))
+        .unwrap();
+    write_fixture_image(&tmp.path().join("base-oci"), "base", &base, None);
+    let mut node = busybox_tree();
+    node.insert(
+        "/etc/calico/fixture",
+        Entry::file("kiln test fixture for calico/node\n", 0o644),
+    )
+    .unwrap();
+    write_fixture_image(
+        &tmp.path().join("calico-node-oci"),
+        "calico-node",
+        &node,
+        Some(vec!["/bin/sh".into()]),
+    );
+    (tmp, spec)
+}
+
+fn report(dist: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dist.join("build-report.json")).unwrap()).unwrap()
+}
+
+fn image<'a>(report: &'a serde_json::Value, reference: &str) -> &'a serde_json::Value {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == reference)
+        .unwrap_or_else(|| panic!("no image {reference}"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn build(spec: &Path, dist: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "build",
+        spec.to_str().unwrap(),
+        "-o",
+        dist.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    kiln_code(&args, 0);
+}
+
+#[test]
+fn build_writes_an_oci_layout_that_skopeo_and_umoci_read() {
+    require_tool("umoci", "umoci");
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let rep = report(&dist);
+    let agent = image(&rep, "t-agent");
+    assert_eq!(agent["repository"], "kiln-test/t-agent");
+    assert_eq!(agent["tags"], serde_json::json!(["latest", "t1"]));
+
+    // skopeo sees the same manifest digest kiln reported.
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        &format!("oci:{}:t-agent", dist.join("oci").display()),
+    ]));
+    let inspect: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(inspect["Digest"], agent["manifest_digest"]);
+    assert_eq!(
+        inspect["Layers"].as_array().unwrap().len(),
+        agent["layers"].as_array().unwrap().len()
+    );
+    assert_eq!(inspect["Labels"]["io.kiln.profile"], "agent");
+
+    // The layer of /etc/hosts is the same for both roles, so it is stored once.
+    let layer_of = |img: &serde_json::Value, from: &str| {
+        img["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["from"] == from)
+            .unwrap()["digest"]
+            .clone()
+    };
+    assert_eq!(
+        layer_of(agent, "hosts"),
+        layer_of(image(&rep, "t-master"), "hosts")
+    );
+    assert_eq!(
+        layer_of(agent, "base"),
+        layer_of(image(&rep, "t-master"), "base")
+    );
+
+    // umoci unpacks the image; every rendered file is there with its content and mode.
+    let bundle = tmp.path().join("bundle");
+    run(Command::new("umoci")
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:t-agent", dist.join("oci").display()),
+        ])
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    let rendered = tmp.path().join("rendered");
+    kiln_code(
+        &[
+            "render",
+            spec.to_str().unwrap(),
+            "-o",
+            rendered.to_str().unwrap(),
+        ],
+        0,
+    );
+    let manifest = fs::read_to_string(rendered.join("profiles/agent.manifest")).unwrap();
+    let mut checked = 0;
+    for line in manifest.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let (mode, kind, path) = (parts[0], parts[2], parts[3]);
+        let there = rootfs.join(path.trim_start_matches('/'));
+        let meta = fs::symlink_metadata(&there)
+            .unwrap_or_else(|_| panic!("{path} missing from the unpacked image"));
+        match kind {
+            "file" => {
+                assert_eq!(
+                    fs::read(&there).unwrap(),
+                    fs::read(
+                        rendered
+                            .join("profiles/agent")
+                            .join(path.trim_start_matches('/'))
+                    )
+                    .unwrap(),
+                    "{path}"
+                );
+                assert_eq!(
+                    format!("{:04o}", meta.permissions().mode() & 0o7777),
+                    mode,
+                    "{path}"
+                );
+            }
+            "symlink" => assert_eq!(
+                fs::read_link(&there).unwrap().to_str().unwrap(),
+                parts[5],
+                "{path}"
+            ),
+            _ => assert!(meta.is_dir(), "{path}"),
+        }
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} entries compared");
+    assert_eq!(
+        fs::metadata(rootfs.join("usr/bin/fixture-suid"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o4755
+    );
+    // The calico/node image is baked in for the load-images unit.
+    assert!(rootfs
+        .join("var/lib/kiln/images/kiln-fixture_calico-node_2.6.12.tar")
+        .is_file());
+    // SHA256SUMS covers what was written.
+    run(Command::new("sha256sum")
+        .arg("--quiet")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&dist));
+}
+
+#[test]
+fn builds_are_reproducible_across_runs_and_thread_counts() {
+    let (tmp, spec) = fixture_workspace();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    build(&spec, &a, &["--threads", "1"]);
+    build(&spec, &b, &["--threads", "2"]);
+    assert_eq!(
+        fs::read(a.join("SHA256SUMS")).unwrap(),
+        fs::read(b.join("SHA256SUMS")).unwrap()
+    );
+    assert_eq!(
+        fs::read(a.join("build-report.json")).unwrap(),
+        fs::read(b.join("build-report.json")).unwrap()
+    );
+}
+
+#[test]
+fn a_failed_build_keeps_the_previous_dist() {
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let before = fs::read(dist.join("SHA256SUMS")).unwrap();
+    // Point calico/node at a source that does not exist: the build fails, dist stays.
+    let text = fs::read_to_string(&spec).unwrap().replace(
+        "oci:calico-node-oci:calico-node",
+        "oci:missing-oci:calico-node",
+    );
+    fs::write(&spec, text).unwrap();
+    let out = kiln(&[
+        "build",
+        spec.to_str().unwrap(),
+        "-o",
+        dist.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing-oci"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(dist.join("SHA256SUMS")).unwrap(), before);
+    let leftovers: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("kiln-new"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging dir left behind");
+}
+
+#[test]
+fn a_missing_cni_plugin_stops_the_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("c.toml");
+    // No base: nothing provides the calico CNI plugins.
+    let text = fs::read_to_string(fixture("specs/build.toml"))
+        .unwrap()
+        .replace("source = { oci = \"oci:base-oci:base\" }", "");
+    fs::write(&spec, text).unwrap();
+    let out = kiln(&[
+        "build",
+        spec.to_str().unwrap(),
+        "-o",
+        tmp.path().join("dist").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!tmp.path().join("dist").exists());
+}
+
+#[test]
+fn docker_loads_archives_and_pulls_pushed_images() {
+    require_docker();
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let rep = report(&dist);
+    let registry = Registry::start();
+    let host = registry.host();
+    let mut cleanup = DockerCleanup(Vec::new());
+
+    // docker load: the image ID is the config digest kiln wrote.
+    for img in rep["images"].as_array().unwrap() {
+        let archive = dist
+            .join("archives")
+            .join(format!("{}.tar", img["reference"].as_str().unwrap()));
+        run(Command::new("docker").arg("load").arg("-i").arg(&archive));
+        let name = format!(
+            "{}:{}",
+            img["repository"].as_str().unwrap(),
+            img["tags"][0].as_str().unwrap()
+        );
+        cleanup.0.push(name.clone());
+        let id =
+            run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &name]));
+        assert_eq!(id.trim(), img["config_digest"].as_str().unwrap(), "{name}");
+    }
+    let out = run(Command::new("docker").args([
+        "run",
+        "--rm",
+        "kiln-fixture/calico-node:2.6.12",
+        "cat",
+        "/etc/calico/fixture",
+    ]));
+    assert_eq!(out, "kiln test fixture for calico/node\n");
+
+    // kiln push, then skopeo and docker read what the registry has.
+    let to = format!("{host}/kiln");
+    let (_, err) = kiln_code(
+        &["push", dist.to_str().unwrap(), "--to", &to, "--insecure"],
+        0,
+    );
+    assert!(err.contains("pushed"), "{err}");
+    let agent = image(&rep, "t-agent");
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{to}/t-agent:t1"),
+    ]));
+    let inspect: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(inspect["Digest"], agent["manifest_digest"]);
+    let copy = tmp.path().join("copy");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{to}/t-agent:latest"),
+        &format!("oci:{}:back", copy.display()),
+    ]));
+    let back =
+        run(Command::new("skopeo").args(["inspect", &format!("oci:{}:back", copy.display())]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&back).unwrap()["Digest"],
+        agent["manifest_digest"]
+    );
+
+    // A second push of the unchanged build uploads nothing.
+    let uploads = Registry::upload_requests(&registry.access_log());
+    let (_, err) = kiln_code(
+        &["push", dist.to_str().unwrap(), "--to", &to, "--insecure"],
+        0,
+    );
+    assert!(
+        err.lines()
+            .filter(|l| l.starts_with("pushed"))
+            .all(|l| l.contains("(0 uploaded, 0 mounted")),
+        "{err}"
+    );
+    assert_eq!(
+        Registry::upload_requests(&registry.access_log()),
+        uploads,
+        "second push uploaded blobs"
+    );
+
+    // docker pull from the registry (127.0.0.0/8 registries are insecure by default) and run.
+    let pulled = format!("{to}/kiln-fixture/calico-node:2.6.12");
+    cleanup.0.push(pulled.clone());
+    cleanup.0.push(format!("{to}/t-agent:latest"));
+    run(Command::new("docker").args(["pull", &pulled]));
+    run(Command::new("docker").args(["pull", &format!("{to}/t-agent:latest")]));
+    let out =
+        run(Command::new("docker").args(["run", "--rm", &pulled, "cat", "/etc/calico/fixture"]));
+    assert_eq!(out, "kiln test fixture for calico/node\n");
+}
