@@ -4,12 +4,24 @@ use crate::util::{fixture, kiln_code, tests_dir};
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    for cmd in [&["--help"][..], &["init", "--help"], &["check", "--help"], &["schema", "--help"], &["render", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["init", "--help"],
+        &["check", "--help"],
+        &["schema", "--help"],
+        &["render", "--help"],
+    ] {
         let (out, _) = kiln_code(cmd, 0);
-        assert!(out.contains("Example"), "kiln {cmd:?} has no example:\n{out}");
+        assert!(
+            out.contains("Example"),
+            "kiln {cmd:?} has no example:\n{out}"
+        );
     }
     let (out, _) = kiln_code(&["--help"], 0);
-    assert!(out.contains("Exit codes: 0 ok, 1 failure, 2 usage or spec error"), "{out}");
+    assert!(
+        out.contains("Exit codes: 0 ok, 1 failure, 2 usage or spec error"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -30,7 +42,10 @@ fn init_writes_the_demo_and_refuses_to_overwrite() {
     assert!(text.contains("[[hosts]]") && text.starts_with("# kiln cluster spec"));
     std::fs::write(&file, "edited").unwrap();
     let (_, err) = kiln_code(&["init", f], 1);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "edited");
     kiln_code(&["init", f, "--force"], 0);
     let (stdout, _) = kiln_code(&["init", "-"], 0);
@@ -64,16 +79,31 @@ fn check_json_has_the_resolved_plan() {
     let (out, _) = kiln_code(&["check", spec.to_str().unwrap(), "--json"], 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["derived"]["mesos_quorum"], 2);
-    assert_eq!(v["derived"]["mesos_zk"], "zk://10.0.0.11:2181,10.0.0.12:2181,10.0.0.13:2181/mesos");
+    assert_eq!(
+        v["derived"]["mesos_zk"],
+        "zk://10.0.0.11:2181,10.0.0.12:2181,10.0.0.13:2181/mesos"
+    );
     assert_eq!(v["derived"]["etcd_access"], "gateway");
-    assert_eq!(v["derived"]["calico_node_image"], "10.0.0.5:5000/kiln/calico/node:v2.6.12");
-    let profiles: Vec<&str> = v["profiles"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        v["derived"]["calico_node_image"],
+        "10.0.0.5:5000/kiln/calico/node:v2.6.12"
+    );
+    let profiles: Vec<&str> = v["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(profiles, ["agent", "master"]);
     let hosts = v["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 5);
     assert_eq!(hosts[2]["zk_id"], 3);
     assert_eq!(hosts[3]["profile"], "agent");
-    assert!(hosts[3]["identity_files"].as_array().unwrap().iter().any(|f| f["path"] == "/etc/kiln/identity.env"));
+    assert!(hosts[3]["identity_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "/etc/kiln/identity.env"));
 }
 
 #[test]
@@ -83,10 +113,14 @@ fn schema_is_committed_and_current() {
     if std::env::var_os("KILN_BLESS").is_some() {
         std::fs::write(&path, &out).unwrap();
     }
-    let committed = std::fs::read_to_string(&path).expect("schema/kiln-spec.schema.json is committed");
+    let committed =
+        std::fs::read_to_string(&path).expect("schema/kiln-spec.schema.json is committed");
     assert!(committed == out, "schema/kiln-spec.schema.json is out of date: run `kiln schema > schema/kiln-spec.schema.json`");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["additionalProperties"], false, "unknown top-level keys must be refused");
+    assert_eq!(
+        v["additionalProperties"], false,
+        "unknown top-level keys must be refused"
+    );
 }
 
 #[test]
@@ -96,10 +130,17 @@ fn warnings_fail_only_with_strict() {
     kiln_code(&["check", s, "--strict"], 0);
     let tmp = tempfile::tempdir().unwrap();
     let even = tmp.path().join("even.toml");
-    let text = std::fs::read_to_string(&spec).unwrap().replacen("roles = [\"agent\"]", "roles = [\"master\"]", 1);
+    let text = std::fs::read_to_string(&spec).unwrap().replacen(
+        "roles = [\"agent\"]",
+        "roles = [\"master\"]",
+        1,
+    );
     std::fs::write(&even, text).unwrap();
     let (_, err) = kiln_code(&["check", even.to_str().unwrap()], 0);
-    assert!(err.contains("warning: even ZooKeeper ensemble of 4 masters"), "{err}");
+    assert!(
+        err.contains("warning: even ZooKeeper ensemble of 4 masters"),
+        "{err}"
+    );
     let (_, err) = kiln_code(&["check", even.to_str().unwrap(), "--strict"], 2);
     assert!(err.contains("error: even ZooKeeper ensemble"), "{err}");
 }

@@ -42,7 +42,10 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let meta = fs::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
-                out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()).into_bytes());
+                out.insert(
+                    rel,
+                    format!("-> {}", fs::read_link(&p).unwrap().display()).into_bytes(),
+                );
             } else if meta.is_dir() {
                 stack.push(p);
             } else {
@@ -58,7 +61,12 @@ fn bless(from: &Path, to: &Path) {
         fs::remove_dir_all(to).unwrap();
     }
     fs::create_dir_all(to.parent().unwrap()).unwrap();
-    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -73,7 +81,10 @@ fn rendered_trees_match_snapshots() {
             bless(&got_dir, &want_dir);
             continue;
         }
-        assert!(want_dir.is_dir(), "no snapshot for {name}; create it with KILN_BLESS=1");
+        assert!(
+            want_dir.is_dir(),
+            "no snapshot for {name}; create it with KILN_BLESS=1"
+        );
         let (got, want) = (snapshot(&got_dir), snapshot(&want_dir));
         for (path, bytes) in &got {
             match want.get(path) {
@@ -90,7 +101,11 @@ fn rendered_trees_match_snapshots() {
             failures.push(format!("{name}: {path} no longer rendered"));
         }
     }
-    assert!(failures.is_empty(), "rendered trees differ from tests/snapshots (KILN_BLESS=1 to accept):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "rendered trees differ from tests/snapshots (KILN_BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -113,12 +128,22 @@ fn profile_trees_carry_no_agent_identity() {
     for (path, bytes) in &tree {
         let text = String::from_utf8_lossy(bytes);
         for i in 1..=10 {
-            assert!(!text.contains(&format!("172.16.1.{i}\n")) && !text.contains(&format!("agent-{i}\n")), "{path} names agent-{i}");
+            assert!(
+                !text.contains(&format!("172.16.1.{i}\n"))
+                    && !text.contains(&format!("agent-{i}\n")),
+                "{path} names agent-{i}"
+            );
         }
     }
     let id = fs::read_to_string(out.join("hosts/agent-3/etc/kiln/identity.env")).unwrap();
-    assert!(id.contains("KILN_IP=172.16.1.3\n") && id.contains("KILN_HOSTNAME=agent-3\n"), "{id}");
-    assert!(!id.contains("KILN_ZK_MYID"), "agents are not in the ensemble: {id}");
+    assert!(
+        id.contains("KILN_IP=172.16.1.3\n") && id.contains("KILN_HOSTNAME=agent-3\n"),
+        "{id}"
+    );
+    assert!(
+        !id.contains("KILN_ZK_MYID"),
+        "agents are not in the ensemble: {id}"
+    );
     let myid = fs::read_to_string(out.join("hosts/master-4/var/lib/zookeeper/myid")).unwrap();
     assert_eq!(myid, "4\n");
 }
@@ -132,8 +157,15 @@ fn render_refuses_foreign_directories_and_keeps_them_intact() {
     fs::write(out.join("notes.txt"), "keep me").unwrap();
     let (_, err) = kiln_code(&["render", "-o", out.to_str().unwrap()], 1);
     assert!(err.contains("is not a kiln render output"), "{err}");
-    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "keep me");
-    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "staging directory left behind");
+    assert_eq!(
+        fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "staging directory left behind"
+    );
     // A previous render is replaced.
     let again = tmp.path().join("r");
     kiln_code(&["render", "-o", again.to_str().unwrap()], 0);

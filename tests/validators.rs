@@ -13,7 +13,10 @@ use crate::util::{require_tool, tests_dir};
 fn exec_paths(unit: &str) -> Vec<String> {
     unit.lines()
         .filter(|l| l.starts_with("Exec") && l.contains('='))
-        .filter_map(|l| l.split_once('=').map(|(_, v)| v.trim_start_matches(['-', '@', '+', '!', ':'])))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(_, v)| v.trim_start_matches(['-', '@', '+', '!', ':']))
+        })
         .filter_map(|v| v.split_whitespace().next())
         .filter(|p| p.starts_with('/'))
         .map(String::from)
@@ -25,11 +28,21 @@ fn exec_paths(unit: &str) -> Vec<String> {
 /// small fixture script standing in for an upstream binary that cannot be had here (Mesos,
 /// Marathon, …). Returns the programs that were stood in for.
 fn verify_profile(profile: &Path, root: &Path) -> Vec<String> {
-    let status = Command::new("cp").arg("-a").arg(format!("{}/.", profile.display())).arg(root).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", profile.display()))
+        .arg(root)
+        .status()
+        .unwrap();
     assert!(status.success());
     let sys = root.join("usr/lib/systemd");
     fs::create_dir_all(&sys).unwrap();
-    assert!(Command::new("cp").args(["-a", "/usr/lib/systemd/system"]).arg(&sys).status().unwrap().success());
+    assert!(Command::new("cp")
+        .args(["-a", "/usr/lib/systemd/system"])
+        .arg(&sys)
+        .status()
+        .unwrap()
+        .success());
     let unit_dir = root.join("etc/systemd/system");
     let mut units: Vec<_> = fs::read_dir(&unit_dir)
         .unwrap()
@@ -49,7 +62,11 @@ fn verify_profile(profile: &Path, root: &Path) -> Vec<String> {
             if Path::new(&prog).is_file() {
                 fs::copy(&prog, &dest).unwrap();
             } else {
-                fs::write(&dest, format!("#!/bin/sh\n# kiln test fixture standing in for {prog}\nexit 0\n")).unwrap();
+                fs::write(
+                    &dest,
+                    format!("#!/bin/sh\n# kiln test fixture standing in for {prog}\nexit 0\n"),
+                )
+                .unwrap();
                 fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).unwrap();
                 stood_in.push(prog);
             }
@@ -63,8 +80,16 @@ fn verify_profile(profile: &Path, root: &Path) -> Vec<String> {
             .arg(format!("/etc/systemd/system/{name}"))
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify {name} ({}):\n{text}", profile.display());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "systemd-analyze verify {name} ({}):\n{text}",
+            profile.display()
+        );
     }
     stood_in
 }
@@ -76,14 +101,21 @@ fn every_rendered_unit_passes_systemd_analyze_verify() {
     let mut stood_in = Vec::new();
     for (name, spec) in TOPOLOGIES {
         let out = render(name, *spec, tmp.path());
-        for p in fs::read_dir(out.join("profiles")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        for p in fs::read_dir(out.join("profiles"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+        {
             let root = tempfile::tempdir().unwrap();
             stood_in.extend(verify_profile(&p, root.path()));
         }
     }
     stood_in.sort();
     stood_in.dedup();
-    eprintln!("verified against fixture stand-ins for: {}", stood_in.join(" "));
+    eprintln!(
+        "verified against fixture stand-ins for: {}",
+        stood_in.join(" ")
+    );
 }
 
 #[test]
@@ -100,17 +132,31 @@ fn verify_catches_a_unit_whose_program_is_missing() {
         .arg("/etc/systemd/system/marathon.service")
         .output()
         .unwrap();
-    assert!(!res.status.success(), "verify passed without /usr/bin/marathon");
+    assert!(
+        !res.status.success(),
+        "verify passed without /usr/bin/marathon"
+    );
 }
 
 #[test]
 fn every_config_file_parses_with_independent_parsers() {
     require_tool("python3", "python3");
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = TOPOLOGIES.iter().map(|(n, s)| render(n, *s, tmp.path())).collect();
-    let out = Command::new("python3").arg(tests_dir().join("parse_check.py")).args(&dirs).output().unwrap();
+    let dirs: Vec<_> = TOPOLOGIES
+        .iter()
+        .map(|(n, s)| render(n, *s, tmp.path()))
+        .collect();
+    let out = Command::new("python3")
+        .arg(tests_dir().join("parse_check.py"))
+        .args(&dirs)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for kind in ["json=", "xml=", "unit=", "properties=", "env=", "flag="] {
         assert!(stdout.contains(kind), "no {kind} files checked: {stdout}");
     }
@@ -122,6 +168,10 @@ fn parse_check_rejects_broken_files() {
     let dir = tmp.path().join("etc/docker");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("daemon.json"), "{\"cluster-store\": }\n").unwrap();
-    let out = Command::new("python3").arg(tests_dir().join("parse_check.py")).arg(tmp.path()).output().unwrap();
+    let out = Command::new("python3")
+        .arg(tests_dir().join("parse_check.py"))
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
