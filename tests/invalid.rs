@@ -196,7 +196,7 @@ fn invalid_specs_are_reported_where_they_are_wrong() {
 /// Every fixture's header parses (a typo in `# expect:` must not silently pin nothing).
 #[test]
 fn invalid_fixture_headers_parse() {
-    for p in corpus().into_iter().chain(fixtures_in("invalid/pending")) {
+    for p in corpus() {
         let text = fs::read_to_string(&p).unwrap();
         let declared = text
             .lines()
@@ -210,20 +210,4 @@ fn invalid_fixture_headers_parse() {
             p.display()
         );
     }
-}
-
-/// Fixtures that pin what kiln *should* report but does not yet (validation bugs reported to
-/// the lead). Run with `--ignored`; when one passes, move it up into `fixtures/invalid/`.
-#[test]
-#[ignore = "known validation bugs: fixtures/invalid/pending/"]
-fn invalid_pending_bugs() {
-    let files = fixtures_in("invalid/pending");
-    let problems: Vec<String> = files.iter().flat_map(|p| check_fixture(p)).collect();
-    assert!(
-        problems.is_empty(),
-        "{} of {} pending fixtures still fail:\n\n{}",
-        problems.len(),
-        files.len(),
-        problems.join("\n\n")
-    );
 }

@@ -17,15 +17,16 @@ fn spec(masters: usize, agents: usize) -> String {
         } else {
             (format!("a{i}"), "agent")
         };
+        let n = i + 2; // 10.0.0.1 is the gateway
         let _ = write!(
             s,
             "[[hosts]]\nname = \"{name}\"\nroles = [\"{role}\"]\naddress = \"10.{}.{}.{}/8\"\nmac = \"02:00:00:{:02x}:{:02x}:{:02x}\"\ngateway = \"10.0.0.1\"\n\n",
-            (i >> 16) & 255,
-            (i >> 8) & 255,
-            (i & 255) + 2,
-            (i >> 16) & 255,
-            (i >> 8) & 255,
-            i & 255
+            (n >> 16) & 255,
+            (n >> 8) & 255,
+            n & 255,
+            (n >> 16) & 255,
+            (n >> 8) & 255,
+            n & 255
         );
     }
     s
@@ -40,7 +41,7 @@ fn main() {
     };
     let mut rows = Vec::new();
     let t = Instant::now();
-    let plan = kiln::validate::load(&src).expect("scale spec is valid");
+    let plan = kiln::validate::load(&src).unwrap_or_else(|r| panic!("{r}"));
     rows.push(("parse + validate + plan", t.elapsed()));
     let t = Instant::now();
     let rendered = kiln::components::render(&plan).expect("renders");

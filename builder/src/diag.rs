@@ -196,8 +196,22 @@ enum Node<'a> {
     Value(&'a toml_edit::Value),
 }
 
+impl SpecSource {
+    /// Whether the spec text sets `key` (a path such as `zookeeper.client_port`) itself.
+    pub fn has_key(&self, key: &str) -> bool {
+        toml_edit::ImDocument::parse(self.text.as_str())
+            .ok()
+            .is_some_and(|doc| lookup(&doc, &KeyPath::parse(key)).1)
+    }
+}
+
 /// The span of the deepest part of `path` that exists in the document.
 fn span_of(doc: &toml_edit::ImDocument<&str>, path: &KeyPath) -> Option<Range<usize>> {
+    lookup(doc, path).0
+}
+
+/// The span of the deepest part of `path` that exists, and whether all of it exists.
+fn lookup(doc: &toml_edit::ImDocument<&str>, path: &KeyPath) -> (Option<Range<usize>>, bool) {
     let mut node = Node::Table(doc.as_table());
     let mut best = None;
     for seg in &path.0 {
@@ -222,7 +236,9 @@ fn span_of(doc: &toml_edit::ImDocument<&str>, path: &KeyPath) -> Option<Range<us
             }
             _ => None,
         };
-        let Some((key_span, n)) = next else { break };
+        let Some((key_span, n)) = next else {
+            return (best, false);
+        };
         let own = match &n {
             Node::Item(toml_edit::Item::Value(v)) => v.span(),
             Node::Value(v) => v.span(),
@@ -231,7 +247,7 @@ fn span_of(doc: &toml_edit::ImDocument<&str>, path: &KeyPath) -> Option<Range<us
         best = own.or(key_span).or(best);
         node = n;
     }
-    best
+    (best, true)
 }
 
 #[cfg(test)]

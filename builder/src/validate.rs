@@ -3,7 +3,7 @@
 //! Checks never stop at the first problem: all errors and warnings of a spec are collected and
 //! each points at the key it is about.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use sha2::{Digest, Sha256};
@@ -41,7 +41,16 @@ impl std::error::Error for Rejected {}
 /// Parses TOML into a [`Spec`], turning syntax errors and unknown keys into diagnostics.
 pub fn parse(src: &SpecSource) -> Result<Spec, Rejected> {
     toml::from_str::<Spec>(&src.text).map_err(|e| {
-        let message = e.message().trim().to_string();
+        // The parser's message may span lines ("invalid table header\nduplicate key …"):
+        // the last line is the specific one.
+        let message = e
+            .message()
+            .trim()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
         let help = if message.starts_with("unknown field") {
             "remove the key or fix its spelling; `kiln schema` lists every key"
         } else if message.starts_with("missing field") {
@@ -389,7 +398,7 @@ impl Checker {
         let calico_major = versions.calico.major;
         if (spec.calico.node.enabled || spec.calico.cni.enabled)
             && !(1..=2).contains(&calico_major)
-            && calico_major != 0
+            && Version::parse(&spec.calico.version).is_some()
         {
             self.err(
                 "calico.version",
@@ -602,7 +611,7 @@ impl Checker {
         for (p, s) in plan.profiles.iter_mut().zip(services) {
             p.services = s;
         }
-        self.ports(&plan);
+        self.ports(&plan, src);
         Some(plan)
     }
 
@@ -1064,7 +1073,12 @@ impl Checker {
         if host == "${IP}" {
             return Some(format!("${{KILN_IP}}:{port}"));
         }
-        if host.parse::<IpAddr>().is_err() {
+        if host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_err()
+        {
             self.err("docker.cluster_advertise", format!("cluster-advertise names the interface {host:?}, not an address"), format!("dockerd refuses to start when that interface does not exist (e.g. ens3, not eth0); use \"${{IP}}:{port}\""));
             return None;
         }
@@ -1179,11 +1193,23 @@ impl Checker {
                     format!("use the network address: {}", net.trunc()),
                 ),
                 Ok(net) => {
+                    let subnet =
+                        |h: &HostPlan| ipnet::Ipv4Net::new(h.ip, h.prefix).ok().map(|n| n.trunc());
                     if let Some(h) = hosts.iter().find(|h| net.contains(&h.ip)) {
                         self.err(
                             &key,
                             format!("IP pool {net} contains host {}'s address {}", h.name, h.ip),
                             "choose a pool outside the hosts' network",
+                        );
+                    } else if let Some((h, sn)) = hosts
+                        .iter()
+                        .filter_map(|h| subnet(h).map(|sn| (h, sn)))
+                        .find(|(_, sn)| sn.contains(&net.network()) || net.contains(&sn.network()))
+                    {
+                        self.err(
+                            &key,
+                            format!("IP pool {net} overlaps host {}'s subnet {sn}", h.name),
+                            "choose a pool outside the hosts' network: workload addresses must not collide with host addresses",
                         );
                     }
                 }
@@ -1199,24 +1225,50 @@ impl Checker {
     }
 
     /// Two services of one host on the same port.
-    fn ports(&mut self, plan: &Plan) {
+    fn ports(&mut self, plan: &Plan, src: &SpecSource) {
+        let mut reported: HashSet<(String, String)> = HashSet::new();
         for p in &plan.profiles {
             let mut seen: HashMap<(u16, Proto), (&str, &str)> = HashMap::new();
             for s in &p.services {
                 for port in s.ports.iter().filter(|x| x.proto != Proto::Ipip) {
-                    if let Some((unit, key)) =
-                        seen.insert((port.port, port.proto), (&s.unit, &port.key))
-                    {
-                        if unit != s.unit {
+                    if port.port == 0 {
+                        if reported.insert((port.key.clone(), String::new())) {
                             self.err(
                                 &port.key,
-                                format!(
-                                    "port {} is used twice on {} hosts: {unit} ({key}) and {}",
-                                    port.port, p.name, s.unit
-                                ),
-                                format!("give {} another port", port.key),
+                                "port 0 is not a port a service can listen on",
+                                "use a port from 1 to 65535",
                             );
                         }
+                        continue;
+                    }
+                    let Some((unit, key)) =
+                        seen.insert((port.port, port.proto), (&s.unit, &port.key))
+                    else {
+                        continue;
+                    };
+                    if key == port.key {
+                        continue;
+                    }
+                    // Point at the key the spec writes, not at a default it never mentions.
+                    let (here, other) = if src.has_key(&port.key) || !src.has_key(key) {
+                        (port.key.as_str(), key)
+                    } else {
+                        (key, port.key.as_str())
+                    };
+                    if reported.insert((here.to_string(), other.to_string())) {
+                        let users = if unit == s.unit {
+                            unit.to_string()
+                        } else {
+                            format!("{unit} and {}", s.unit)
+                        };
+                        self.err(
+                            here,
+                            format!(
+                                "port {} is used twice on {} hosts: {here} and {other} ({users})",
+                                port.port, p.name
+                            ),
+                            format!("give {here} another port"),
+                        );
                     }
                 }
             }
