@@ -65,12 +65,14 @@ pub fn load(src: &str, spec_dir: &Path, store: &BlobStore) -> Result<ResolvedIma
     ))
 }
 
-/// The root filesystem of `layers` (OCI whiteouts applied, hostile entries refused).
+/// The root filesystem of `layers` (OCI whiteouts applied, hostile entries refused), with file
+/// contents dropped: checks need paths, kinds, modes and link targets, and a base of a few GB
+/// must not sit in memory.
 pub fn flatten(store: &BlobStore, layers: &[Layer]) -> Result<FileTree, String> {
     let mut tree = FileTree::new();
     for l in layers {
         let blob = store.open_blob(&l.digest).map_err(|e| e.to_string())?;
-        kiln_layers::apply_layer(&mut tree, std::io::BufReader::new(blob))
+        kiln_layers::apply_layer_metadata(&mut tree, std::io::BufReader::new(blob))
             .map_err(|e| format!("layer {}: {e}", l.digest))?;
     }
     Ok(tree)

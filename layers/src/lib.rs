@@ -62,7 +62,7 @@ pub use compress::{
 pub use cpio::write_cpio;
 pub use digest::{Digest, HashingWriter};
 pub use extract::extract_to_dir;
-pub use read::{apply_layer, read_layer};
+pub use read::{apply_layer, apply_layer_metadata, read_layer};
 pub use tar::write_tar;
 pub use tree::{Entry, EntryKind, FileTree, TreeError};
 

@@ -67,9 +67,22 @@ pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
 /// Applies one layer on top of `base` with OCI whiteout semantics. The whole layer is read and
 /// checked before `base` is touched, so a malformed or refused layer leaves `base` unchanged.
 pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
+    apply(base, r, true)
+}
+
+/// Like [`apply_layer`], but regular files are kept empty: for checks that need the paths,
+/// kinds, modes and link targets of a large base image without holding its contents.
+pub fn apply_layer_metadata<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
+    apply(base, r, false)
+}
+
+fn apply<R: Read>(base: &mut FileTree, r: R, contents: bool) -> Result<()> {
     let mut reader = TarReader::new(decompressed(r)?);
     let mut layer = Layer::default();
-    while let Some(raw) = reader.next_entry()? {
+    while let Some(mut raw) = reader.next_entry()? {
+        if !contents {
+            raw.data = Vec::new();
+        }
         layer.add(base, raw)?;
     }
     layer.apply(base)

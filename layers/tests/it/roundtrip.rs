@@ -2,8 +2,8 @@
 
 use crate::util::*;
 use kiln_layers::{
-    apply_layer, read_layer, write_layer, write_layer_to_dir, write_tar, Compression, Entry,
-    EntryKind, FileTree, LayerOptions,
+    apply_layer, apply_layer_metadata, read_layer, write_layer, write_layer_to_dir, write_tar,
+    Compression, Entry, EntryKind, FileTree, LayerOptions,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -114,6 +114,22 @@ fn whiteouts_remove_lower_entries_and_opaque_dirs_hide_lower_content() {
     );
     // /tmp was only implied by the layer: it keeps its sticky mode from below.
     assert_eq!(base.get("/tmp").unwrap().mode, 0o1777);
+}
+
+#[test]
+fn metadata_only_application_keeps_whiteouts_and_drops_contents() {
+    let mut base = FileTree::new();
+    base.insert("/etc/a", Entry::file("a", 0o644)).unwrap();
+    base.insert("/etc/b", Entry::file("b", 0o644)).unwrap();
+    let layer = raw_tar(&[
+        ("etc/.wh.a", b'0', "", b""),
+        ("usr/bin/tool", b'0', "", b"#!/bin/sh\n"),
+    ]);
+    apply_layer_metadata(&mut base, &layer[..]).unwrap();
+    assert!(base.get("/etc/a").is_none());
+    let tool = base.get("/usr/bin/tool").unwrap();
+    assert_eq!(tool.data(), Some(&b""[..]));
+    assert_eq!(base.get("/etc/b").unwrap().data(), Some(&b"b"[..]));
 }
 
 #[test]
