@@ -414,3 +414,16 @@ fn docker_loads_archives_and_pulls_pushed_images() {
         run(Command::new("docker").args(["run", "--rm", &pulled, "cat", "/etc/calico/fixture"]));
     assert_eq!(out, "kiln test fixture for calico/node\n");
 }
+
+#[test]
+fn build_never_replaces_a_directory_it_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("home");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("notes.txt"), "keep me").unwrap();
+    let res = kiln(&["build", "-o", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not a kiln build output"), "{err}");
+    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "keep me");
+}

@@ -23,6 +23,10 @@ use crate::components::{calico::archive_name, Rendered, IMAGES_DIR};
 use crate::imagesrc;
 use crate::plan::Plan;
 
+/// The build report; its presence marks a directory as kiln build output that a later build may
+/// replace.
+pub const REPORT: &str = "build-report.json";
+
 /// Default `SOURCE_DATE_EPOCH` when the environment sets none: 1980-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: u64 = 315_532_800;
 
@@ -139,19 +143,8 @@ pub fn build(
 }
 
 fn staging_dir(dist: &Path) -> Result<PathBuf, BuildError> {
-    let name = dist
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dist".into());
-    let parent = dist
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
-    let staging = parent.join(format!(".{name}.kiln-new-{}", std::process::id()));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io_err("removing a stale staging dir"))?;
-    }
+    let staging = crate::treedir::stage(dist, REPORT, "build")
+        .map_err(io_err(format!("preparing {}", dist.display())))?;
     fs::create_dir_all(staging.join("archives"))
         .map_err(io_err(format!("creating {}", staging.display())))?;
     Ok(staging)
@@ -358,7 +351,7 @@ fn build_into(
     let mut json =
         serde_json::to_string_pretty(&report).map_err(|e| BuildError::Source(e.to_string()))?;
     json.push('\n');
-    fs::write(out.join("build-report.json"), json).map_err(io_err("writing build-report.json"))?;
+    fs::write(out.join(REPORT), json).map_err(io_err("writing build-report.json"))?;
     write_sha256sums(out)?;
     Ok(report)
 }

@@ -71,31 +71,8 @@ pub fn write_tree(tree: &FileTree, root: &Path) -> io::Result<()> {
 /// The directory is built beside `out` and swapped in only when complete; an existing `out`
 /// is replaced only if it is empty or an earlier render (it has [`MARKER`]).
 pub fn publish(rendered: &Rendered, plan_json: &str, out: &Path) -> io::Result<()> {
-    if out.exists() {
-        let ours = out.join(MARKER).exists();
-        let empty = out.is_dir() && fs::read_dir(out)?.next().is_none();
-        if !ours && !empty {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a kiln render output; choose another directory or remove it", out.display()),
-            ));
-        }
-    }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "render".into());
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
-    let staging = parent.join(format!(".{name}.kiln-new-{}", std::process::id()));
+    let staging = stage(out, MARKER, "render")?;
     let result = (|| {
-        if staging.exists() {
-            fs::remove_dir_all(&staging)?;
-        }
-        fs::create_dir_all(&staging)?;
         for (kind, trees) in [("profiles", &rendered.profiles), ("hosts", &rendered.hosts)] {
             for (name, tree) in trees {
                 write_tree(tree, &staging.join(kind).join(name))?;
@@ -113,6 +90,40 @@ pub fn publish(rendered: &Rendered, plan_json: &str, out: &Path) -> io::Result<(
         let _ = fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// Checks that `out` may be replaced — it does not exist, is empty, or holds `marker` (an
+/// earlier output of the same kiln command) — and returns a fresh, empty staging directory
+/// beside it, where the new output is written before [`swap_in`].
+pub fn stage(out: &Path, marker: &str, what: &str) -> io::Result<PathBuf> {
+    if out.exists() {
+        let ours = out.join(marker).exists();
+        let empty = out.is_dir() && fs::read_dir(out)?.next().is_none();
+        if !ours && !empty {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a kiln {what} output; choose another directory or remove it",
+                    out.display()
+                ),
+            ));
+        }
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| what.into());
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let staging = parent.join(format!(".{name}.kiln-new-{}", std::process::id()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging)?;
+    }
+    fs::create_dir_all(&staging)?;
+    Ok(staging)
 }
 
 /// Replaces `out` with `staging` (renames; the old `out` is removed only after the swap).
