@@ -82,5 +82,8 @@ pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
         "docker.service",
         "docker.service",
         context! { exec => plan.spec.docker.dockerd, after => after.join(" "), extra_args },
-    )
+    )?;
+    // dockerd listens on its socket itself; a distribution's socket unit (Debian enables
+    // docker.socket) would hold the same path.
+    ctx.mask("docker.socket")
 }

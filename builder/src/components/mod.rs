@@ -225,6 +225,11 @@ impl<'a> Ctx<'a> {
         self.add(&link, Entry::symlink(path))
     }
 
+    /// Masks a unit the base may ship (a symlink to `/dev/null`).
+    pub fn mask(&mut self, unit: &str) -> Result<(), RenderError> {
+        self.add(&format!("{UNIT_DIR}/{unit}"), Entry::symlink("/dev/null"))
+    }
+
     /// A directory created at boot by systemd-tmpfiles plus, for `user`, a sysusers entry.
     pub fn state_dirs(
         &mut self,
