@@ -11,4 +11,5 @@ mod build;
 mod cli;
 mod invalid;
 mod render;
+mod sources;
 mod validators;

@@ -1,0 +1,844 @@
+//! [`resolve`]: what the plan needs → artifacts in the cache (phase 1, every problem
+//! collected) → file trees and images (phase 2, every byte verified before it is read).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln_images::oci::layout::{resolve_in_store, Layout};
+use kiln_images::registry::client::{Client, ClientOptions};
+use kiln_images::registry::{pull::pull, NoProgress};
+use kiln_images::{Descriptor, Platform};
+use kiln_layers::FileTree;
+
+use super::cache::{sha256_hex, Cache};
+use super::fetch::Downloader;
+use super::unpack::{self, Placement};
+use super::{
+    catalog, debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing,
+    Resolved, Result, SourceOptions,
+};
+use crate::plan::{Libnetwork, Plan};
+use crate::spec::{DebianBase, Source};
+
+/// One thing the plan needs.
+#[derive(Debug, Clone)]
+enum Want {
+    /// Files from a url/file/deb source, for a component (or `base`).
+    Files {
+        component: String,
+        key: String,
+        source: Source,
+    },
+    /// A container image (registry, `oci:DIR[:TAG]`, `docker-archive:FILE[:TAG]`).
+    Image {
+        component: String,
+        key: String,
+        reference: String,
+        pinned: Option<String>,
+    },
+    /// The mmdebstrap base.
+    Debian(DebianBase),
+}
+
+/// What phase 1 made available.
+enum Ready {
+    /// A verified-on-arrival blob in the cache, with a file name for messages.
+    Blob {
+        hex: String,
+        name: String,
+    },
+    /// A local file read and checked.
+    Bytes {
+        bytes: Vec<u8>,
+        name: String,
+    },
+    /// A local directory.
+    Tree(FileTree),
+    Image(Box<ImageSource>),
+}
+
+/// Components whose files come from sources, in build order.
+pub const FILE_COMPONENTS: &[&str] = &[
+    "zookeeper",
+    "etcd",
+    "mesos",
+    "marathon",
+    "docker",
+    "calico-cni",
+];
+
+fn needed(plan: &Plan, component: &str) -> bool {
+    let runs = |c: &str| {
+        plan.profiles
+            .iter()
+            .any(|p| p.services.iter().any(|s| s.component.starts_with(c)))
+    };
+    match component {
+        "calico-cni" => plan.spec.calico.cni.enabled && plan.profiles.iter().any(|p| p.roles.agent),
+        "mesos" => runs("mesos"),
+        c => runs(c),
+    }
+}
+
+fn spec_source<'a>(plan: &'a Plan, component: &str) -> (&'static str, Option<&'a Source>) {
+    let s = &plan.spec;
+    match component {
+        "zookeeper" => ("zookeeper.source", s.zookeeper.source.as_ref()),
+        "etcd" => ("etcd.source", s.etcd.source.as_ref()),
+        "mesos" => ("mesos.source", s.mesos.source.as_ref()),
+        "marathon" => ("marathon.source", s.marathon.source.as_ref()),
+        "docker" => ("docker.source", s.docker.source.as_ref()),
+        "calico-cni" => ("calico.cni.source", s.calico.cni.source.as_ref()),
+        "calico-node" => ("calico.node.source", s.calico.node.source.as_ref()),
+        "calico-libnetwork" => (
+            "calico.libnetwork.source",
+            s.calico.libnetwork.source.as_ref(),
+        ),
+        _ => ("base.source", s.base.source.as_ref()),
+    }
+}
+
+fn flatten(key: &str, s: &Source, out: &mut Vec<(String, Source)>) {
+    out.push((key.to_string(), s.clone()));
+    for (i, more) in s.also.iter().enumerate() {
+        flatten(&format!("{key}.also[{i}]"), more, out);
+    }
+}
+
+/// Everything the plan needs, in a stable order.
+fn wanted(plan: &Plan) -> Vec<Want> {
+    let mut out = Vec::new();
+    let spec = &plan.spec;
+    if let Some(d) = &spec.base.debian {
+        out.push(Want::Debian(d.clone()));
+    } else {
+        match &spec.base.source {
+            Some(s) if s.base => {}
+            Some(s) if s.oci.is_some() => out.push(Want::Image {
+                component: "base".into(),
+                key: "base.source.oci".into(),
+                reference: s.oci.clone().unwrap_or_default(),
+                pinned: s.sha256.clone(),
+            }),
+            Some(s) => out.push(Want::Files {
+                component: "base".into(),
+                key: "base.source".into(),
+                source: s.clone(),
+            }),
+            None => out.push(Want::Image {
+                component: "base".into(),
+                key: "base.image".into(),
+                reference: spec.base.image.clone(),
+                pinned: None,
+            }),
+        }
+    }
+    for &c in FILE_COMPONENTS {
+        if !needed(plan, c) {
+            continue;
+        }
+        let (key, source) = spec_source(plan, c);
+        let mut list = Vec::new();
+        match source {
+            Some(s) if s.base => {}
+            Some(s) => flatten(key, s, &mut list),
+            None => {
+                for (i, s) in catalog::sources(plan, c).into_iter().enumerate() {
+                    list.push((format!("catalog {c} {}[{i}]", version_of(plan, c)), s));
+                }
+            }
+        }
+        for (key, source) in list {
+            out.push(Want::Files {
+                component: c.into(),
+                key,
+                source,
+            });
+        }
+    }
+    let mut images = Vec::new();
+    if spec.calico.node.enabled && spec.docker.enabled {
+        images.push("calico-node");
+    }
+    if matches!(plan.derived.libnetwork, Libnetwork::Container(_)) {
+        images.push("calico-libnetwork");
+    }
+    for c in images {
+        let (key, source) = spec_source(plan, c);
+        match source {
+            Some(s) if s.base => {}
+            Some(s) => out.push(Want::Image {
+                component: c.into(),
+                key: format!("{key}.oci"),
+                reference: s.oci.clone().unwrap_or_default(),
+                pinned: s.sha256.clone(),
+            }),
+            None => {
+                if let Some(r) = catalog::image(plan, c) {
+                    out.push(Want::Image {
+                        component: c.into(),
+                        key: format!("catalog {c}"),
+                        reference: r,
+                        pinned: None,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn version_of(plan: &Plan, c: &str) -> String {
+    let s = &plan.spec;
+    match c {
+        "zookeeper" => s.zookeeper.version.clone(),
+        "etcd" => s.etcd.version.clone(),
+        "mesos" => s.mesos.version.clone(),
+        "marathon" => s.marathon.version.clone(),
+        "docker" => s.docker.version.clone(),
+        "calico-cni" => s.calico.cni.version.clone(),
+        _ => String::new(),
+    }
+}
+
+fn origin_of(s: &Source) -> String {
+    if let Some(u) = &s.url {
+        u.clone()
+    } else if let Some(f) = &s.file {
+        format!("file:{f}")
+    } else if let Some(d) = &s.deb {
+        format!("deb:{d}")
+    } else {
+        format!("image:{}", s.oci.clone().unwrap_or_default())
+    }
+}
+
+fn file_name_of(origin: &str) -> String {
+    let o = origin.split(['?', '#']).next().unwrap_or(origin);
+    o.rsplit(['/', ':'])
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("artifact")
+        .to_string()
+}
+
+struct Run<'a> {
+    spec_dir: &'a Path,
+    opts: &'a SourceOptions,
+    cache: Cache,
+    lock: LockFile,
+    dl: Downloader,
+    missing: Vec<Missing>,
+    used: Vec<LockEntry>,
+    recorded: Vec<LockEntry>,
+}
+
+/// Resolves every source the plan needs; see the [module docs](super).
+pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Resolved> {
+    let mut run = Run {
+        spec_dir,
+        opts,
+        cache: Cache::open(&opts.cache_dir)?,
+        lock: LockFile::load(&opts.lock_path)?,
+        dl: Downloader::new(&opts.http, opts.progress),
+        missing: Vec::new(),
+        used: Vec::new(),
+        recorded: Vec::new(),
+    };
+    let wants = wanted(plan);
+    let mut ready = Vec::new();
+    for w in &wants {
+        if let Some(r) = run.obtain(w)? {
+            ready.push((w, r));
+        }
+    }
+    if !run.missing.is_empty() {
+        return Err(Error::Unavailable(run.missing));
+    }
+    let mut out = Resolved {
+        trees: BTreeMap::new(),
+        base: None,
+        images: BTreeMap::new(),
+        lock: Vec::new(),
+        recorded: Vec::new(),
+    };
+    for (w, r) in ready {
+        match (w, r) {
+            (_, Ready::Image(img)) => {
+                let component = match w {
+                    Want::Image { component, .. } => component.clone(),
+                    _ => "base".into(),
+                };
+                if component == "base" {
+                    out.base = Some(BaseSource::Image(img));
+                } else {
+                    out.images.insert(component, *img);
+                }
+            }
+            (Want::Debian(d), Ready::Blob { hex, name }) => {
+                let bytes = run.cache.read_verified(&hex)?;
+                let tree = unpack::read_tar(&format!("debian base {} ({name})", d.suite), &bytes)?;
+                out.base = Some(BaseSource::Tree(tree));
+            }
+            (
+                Want::Files {
+                    component,
+                    key,
+                    source,
+                },
+                r,
+            ) => {
+                let placement = Placement {
+                    paths: source.paths.clone(),
+                    strip_components: source.strip_components,
+                    dest: source.dest.clone(),
+                    mode: source.mode,
+                };
+                let tree = match r {
+                    Ready::Blob { hex, name } => {
+                        let bytes = run.cache.read_verified(&hex)?;
+                        unpack::place(key, &name, &bytes, &placement)?
+                    }
+                    Ready::Bytes { bytes, name } => unpack::place(key, &name, &bytes, &placement)?,
+                    Ready::Tree(t) => unpack::select(key, &t, &placement)?,
+                    Ready::Image(_) => unreachable_tree(),
+                };
+                if component == "base" {
+                    out.base = Some(BaseSource::Tree(tree));
+                    continue;
+                }
+                let dst = out.trees.entry(component.clone()).or_default();
+                for (p, e) in tree.iter() {
+                    dst.insert(p, e.clone()).map_err(|source| Error::Tree {
+                        component: component.clone(),
+                        source,
+                    })?;
+                }
+            }
+            (Want::Image { .. } | Want::Debian(_), _) => {}
+        }
+    }
+    // The lock: record what was used; write it back when something is new.
+    let mut changed = false;
+    for e in &run.used {
+        changed |= run.lock.upsert(e.clone());
+    }
+    if changed && opts.write_lock && !opts.locked {
+        run.lock.save(&opts.lock_path)?;
+    }
+    for e in &run.recorded {
+        tracing::warn!(
+            "recorded {} {} as sha256:{} in {} (no digest was pinned)",
+            e.component,
+            e.origin,
+            e.sha256,
+            opts.lock_path.display()
+        );
+    }
+    out.lock = run.used;
+    out.lock.sort();
+    out.recorded = run.recorded;
+    Ok(out)
+}
+
+/// `kiln lock`: resolves every source (pins already in the lock are kept) and writes a lock
+/// holding exactly the artifacts this plan uses, dropping stale entries.
+pub fn lock(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<(Resolved, LockFile)> {
+    let mut o = opts.clone();
+    o.write_lock = false;
+    let resolved = resolve(plan, spec_dir, &o)?;
+    let lock = LockFile {
+        version: super::lock::LOCK_VERSION,
+        artifacts: resolved.lock.clone(),
+    };
+    if !opts.locked {
+        lock.save(&opts.lock_path)?;
+    }
+    Ok((resolved, lock))
+}
+
+fn unreachable_tree() -> FileTree {
+    FileTree::new()
+}
+
+impl Run<'_> {
+    /// The expected digest of `origin` and who pins it.
+    fn expected(
+        &self,
+        component: &str,
+        origin: &str,
+        spec_sha: Option<&str>,
+        key: &str,
+    ) -> Option<(String, String)> {
+        if let Some(s) = spec_sha {
+            return Some((hex_of(s), format!("the spec ({key}.sha256)")));
+        }
+        self.lock
+            .get(component, origin)
+            .map(|e| (e.sha256.clone(), self.opts.lock_path.display().to_string()))
+    }
+
+    fn miss(
+        &mut self,
+        component: &str,
+        origin: &str,
+        digest: Option<&str>,
+        reason: impl Into<String>,
+    ) {
+        self.missing.push(Missing {
+            component: component.into(),
+            origin: origin.into(),
+            digest: digest.map(|d| format!("sha256:{}", hex_of(d))),
+            reason: reason.into(),
+        });
+    }
+
+    /// `--locked`: refuses (as missing) anything the lock does not list.
+    fn locked_out(&mut self, component: &str, origin: &str) -> bool {
+        if self.opts.locked && self.lock.get(component, origin).is_none() {
+            self.miss(
+                component,
+                origin,
+                None,
+                format!("not in {} and --locked is set: run `kiln lock SPEC` to add it after reviewing the spec change", self.opts.lock_path.display()),
+            );
+            return true;
+        }
+        false
+    }
+
+    fn record(
+        &mut self,
+        component: &str,
+        origin: &str,
+        hex: &str,
+        size: Option<u64>,
+        pinned: bool,
+    ) {
+        let e = LockEntry {
+            component: component.into(),
+            origin: origin.into(),
+            sha256: hex.into(),
+            size,
+        };
+        if !pinned && self.lock.get(component, origin).is_none() {
+            self.recorded.push(e.clone());
+        }
+        self.used.push(e);
+    }
+
+    fn obtain(&mut self, w: &Want) -> Result<Option<Ready>> {
+        match w {
+            Want::Files {
+                component,
+                key,
+                source,
+            } => self.obtain_files(component, key, source),
+            Want::Image {
+                component,
+                key,
+                reference,
+                pinned,
+            } => self.obtain_image(component, key, reference, pinned.as_deref()),
+            Want::Debian(d) => self.obtain_debian(d),
+        }
+    }
+
+    fn obtain_files(&mut self, component: &str, key: &str, s: &Source) -> Result<Option<Ready>> {
+        let origin = origin_of(s);
+        if self.locked_out(component, &origin) {
+            return Ok(None);
+        }
+        let expected = self.expected(component, &origin, s.sha256.as_deref(), key);
+        let exp = expected.as_ref().map(|(h, by)| (h.as_str(), by.as_str()));
+        let name = file_name_of(&origin);
+        if let Some(f) = &s.file {
+            let path = self.spec_dir.join(f);
+            if path.is_dir() {
+                let tree = unpack::read_dir(key, &path)?;
+                let mut tar = Vec::new();
+                kiln_layers::write_tar(&tree, 0, &mut tar).map_err(|source| Error::Layer {
+                    what: key.into(),
+                    source,
+                })?;
+                let hex = sha256_hex(&tar);
+                self.check(&origin, exp, &hex)?;
+                self.record(component, &origin, &hex, None, expected.is_some());
+                return Ok(Some(Ready::Tree(tree)));
+            }
+            let bytes = std::fs::read(&path).map_err(Error::io("reading source file", &path))?;
+            let hex = sha256_hex(&bytes);
+            self.check(&origin, exp, &hex)?;
+            self.record(
+                component,
+                &origin,
+                &hex,
+                Some(bytes.len() as u64),
+                expected.is_some(),
+            );
+            return Ok(Some(Ready::Bytes { bytes, name }));
+        }
+        if let Some((hex, _)) = &expected {
+            if self.cache.contains(hex) {
+                let size = std::fs::metadata(self.cache.blob_path(hex))
+                    .ok()
+                    .map(|m| m.len());
+                self.record(component, &origin, hex, size, true);
+                return Ok(Some(Ready::Blob {
+                    hex: hex.clone(),
+                    name,
+                }));
+            }
+        }
+        if self.opts.offline {
+            let how = if expected.is_some() {
+                "not in the cache (--offline)"
+            } else {
+                "no digest is pinned (spec sha256 or kiln.lock), so the cache cannot be searched (--offline)"
+            };
+            self.miss(
+                component,
+                &origin,
+                expected.as_ref().map(|e| e.0.as_str()),
+                how,
+            );
+            return Ok(None);
+        }
+        let (hex, size, name) = if let Some(u) = &s.url {
+            let (hex, size) =
+                self.dl
+                    .fetch_into(&self.cache, u, self.opts.mirror.as_deref(), exp)?;
+            (hex, size, name)
+        } else if let Some(pkg) = &s.deb {
+            self.apt_download(pkg, &origin, exp)?
+        } else {
+            return Err(Error::Source {
+                key: key.into(),
+                reason: "names no url, file or deb".into(),
+            });
+        };
+        self.record(component, &origin, &hex, Some(size), expected.is_some());
+        Ok(Some(Ready::Blob { hex, name }))
+    }
+
+    fn check(&self, origin: &str, exp: Option<(&str, &str)>, actual: &str) -> Result<()> {
+        match exp {
+            Some((want, by)) if want != actual => Err(Error::DigestMismatch {
+                origin: origin.into(),
+                expected: want.into(),
+                actual: actual.into(),
+                pinned_by: by.into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `apt-get download PKG[=VERSION]` in a temporary directory, then into the cache.
+    fn apt_download(
+        &self,
+        pkg: &str,
+        origin: &str,
+        exp: Option<(&str, &str)>,
+    ) -> Result<(String, u64, String)> {
+        let tmp = tempfile::tempdir().map_err(Error::io(
+            "creating temporary directory",
+            std::env::temp_dir(),
+        ))?;
+        let out = Command::new("apt-get")
+            .args(["download", "-q", pkg])
+            .current_dir(tmp.path())
+            .output()
+            .map_err(|e| Error::Tool { tool: "apt-get".into(), detail: format!("{e} (apt-get is Debian's package tool; `deb` sources need a Debian build machine)") })?;
+        if !out.status.success() {
+            return Err(Error::Tool {
+                tool: format!("apt-get download {pkg}"),
+                detail: format!("{}: {} (run `apt-get update` first; check the name with `apt-cache policy {}`)", out.status, String::from_utf8_lossy(&out.stderr).trim(), pkg.split('=').next().unwrap_or(pkg)),
+            });
+        }
+        let file = std::fs::read_dir(tmp.path())
+            .map_err(Error::io("reading", tmp.path()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| Error::Tool {
+                tool: format!("apt-get download {pkg}"),
+                detail: "no .deb was written".into(),
+            })?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let f = std::fs::File::open(&file).map_err(Error::io("opening", &file))?;
+        let (hex, size) = self.cache.put_reader(f, exp, origin)?;
+        Ok((hex, size, name))
+    }
+
+    fn obtain_image(
+        &mut self,
+        component: &str,
+        key: &str,
+        reference: &str,
+        spec_pin: Option<&str>,
+    ) -> Result<Option<Ready>> {
+        let origin = format!("image:{reference}");
+        if self.locked_out(component, &origin) {
+            return Ok(None);
+        }
+        let expected = self.expected(component, &origin, spec_pin, key);
+        let exp = expected.as_ref().map(|(h, by)| (h.as_str(), by.as_str()));
+        let store = self.cache.store().clone();
+        let img_err = |source| Error::Image {
+            reference: reference.into(),
+            source,
+        };
+        let image = if let Some(rest) = reference.strip_prefix("oci:") {
+            let (dir, tag) = split_tag(rest);
+            let layout = Layout::open(self.spec_dir.join(dir)).map_err(img_err)?;
+            let tag = match tag {
+                Some(t) => t.to_string(),
+                None => layout
+                    .refs()
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "latest".into()),
+            };
+            let img = layout.resolve(&tag).map_err(img_err)?;
+            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
+            let mut digests = vec![
+                img.manifest_descriptor.digest.clone(),
+                img.config_descriptor.digest.clone(),
+            ];
+            digests.extend(img.layers.iter().map(|l| l.digest.clone()));
+            for d in digests {
+                store.copy_from(layout.store(), &d).map_err(img_err)?;
+            }
+            resolve_in_store(
+                &store,
+                img.manifest_descriptor.clone(),
+                &Platform::linux_amd64(),
+            )
+            .map_err(img_err)?
+        } else if let Some(rest) = reference.strip_prefix("docker-archive:") {
+            let (file, tag) = split_tag(rest);
+            let imported =
+                kiln_images::archive::read_docker_archive(&self.spec_dir.join(file), &store)
+                    .map_err(img_err)?;
+            let chosen = imported
+                .iter()
+                .find(|i| {
+                    tag.map_or(true, |t| {
+                        i.repo_tags
+                            .iter()
+                            .any(|r| r == t || r.ends_with(&format!(":{t}")))
+                    })
+                })
+                .ok_or_else(|| Error::Source {
+                    key: key.into(),
+                    reason: format!("{file} has no image tagged {}", tag.unwrap_or("")),
+                })?;
+            let img = resolve_in_store(&store, chosen.manifest.clone(), &Platform::linux_amd64())
+                .map_err(img_err)?;
+            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
+            img
+        } else {
+            let cached = expected
+                .as_ref()
+                .filter(|(h, _)| self.cache.contains(h))
+                .map(|(h, _)| h.clone());
+            if let Some(hex) = cached {
+                let bytes = self.cache.read_verified(&hex)?;
+                let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("mediaType")
+                            .and_then(|m| m.as_str())
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| kiln_images::oci::MEDIA_TYPE_MANIFEST.into());
+                let desc =
+                    Descriptor::new(&media_type, &format!("sha256:{hex}"), bytes.len() as u64);
+                resolve_in_store(&store, desc, &Platform::linux_amd64()).map_err(img_err)?
+            } else if self.opts.offline {
+                self.miss(component, &origin, expected.as_ref().map(|e| e.0.as_str()), "image not in the cache (--offline): use an `oci:DIR:TAG` or `docker-archive:FILE` source, or pull it with `kiln fetch` first");
+                return Ok(None);
+            } else {
+                let (registry, repo, tag) = parse_reference(reference);
+                let client = Client::new(ClientOptions::new(&registry)).map_err(img_err)?;
+                let want = expected
+                    .as_ref()
+                    .map(|(h, _)| format!("sha256:{h}"))
+                    .unwrap_or(tag);
+                let img = pull(
+                    &client,
+                    &repo,
+                    &want,
+                    &Platform::linux_amd64(),
+                    &store,
+                    &mut NoProgress,
+                )
+                .map_err(img_err)?;
+                self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
+                img
+            }
+        };
+        let hex = hex_of(&image.manifest_descriptor.digest);
+        self.record(
+            component,
+            &origin,
+            &hex,
+            Some(image.manifest_descriptor.size),
+            expected.is_some(),
+        );
+        Ok(Some(Ready::Image(Box::new(ImageSource {
+            reference: reference.into(),
+            store,
+            image,
+        }))))
+    }
+
+    fn obtain_debian(&mut self, d: &DebianBase) -> Result<Option<Ready>> {
+        let epoch = self.opts.source_date_epoch;
+        let inputs = debian::inputs_digest(d, epoch);
+        let origin = format!("debian:{inputs}");
+        if self.locked_out("base", &origin) {
+            return Ok(None);
+        }
+        let ref_name = format!("debian-{inputs}");
+        let name = format!("{}-{}.tar", d.suite, &inputs[..12]);
+        let known = self
+            .lock
+            .get("base", &origin)
+            .map(|e| e.sha256.clone())
+            .filter(|h| self.cache.contains(h))
+            .or_else(|| {
+                self.cache
+                    .get_ref(&ref_name)
+                    .map(|h| hex_of(&h))
+                    .filter(|h| self.cache.contains(h))
+            });
+        if let Some(hex) = known {
+            let size = std::fs::metadata(self.cache.blob_path(&hex))
+                .ok()
+                .map(|m| m.len());
+            self.record("base", &origin, &hex, size, true);
+            return Ok(Some(Ready::Blob { hex, name }));
+        }
+        if self.opts.offline {
+            self.miss("base", &origin, None, format!("the {} {} base is not built in the cache (--offline): run `kiln fetch SPEC` where the Debian mirror is reachable", d.suite, d.variant));
+            return Ok(None);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".mmdebstrap-")
+            .suffix(".tar")
+            .tempfile_in(self.cache.root().join("partial"))
+            .map_err(Error::io(
+                "creating temporary file in",
+                self.cache.root().join("partial"),
+            ))?;
+        let (_, path): (std::fs::File, PathBuf) = tmp.keep().map_err(|e| Error::Io {
+            action: "keeping temporary file",
+            path: self.cache.root().into(),
+            source: e.error,
+        })?;
+        let started = std::time::Instant::now();
+        if self.opts.progress {
+            eprintln!(
+                "building the {} {} base with mmdebstrap",
+                d.suite, d.variant
+            );
+        }
+        if let Err(e) = debian::build(d, epoch, &path) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        tracing::info!("mmdebstrap took {:.1?}", started.elapsed());
+        let (hex, size) = self.cache.adopt(&path, None, &origin)?;
+        self.cache.set_ref(&ref_name, &hex)?;
+        if self.opts.locked {
+            if let Some(e) = self.lock.get("base", &origin) {
+                self.check(
+                    &origin,
+                    Some((&e.sha256, &self.opts.lock_path.display().to_string())),
+                    &hex,
+                )?;
+            }
+        }
+        self.record("base", &origin, &hex, Some(size), false);
+        Ok(Some(Ready::Blob { hex, name }))
+    }
+}
+
+/// `DIR:TAG` → (DIR, Some(TAG)); a colon inside the last path component only.
+fn split_tag(s: &str) -> (&str, Option<&str>) {
+    let last = s.rfind('/').map_or(0, |i| i + 1);
+    match s[last..].rfind(':') {
+        Some(i) => (&s[..last + i], Some(&s[last + i + 1..])),
+        None => (s, None),
+    }
+}
+
+/// `[REGISTRY/]REPO[:TAG|@DIGEST]` → (registry host, repository, tag or digest). Docker Hub
+/// names get `registry-1.docker.io` and `library/` for one-component names.
+pub fn parse_reference(r: &str) -> (String, String, String) {
+    let (name, reference) = match r.split_once('@') {
+        Some((n, d)) => (n, d.to_string()),
+        None => match split_tag(r) {
+            (n, Some(t)) => (n, t.to_string()),
+            (n, None) => (n, "latest".to_string()),
+        },
+    };
+    let (registry, repo) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        _ => ("docker.io".to_string(), name.to_string()),
+    };
+    let registry = if registry == "docker.io" || registry == "index.docker.io" {
+        "registry-1.docker.io".to_string()
+    } else {
+        registry
+    };
+    let repo = if registry == "registry-1.docker.io" && !repo.contains('/') {
+        format!("library/{repo}")
+    } else {
+        repo
+    };
+    (registry, repo, reference)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(
+            parse_reference("calico/node:v2.6.12"),
+            (
+                "registry-1.docker.io".into(),
+                "calico/node".into(),
+                "v2.6.12".into()
+            )
+        );
+        assert_eq!(
+            parse_reference("debian:bookworm"),
+            (
+                "registry-1.docker.io".into(),
+                "library/debian".into(),
+                "bookworm".into()
+            )
+        );
+        assert_eq!(
+            parse_reference("quay.io/calico/node"),
+            ("quay.io".into(), "calico/node".into(), "latest".into())
+        );
+        assert_eq!(
+            parse_reference("127.0.0.1:5000/x@sha256:ab"),
+            ("127.0.0.1:5000".into(), "x".into(), "sha256:ab".into())
+        );
+        assert_eq!(split_tag("dir/sub:tag"), ("dir/sub", Some("tag")));
+        assert_eq!(split_tag("a:b/dir"), ("a:b/dir", None));
+    }
+}

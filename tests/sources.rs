@@ -1,0 +1,828 @@
+//! Pinned sources: fetching tarballs, .deb, .rpm and single binaries from a local HTTP server,
+//! tamper detection, the cache, the lock file, --offline, --locked, the catalog through
+//! --mirror, a real Debian package, the presence check and the mmdebstrap base.
+//!
+//! Nothing here reaches the internet: artifacts are served from 127.0.0.1 by [`Server`]; only
+//! `apt-get download` and mmdebstrap talk to Debian's mirror (the package registry).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln::plan::Plan;
+use kiln::sources::{self, Error, SourceOptions};
+use kiln_layers::{Entry, EntryKind, FileTree};
+use sha2::{Digest, Sha256};
+
+use crate::util::{kiln_code, require_tool};
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// `(path, Range header)` of every request the server saw.
+type RequestLog = Mutex<Vec<(String, Option<String>)>>;
+
+/// How the server answers for one path.
+#[derive(Clone, Default)]
+struct Served {
+    body: Vec<u8>,
+    /// Close the connection at this offset of the file (Content-Length still announces all).
+    cut_at: Option<usize>,
+    /// Cut only the first request for the path.
+    cut_once: bool,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 with Range support and fault injection.
+struct Server {
+    port: u16,
+    files: Arc<Mutex<HashMap<String, Served>>>,
+    /// `(path, range header)` of every request.
+    log: Arc<RequestLog>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
+        let log: Arc<RequestLog> = Arc::default();
+        let (f, l) = (files.clone(), log.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (f, l) = (f.clone(), l.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &f, &l);
+                });
+            }
+        });
+        Server { port, files, log }
+    }
+
+    fn put(&self, path: &str, s: Served) {
+        self.files.lock().unwrap().insert(path.to_string(), s);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self, path: &str) -> Vec<Option<String>> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    files: &Mutex<HashMap<String, Served>>,
+    log: &RequestLog,
+) -> std::io::Result<()> {
+    let mut r = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut range = None;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range = Some(v.trim().to_string());
+            }
+        }
+    }
+    log.lock().unwrap().push((path.clone(), range.clone()));
+    let served = {
+        let mut all = files.lock().unwrap();
+        let s = all.get(&path).cloned();
+        if let Some(x) = all.get_mut(&path) {
+            if x.cut_once {
+                x.cut_at = None;
+            }
+        }
+        s
+    };
+    let Some(s) = served else {
+        conn.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    };
+    let start: usize = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let body = &s.body[start.min(s.body.len())..];
+    let head = if start > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+            body.len(),
+            s.body.len() - 1,
+            s.body.len()
+        )
+    } else {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n", body.len())
+    };
+    conn.write_all(head.as_bytes())?;
+    let n = s
+        .cut_at
+        .map_or(body.len(), |c| c.saturating_sub(start).min(body.len()));
+    conn.write_all(&body[..n])?;
+    conn.flush()?;
+    Ok(())
+}
+
+/// Fixture artifacts, generated once per test.
+struct Fixtures {
+    dir: tempfile::TempDir,
+    /// etcd-v3.4.23-linux-amd64/{etcd,etcdctl,README.md}, gzip.
+    tarball: Vec<u8>,
+    /// A .deb (dpkg-deb, xz) with /usr/bin/dockerd and /usr/bin/docker.
+    deb: Vec<u8>,
+    /// An .rpm (rpmbuild) with /opt/cni/bin/calico-ipam.
+    rpm: Vec<u8>,
+    /// A single binary (a shell script).
+    binary: Vec<u8>,
+}
+
+fn script(name: &str) -> Vec<u8> {
+    format!("#!/bin/sh\necho {name}\n").into_bytes()
+}
+
+fn make_fixtures() -> Fixtures {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = FileTree::new();
+    t.insert(
+        "/etcd-v3.4.23-linux-amd64/etcd",
+        Entry::file(script("etcd"), 0o755),
+    )
+    .unwrap();
+    t.insert(
+        "/etcd-v3.4.23-linux-amd64/etcdctl",
+        Entry::file(script("etcdctl"), 0o755),
+    )
+    .unwrap();
+    t.insert(
+        "/etcd-v3.4.23-linux-amd64/README.md",
+        Entry::file("docs", 0o644),
+    )
+    .unwrap();
+    let mut tar = Vec::new();
+    kiln_layers::write_tar(&t, 0, &mut tar).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let tarball = gz.finish().unwrap();
+
+    require_tool("dpkg-deb", "dpkg");
+    let root = dir.path().join("debroot");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::write(root.join("DEBIAN/control"), "Package: kiln-fixture-docker\nVersion: 20.10.24-1\nArchitecture: amd64\nMaintainer: kiln <kiln@example.invalid>\nDescription: fixture\n").unwrap();
+    for b in ["dockerd", "docker"] {
+        std::fs::write(root.join("usr/bin").join(b), script(b)).unwrap();
+        set_mode(&root.join("usr/bin").join(b), 0o755);
+    }
+    let deb_path = dir.path().join("docker.deb");
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg(&root)
+        .arg(&deb_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dpkg-deb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    require_tool("rpmbuild", "rpm");
+    let top = dir.path().join("rpmbuild");
+    std::fs::create_dir_all(top.join("SPECS")).unwrap();
+    let spec = "Name: kiln-fixture-ipam\nVersion: 1.11.8\nRelease: 1\nSummary: fixture\nLicense: MIT\nBuildArch: x86_64\n\
+%description\nfixture\n%install\nmkdir -p %{buildroot}/opt/cni/bin\nprintf '#!/bin/sh\\necho calico-ipam\\n' > %{buildroot}/opt/cni/bin/calico-ipam\nchmod 0755 %{buildroot}/opt/cni/bin/calico-ipam\n\
+%files\n/opt/cni/bin/calico-ipam\n";
+    std::fs::write(top.join("SPECS/ipam.spec"), spec).unwrap();
+    let out = Command::new("rpmbuild")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .args([
+            "--define",
+            "__os_install_post %{nil}",
+            "--define",
+            "_build_id_links none",
+            "--nodeps",
+            "-bb",
+        ])
+        .arg(top.join("SPECS/ipam.spec"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rpmbuild: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpm_path = top.join("RPMS/x86_64/kiln-fixture-ipam-1.11.8-1.x86_64.rpm");
+    Fixtures {
+        tarball,
+        deb: std::fs::read(&deb_path).unwrap(),
+        rpm: std::fs::read(&rpm_path).unwrap(),
+        binary: script("calico"),
+        dir,
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+const HEAD: &str = r#"
+[cluster]
+name = "t"
+
+[base]
+source = { base = true }
+
+[[hosts]]
+name = "n1"
+roles = ["master", "agent"]
+address = "10.0.0.11/24"
+mac = "52:54:00:00:00:01"
+
+[zookeeper]
+enabled = false
+[mesos.master]
+enabled = false
+[mesos.agent]
+enabled = false
+[marathon]
+enabled = false
+[calico.node]
+enabled = false
+[calico.libnetwork]
+enabled = false
+"#;
+
+/// A spec fetching all four kinds from `server`.
+fn spec_all(server: &Server, extra_etcd: &str) -> String {
+    format!(
+        r#"{HEAD}
+[etcd]
+source = {{ url = "{}", strip_components = 1, paths = ["etcd", "etcdctl"], dest = "/usr/bin"{extra_etcd} }}
+
+[docker]
+dockerd = "/usr/bin/dockerd"
+source = {{ url = "{}", paths = ["usr/bin/*"] }}
+
+[calico.cni.source]
+url = "{}"
+dest = "/opt/cni/bin/calico"
+also = [{{ url = "{}" }}]
+"#,
+        server.url("/etcd.tar.gz"),
+        server.url("/docker.deb"),
+        server.url("/calico"),
+        server.url("/ipam.rpm"),
+    )
+}
+
+fn serve_all(server: &Server, f: &Fixtures) {
+    for (p, b) in [
+        ("/etcd.tar.gz", &f.tarball),
+        ("/docker.deb", &f.deb),
+        ("/ipam.rpm", &f.rpm),
+        ("/calico", &f.binary),
+    ] {
+        server.put(
+            p,
+            Served {
+                body: b.clone(),
+                ..Served::default()
+            },
+        );
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    spec_path: PathBuf,
+    opts: SourceOptions,
+}
+
+fn setup(spec: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("cluster.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let mut opts = SourceOptions::new(dir.path());
+    opts.cache_dir = dir.path().join("cache");
+    opts.http.attempts = 3;
+    opts.http.initial_backoff = Duration::from_millis(10);
+    opts.http.read_timeout = Duration::from_secs(10);
+    Setup {
+        dir,
+        spec_path,
+        opts,
+    }
+}
+
+fn plan_of(path: &Path) -> Plan {
+    let src = kiln::read_spec(Some(path)).unwrap();
+    kiln::validate::load(&src).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Setup {
+    fn resolve(&self) -> Result<sources::Resolved, Error> {
+        sources::resolve(&plan_of(&self.spec_path), self.dir.path(), &self.opts)
+    }
+    fn blobs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.opts.cache_dir.join("blobs/sha256"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn file<'a>(t: &'a FileTree, p: &str) -> &'a Entry {
+    t.get(p).unwrap_or_else(|| {
+        panic!(
+            "{p} missing; tree has {:?}",
+            t.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        )
+    })
+}
+
+#[test]
+fn fetches_tarball_deb_rpm_and_binary_over_http() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    let s = setup(&spec_all(&server, ""));
+    let r = s.resolve().unwrap();
+    let etcd = &r.trees["etcd"];
+    assert_eq!(file(etcd, "/usr/bin/etcd").data().unwrap(), script("etcd"));
+    assert_eq!(file(etcd, "/usr/bin/etcd").mode, 0o755);
+    assert!(etcd.get("/usr/bin/README.md").is_none());
+    let docker = &r.trees["docker"];
+    assert_eq!(
+        file(docker, "/usr/bin/dockerd").data().unwrap(),
+        script("dockerd")
+    );
+    assert_eq!(file(docker, "/usr/bin/dockerd").mode, 0o755);
+    let cni = &r.trees["calico-cni"];
+    assert_eq!(file(cni, "/opt/cni/bin/calico").data().unwrap(), f.binary);
+    assert_eq!(file(cni, "/opt/cni/bin/calico").mode, 0o755);
+    assert_eq!(
+        file(cni, "/opt/cni/bin/calico-ipam").data().unwrap(),
+        script("calico-ipam")
+    );
+    assert_eq!(file(cni, "/opt/cni/bin/calico-ipam").mode, 0o755);
+    // Digests recorded (nothing was pinned) and the lock written beside the spec.
+    assert_eq!(r.recorded.len(), 4);
+    let lock = std::fs::read_to_string(s.dir.path().join("kiln.lock")).unwrap();
+    for (url, bytes) in [
+        ("/etcd.tar.gz", &f.tarball),
+        ("/docker.deb", &f.deb),
+        ("/ipam.rpm", &f.rpm),
+        ("/calico", &f.binary),
+    ] {
+        assert!(lock.contains(&server.url(url)), "{lock}");
+        assert!(lock.contains(&sha(bytes)), "{lock}");
+        assert!(s.blobs().contains(&sha(bytes)));
+    }
+    // A second run uses the cache and the lock: nothing fetched, nothing recorded.
+    let before = server.log.lock().unwrap().len();
+    let r2 = s.resolve().unwrap();
+    assert!(r2.recorded.is_empty());
+    assert_eq!(server.log.lock().unwrap().len(), before);
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("kiln.lock")).unwrap(),
+        lock
+    );
+}
+
+#[test]
+fn one_changed_byte_is_caught_and_nothing_is_written() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    let mut bad = f.tarball.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    server.put(
+        "/etcd.tar.gz",
+        Served {
+            body: bad.clone(),
+            ..Served::default()
+        },
+    );
+    let s = setup(&spec_all(
+        &server,
+        &format!(", sha256 = \"{}\"", sha(&f.tarball)),
+    ));
+    let e = s.resolve().unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{msg}");
+    assert!(
+        msg.contains(&server.url("/etcd.tar.gz"))
+            && msg.contains(&sha(&f.tarball))
+            && msg.contains(&sha(&bad)),
+        "{msg}"
+    );
+    assert!(
+        !s.blobs().contains(&sha(&bad)),
+        "a tampered blob reached the cache"
+    );
+    assert!(!s.dir.path().join("kiln.lock").exists());
+    // The CLI says the same and exits 1.
+    let cache = s.opts.cache_dir.display().to_string();
+    let (_, err) = kiln_code(
+        &["fetch", s.spec_path.to_str().unwrap(), "--cache", &cache],
+        1,
+    );
+    assert!(
+        err.contains("sha256 mismatch") && err.contains(&sha(&bad)),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_download_is_caught_and_a_broken_one_resumes() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    // Always cut: every attempt breaks, the download fails naming the URL.
+    server.put(
+        "/etcd.tar.gz",
+        Served {
+            body: f.tarball.clone(),
+            cut_at: Some(f.tarball.len() / 2),
+            cut_once: false,
+        },
+    );
+    let s = setup(&spec_all(&server, ""));
+    let e = s.resolve().unwrap_err().to_string();
+    assert!(
+        e.contains(&server.url("/etcd.tar.gz")) && e.contains("gave up after 3 attempts"),
+        "{e}"
+    );
+    assert!(!s.blobs().contains(&sha(&f.tarball)));
+    assert!(!s.dir.path().join("kiln.lock").exists());
+    // A file served truncated (Content-Length agrees) is caught by its pinned digest.
+    server.put(
+        "/etcd.tar.gz",
+        Served {
+            body: f.tarball[..f.tarball.len() - 7].to_vec(),
+            ..Served::default()
+        },
+    );
+    let s2 = setup(&spec_all(
+        &server,
+        &format!(", sha256 = \"{}\"", sha(&f.tarball)),
+    ));
+    assert!(matches!(
+        s2.resolve().unwrap_err(),
+        Error::DigestMismatch { .. }
+    ));
+    // Cut once: the retry resumes with a Range request and the result verifies.
+    let half = f.tarball.len() / 2;
+    server.put(
+        "/etcd.tar.gz",
+        Served {
+            body: f.tarball.clone(),
+            cut_at: Some(half),
+            cut_once: true,
+        },
+    );
+    let s3 = setup(&spec_all(
+        &server,
+        &format!(", sha256 = \"{}\"", sha(&f.tarball)),
+    ));
+    let r = s3.resolve().unwrap();
+    assert!(r.trees["etcd"].get("/usr/bin/etcd").is_some());
+    let reqs = server.requests("/etcd.tar.gz");
+    assert_eq!(
+        reqs.last().unwrap().clone(),
+        Some(format!("bytes={half}-")),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn corrupted_cache_entry_is_named_and_removed() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    let mut s = setup(&spec_all(&server, ""));
+    s.resolve().unwrap();
+    let blob = s.opts.cache_dir.join("blobs/sha256").join(sha(&f.tarball));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    s.opts.offline = true;
+    let e = s.resolve().unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::CorruptCache { .. }), "{msg}");
+    assert!(msg.contains(&blob.display().to_string()), "{msg}");
+    assert!(!blob.exists(), "the corrupt entry must be removed");
+    // Online again, it is fetched anew.
+    s.opts.offline = false;
+    s.resolve().unwrap();
+    assert!(blob.exists());
+}
+
+#[test]
+fn offline_with_warm_cache_works_and_cold_cache_lists_every_artifact() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    let mut s = setup(&spec_all(&server, ""));
+    // Cold: every one of the four artifacts is listed with how to provide it.
+    s.opts.offline = true;
+    let e = s.resolve().unwrap_err();
+    let Error::Unavailable(missing) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(missing.len(), 4, "{e}");
+    let msg = e.to_string();
+    for p in ["/etcd.tar.gz", "/docker.deb", "/ipam.rpm", "/calico"] {
+        assert!(msg.contains(&server.url(p)), "{msg}");
+    }
+    assert!(
+        msg.contains("kiln cache import") && msg.contains("--mirror"),
+        "{msg}"
+    );
+    assert!(
+        server.log.lock().unwrap().is_empty(),
+        "offline touched the network"
+    );
+    // Warm: fetch, then offline resolves without a single request.
+    s.opts.offline = false;
+    s.resolve().unwrap();
+    let n = server.log.lock().unwrap().len();
+    s.opts.offline = true;
+    let r = s.resolve().unwrap();
+    assert_eq!(server.log.lock().unwrap().len(), n);
+    assert!(r.trees["etcd"].get("/usr/bin/etcd").is_some());
+    // `kiln cache import` fills a cold cache by digest; the CLI is offline-happy after that.
+    let cold = s.dir.path().join("cold");
+    let cold_s = cold.display().to_string();
+    let files: Vec<PathBuf> = [
+        ("a", &f.tarball),
+        ("b", &f.deb),
+        ("c", &f.rpm),
+        ("d", &f.binary),
+    ]
+    .iter()
+    .map(|(n, b)| {
+        let p = f.dir.path().join(n);
+        std::fs::write(&p, b).unwrap();
+        p
+    })
+    .collect();
+    let spec = s.spec_path.to_str().unwrap();
+    let (_, err) = kiln_code(&["fetch", spec, "--offline", "--cache", &cold_s], 1);
+    assert!(err.contains("4 artifact(s) cannot be provided"), "{err}");
+    let mut args = vec!["cache", "import", "--cache", &cold_s];
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let (out, _) = kiln_code(&args, 0);
+    assert!(out.contains(&format!("sha256:{}", sha(&f.rpm))), "{out}");
+    kiln_code(
+        &["fetch", spec, "--offline", "--locked", "--cache", &cold_s],
+        0,
+    );
+}
+
+#[test]
+fn locked_refuses_a_source_added_to_the_spec() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    let s = setup(&spec_all(&server, ""));
+    let spec = s.spec_path.to_str().unwrap();
+    let cache = s.opts.cache_dir.display().to_string();
+    kiln_code(&["lock", spec, "--cache", &cache], 0);
+    kiln_code(&["fetch", spec, "--locked", "--cache", &cache], 0);
+    // Add a source: calico-ipam now also comes from an extra URL.
+    server.put(
+        "/extra",
+        Served {
+            body: script("extra"),
+            ..Served::default()
+        },
+    );
+    let changed = std::fs::read_to_string(&s.spec_path).unwrap().replace(
+        &format!("also = [{{ url = \"{}\" }}]", server.url("/ipam.rpm")),
+        &format!(
+            "also = [{{ url = \"{}\" }}, {{ url = \"{}\", dest = \"/opt/cni/bin/extra\" }}]",
+            server.url("/ipam.rpm"),
+            server.url("/extra")
+        ),
+    );
+    std::fs::write(&s.spec_path, changed).unwrap();
+    let (_, err) = kiln_code(&["fetch", spec, "--locked", "--cache", &cache], 1);
+    assert!(
+        err.contains(&server.url("/extra"))
+            && err.contains("--locked")
+            && err.contains("kiln lock"),
+        "{err}"
+    );
+    assert!(
+        server.requests("/extra").is_empty(),
+        "--locked fetched an unlocked source"
+    );
+    // `kiln lock` takes the change in.
+    kiln_code(&["lock", spec, "--cache", &cache], 0);
+    let lock = std::fs::read_to_string(s.dir.path().join("kiln.lock")).unwrap();
+    assert!(lock.contains(&server.url("/extra")), "{lock}");
+}
+
+#[test]
+fn catalog_urls_go_through_the_mirror() {
+    let f = make_fixtures();
+    let server = Server::start();
+    let v = "1.11.8";
+    server.put(
+        "/m/github.com/etcd-io/etcd/releases/download/v3.4.23/etcd-v3.4.23-linux-amd64.tar.gz",
+        Served {
+            body: f.tarball.clone(),
+            ..Served::default()
+        },
+    );
+    for bin in ["calico", "calico-ipam"] {
+        server.put(
+            &format!("/m/github.com/projectcalico/cni-plugin/releases/download/v{v}/{bin}"),
+            Served {
+                body: script(bin),
+                ..Served::default()
+            },
+        );
+    }
+    let mut plugins = FileTree::new();
+    for b in ["./loopback", "./host-local", "./portmap", "./bridge"] {
+        plugins
+            .insert(&format!("/{}", &b[2..]), Entry::file(script(b), 0o755))
+            .unwrap();
+    }
+    let mut tar = Vec::new();
+    kiln_layers::write_tar(&plugins, 0, &mut tar).unwrap();
+    server.put("/m/github.com/containernetworking/plugins/releases/download/v0.8.7/cni-plugins-linux-amd64-v0.8.7.tgz", Served { body: tar, ..Served::default() });
+    let spec = format!("{HEAD}\n[docker]\nsource = {{ base = true }}\n");
+    let mut s = setup(&spec);
+    s.opts.mirror = Some(server.url("/m"));
+    let r = s.resolve().unwrap();
+    assert_eq!(
+        file(&r.trees["etcd"], "/usr/bin/etcdctl").data().unwrap(),
+        script("etcdctl")
+    );
+    let cni = &r.trees["calico-cni"];
+    for b in ["calico", "calico-ipam", "loopback", "portmap"] {
+        assert_eq!(file(cni, &format!("/opt/cni/bin/{b}")).mode, 0o755);
+    }
+    assert!(cni.get("/opt/cni/bin/bridge").is_none());
+    // The lock records upstream URLs, not the mirror's.
+    let lock = std::fs::read_to_string(s.dir.path().join("kiln.lock")).unwrap();
+    assert!(lock.contains("origin = \"https://github.com/etcd-io/etcd/releases/download/v3.4.23/etcd-v3.4.23-linux-amd64.tar.gz\""), "{lock}");
+    assert!(!lock.contains("127.0.0.1"), "{lock}");
+}
+
+#[test]
+fn two_builds_filling_one_cache_at_once() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    let a = setup(&spec_all(&server, ""));
+    let mut b = setup(&spec_all(&server, ""));
+    b.opts.cache_dir = a.opts.cache_dir.clone();
+    std::thread::scope(|sc| {
+        let ha = sc.spawn(|| a.resolve().map(|r| r.lock));
+        let hb = sc.spawn(|| b.resolve().map(|r| r.lock));
+        let (la, lb) = (ha.join().unwrap().unwrap(), hb.join().unwrap().unwrap());
+        assert_eq!(la, lb);
+    });
+    let blobs = a.blobs();
+    assert_eq!(blobs.len(), 4, "{blobs:?}");
+    for name in &blobs {
+        let bytes = std::fs::read(a.opts.cache_dir.join("blobs/sha256").join(name)).unwrap();
+        assert_eq!(&sha(&bytes), name);
+    }
+}
+
+#[test]
+fn presence_check_names_the_unit_and_the_source_to_add() {
+    let spec = format!("{HEAD}\n[etcd]\nsource = {{ base = true }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
+    let s = setup(&spec);
+    let plan = plan_of(&s.spec_path);
+    let profile = &plan.profiles[0];
+    let mut rootfs = FileTree::new();
+    rootfs.insert("/bin", Entry::symlink("usr/bin")).unwrap();
+    rootfs
+        .insert("/usr/bin/dockerd", Entry::file("x", 0o644))
+        .unwrap();
+    let e = sources::check_presence(&plan, profile, &rootfs).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("etcd.service")
+            && msg.contains("/usr/bin/etcd is missing")
+            && msg.contains("etcd.source"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("docker.service") && msg.contains("not executable"),
+        "{msg}"
+    );
+    // With the binaries in place (through the merged-/usr link) the check passes.
+    rootfs
+        .replace("/usr/bin/dockerd", Entry::file("x", 0o755))
+        .unwrap();
+    for s in &profile.services {
+        if rootfs.get(&s.exec).is_none() && !s.exec.starts_with("/bin/") {
+            rootfs.insert(&s.exec, Entry::file("x", 0o755)).unwrap();
+        }
+    }
+    rootfs
+        .insert("/usr/bin/sh", Entry::file("x", 0o755))
+        .unwrap();
+    sources::check_presence(&plan, profile, &rootfs).unwrap();
+}
+
+#[test]
+fn real_debian_etcd_server_deb_is_extracted_and_runs() {
+    require_tool("apt-get", "apt");
+    let spec = format!("{HEAD}\n[etcd]\nsource = {{ deb = \"etcd-server\", paths = [\"usr/bin/etcd\"] }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
+    let s = setup(&spec);
+    let r = s
+        .resolve()
+        .unwrap_or_else(|e| panic!("{e}\n(apt-get download needs `apt-get update` to have run)"));
+    let etcd = &r.trees["etcd"];
+    assert!(matches!(
+        file(etcd, "/usr/bin/etcd").kind,
+        EntryKind::File(_)
+    ));
+    assert_eq!(file(etcd, "/usr/bin/etcd").mode & 0o111, 0o111);
+    let out = tempfile::tempdir().unwrap();
+    kiln_layers::extract_to_dir(etcd, out.path()).unwrap();
+    let v = Command::new(out.path().join("usr/bin/etcd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && text.contains("etcd Version:"),
+        "{text}"
+    );
+    assert!(r.lock[0].origin == "deb:etcd-server" && r.recorded.len() == 1);
+}
+
+/// mmdebstrap minbase + one small package. Slow (~30–80 s), so the cache lives under
+/// target/ and later runs reuse it (the test then checks the offline path).
+#[test]
+fn debian_base_from_mmdebstrap() {
+    require_tool("mmdebstrap", "mmdebstrap");
+    let spec = format!("{HEAD}\n[base.debian]\nsuite = \"bookworm\"\nvariant = \"minbase\"\npackages = [\"hello\"]\nkernel = \"\"\n\n[etcd]\nsource = {{ base = true }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
+    let mut s = setup(&spec);
+    s.opts.cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-debian-cache");
+    let started = std::time::Instant::now();
+    let r = s.resolve().unwrap();
+    eprintln!("debian base resolved in {:.1?}", started.elapsed());
+    let Some(sources::BaseSource::Tree(t)) = &r.base else {
+        panic!("no tree base")
+    };
+    assert!(t.get("/usr/bin/hello").is_some());
+    assert!(
+        matches!(t.get("/bin").map(|e| &e.kind), Some(EntryKind::Symlink(_))),
+        "merged /usr"
+    );
+    let plan = plan_of(&s.spec_path);
+    // Only the units' binaries the base lacks are reported (etcd, dockerd), not /bin/sh.
+    let e = sources::check_presence(&plan, &plan.profiles[0], t)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/usr/bin/etcd") && !e.contains("/bin/sh "),
+        "{e}"
+    );
+    // A second resolve is served from the cache, offline.
+    s.opts.offline = true;
+    let r2 = s.resolve().unwrap();
+    assert_eq!(r2.lock, r.lock);
+}
