@@ -826,3 +826,133 @@ fn debian_base_from_mmdebstrap() {
     let r2 = s.resolve().unwrap();
     assert_eq!(r2.lock, r.lock);
 }
+
+#[test]
+fn oci_layout_base_and_component_image_are_verified_and_locked() {
+    let s = setup(&format!(
+        "{HEAD}\n[etcd]\nsource = {{ base = true }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n"
+    ));
+    // An OCI layout with one image, tagged twice (base and calico-node both come from it).
+    let layout_dir = s.dir.path().join("images");
+    let mut w = kiln_images::oci::layout::LayoutWriter::create(&layout_dir).unwrap();
+    let mut t = FileTree::new();
+    t.insert("/usr/bin/sh", Entry::file(script("sh"), 0o755))
+        .unwrap();
+    let blob =
+        kiln_layers::write_layer_to_dir(&t, &kiln_layers::LayerOptions::default(), &layout_dir)
+            .unwrap();
+    let layer = kiln_images::Layer {
+        digest: blob.digest.clone(),
+        diff_id: blob.diff_id.clone(),
+        size: blob.size,
+        media_type: blob.media_type.to_string(),
+    };
+    let spec = kiln_images::ImageSpec::new("kiln/base", "v1", vec![layer], 0);
+    let store = w.store().clone();
+    let written = w.add_image(&spec, &store, Some("v1")).unwrap();
+    w.finish().unwrap();
+    let text = std::fs::read_to_string(&s.spec_path)
+        .unwrap()
+        .replace(
+            "source = { base = true }\n\n[[hosts]]",
+            "source = { oci = \"oci:images:v1\" }\n\n[[hosts]]",
+        )
+        .replace(
+            "[calico.node]\nenabled = false",
+            "[calico.node]\nenabled = true\nsource = { oci = \"oci:images:v1\" }",
+        );
+    std::fs::write(&s.spec_path, text).unwrap();
+    let r = s.resolve().unwrap();
+    let Some(sources::BaseSource::Image(base)) = &r.base else {
+        panic!("no image base")
+    };
+    assert_eq!(
+        base.image.manifest_descriptor.digest,
+        written.manifest.digest
+    );
+    assert!(
+        base.store.contains(&blob.digest),
+        "layers are copied into the cache's store"
+    );
+    assert_eq!(r.images["calico-node"].image.layers.len(), 1);
+    let lock = std::fs::read_to_string(s.dir.path().join("kiln.lock")).unwrap();
+    assert!(
+        lock.contains("origin = \"image:oci:images:v1\"")
+            && lock.contains(written.manifest.digest.trim_start_matches("sha256:")),
+        "{lock}"
+    );
+    // A changed image under the same tag no longer matches the lock.
+    let mut w =
+        kiln_images::oci::layout::LayoutWriter::create(s.dir.path().join("images2")).unwrap();
+    let mut t2 = FileTree::new();
+    t2.insert("/usr/bin/sh", Entry::file(script("other"), 0o755))
+        .unwrap();
+    let blob2 = kiln_layers::write_layer_to_dir(
+        &t2,
+        &kiln_layers::LayerOptions::default(),
+        &s.dir.path().join("images2"),
+    )
+    .unwrap();
+    let layer2 = kiln_images::Layer {
+        digest: blob2.digest.clone(),
+        diff_id: blob2.diff_id,
+        size: blob2.size,
+        media_type: blob2.media_type.to_string(),
+    };
+    let store2 = w.store().clone();
+    w.add_image(
+        &kiln_images::ImageSpec::new("kiln/base", "v1", vec![layer2], 0),
+        &store2,
+        Some("v1"),
+    )
+    .unwrap();
+    w.finish().unwrap();
+    std::fs::remove_dir_all(&layout_dir).unwrap();
+    std::fs::rename(s.dir.path().join("images2"), &layout_dir).unwrap();
+    let e = s.resolve().unwrap_err();
+    assert!(
+        matches!(e, Error::DigestMismatch { .. }) && e.to_string().contains("image:oci:images:v1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn new_source_and_debian_keys_are_validated_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{HEAD}\n[base.debian]\nvariant = \"tiny\"\npackages = [\"Bad Name\"]\n\n[etcd.source]\nurl = \"https://example.invalid/etcd.tgz\"\ndest = \"usr/bin\"\nmode = 0o17777\npaths = [\"../x\"]\n"
+        ),
+    )
+    .unwrap();
+    let (_, err) = kiln_code(&["check", spec.to_str().unwrap()], 2);
+    for want in [
+        "unknown mmdebstrap variant \"tiny\"",
+        "\"Bad Name\" is not a Debian package name",
+        "\"usr/bin\" is not an absolute path",
+        "has bits beyond 0o7777",
+        "\"../x\" is not a path inside the archive",
+        "bad.toml:",
+        "help:",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn source_commands_have_help_with_examples() {
+    for cmd in [
+        &["lock", "--help"][..],
+        &["fetch", "--help"],
+        &["cache", "import", "--help"],
+    ] {
+        let (out, _) = kiln_code(cmd, 0);
+        assert!(out.contains("Examples:") && out.contains("kiln "), "{out}");
+    }
+    let (out, _) = kiln_code(&["fetch", "--help"], 0);
+    for flag in ["--offline", "--mirror", "--locked", "--cache"] {
+        assert!(out.contains(flag), "{out}");
+    }
+}
