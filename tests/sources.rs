@@ -956,3 +956,26 @@ fn source_commands_have_help_with_examples() {
         assert!(out.contains(flag), "{out}");
     }
 }
+
+#[test]
+fn every_unreachable_artifact_is_listed_in_one_run() {
+    let f = make_fixtures();
+    let server = Server::start();
+    serve_all(&server, &f);
+    // Two artifacts are gone upstream (404): both are named, with the HTTP status.
+    server.files.lock().unwrap().remove("/docker.deb");
+    server.files.lock().unwrap().remove("/calico");
+    let s = setup(&spec_all(&server, ""));
+    let e = s.resolve().unwrap_err();
+    let Error::Unavailable(missing) = &e else {
+        panic!("{e}")
+    };
+    let origins: Vec<&str> = missing.iter().map(|m| m.origin.as_str()).collect();
+    assert_eq!(
+        origins,
+        [server.url("/docker.deb"), server.url("/calico")],
+        "{e}"
+    );
+    assert!(e.to_string().contains("HTTP 404"), "{e}");
+    assert!(!s.dir.path().join("kiln.lock").exists());
+}

@@ -41,6 +41,23 @@ enum Want {
     Debian(DebianBase),
 }
 
+impl Want {
+    /// Component and lock origin, for messages.
+    fn describe(&self) -> (String, String) {
+        match self {
+            Want::Files {
+                component, source, ..
+            } => (component.clone(), origin_of(source)),
+            Want::Image {
+                component,
+                reference,
+                ..
+            } => (component.clone(), format!("image:{reference}")),
+            Want::Debian(d) => ("base".into(), format!("debian:{} {}", d.suite, d.variant)),
+        }
+    }
+}
+
 /// What phase 1 made available.
 enum Ready {
     /// A verified-on-arrival blob in the cache, with a file name for messages.
@@ -249,8 +266,16 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
     let wants = wanted(plan);
     let mut ready = Vec::new();
     for w in &wants {
-        if let Some(r) = run.obtain(w)? {
-            ready.push((w, r));
+        match run.obtain(w) {
+            Ok(Some(r)) => ready.push((w, r)),
+            Ok(None) => {}
+            // Unreachable artifacts are collected so one run names all of them; a digest
+            // mismatch or a malformed artifact stops at once.
+            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. })) => {
+                let (component, origin) = w.describe();
+                run.miss(&component, &origin, None, e.to_string());
+            }
+            Err(e) => return Err(e),
         }
     }
     if !run.missing.is_empty() {
