@@ -121,13 +121,15 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `kiln build SPEC -o DIST --offline` with a cache beside the spec: nothing leaves the machine.
+fn build_args<'a>(spec: &'a Path, dist: &'a Path, cache: &'a str) -> Vec<&'a str> {
+    let (spec, dist) = (spec.to_str().unwrap(), dist.to_str().unwrap());
+    vec!["build", spec, "-o", dist, "--offline", "--cache", cache]
+}
+
 fn build(spec: &Path, dist: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "build",
-        spec.to_str().unwrap(),
-        "-o",
-        dist.to_str().unwrap(),
-    ];
+    let cache = spec.with_file_name("cache");
+    let mut args = build_args(spec, dist, cache.to_str().unwrap());
     args.extend(extra);
     kiln_code(&args, 0);
 }
@@ -167,8 +169,8 @@ fn build_writes_an_oci_layout_that_skopeo_and_umoci_read() {
             .clone()
     };
     assert_eq!(
-        layer_of(agent, "hosts"),
-        layer_of(image(&rep, "t-master"), "hosts")
+        layer_of(agent, "hosts (config)"),
+        layer_of(image(&rep, "t-master"), "hosts (config)")
     );
     assert_eq!(
         layer_of(agent, "base"),
@@ -280,12 +282,8 @@ fn a_failed_build_keeps_the_previous_dist() {
         "oci:missing-oci:calico-node",
     );
     fs::write(&spec, text).unwrap();
-    let out = kiln(&[
-        "build",
-        spec.to_str().unwrap(),
-        "-o",
-        dist.to_str().unwrap(),
-    ]);
+    let cache = spec.with_file_name("cache");
+    let out = kiln(&build_args(&spec, &dist, cache.to_str().unwrap()));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("missing-oci"),
@@ -302,23 +300,45 @@ fn a_failed_build_keeps_the_previous_dist() {
 }
 
 #[test]
-fn a_missing_cni_plugin_stops_the_build() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("c.toml");
-    // No base: nothing provides the calico CNI plugins.
-    let text = fs::read_to_string(fixture("specs/build.toml"))
-        .unwrap()
-        .replace("source = { oci = \"oci:base-oci:base\" }", "");
+fn a_unit_whose_program_no_source_provides_stops_the_build() {
+    let (tmp, spec) = fixture_workspace();
+    // Marathon is no longer "in the base" but the base lacks it: kiln must not write an image
+    // that would not start marathon.service.
+    let text = fs::read_to_string(&spec).unwrap().replace(
+        "[marathon]\nsource = { base = true }",
+        "[marathon]\nsource = { file = \"no-such-marathon\" }",
+    );
     fs::write(&spec, text).unwrap();
-    let out = kiln(&[
-        "build",
-        spec.to_str().unwrap(),
-        "-o",
-        tmp.path().join("dist").to_str().unwrap(),
-    ]);
+    let dist = tmp.path().join("dist");
+    let cache = spec.with_file_name("cache");
+    let out = kiln(&build_args(&spec, &dist, cache.to_str().unwrap()));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!tmp.path().join("dist").exists());
+    assert!(err.contains("no-such-marathon"), "{err}");
+    assert!(!dist.exists());
+}
+
+#[test]
+fn a_missing_cni_plugin_stops_the_build() {
+    let (tmp, spec) = fixture_workspace();
+    fs::write(tmp.path().join("empty.toml"), "").unwrap();
+    // The CNI plugins come from a directory that lacks calico-ipam.
+    let plugins = tmp.path().join("cni");
+    fs::create_dir(&plugins).unwrap();
+    fs::write(plugins.join("calico"), "#!/bin/sh\n# kiln test fixture\n").unwrap();
+    let text = fs::read_to_string(&spec).unwrap().replace(
+        "[calico.cni]\nsource = { base = true }",
+        "[calico.cni]\nplugins_dir = \"/opt/kiln-test/cni\"\nsource = { file = \"cni\", dest = \"/opt/kiln-test/cni\" }",
+    );
+    fs::write(&spec, text).unwrap();
+    let dist = tmp.path().join("dist");
+    let cache = spec.with_file_name("cache");
+    let out = kiln(&build_args(&spec, &dist, cache.to_str().unwrap()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/opt/kiln-test/cni/calico-ipam"), "{err}");
+    assert!(!err.contains("/opt/kiln-test/cni/calico "), "{err}");
+    assert!(!dist.exists());
 }
 
 #[test]
@@ -425,5 +445,8 @@ fn build_never_replaces_a_directory_it_did_not_write() {
     let err = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "{err}");
     assert!(err.contains("is not a kiln build output"), "{err}");
-    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "keep me"
+    );
 }

@@ -14,14 +14,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use kiln_images::archive::{write_docker_archive, write_docker_archive_file, ArchiveImage};
-use kiln_images::oci::layout::{LayoutWriter, ResolvedImage};
+use kiln_images::oci::layout::LayoutWriter;
 use kiln_images::{BlobStore, ImageSpec, Layer};
 use kiln_layers::{Compression, Entry, FileTree, LayerOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::components::{calico::archive_name, Rendered, IMAGES_DIR};
-use crate::imagesrc;
 use crate::plan::Plan;
+use crate::sources::{BaseSource, PresenceError, Resolved};
 
 /// The build report; its presence marks a directory as kiln build output that a later build may
 /// replace.
@@ -41,6 +41,8 @@ pub enum BuildError {
     Io { action: String, source: io::Error },
     #[error("{0}")]
     Source(String),
+    #[error(transparent)]
+    Presence(#[from] PresenceError),
     #[error(
         "profile {profile}: {} file(s) the units need are in no source:\n{}",
         missing.len(),
@@ -62,8 +64,6 @@ fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
 pub struct BuildOptions {
     /// Final output directory (`dist`).
     pub dist: PathBuf,
-    /// Directory of the spec: relative `oci:`/`docker-archive:` sources are resolved here.
-    pub spec_dir: PathBuf,
     pub source_date_epoch: u64,
     pub compression: Compression,
     /// Compression threads per layer (0 = all cores).
@@ -111,24 +111,16 @@ pub struct BuildReport {
     pub images: Vec<ImageReport>,
 }
 
-/// A container image the role images bake in, as loaded from its source.
-struct Baked {
-    /// The reference units run (`calico/node:v2.6.12`, or registry-qualified).
-    image: String,
-    /// Ref in the layout (`calico-node`).
-    reference: String,
-    resolved: ResolvedImage,
-}
-
 /// Builds every image of the plan into `opts.dist` (swapped in only when complete).
 pub fn build(
     plan: &Plan,
     rendered: &Rendered,
+    resolved: &Resolved,
     opts: &BuildOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BuildReport, BuildError> {
     let staging = staging_dir(&opts.dist)?;
-    let result = build_into(plan, rendered, opts, &staging, progress);
+    let result = build_into(plan, rendered, resolved, opts, &staging, progress);
     match result {
         Ok(report) => {
             crate::treedir::swap_in(&staging, &opts.dist)
@@ -153,6 +145,7 @@ fn staging_dir(dist: &Path) -> Result<PathBuf, BuildError> {
 fn build_into(
     plan: &Plan,
     rendered: &Rendered,
+    resolved: &Resolved,
     opts: &BuildOptions,
     out: &Path,
     progress: &mut dyn FnMut(&str),
@@ -161,53 +154,106 @@ fn build_into(
     let mut layout = LayoutWriter::create(out.join("oci"))?;
     let store = BlobStore::open(out.join("oci/blobs"))?;
 
-    // The base and the baked component images, from their sources.
-    let base = match &plan.spec.base.source.as_ref().and_then(|s| s.oci.clone()) {
-        Some(src) => {
-            progress(&format!("importing base {src}"));
-            Some(imagesrc::load(src, &opts.spec_dir, &store).map_err(BuildError::Source)?)
-        }
-        None => None,
-    };
-    let base_tree = match &base {
-        Some(b) => imagesrc::flatten(&store, &b.layers).map_err(BuildError::Source)?,
-        None => FileTree::new(),
-    };
-    let baked = baked_images(plan, opts, &store, progress)?;
-
-    // Component layers of every profile, compressed in parallel. Identical trees give
-    // identical blobs, stored once.
-    let mut trees: Vec<(String, &'static str, FileTree)> = Vec::new();
-    for (profile, parts) in &rendered.layers {
-        for (component, tree) in parts {
-            trees.push((profile.clone(), component, tree.clone()));
-        }
-        let loads = rendered.profiles.get(profile).and_then(|t| {
-            t.get(&format!(
-                "/etc/systemd/system/{}",
-                crate::components::LOAD_UNIT
-            ))
-        });
-        if loads.is_some() && !baked.is_empty() {
-            let mut t = FileTree::new();
-            for b in &baked {
-                let bytes = archive_bytes(&store, b, epoch)?;
-                t.insert(
-                    &format!("{IMAGES_DIR}/{}", archive_name(&b.image)),
-                    Entry::file(bytes, 0o644),
-                )
-                .map_err(|e| BuildError::Source(e.to_string()))?;
+    // Layers are compressed once each (in parallel) and referenced by index: a tree that
+    // several profiles share becomes one blob.
+    let mut unique: Vec<(String, FileTree)> = Vec::new();
+    let mut base_layers: Vec<(String, Layer)> = Vec::new();
+    let mut base_tree = FileTree::new();
+    let mut base_index = None;
+    match &resolved.base {
+        Some(BaseSource::Image(img)) => {
+            progress(&format!("base {}", img.reference));
+            for l in &img.image.layers {
+                store.copy_from(&img.store, &l.digest)?;
+                base_layers.push(("base".into(), l.clone()));
             }
-            trees.push((profile.clone(), "images", t));
+            base_tree = flatten(&store, &img.image.layers)?;
         }
+        Some(BaseSource::Tree(tree)) => {
+            base_index = Some(unique.len());
+            unique.push(("base".into(), tree.clone()));
+            base_tree = metadata_only(tree);
+        }
+        None => {}
+    }
+
+    // The container images the units run, baked into the profiles that load them.
+    let mut baked = Vec::new();
+    for (component, img) in &resolved.images {
+        let runs_as = match component.as_str() {
+            "calico-node" => plan.derived.calico_node_image.clone(),
+            _ => match &plan.derived.libnetwork {
+                crate::plan::Libnetwork::Container(i) => i.clone(),
+                _ => continue,
+            },
+        };
+        progress(&format!("image {runs_as} from {}", img.reference));
+        for d in std::iter::once(&img.image.manifest_descriptor.digest)
+            .chain(std::iter::once(&img.image.config_descriptor.digest))
+            .chain(img.image.layers.iter().map(|l| &l.digest))
+        {
+            store.copy_from(&img.store, d)?;
+        }
+        baked.push((component.clone(), runs_as, img.image.clone()));
+    }
+    let images_index = if baked.is_empty() {
+        None
+    } else {
+        let mut t = FileTree::new();
+        for (_, runs_as, image) in &baked {
+            let archive = ArchiveImage {
+                manifest: image.manifest_descriptor.clone(),
+                repo_tags: vec![runs_as.clone()],
+            };
+            let bytes = write_docker_archive(Vec::new(), &store, &[archive], epoch as i64)?;
+            t.insert(
+                &format!("{IMAGES_DIR}/{}", archive_name(runs_as)),
+                Entry::file(bytes, 0o644),
+            )
+            .map_err(|e| BuildError::Source(e.to_string()))?;
+        }
+        unique.push(("images".into(), t));
+        Some(unique.len() - 1)
+    };
+    let source_index: BTreeMap<&str, usize> = resolved
+        .trees
+        .iter()
+        .map(|(component, tree)| {
+            unique.push((format!("{component} (sources)"), tree.clone()));
+            (component.as_str(), unique.len() - 1)
+        })
+        .collect();
+
+    // Per profile: base, the sources of the components it runs, its rendered component
+    // trees, the baked images.
+    let mut plans: Vec<Vec<usize>> = Vec::new();
+    for profile in &plan.profiles {
+        let mut seq: Vec<usize> = base_index.into_iter().collect();
+        for (component, idx) in &source_index {
+            if uses(profile, component) {
+                seq.push(*idx);
+            }
+        }
+        for (component, tree) in rendered.layers.get(&profile.name).into_iter().flatten() {
+            seq.push(unique.len());
+            unique.push((format!("{component} (config)"), tree.clone()));
+        }
+        if profile
+            .services
+            .iter()
+            .any(|s| s.unit == crate::components::LOAD_UNIT)
+        {
+            seq.extend(images_index);
+        }
+        plans.push(seq);
     }
     let layer_opts = LayerOptions {
         source_date_epoch: epoch,
         compression: opts.compression,
         threads: opts.threads,
     };
-    progress(&format!("writing {} layer(s)", trees.len()));
-    let refs: Vec<&FileTree> = trees.iter().map(|(_, _, t)| t).collect();
+    progress(&format!("writing {} layer(s)", unique.len()));
+    let refs: Vec<&FileTree> = unique.iter().map(|(_, t)| t).collect();
     let blobs = kiln_layers::compress_layers_parallel(&refs, &layer_opts, &out.join("oci"))?;
 
     let mut report = BuildReport {
@@ -219,57 +265,50 @@ fn build_into(
     };
     let im = &plan.spec.images;
     let prefix = im.prefix.trim_matches('/');
-    for profile in &plan.profiles {
-        let mut layers: Vec<Layer> = Vec::new();
-        let mut layer_reports = Vec::new();
-        let mut history = Vec::new();
-        if let Some(b) = &base {
-            for l in &b.layers {
-                layers.push(l.clone());
-                history.push("base image layer".to_string());
-                layer_reports.push(LayerReport {
-                    from: "base".into(),
-                    digest: l.digest.clone(),
-                    diff_id: l.diff_id.clone(),
-                    size: l.size,
-                });
-            }
-        }
+    let has_base = resolved.base.is_some();
+    for (profile, seq) in plan.profiles.iter().zip(&plans) {
+        let mut layers = base_layers.clone();
         let mut rootfs = base_tree.clone();
-        for ((p, component, tree), blob) in trees.iter().zip(&blobs) {
-            if *p != profile.name {
-                continue;
+        for &i in seq {
+            let (label, tree) = &unique[i];
+            if Some(i) != base_index {
+                rootfs
+                    .overlay(&metadata_only(tree))
+                    .map_err(|e| BuildError::Source(e.to_string()))?;
             }
-            rootfs
-                .overlay(tree)
-                .map_err(|e| BuildError::Source(e.to_string()))?;
-            layers.push(Layer {
-                digest: blob.digest.clone(),
-                diff_id: blob.diff_id.clone(),
-                size: blob.size,
-                media_type: blob.media_type.to_string(),
-            });
-            history.push(format!("kiln component {component}"));
-            layer_reports.push(LayerReport {
-                from: component.to_string(),
-                digest: blob.digest.clone(),
-                diff_id: blob.diff_id.clone(),
-                size: blob.size,
-            });
+            let b = &blobs[i];
+            layers.push((
+                label.clone(),
+                Layer {
+                    digest: b.digest.clone(),
+                    diff_id: b.diff_id.clone(),
+                    size: b.size,
+                    media_type: b.media_type.to_string(),
+                },
+            ));
         }
+        crate::sources::check_presence(plan, profile, &rootfs)?;
         check_artifacts(plan, profile, &rootfs)?;
         let reference = format!("{}-{}", plan.cluster, profile.name);
         let repository = format!("{prefix}/{reference}");
-        let mut spec = ImageSpec::new(&repository, &im.tags[0], layers, epoch as i64);
-        spec.history = history;
+        let mut spec = ImageSpec::new(
+            &repository,
+            &im.tags[0],
+            layers.iter().map(|(_, l)| l.clone()).collect(),
+            epoch as i64,
+        );
+        spec.history = layers
+            .iter()
+            .map(|(label, _)| format!("kiln: {label}"))
+            .collect();
         spec.env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
-        if base.is_some() {
+        if has_base {
             spec.cmd = Some(vec!["/sbin/init".into()]);
         }
         spec.labels = labels(
             plan,
             &profile.name,
-            base.as_ref().map(|_| plan.spec.base.image.as_str()),
+            has_base.then_some(plan.spec.base.image.as_str()),
         );
         progress(&format!("image {repository}:{}", im.tags[0]));
         let written = layout.add_image(&spec, &store, Some(&reference))?;
@@ -283,12 +322,20 @@ fn build_into(
             manifest_digest: written.manifest.digest.clone(),
             manifest_media_type: written.manifest.media_type.clone(),
             config_digest: written.config.digest.clone(),
-            layers: layer_reports,
+            layers: layers
+                .iter()
+                .map(|(label, l)| LayerReport {
+                    from: label.clone(),
+                    digest: l.digest.clone(),
+                    diff_id: l.diff_id.clone(),
+                    size: l.size,
+                })
+                .collect(),
         });
     }
-    for b in &baked {
-        layout.add_manifest(b.resolved.manifest_descriptor.clone(), &b.reference)?;
-        let (repository, tag) = split_tag(&b.image);
+    for (component, runs_as, image) in &baked {
+        layout.add_manifest(image.manifest_descriptor.clone(), component)?;
+        let (repository, tag) = split_tag(runs_as);
         // Drop the cluster registry and its prefix: `kiln push --to` supplies them again.
         let mut push_name = repository;
         if let Some(r) = &plan.spec.registry {
@@ -296,21 +343,20 @@ fn build_into(
             push_name = push_name.strip_prefix(own.as_str()).unwrap_or(push_name);
         }
         report.images.push(ImageReport {
-            reference: b.reference.clone(),
+            reference: component.clone(),
             kind: "component".into(),
-            of: b.image.clone(),
+            of: runs_as.clone(),
             push_name: push_name.to_string(),
             repository: repository.to_string(),
             tags: vec![tag.to_string()],
-            manifest_digest: b.resolved.manifest_descriptor.digest.clone(),
-            manifest_media_type: b.resolved.manifest_descriptor.media_type.clone(),
-            config_digest: b.resolved.config_descriptor.digest.clone(),
-            layers: b
-                .resolved
+            manifest_digest: image.manifest_descriptor.digest.clone(),
+            manifest_media_type: image.manifest_descriptor.media_type.clone(),
+            config_digest: image.config_descriptor.digest.clone(),
+            layers: image
                 .layers
                 .iter()
                 .map(|l| LayerReport {
-                    from: b.image.clone(),
+                    from: runs_as.clone(),
                     digest: l.digest.clone(),
                     diff_id: l.diff_id.clone(),
                     size: l.size,
@@ -332,12 +378,7 @@ fn build_into(
             .map(|t| format!("{}:{t}", img.repository))
             .collect();
         let path = out.join("archives").join(format!("{}.tar", img.reference));
-        progress(&format!(
-            "archive {}",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
+        progress(&format!("archive {}.tar", img.reference));
         write_docker_archive_file(
             &path,
             &store,
@@ -354,6 +395,42 @@ fn build_into(
     fs::write(out.join(REPORT), json).map_err(io_err("writing build-report.json"))?;
     write_sha256sums(out)?;
     Ok(report)
+}
+
+/// Whether `profile` runs the component whose sources are named `component`.
+fn uses(profile: &crate::plan::Profile, component: &str) -> bool {
+    let runs = |c: &str| profile.services.iter().any(|s| s.component == c);
+    match component {
+        "mesos" => runs("mesos-master") || runs("mesos-agent"),
+        "calico-cni" => profile.roles.agent,
+        other => runs(other),
+    }
+}
+
+/// The root filesystem of `layers` (OCI whiteouts applied, hostile entries refused), without
+/// file contents: checks need paths, kinds, modes and link targets, and a base of a few GB
+/// must not sit in memory.
+fn flatten(store: &BlobStore, layers: &[Layer]) -> Result<FileTree, BuildError> {
+    let mut tree = FileTree::new();
+    for l in layers {
+        let blob = store.open_blob(&l.digest)?;
+        kiln_layers::apply_layer_metadata(&mut tree, std::io::BufReader::new(blob))?;
+    }
+    Ok(tree)
+}
+
+/// A copy of `tree` with every file emptied.
+fn metadata_only(tree: &FileTree) -> FileTree {
+    let mut out = FileTree::new();
+    for (path, e) in tree.iter() {
+        let mut e = e.clone();
+        if let kiln_layers::EntryKind::File(data) = &mut e.kind {
+            *data = Vec::new();
+        }
+        // Paths come from a valid tree, so replacing cannot fail.
+        let _ = out.replace(path, e);
+    }
+    out
 }
 
 fn labels(plan: &Plan, profile: &str, base: Option<&str>) -> BTreeMap<String, String> {
@@ -378,60 +455,6 @@ fn labels(plan: &Plan, profile: &str, base: Option<&str>) -> BTreeMap<String, St
         serde_json::to_string(&sources).unwrap_or_default(),
     );
     l
-}
-
-/// Loads every container image the units run that has an `oci` source.
-fn baked_images(
-    plan: &Plan,
-    opts: &BuildOptions,
-    store: &BlobStore,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Vec<Baked>, BuildError> {
-    let c = &plan.spec.calico;
-    let d = &plan.derived;
-    let mut wanted: Vec<(&str, Option<&crate::spec::Source>, String)> = Vec::new();
-    if c.node.enabled && plan.spec.docker.enabled {
-        wanted.push((
-            "calico-node",
-            c.node.source.as_ref(),
-            d.calico_node_image.clone(),
-        ));
-    }
-    if let crate::plan::Libnetwork::Container(img) = &d.libnetwork {
-        wanted.push((
-            "calico-libnetwork",
-            c.libnetwork.source.as_ref(),
-            img.clone(),
-        ));
-    }
-    let mut out = Vec::new();
-    for (reference, source, image) in wanted {
-        let Some(src) = source.and_then(|s| s.oci.as_deref()) else {
-            continue;
-        };
-        progress(&format!("importing {image} from {src}"));
-        let resolved = imagesrc::load(src, &opts.spec_dir, store).map_err(BuildError::Source)?;
-        out.push(Baked {
-            image,
-            reference: reference.to_string(),
-            resolved,
-        });
-    }
-    Ok(out)
-}
-
-/// The docker-archive of a baked image, tagged as the units run it.
-fn archive_bytes(store: &BlobStore, b: &Baked, epoch: u64) -> Result<Vec<u8>, BuildError> {
-    let img = ArchiveImage {
-        manifest: b.resolved.manifest_descriptor.clone(),
-        repo_tags: vec![b.image.clone()],
-    };
-    Ok(write_docker_archive(
-        Vec::new(),
-        store,
-        &[img],
-        epoch as i64,
-    )?)
 }
 
 /// Every file the profile's units need and no rendering provides (CNI plugins, baked images)

@@ -7,7 +7,6 @@
 pub mod build;
 pub mod components;
 pub mod diag;
-pub mod imagesrc;
 pub mod plan;
 pub mod push;
 pub mod report;

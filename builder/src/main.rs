@@ -98,6 +98,8 @@ docker load -i dist/archives/prod-agent.tar\n  kiln push dist --to 127.0.0.1:500
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        sources: SourceArgs,
     },
     /// Push every image of a build to a registry (OCI distribution API).
     #[command(
@@ -270,14 +272,10 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             zstd,
             threads,
             strict,
+            sources,
         } => {
             let plan = load(spec.as_deref(), strict)?;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
-            let spec_dir = spec
-                .as_deref()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."));
             let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => v.parse().map_err(|_| {
                     Usage(format!(
@@ -286,9 +284,16 @@ fn run(cmd: Command) -> anyhow::Result<()> {
                 })?,
                 Err(_) => kiln::build::DEFAULT_EPOCH,
             };
+            // Refuse a foreign output directory before any download.
+            kiln::treedir::replaceable(&output, kiln::build::REPORT, "build")
+                .with_context(|| format!("writing {}", output.display()))?;
+            let mut src_opts = sources.options(spec.as_deref());
+            src_opts.source_date_epoch = epoch;
+            let resolved = kiln::sources::resolve(&plan, &spec_dir(spec.as_deref()), &src_opts)
+                .context("resolving sources")?;
+            report_recorded(&resolved);
             let opts = kiln::build::BuildOptions {
                 dist: output.clone(),
-                spec_dir,
                 source_date_epoch: epoch,
                 compression: if zstd {
                     kiln_layers::Compression::Zstd { level: 3 }
@@ -297,8 +302,10 @@ fn run(cmd: Command) -> anyhow::Result<()> {
                 },
                 threads,
             };
-            let report = kiln::build::build(&plan, &rendered, &opts, &mut |m| eprintln!("  {m}"))
-                .with_context(|| format!("building {}", output.display()))?;
+            let report = kiln::build::build(&plan, &rendered, &resolved, &opts, &mut |m| {
+                eprintln!("  {m}")
+            })
+            .with_context(|| format!("building {}", output.display()))?;
             for img in &report.images {
                 eprintln!(
                     "{} {}:{} {}",

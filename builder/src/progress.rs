@@ -42,11 +42,7 @@ impl Progress for Bars {
                 }
             }
             ProgressEvent::BlobBytes { digest, done, .. } if self.tty => {
-                let pct = if self.size == 0 {
-                    100
-                } else {
-                    done * 100 / self.size
-                };
+                let pct = (done * 100).checked_div(self.size).unwrap_or(100).min(100);
                 let filled = (pct / 5) as usize;
                 eprint!(
                     "\r  {} [{:<20}] {pct:>3}% {done}/{}",

@@ -92,10 +92,9 @@ pub fn publish(rendered: &Rendered, plan_json: &str, out: &Path) -> io::Result<(
     result
 }
 
-/// Checks that `out` may be replaced — it does not exist, is empty, or holds `marker` (an
-/// earlier output of the same kiln command) — and returns a fresh, empty staging directory
-/// beside it, where the new output is written before [`swap_in`].
-pub fn stage(out: &Path, marker: &str, what: &str) -> io::Result<PathBuf> {
+/// Fails unless `out` may be replaced: it does not exist, is empty, or holds `marker` (an
+/// earlier output of the same kiln command).
+pub fn replaceable(out: &Path, marker: &str, what: &str) -> io::Result<()> {
     if out.exists() {
         let ours = out.join(marker).exists();
         let empty = out.is_dir() && fs::read_dir(out)?.next().is_none();
@@ -109,6 +108,14 @@ pub fn stage(out: &Path, marker: &str, what: &str) -> io::Result<PathBuf> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Checks that `out` may be replaced — it does not exist, is empty, or holds `marker` (an
+/// earlier output of the same kiln command) — and returns a fresh, empty staging directory
+/// beside it, where the new output is written before [`swap_in`].
+pub fn stage(out: &Path, marker: &str, what: &str) -> io::Result<PathBuf> {
+    replaceable(out, marker, what)?;
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
