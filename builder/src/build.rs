@@ -156,10 +156,9 @@ fn build_into(
 
     // Layers are compressed once each (in parallel) and referenced by index: a tree that
     // several profiles share becomes one blob.
-    let mut unique: Vec<(String, FileTree)> = Vec::new();
     let mut base_layers: Vec<(String, Layer)> = Vec::new();
     let mut base_tree = FileTree::new();
-    let mut base_index = None;
+    let mut base_own: Option<&FileTree> = None;
     match &resolved.base {
         Some(BaseSource::Image(img)) => {
             progress(&format!("base {}", img.reference));
@@ -170,8 +169,7 @@ fn build_into(
             base_tree = flatten(&store, &img.image.layers)?;
         }
         Some(BaseSource::Tree(tree)) => {
-            base_index = Some(unique.len());
-            unique.push(("base".into(), tree.clone()));
+            base_own = Some(tree);
             base_tree = metadata_only(tree);
         }
         None => {}
@@ -196,7 +194,7 @@ fn build_into(
         }
         baked.push((component.clone(), runs_as, img.image.clone()));
     }
-    let images_index = if baked.is_empty() {
+    let images_tree = if baked.is_empty() {
         None
     } else {
         let mut t = FileTree::new();
@@ -212,14 +210,26 @@ fn build_into(
             )
             .map_err(|e| BuildError::Source(e.to_string()))?;
         }
-        unique.push(("images".into(), t));
-        Some(unique.len() - 1)
+        Some(t)
     };
+
+    // Layers are compressed once each (in parallel) and referenced by index: a tree that
+    // several profiles share becomes one blob. Trees are borrowed, not copied: a base tree
+    // can be gigabytes.
+    let mut unique: Vec<(String, &FileTree)> = Vec::new();
+    let base_index = base_own.map(|t| {
+        unique.push(("base".into(), t));
+        unique.len() - 1
+    });
+    let images_index = images_tree.as_ref().map(|t| {
+        unique.push(("images".into(), t));
+        unique.len() - 1
+    });
     let source_index: BTreeMap<&str, usize> = resolved
         .trees
         .iter()
         .map(|(component, tree)| {
-            unique.push((format!("{component} (sources)"), tree.clone()));
+            unique.push((format!("{component} (sources)"), tree));
             (component.as_str(), unique.len() - 1)
         })
         .collect();
@@ -236,7 +246,7 @@ fn build_into(
         }
         for (component, tree) in rendered.layers.get(&profile.name).into_iter().flatten() {
             seq.push(unique.len());
-            unique.push((format!("{component} (config)"), tree.clone()));
+            unique.push((format!("{component} (config)"), tree));
         }
         if profile
             .services
@@ -253,7 +263,7 @@ fn build_into(
         threads: opts.threads,
     };
     progress(&format!("writing {} layer(s)", unique.len()));
-    let refs: Vec<&FileTree> = unique.iter().map(|(_, t)| t).collect();
+    let refs: Vec<&FileTree> = unique.iter().map(|(_, t)| *t).collect();
     let blobs = kiln_layers::compress_layers_parallel(&refs, &layer_opts, &out.join("oci"))?;
 
     let mut report = BuildReport {
