@@ -299,9 +299,20 @@ fn a_failed_build_keeps_the_previous_dist() {
     assert!(leftovers.is_empty(), "staging dir left behind");
 }
 
+/// Builds `spec` (offline) expecting exit code 1 and no output directory; returns stderr.
+fn build_fails(spec: &Path) -> String {
+    let dist = spec.with_file_name("dist");
+    let cache = spec.with_file_name("cache");
+    let out = kiln(&build_args(spec, &dist, cache.to_str().unwrap()));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!dist.exists(), "a failed build left {}", dist.display());
+    err
+}
+
 #[test]
 fn a_unit_whose_program_no_source_provides_stops_the_build() {
-    let (tmp, spec) = fixture_workspace();
+    let (_tmp, spec) = fixture_workspace();
     // Marathon is no longer "in the base" but the base lacks it: kiln must not write an image
     // that would not start marathon.service.
     let text = fs::read_to_string(&spec).unwrap().replace(
@@ -309,19 +320,13 @@ fn a_unit_whose_program_no_source_provides_stops_the_build() {
         "[marathon]\nsource = { file = \"no-such-marathon\" }",
     );
     fs::write(&spec, text).unwrap();
-    let dist = tmp.path().join("dist");
-    let cache = spec.with_file_name("cache");
-    let out = kiln(&build_args(&spec, &dist, cache.to_str().unwrap()));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = build_fails(&spec);
     assert!(err.contains("no-such-marathon"), "{err}");
-    assert!(!dist.exists());
 }
 
 #[test]
 fn a_missing_cni_plugin_stops_the_build() {
     let (tmp, spec) = fixture_workspace();
-    fs::write(tmp.path().join("empty.toml"), "").unwrap();
     // The CNI plugins come from a directory that lacks calico-ipam.
     let plugins = tmp.path().join("cni");
     fs::create_dir(&plugins).unwrap();
@@ -331,14 +336,9 @@ fn a_missing_cni_plugin_stops_the_build() {
         "[calico.cni]\nplugins_dir = \"/opt/kiln-test/cni\"\nsource = { file = \"cni\", dest = \"/opt/kiln-test/cni\" }",
     );
     fs::write(&spec, text).unwrap();
-    let dist = tmp.path().join("dist");
-    let cache = spec.with_file_name("cache");
-    let out = kiln(&build_args(&spec, &dist, cache.to_str().unwrap()));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = build_fails(&spec);
     assert!(err.contains("/opt/kiln-test/cni/calico-ipam"), "{err}");
     assert!(!err.contains("/opt/kiln-test/cni/calico "), "{err}");
-    assert!(!dist.exists());
 }
 
 #[test]
