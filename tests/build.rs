@@ -81,6 +81,12 @@ fn fixture_workspace() -> (tempfile::TempDir, PathBuf) {
     }
     base.insert("/usr/bin/fixture-suid", Entry::file("#!/bin/sh\n", 0o4755))
         .unwrap();
+    // Debian keeps ZooKeeper's config behind an alternatives symlink.
+    base.insert("/etc/zookeeper/conf", Entry::symlink("conf_example"))
+        .unwrap();
+    let env = Entry::file("# fixture: Debian's zkEnv settings\n", 0o644);
+    base.insert("/etc/zookeeper/conf_example/environment", env)
+        .unwrap();
     write_fixture_image(&tmp.path().join("base-oci"), "base", &base, None);
     let mut node = busybox_tree();
     node.insert(
@@ -252,6 +258,29 @@ fn build_writes_an_oci_layout_that_skopeo_and_umoci_read() {
         .arg("-c")
         .arg("SHA256SUMS")
         .current_dir(&dist));
+}
+
+#[test]
+fn rendered_files_follow_the_base_symlinks() {
+    require_tool("umoci", "umoci");
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let bundle = tmp.path().join("master");
+    let image = format!("{}:t-master", dist.join("oci").display());
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle));
+    let etc = bundle.join("rootfs/etc/zookeeper");
+    // The symlink survives; zoo.cfg lands in its target beside Debian's other files.
+    assert_eq!(
+        fs::read_link(etc.join("conf")).unwrap(),
+        Path::new("conf_example")
+    );
+    assert!(fs::read_to_string(etc.join("conf_example/zoo.cfg"))
+        .unwrap()
+        .contains("clientPort=2181"));
+    assert!(etc.join("conf/environment").is_file());
 }
 
 #[test]

@@ -210,8 +210,28 @@ fn build_into(
             )
             .map_err(|e| BuildError::Source(e.to_string()))?;
         }
-        Some(t)
+        Some(place(&t, &base_tree)?)
     };
+    // Files go where the base keeps them: through its symlinks (merged /usr, Debian's
+    // alternatives), never replacing a symlink with a directory.
+    let placed_sources: BTreeMap<&str, FileTree> = resolved
+        .trees
+        .iter()
+        .map(|(c, t)| Ok((c.as_str(), place(t, &base_tree)?)))
+        .collect::<Result<_, BuildError>>()?;
+    let placed_config: Vec<Vec<(&str, FileTree)>> = plan
+        .profiles
+        .iter()
+        .map(|p| {
+            rendered
+                .layers
+                .get(&p.name)
+                .into_iter()
+                .flatten()
+                .map(|(c, t)| Ok((*c, place(t, &base_tree)?)))
+                .collect::<Result<Vec<_>, BuildError>>()
+        })
+        .collect::<Result<_, BuildError>>()?;
 
     // Layers are compressed once each (in parallel) and referenced by index: a tree that
     // several profiles share becomes one blob. Trees are borrowed, not copied: a base tree
@@ -225,26 +245,25 @@ fn build_into(
         unique.push(("images".into(), t));
         unique.len() - 1
     });
-    let source_index: BTreeMap<&str, usize> = resolved
-        .trees
+    let source_index: BTreeMap<&str, usize> = placed_sources
         .iter()
         .map(|(component, tree)| {
             unique.push((format!("{component} (sources)"), tree));
-            (component.as_str(), unique.len() - 1)
+            (*component, unique.len() - 1)
         })
         .collect();
 
     // Per profile: base, the sources of the components it runs, its rendered component
     // trees, the baked images.
     let mut plans: Vec<Vec<usize>> = Vec::new();
-    for profile in &plan.profiles {
+    for (profile, config) in plan.profiles.iter().zip(&placed_config) {
         let mut seq: Vec<usize> = base_index.into_iter().collect();
         for (component, idx) in &source_index {
             if uses(profile, component) {
                 seq.push(*idx);
             }
         }
-        for (component, tree) in rendered.layers.get(&profile.name).into_iter().flatten() {
+        for (component, tree) in config {
             seq.push(unique.len());
             unique.push((format!("{component} (config)"), tree));
         }
@@ -405,6 +424,15 @@ fn build_into(
     fs::write(out.join(REPORT), json).map_err(io_err("writing build-report.json"))?;
     write_sha256sums(out)?;
     Ok(report)
+}
+
+/// `tree` as written on top of `base` (see [`FileTree::placed_on`]).
+fn place(tree: &FileTree, base: &FileTree) -> Result<FileTree, BuildError> {
+    if base.is_empty() {
+        return Ok(tree.clone());
+    }
+    tree.placed_on(base)
+        .map_err(|e| BuildError::Source(e.to_string()))
 }
 
 /// Whether `profile` runs the component whose sources are named `component`.

@@ -64,7 +64,7 @@ pub use digest::{Digest, HashingWriter};
 pub use extract::extract_to_dir;
 pub use read::{apply_layer, apply_layer_metadata, read_layer};
 pub use tar::write_tar;
-pub use tree::{Entry, EntryKind, FileTree, TreeError};
+pub use tree::{resolve_parents, Entry, EntryKind, FileTree, TreeError};
 
 use std::path::PathBuf;
 

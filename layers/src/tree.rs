@@ -270,6 +270,86 @@ impl FileTree {
     }
 }
 
+/// Resolves `path` through the symlinks `base` has at its parents (`/bin` → `usr/bin` on a
+/// merged-/usr system, `/etc/zookeeper/conf` → an alternatives link), so that an entry written
+/// on top of `base` lands where the base keeps it instead of replacing a symlink with a
+/// directory. The last component itself is not resolved. Gives up after 40 links (a loop) and
+/// returns the path as far as it got.
+pub fn resolve_parents(base: &FileTree, path: &str) -> String {
+    let mut parts: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(String::from)
+        .collect();
+    let mut hops = 0;
+    let mut i = 0;
+    while i + 1 < parts.len() {
+        let prefix = format!("/{}", parts[..=i].join("/"));
+        match base.get(&prefix).map(|e| &e.kind) {
+            Some(EntryKind::Symlink(target)) if hops < 40 => {
+                hops += 1;
+                let joined = if target.starts_with('/') {
+                    target.clone()
+                } else {
+                    format!("/{}/{target}", parts[..i].join("/"))
+                };
+                // Normalise `.` and `..` of the link target lexically.
+                let mut resolved: Vec<String> = Vec::new();
+                for c in joined.split('/') {
+                    match c {
+                        "" | "." => {}
+                        ".." => {
+                            resolved.pop();
+                        }
+                        c => resolved.push(c.to_string()),
+                    }
+                }
+                resolved.extend(parts[i + 1..].iter().cloned());
+                parts = resolved;
+                i = 0;
+            }
+            _ => i += 1,
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+impl FileTree {
+    /// This tree as it should be written on top of `base`: every entry moved through the
+    /// symlinks `base` has at its parents ([`resolve_parents`]), and directories dropped where
+    /// `base` has a symlink (the link stays, its target receives the content).
+    pub fn placed_on(&self, base: &FileTree) -> Result<FileTree> {
+        let mut out = FileTree::new();
+        for (path, e) in self.iter() {
+            let dest = resolve_parents(base, path);
+            let base_kind = base.get(&dest).map(|b| &b.kind);
+            if e.kind == EntryKind::Dir && matches!(base_kind, Some(EntryKind::Symlink(_))) {
+                continue;
+            }
+            let mut e = e.clone();
+            if let EntryKind::Hardlink(t) = &e.kind {
+                e.kind = EntryKind::Hardlink(resolve_parents(base, t));
+            }
+            out.replace(&dest, e)?;
+        }
+        // Directories the base has keep the base's owner and mode: writing a file into
+        // /var/lib/zookeeper must not hand the directory back to root.
+        let dirs: Vec<String> = out
+            .iter()
+            .filter(|(p, e)| {
+                e.kind == EntryKind::Dir && base.get(p).is_some_and(|b| b.kind == EntryKind::Dir)
+            })
+            .map(|(p, _)| p.to_string())
+            .collect();
+        for d in dirs {
+            if let Some(b) = base.get(&d) {
+                out.replace(&d, b.clone())?;
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +391,69 @@ mod tests {
         for p in ["relative", "/", "/a/../b", "/a//b", "/a/"] {
             assert!(normalise(p).is_err(), "{p}");
         }
+    }
+
+    #[test]
+    fn entries_follow_the_base_symlinks_of_their_parents() {
+        let mut base = FileTree::new();
+        base.insert("/bin", Entry::symlink("usr/bin")).unwrap();
+        base.insert("/usr/bin", Entry::dir(0o755)).unwrap();
+        base.insert(
+            "/etc/zookeeper/conf",
+            Entry::symlink("/etc/alternatives/zookeeper-conf"),
+        )
+        .unwrap();
+        base.insert(
+            "/etc/alternatives/zookeeper-conf",
+            Entry::symlink("/etc/zookeeper/conf_example"),
+        )
+        .unwrap();
+        base.insert(
+            "/etc/zookeeper/conf_example/environment",
+            Entry::file("x", 0o644),
+        )
+        .unwrap();
+        base.insert("/loop", Entry::symlink("loop")).unwrap();
+        assert_eq!(resolve_parents(&base, "/bin/etcd"), "/usr/bin/etcd");
+        assert_eq!(
+            resolve_parents(&base, "/etc/zookeeper/conf/zoo.cfg"),
+            "/etc/zookeeper/conf_example/zoo.cfg"
+        );
+        assert_eq!(
+            resolve_parents(&base, "/etc/zookeeper/conf"),
+            "/etc/zookeeper/conf"
+        );
+        assert_eq!(resolve_parents(&base, "/loop/x"), "/loop/x");
+
+        let mut layer = FileTree::new();
+        layer
+            .insert("/etc/zookeeper/conf/zoo.cfg", Entry::file("cfg", 0o644))
+            .unwrap();
+        layer
+            .insert("/bin/etcd", Entry::file("elf", 0o755))
+            .unwrap();
+        let placed = layer.placed_on(&base).unwrap();
+        let paths: Vec<&str> = placed.iter().map(|(p, _)| p).collect();
+        assert!(
+            paths.contains(&"/etc/zookeeper/conf_example/zoo.cfg"),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"/usr/bin/etcd"), "{paths:?}");
+        assert!(
+            !paths.contains(&"/bin") && !paths.contains(&"/etc/zookeeper/conf"),
+            "{paths:?}"
+        );
+
+        // A directory the base has keeps the base's owner and mode.
+        base.insert("/var/lib/zookeeper", Entry::dir(0o750).owned(107, 112))
+            .unwrap();
+        let mut layer = FileTree::new();
+        layer
+            .insert("/var/lib/zookeeper/myid", Entry::file("1\n", 0o644))
+            .unwrap();
+        let placed = layer.placed_on(&base).unwrap();
+        let d = placed.get("/var/lib/zookeeper").unwrap();
+        assert_eq!((d.mode, d.uid, d.gid), (0o750, 107, 112));
     }
 
     #[test]
