@@ -479,3 +479,26 @@ fn build_never_replaces_a_directory_it_did_not_write() {
         "keep me"
     );
 }
+
+#[test]
+fn every_program_of_a_unit_is_checked_not_only_exec_start() {
+    let (tmp, spec) = fixture_workspace();
+    // Rebuild the fixture base without /bin/sh: docker.service reloads through it and
+    // kiln-load-images.service runs it.
+    let mut base = FileTree::new();
+    for (path, e) in busybox_tree().iter().filter(|(p, _)| *p != "/bin/sh") {
+        base.replace(path, e.clone()).unwrap();
+    }
+    for prog in STAND_INS {
+        let script = format!("#!/bin/busybox sh\n# kiln test fixture standing in for {prog}\n");
+        base.insert(prog, Entry::file(script, 0o755)).unwrap();
+    }
+    fs::remove_dir_all(tmp.path().join("base-oci")).unwrap();
+    write_fixture_image(&tmp.path().join("base-oci"), "base", &base, None);
+    let err = build_fails(&spec);
+    assert!(err.contains("/bin/sh"), "{err}");
+    assert!(
+        err.contains("docker.service") && err.contains("kiln-load-images.service"),
+        "{err}"
+    );
+}

@@ -9,6 +9,7 @@ mod util;
 
 mod build;
 mod cli;
+mod debian;
 mod invalid;
 mod render;
 mod sources;

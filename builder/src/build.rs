@@ -316,7 +316,9 @@ fn build_into(
                 },
             ));
         }
-        crate::sources::check_presence(plan, profile, &rootfs)?;
+        let no_units = FileTree::new();
+        let units = rendered.profiles.get(&profile.name).unwrap_or(&no_units);
+        crate::sources::presence::check_presence_of_units(plan, profile, &rootfs, units)?;
         check_artifacts(plan, profile, &rootfs)?;
         let reference = format!("{}-{}", plan.cluster, profile.name);
         let repository = format!("{prefix}/{reference}");

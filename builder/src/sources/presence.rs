@@ -117,59 +117,110 @@ pub fn check_presence(
     profile: &Profile,
     rootfs: &FileTree,
 ) -> Result<(), PresenceError> {
+    check_programs(plan, profile, rootfs, None)
+}
+
+/// Like [`check_presence`], and also every other program the profile's unit files in `units`
+/// run (`ExecStartPre=`, `ExecStop=`, `ExecReload=`, …).
+pub fn check_presence_of_units(
+    plan: &Plan,
+    profile: &Profile,
+    rootfs: &FileTree,
+    units: &FileTree,
+) -> Result<(), PresenceError> {
+    check_programs(plan, profile, rootfs, Some(units))
+}
+
+/// The absolute programs the `Exec*=` lines of a unit run (prefixes `-@+!:` stripped).
+pub fn unit_programs(unit: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in unit.lines().filter(|l| l.starts_with("Exec")) {
+        let Some((_, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim_start_matches(['-', '@', '+', '!', ':']);
+        if let Some(prog) = v.split_whitespace().next().filter(|p| p.starts_with('/')) {
+            if !out.iter().any(|p| p == prog) {
+                out.push(prog.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn check_programs(
+    plan: &Plan,
+    profile: &Profile,
+    rootfs: &FileTree,
+    units: Option<&FileTree>,
+) -> Result<(), PresenceError> {
     let mut absent = Vec::new();
     for s in &profile.services {
-        let problem = match resolve_path(rootfs, &s.exec) {
-            Err(why) => Some(why),
-            Ok(real) => {
-                let e = rootfs.get(&real);
-                match e.map(|e| (&e.kind, e.mode)) {
-                    Some((EntryKind::File(_), mode)) if mode & 0o111 != 0 => None,
-                    Some((EntryKind::Hardlink(t), _)) => match rootfs.get(t) {
-                        Some(e) if matches!(e.kind, EntryKind::File(_)) && e.mode & 0o111 != 0 => {
-                            None
-                        }
-                        _ => Some(format!(
-                            "a hard link to {t}, which is not an executable file"
-                        )),
-                    },
-                    Some((EntryKind::File(_), mode)) => {
-                        Some(format!("not executable (mode {mode:04o})"))
-                    }
-                    Some((k, _)) => Some(format!("a {}, not a file", k.name())),
-                    None => Some("missing".into()),
-                }
-                .map(|p| {
-                    if real != s.exec {
-                        format!("{p} (via {real})")
-                    } else {
-                        p
-                    }
-                })
+        let mut programs = vec![s.exec.clone()];
+        let unit_file = units.and_then(|u| u.get(&format!("/etc/systemd/system/{}", s.unit)));
+        for p in unit_file
+            .and_then(|e| e.data())
+            .map(|d| unit_programs(&String::from_utf8_lossy(d)))
+            .unwrap_or_default()
+        {
+            if !programs.contains(&p) {
+                programs.push(p);
             }
-        };
-        if let Some(problem) = problem {
-            let key = source_key(s.component, &s.exec);
-            let help = if key == "base.debian.packages" {
-                format!("{} comes from the base: add the package that ships it to base.debian.packages, or use a base image that has it", s.exec)
-            } else {
-                let version = match s.component {
-                    "etcd" => format!(" (etcd {})", plan.spec.etcd.version),
-                    "docker" => format!(" (Docker {})", plan.spec.docker.version),
-                    _ => String::new(),
-                };
-                format!(
-                    "add a {key} that places {}{version} (url/file/deb with dest), or a base package that ships it",
-                    s.exec
-                )
+        }
+        for exec in &programs {
+            let problem = match resolve_path(rootfs, exec) {
+                Err(why) => Some(why),
+                Ok(real) => {
+                    let e = rootfs.get(&real);
+                    match e.map(|e| (&e.kind, e.mode)) {
+                        Some((EntryKind::File(_), mode)) if mode & 0o111 != 0 => None,
+                        Some((EntryKind::Hardlink(t), _)) => match rootfs.get(t) {
+                            Some(e)
+                                if matches!(e.kind, EntryKind::File(_)) && e.mode & 0o111 != 0 =>
+                            {
+                                None
+                            }
+                            _ => Some(format!(
+                                "a hard link to {t}, which is not an executable file"
+                            )),
+                        },
+                        Some((EntryKind::File(_), mode)) => {
+                            Some(format!("not executable (mode {mode:04o})"))
+                        }
+                        Some((k, _)) => Some(format!("a {}, not a file", k.name())),
+                        None => Some("missing".into()),
+                    }
+                    .map(|p| {
+                        if real != *exec {
+                            format!("{p} (via {real})")
+                        } else {
+                            p
+                        }
+                    })
+                }
             };
-            absent.push(Absent {
-                unit: s.unit.clone(),
-                component: s.component.to_string(),
-                path: s.exec.clone(),
-                problem,
-                help,
-            });
+            if let Some(problem) = problem {
+                let key = source_key(s.component, exec);
+                let help = if key == "base.debian.packages" || *exec != s.exec {
+                    format!("{exec} comes from the base: add the package that ships it to base.debian.packages, or use a base image that has it")
+                } else {
+                    let version = match s.component {
+                        "etcd" => format!(" (etcd {})", plan.spec.etcd.version),
+                        "docker" => format!(" (Docker {})", plan.spec.docker.version),
+                        _ => String::new(),
+                    };
+                    format!(
+                    "add a {key} that places {exec}{version} (url/file/deb with dest), or a base package that ships it"
+                )
+                };
+                absent.push(Absent {
+                    unit: s.unit.clone(),
+                    component: s.component.to_string(),
+                    path: exec.clone(),
+                    problem,
+                    help,
+                });
+            }
         }
     }
     if absent.is_empty() {
@@ -186,6 +237,16 @@ pub fn check_presence(
 mod tests {
     use super::*;
     use kiln_layers::Entry;
+
+    #[test]
+    fn unit_programs_are_every_exec_line() {
+        let unit = "[Service]\nExecStartPre=-/usr/bin/docker rm -f x\nExecStart=/usr/bin/docker run x\n\
+                    ExecReload=/bin/kill -s HUP $MAINPID\nExecStop=@/bin/true true\nEnvironment=A=/x\n";
+        assert_eq!(
+            unit_programs(unit),
+            ["/usr/bin/docker", "/bin/kill", "/bin/true"]
+        );
+    }
 
     #[test]
     fn follows_merged_usr_links() {
