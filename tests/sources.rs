@@ -804,9 +804,10 @@ fn debian_base_from_mmdebstrap() {
     let started = std::time::Instant::now();
     let r = s.resolve().unwrap();
     eprintln!("debian base resolved in {:.1?}", started.elapsed());
-    let Some(sources::BaseSource::Tree(t)) = &r.base else {
-        panic!("no tree base")
+    let Some(base @ sources::BaseSource::Tarball(_)) = &r.base else {
+        panic!("no tarball base")
     };
+    let t = &base.metadata_tree().unwrap();
     assert!(t.get("/usr/bin/hello").is_some());
     assert!(
         matches!(t.get("/bin").map(|e| &e.kind), Some(EntryKind::Symlink(_))),

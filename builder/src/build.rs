@@ -172,6 +172,35 @@ fn build_into(
             base_own = Some(tree);
             base_tree = metadata_only(tree);
         }
+        Some(base @ BaseSource::Tarball(path)) => {
+            // A root filesystem tarball is streamed into its layer as it is, with all
+            // compression threads, before the smaller layers.
+            progress(&format!("base layer from {}", path.display()));
+            let layer_opts = LayerOptions {
+                source_date_epoch: epoch,
+                compression: opts.compression,
+                threads: opts.threads,
+            };
+            let file =
+                fs::File::open(path).map_err(io_err(format!("reading {}", path.display())))?;
+            let b = kiln_layers::write_tar_stream_to_dir(
+                io::BufReader::new(file),
+                &layer_opts,
+                &out.join("oci"),
+            )?;
+            base_layers.push((
+                "base".into(),
+                Layer {
+                    digest: b.digest.clone(),
+                    diff_id: b.diff_id.clone(),
+                    size: b.size,
+                    media_type: b.media_type.to_string(),
+                },
+            ));
+            base_tree = base
+                .metadata_tree()
+                .map_err(|e| BuildError::Source(e.to_string()))?;
+        }
         None => {}
     }
 

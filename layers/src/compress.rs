@@ -17,7 +17,7 @@ use crate::{Error, FileTree, Result};
 use flate2::{Compress, FlushCompress, Status};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -124,11 +124,37 @@ impl LayerBlob {
 /// Writes `tree` as a deterministic tar layer, compressed as `opts` says, to `out`, and
 /// returns its digests and sizes. `out` receives large sequential writes.
 pub fn write_layer<W: Write>(tree: &FileTree, opts: &LayerOptions, out: W) -> Result<LayerBlob> {
+    write_blob(opts, out, |tar| {
+        write_tar(tree, opts.source_date_epoch, tar).map(|_| ())
+    })
+}
+
+/// Compresses an existing tar stream (used verbatim, e.g. a root filesystem tarball) as a
+/// layer, with the same digests and sizes as [`write_layer`]. The stream is never held whole.
+pub fn write_tar_stream<R: Read, W: Write>(
+    mut tar: R,
+    opts: &LayerOptions,
+    out: W,
+) -> Result<LayerBlob> {
+    write_blob(opts, out, |w| {
+        std::io::copy(&mut tar, w)
+            .map(|_| ())
+            .map_err(Error::io("reading the tar stream"))
+    })
+}
+
+/// One streaming pass: `fill` writes the uncompressed tar; it is hashed (diff_id), compressed
+/// and hashed again (blob digest) on its way to `out`.
+fn write_blob<W: Write>(
+    opts: &LayerOptions,
+    out: W,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<LayerBlob> {
     opts.compression.validate()?;
     let blob = HashingWriter::new(BufWriter::with_capacity(256 * 1024, out));
     let enc = Encoder::new(opts.compression, opts.threads, blob)?;
     let mut tar = HashingWriter::new(enc);
-    write_tar(tree, opts.source_date_epoch, &mut tar)?;
+    fill(&mut tar)?;
     let (enc, diff_id, uncompressed_size) = tar.finish();
     let blob = enc.finish().map_err(Error::io("compressing layer"))?;
     let (mut out, digest, size) = blob.finish();
@@ -146,6 +172,23 @@ pub fn write_layer<W: Write>(tree: &FileTree, opts: &LayerOptions, out: W) -> Re
 /// `root/blobs/sha256/<hex>` (mode 0644). The blob is written to a temporary file in the same
 /// directory, synced, and renamed into place, so a reader never sees a partial blob.
 pub fn write_layer_to_dir(tree: &FileTree, opts: &LayerOptions, root: &Path) -> Result<LayerBlob> {
+    blob_to_dir(root, |out| write_layer(tree, opts, out))
+}
+
+/// [`write_tar_stream`] into the content-addressed store under `root`, like
+/// [`write_layer_to_dir`].
+pub fn write_tar_stream_to_dir<R: Read>(
+    tar: R,
+    opts: &LayerOptions,
+    root: &Path,
+) -> Result<LayerBlob> {
+    blob_to_dir(root, |out| write_tar_stream(tar, opts, out))
+}
+
+fn blob_to_dir(
+    root: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<LayerBlob>,
+) -> Result<LayerBlob> {
     use std::os::unix::fs::PermissionsExt;
     let dir = root.join("blobs").join("sha256");
     std::fs::create_dir_all(&dir).map_err(Error::path_io("creating", &dir))?;
@@ -153,7 +196,7 @@ pub fn write_layer_to_dir(tree: &FileTree, opts: &LayerOptions, root: &Path) -> 
         .prefix(".tmp-layer-")
         .tempfile_in(&dir)
         .map_err(Error::path_io("creating a temporary file in", &dir))?;
-    let blob = write_layer(tree, opts, tmp.as_file_mut())?;
+    let blob = write(tmp.as_file_mut())?;
     let file = tmp.as_file();
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(Error::path_io("setting mode of", tmp.path()))?;

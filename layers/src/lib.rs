@@ -57,7 +57,8 @@ pub mod tar;
 pub mod tree;
 
 pub use compress::{
-    compress_layers_parallel, write_layer, write_layer_to_dir, Compression, LayerBlob, LayerOptions,
+    compress_layers_parallel, write_layer, write_layer_to_dir, write_tar_stream,
+    write_tar_stream_to_dir, Compression, LayerBlob, LayerOptions,
 };
 pub use cpio::write_cpio;
 pub use digest::{Digest, HashingWriter};

@@ -123,10 +123,35 @@ pub struct ImageSource {
 /// The root filesystem role images start from.
 #[derive(Debug, Clone)]
 pub enum BaseSource {
-    /// A tree (from a `debian` mmdebstrap build, or a rootfs tarball / directory source).
+    /// A tree (a rootfs tarball or directory source).
     Tree(FileTree),
+    /// A verified root filesystem tarball in the cache (a `debian` mmdebstrap build), used as
+    /// a layer verbatim and streamed: a base of a few GB never sits in memory.
+    Tarball(PathBuf),
     /// An image whose layers are used as they are.
     Image(Box<ImageSource>),
+}
+
+impl BaseSource {
+    /// The base's paths, kinds, modes and link targets (file contents dropped for a tarball).
+    pub fn metadata_tree(&self) -> Result<FileTree> {
+        match self {
+            BaseSource::Tree(t) => Ok(t.clone()),
+            BaseSource::Tarball(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(Error::io("reading the base tarball", path))?;
+                let mut tree = FileTree::new();
+                kiln_layers::apply_layer_metadata(&mut tree, std::io::BufReader::new(f)).map_err(
+                    |source| Error::Layer {
+                        what: path.display().to_string(),
+                        source,
+                    },
+                )?;
+                Ok(tree)
+            }
+            BaseSource::Image(_) => Ok(FileTree::new()),
+        }
+    }
 }
 
 /// Everything the sources of a plan provide.

@@ -302,9 +302,10 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
                 }
             }
             (Want::Debian(d), Ready::Blob { hex, name }) => {
-                let bytes = run.cache.read_verified(&hex)?;
-                let tree = unpack::read_tar(&format!("debian base {} ({name})", d.suite), &bytes)?;
-                out.base = Some(BaseSource::Tree(tree));
+                // Verified by streaming; the build reads it as a layer, never whole.
+                let _ = (d, name);
+                run.cache.verify(&hex)?;
+                out.base = Some(BaseSource::Tarball(run.cache.blob_path(&hex)));
             }
             (
                 Want::Files {

@@ -3,7 +3,7 @@
 use crate::util::*;
 use kiln_layers::{
     apply_layer, apply_layer_metadata, read_layer, write_layer, write_layer_to_dir, write_tar,
-    Compression, Entry, EntryKind, FileTree, LayerOptions,
+    write_tar_stream, Compression, Entry, EntryKind, FileTree, LayerOptions,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -168,4 +168,17 @@ fn layer_blob_lands_in_the_store_under_its_digest() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o644
     );
+}
+
+#[test]
+fn a_tar_stream_gives_the_same_layer_as_its_tree() {
+    let tree = sample_tree();
+    let o = opts(Compression::default());
+    let mut tar = Vec::new();
+    write_tar(&tree, EPOCH, &mut tar).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let from_tree = write_layer(&tree, &o, &mut a).unwrap();
+    let from_stream = write_tar_stream(&tar[..], &o, &mut b).unwrap();
+    assert_eq!(from_tree, from_stream);
+    assert_eq!(a, b);
 }
