@@ -51,3 +51,24 @@ pub fn which(tool: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// Runs `systemd-analyze verify` on `/etc/systemd/system/UNIT` inside `root`; panics with its
+/// output unless it passes silently (unknown keys only warn, so silence is the real check).
+pub fn verify_unit(root: &Path, unit: &str) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg(format!("/etc/systemd/system/{unit}"))
+        .output()
+        .expect("running systemd-analyze");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify {unit} in {}:\n{text}",
+        root.display()
+    );
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::render::{render, TOPOLOGIES};
-use crate::util::{require_tool, tests_dir};
+use crate::util::{require_tool, tests_dir, verify_unit};
 
 /// Every absolute program an `Exec*=` line of `unit` runs.
 fn exec_paths(unit: &str) -> Vec<String> {
@@ -73,23 +73,7 @@ fn verify_profile(profile: &Path, root: &Path) -> Vec<String> {
         }
     }
     for u in &units {
-        let name = u.file_name().unwrap().to_str().unwrap();
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(format!("--root={}", root.display()))
-            .arg(format!("/etc/systemd/system/{name}"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && text.trim().is_empty(),
-            "systemd-analyze verify {name} ({}):\n{text}",
-            profile.display()
-        );
+        verify_unit(root, u.file_name().unwrap().to_str().unwrap());
     }
     stood_in
 }

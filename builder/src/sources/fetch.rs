@@ -182,7 +182,8 @@ impl Downloader {
                 // file; download privately instead.
                 let locked =
                     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-                        .is_ok();
+                        .is_ok()
+                        && still_at(&f, &part);
                 let private;
                 let (file, path): (File, PathBuf) = if locked {
                     (f, part.clone())
@@ -323,9 +324,37 @@ impl Downloader {
     }
 }
 
+/// Whether `path` still names the open file `f`. Another build may have finished the same
+/// download and moved the partial file into the store between our `open` and our `flock`:
+/// the lock is then on the store's blob, which must not be written to.
+fn still_at(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a partial file another build moved into the store after our `open` must
+    /// not be written to (two builds sharing a cache failed, and could have corrupted a blob).
+    #[test]
+    fn a_partial_file_moved_away_is_not_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        let f = File::create(&part).unwrap();
+        assert!(still_at(&f, &part));
+        fs::rename(&part, dir.path().join("blob")).unwrap();
+        assert!(!still_at(&f, &part));
+        File::create(&part).unwrap();
+        assert!(
+            !still_at(&f, &part),
+            "a new file at the same path is another file"
+        );
+    }
 
     #[test]
     fn mirror_rewrites() {
