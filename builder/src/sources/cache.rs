@@ -191,21 +191,29 @@ impl Cache {
 
     /// Records a reference atomically.
     pub fn set_ref(&self, name: &str, digest: &str) -> Result<()> {
-        let dir = self.root.join("refs");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(Error::io("creating temporary file in", &dir))?;
-        writeln!(tmp, "sha256:{}", hex_of(digest))
-            .map_err(Error::io("writing", tmp.path().to_path_buf()))?;
-        let dest = dir.join(name);
-        tmp.persist(&dest).map_err(|e| Error::Io {
-            action: "writing",
-            path: dest,
-            source: e.error,
-        })?;
-        Ok(())
+        let text = format!("sha256:{}\n", hex_of(digest));
+        write_atomic(&self.root.join("refs").join(name), text.as_bytes())
     }
+}
+
+/// Writes `bytes` to `dest` through a temporary file in the same directory and a rename, so a
+/// reader sees the old content or the new, never a partial file.
+pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(Error::io("creating temporary file in", dir))?;
+    tmp.write_all(bytes).map_err(Error::io("writing", dest))?;
+    tmp.persist(dest).map_err(|e| Error::Io {
+        action: "writing",
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

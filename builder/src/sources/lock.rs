@@ -129,23 +129,7 @@ impl LockFile {
 
     /// Writes the lock atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kiln.lock.")
-            .tempfile_in(dir)
-            .map_err(Error::io("creating temporary file in", dir))?;
-        use std::io::Write;
-        tmp.write_all(self.to_text().as_bytes())
-            .map_err(Error::io("writing", path))?;
-        tmp.persist(path).map_err(|e| Error::Io {
-            action: "writing",
-            path: path.to_path_buf(),
-            source: e.error,
-        })?;
-        Ok(())
+        super::cache::write_atomic(path, self.to_text().as_bytes())
     }
 }
 
