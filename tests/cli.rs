@@ -78,14 +78,15 @@ fn check_json_has_the_resolved_plan() {
     let spec = fixture("specs/three-two.toml");
     let (out, _) = kiln_code(&["check", spec.to_str().unwrap(), "--json"], 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["derived"]["mesos_quorum"], 2);
+    let plan = &v["plan"];
+    assert_eq!(plan["mesos"]["master"]["quorum"], 2);
     assert_eq!(
-        v["derived"]["mesos_zk"],
+        plan["mesos"]["zk"],
         "zk://10.0.0.11:2181,10.0.0.12:2181,10.0.0.13:2181/mesos"
     );
-    assert_eq!(v["derived"]["etcd_access"], "gateway");
+    assert_eq!(plan["etcd"]["access"], "gateway");
     assert_eq!(
-        v["derived"]["calico_node_image"],
+        plan["calico"]["node"]["image"]["runs_as"],
         "10.0.0.5:5000/kiln/calico/node:v2.6.12"
     );
     let profiles: Vec<&str> = v["profiles"]

@@ -341,7 +341,9 @@ fn setup(spec: &str) -> Setup {
 
 fn plan_of(path: &Path) -> Plan {
     let src = kiln::read_spec(Some(path)).unwrap();
-    kiln::validate::load(&src).unwrap_or_else(|e| panic!("{e}"))
+    kiln::validate::load(&src)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .plan
 }
 
 impl Setup {

@@ -41,7 +41,8 @@ fn main() {
     };
     let mut rows = Vec::new();
     let t = Instant::now();
-    let plan = kiln::validate::load(&src).unwrap_or_else(|r| panic!("{r}"));
+    let kiln::validate::Loaded { plan, warnings } =
+        kiln::validate::load(&src).unwrap_or_else(|r| panic!("{r}"));
     rows.push(("parse + validate + plan", t.elapsed()));
     let t = Instant::now();
     let rendered = kiln::components::render(&plan).expect("renders");
@@ -52,7 +53,8 @@ fn main() {
         .chain(rendered.hosts.values())
         .map(|t| t.len())
         .sum();
-    let json = serde_json::to_string_pretty(&kiln::report::build(&plan, &rendered)).unwrap();
+    let json =
+        serde_json::to_string_pretty(&kiln::report::build(&plan, &warnings, &rendered)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     kiln::treedir::publish(&rendered, &json, &dir.path().join("out")).unwrap();

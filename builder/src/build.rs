@@ -20,8 +20,8 @@ use kiln_layers::{Compression, Entry, FileTree, LayerOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::components::{calico::archive_name, Rendered, IMAGES_DIR};
-use crate::plan::Plan;
 use crate::sources::{BaseSource, PresenceError, Resolved};
+use kiln_model::plan::{Plan, Profile};
 
 /// The build report; its presence marks a directory as kiln build output that a later build may
 /// replace.
@@ -207,12 +207,12 @@ fn build_into(
     // The container images the units run, baked into the profiles that load them.
     let mut baked = Vec::new();
     for (component, img) in &resolved.images {
-        let runs_as = match component.as_str() {
-            "calico-node" => plan.derived.calico_node_image.clone(),
-            _ => match &plan.derived.libnetwork {
-                crate::plan::Libnetwork::Container(i) => i.clone(),
-                _ => continue,
-            },
+        let Some(runs_as) = crate::components::images(plan)
+            .into_iter()
+            .find(|i| i.name == component)
+            .map(|i| i.runs_as.to_string())
+        else {
+            continue;
         };
         progress(&format!("image {runs_as} from {}", img.reference));
         for d in std::iter::once(&img.image.manifest_descriptor.digest)
@@ -288,7 +288,7 @@ fn build_into(
     for (profile, config) in plan.profiles.iter().zip(&placed_config) {
         let mut seq: Vec<usize> = base_index.into_iter().collect();
         for (component, idx) in &source_index {
-            if uses(profile, component) {
+            if uses(plan, profile, component) {
                 seq.push(*idx);
             }
         }
@@ -316,13 +316,14 @@ fn build_into(
 
     let mut report = BuildReport {
         kiln_version: env!("CARGO_PKG_VERSION").into(),
-        cluster: plan.cluster.clone(),
-        spec_sha256: plan.spec_digest.clone(),
+        cluster: plan.cluster.to_string(),
+        spec_sha256: plan.spec_sha256.clone(),
         source_date_epoch: epoch,
         images: Vec::new(),
     };
-    let im = &plan.spec.images;
-    let prefix = im.prefix.trim_matches('/');
+    let im = &plan.images;
+    let prefix = im.prefix.as_str();
+    let tags: Vec<String> = im.tags.iter().map(ToString::to_string).collect();
     let has_base = resolved.base.is_some();
     for (profile, seq) in plan.profiles.iter().zip(&plans) {
         let mut layers = base_layers.clone();
@@ -353,7 +354,7 @@ fn build_into(
         let repository = format!("{prefix}/{reference}");
         let mut spec = ImageSpec::new(
             &repository,
-            &im.tags[0],
+            &tags[0],
             layers.iter().map(|(_, l)| l.clone()).collect(),
             epoch as i64,
         );
@@ -368,9 +369,9 @@ fn build_into(
         spec.labels = labels(
             plan,
             &profile.name,
-            has_base.then_some(plan.spec.base.image.as_str()),
+            has_base.then_some(plan.base.image.as_str()),
         );
-        progress(&format!("image {repository}:{}", im.tags[0]));
+        progress(&format!("image {repository}:{}", tags[0]));
         let written = layout.add_image(&spec, &store, Some(&reference))?;
         report.images.push(ImageReport {
             reference: reference.clone(),
@@ -378,7 +379,7 @@ fn build_into(
             of: profile.name.clone(),
             push_name: reference.clone(),
             repository,
-            tags: im.tags.clone(),
+            tags: tags.clone(),
             manifest_digest: written.manifest.digest.clone(),
             manifest_media_type: written.manifest.media_type.clone(),
             config_digest: written.config.digest.clone(),
@@ -398,8 +399,8 @@ fn build_into(
         let (repository, tag) = split_tag(runs_as);
         // Drop the cluster registry and its prefix: `kiln push --to` supplies them again.
         let mut push_name = repository;
-        if let Some(r) = &plan.spec.registry {
-            let own = format!("{}/{}/", r.address, r.prefix.trim_matches('/'));
+        if let Some(r) = &plan.registry {
+            let own = format!("{}/{}/", r.address, r.prefix);
             push_name = push_name.strip_prefix(own.as_str()).unwrap_or(push_name);
         }
         report.images.push(ImageReport {
@@ -466,14 +467,11 @@ fn place(tree: &FileTree, base: &FileTree) -> Result<FileTree, BuildError> {
         .map_err(|e| BuildError::Source(e.to_string()))
 }
 
-/// Whether `profile` runs the component whose sources are named `component`.
-fn uses(profile: &crate::plan::Profile, component: &str) -> bool {
-    let runs = |c: &str| profile.services.iter().any(|s| s.component == c);
-    match component {
-        "mesos" => runs("mesos-master") || runs("mesos-agent"),
-        "calico-cni" => profile.roles.agent,
-        other => runs(other),
-    }
+/// Whether `profile` gets the files of the source set named `set`.
+fn uses(plan: &Plan, profile: &Profile, set: &str) -> bool {
+    crate::components::source_sets(plan)
+        .iter()
+        .any(|s| s.name == set && s.profiles.contains(&profile.name.as_str()))
 }
 
 /// The root filesystem of `layers` (OCI whiteouts applied, hostile entries refused), without
@@ -512,7 +510,7 @@ fn labels(plan: &Plan, profile: &str, base: Option<&str>) -> BTreeMap<String, St
             "io.kiln.version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
-        ("io.kiln.spec-sha256".to_string(), plan.spec_digest.clone()),
+        ("io.kiln.spec-sha256".to_string(), plan.spec_sha256.clone()),
         ("io.kiln.profile".to_string(), profile.to_string()),
     ]);
     if let Some(b) = base {
@@ -528,11 +526,7 @@ fn labels(plan: &Plan, profile: &str, base: Option<&str>) -> BTreeMap<String, St
 
 /// Every file the profile's units need and no rendering provides (CNI plugins, baked images)
 /// must be in the image: base, sources and rendered layers together.
-fn check_artifacts(
-    plan: &Plan,
-    profile: &crate::plan::Profile,
-    rootfs: &FileTree,
-) -> Result<(), BuildError> {
+fn check_artifacts(plan: &Plan, profile: &Profile, rootfs: &FileTree) -> Result<(), BuildError> {
     let missing: Vec<String> = crate::components::artifacts(plan, profile)
         .into_iter()
         .filter(|a| rootfs.get(&a.path).is_none())

@@ -7,7 +7,7 @@
 pub mod build;
 pub mod components;
 pub mod diag;
-pub mod plan;
+
 pub mod push;
 pub mod report;
 pub mod sources;
@@ -15,7 +15,7 @@ pub mod spec;
 pub mod templates;
 pub mod treedir;
 pub mod validate;
-pub mod version;
+pub use kiln_model::{plan, values};
 
 use diag::SpecSource;
 

@@ -205,25 +205,25 @@ fn main() -> ExitCode {
 struct Usage(String);
 
 /// Loads and validates a spec, printing warnings; `--strict` turns them into a rejection.
-fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::plan::Plan> {
+fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::validate::Loaded> {
     let src = kiln::read_spec(spec).map_err(|e| {
         let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
         Usage(format!(
             "cannot read spec {name}: {e} (`kiln init {name}` writes an example)"
         ))
     })?;
-    let plan = kiln::validate::load(&src)?;
-    if strict && !plan.warnings.is_empty() {
-        let mut diagnostics = plan.warnings.clone();
+    let loaded = kiln::validate::load(&src)?;
+    if strict && !loaded.warnings.is_empty() {
+        let mut diagnostics = loaded.warnings.clone();
         for d in &mut diagnostics {
             d.severity = Severity::Error;
         }
         return Err(Rejected { diagnostics }.into());
     }
-    for w in &plan.warnings {
+    for w in &loaded.warnings {
         eprintln!("{w}");
     }
-    Ok(plan)
+    Ok(loaded)
 }
 
 fn run(cmd: Command) -> anyhow::Result<()> {
@@ -249,9 +249,9 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { spec, json, strict } => {
-            let plan = load(spec.as_deref(), strict)?;
+            let kiln::validate::Loaded { plan, warnings } = load(spec.as_deref(), strict)?;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
-            let report = kiln::report::build(&plan, &rendered);
+            let report = kiln::report::build(&plan, &warnings, &rendered);
             let out = if json {
                 let mut s = serde_json::to_string_pretty(&report)?;
                 s.push('\n');
@@ -274,7 +274,7 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             strict,
             sources,
         } => {
-            let plan = load(spec.as_deref(), strict)?;
+            let plan = load(spec.as_deref(), strict)?.plan;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
             let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => v.parse().map_err(|_| {
@@ -343,7 +343,7 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lock { spec, sources } => {
-            let plan = load(spec.as_deref(), false)?;
+            let plan = load(spec.as_deref(), false)?.plan;
             let opts = sources.options(spec.as_deref());
             let (resolved, lock) = kiln::sources::lock(&plan, &spec_dir(spec.as_deref()), &opts)?;
             report_recorded(&resolved);
@@ -355,7 +355,7 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fetch { spec, sources } => {
-            let plan = load(spec.as_deref(), false)?;
+            let plan = load(spec.as_deref(), false)?.plan;
             let mut opts = sources.options(spec.as_deref());
             opts.progress = true;
             let resolved = kiln::sources::resolve(&plan, &spec_dir(spec.as_deref()), &opts)?;
@@ -383,9 +383,10 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             output,
             strict,
         } => {
-            let plan = load(spec.as_deref(), strict)?;
+            let kiln::validate::Loaded { plan, warnings } = load(spec.as_deref(), strict)?;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
-            let mut json = serde_json::to_string_pretty(&kiln::report::build(&plan, &rendered))?;
+            let mut json =
+                serde_json::to_string_pretty(&kiln::report::build(&plan, &warnings, &rendered))?;
             json.push('\n');
             kiln::treedir::publish(&rendered, &json, &output)
                 .with_context(|| format!("writing {}", output.display()))?;

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::components::{self, Artifact, Rendered};
 use crate::diag::Diagnostic;
-use crate::plan::{Derived, HostPlan, Plan, Proto, Service};
+use kiln_model::plan::{HostPlan, Plan, Proto, Service};
+use kiln_model::values::HostName;
 
 /// One entry of a rendered tree, for the report.
 #[derive(Debug, Serialize)]
@@ -43,10 +44,12 @@ fn files(tree: &FileTree) -> Vec<FileLine> {
 pub struct ProfileReport<'a> {
     pub name: &'a str,
     pub roles: Vec<&'static str>,
-    pub hosts: &'a [String],
+    pub hosts: &'a [HostName],
     pub etcd_member: bool,
-    pub etcd_client_endpoints: &'a str,
+    pub etcd_client_endpoints: String,
     pub services: &'a [Service],
+    /// Base units masked in the image: they never run.
+    pub masked: &'a [String],
     pub files: Vec<FileLine>,
     /// Files sources must provide (binaries, images).
     pub artifacts: Vec<Artifact>,
@@ -69,23 +72,32 @@ pub struct CheckReport<'a> {
     pub spec_sha256: &'a str,
     pub hosts: Vec<HostReport<'a>>,
     pub profiles: Vec<ProfileReport<'a>>,
-    pub derived: &'a Derived,
+    /// The resolved plan (every component's typed settings).
+    pub plan: &'a Plan,
     pub warnings: &'a [Diagnostic],
 }
 
 /// Builds the report of a plan and its rendering.
-pub fn build<'a>(plan: &'a Plan, rendered: &Rendered) -> CheckReport<'a> {
+pub fn build<'a>(
+    plan: &'a Plan,
+    warnings: &'a [Diagnostic],
+    rendered: &Rendered,
+) -> CheckReport<'a> {
     CheckReport {
-        cluster: &plan.cluster,
-        domain: &plan.domain,
-        spec_sha256: &plan.spec_digest,
+        cluster: plan.cluster.as_str(),
+        domain: plan.domain.as_str(),
+        spec_sha256: &plan.spec_sha256,
         hosts: plan
             .hosts
             .iter()
             .map(|h| HostReport {
                 host: h,
                 roles_list: h.roles.names(),
-                identity_files: rendered.hosts.get(&h.name).map(files).unwrap_or_default(),
+                identity_files: rendered
+                    .hosts
+                    .get(h.name.as_str())
+                    .map(files)
+                    .unwrap_or_default(),
             })
             .collect(),
         profiles: plan
@@ -96,8 +108,9 @@ pub fn build<'a>(plan: &'a Plan, rendered: &Rendered) -> CheckReport<'a> {
                 roles: p.roles.names(),
                 hosts: &p.hosts,
                 etcd_member: p.etcd_member,
-                etcd_client_endpoints: &p.etcd_client_endpoints,
+                etcd_client_endpoints: p.etcd_endpoints_csv(),
                 services: &p.services,
+                masked: &p.masked,
                 files: rendered
                     .profiles
                     .get(&p.name)
@@ -106,8 +119,8 @@ pub fn build<'a>(plan: &'a Plan, rendered: &Rendered) -> CheckReport<'a> {
                 artifacts: components::artifacts(plan, p),
             })
             .collect(),
-        derived: &plan.derived,
-        warnings: &plan.warnings,
+        plan,
+        warnings,
     }
 }
 
@@ -141,34 +154,35 @@ pub fn text(r: &CheckReport) -> String {
         r.hosts.len(),
         r.profiles.len()
     );
-    let _ = writeln!(
-        o,
-        "  zookeeper  {}",
-        if r.derived.zk_hosts.is_empty() {
-            "-"
-        } else {
-            &r.derived.zk_hosts
-        }
-    );
-    let _ = writeln!(
-        o,
-        "  mesos      {} (quorum {})",
-        r.derived.mesos_zk, r.derived.mesos_quorum
-    );
-    let _ = writeln!(
-        o,
-        "  etcd       {} (v2 API {})",
-        r.derived.etcd_initial_cluster,
-        if r.derived.etcd_v2 { "on" } else { "off" }
-    );
+    let plan = r.plan;
+    let zk = plan.zookeeper.as_ref().map(|z| {
+        let v: Vec<String> = z
+            .servers
+            .iter()
+            .map(|(_, ip)| format!("{ip}:{}", z.client_port))
+            .collect();
+        v.join(",")
+    });
+    let _ = writeln!(o, "  zookeeper  {}", zk.as_deref().unwrap_or("-"));
+    if let Some(m) = &plan.mesos.master {
+        let _ = writeln!(o, "  mesos      {} (quorum {})", plan.mesos.zk, m.quorum);
+    }
+    if let Some(e) = &plan.etcd {
+        let _ = writeln!(
+            o,
+            "  etcd       {} (v2 API {})",
+            e.initial_cluster(),
+            if e.v2 { "on" } else { "off" }
+        );
+    }
     for h in &r.hosts {
         let _ = writeln!(o, "\nhost {} ({})", h.host.name, h.host.fqdn);
         let _ = writeln!(o, "  roles      {}", h.roles_list.join(", "));
         let _ = writeln!(o, "  profile    {}", h.host.profile);
         let _ = writeln!(
             o,
-            "  address    {}/{} mac {} iface {}",
-            h.host.ip, h.host.prefix, h.host.mac, h.host.interface
+            "  address    {} mac {} iface {}",
+            h.host.address, h.host.mac, h.host.interface
         );
         if let Some(n) = &h.host.etcd_name {
             let _ = writeln!(o, "  etcd name  {n}");
@@ -203,7 +217,7 @@ pub fn text(r: &CheckReport) -> String {
             "\nprofile {} (roles {}; hosts {})",
             p.name,
             p.roles.join(", "),
-            p.hosts.join(", ")
+            kiln_model::plan::join(p.hosts, ", ")
         );
         let _ = writeln!(o, "  etcd clients use {}", p.etcd_client_endpoints);
         let _ = writeln!(o, "  units:");
@@ -212,10 +226,13 @@ pub fn text(r: &CheckReport) -> String {
                 o,
                 "    {:<28} {:<18} {:<40} {}",
                 s.unit,
-                s.component,
-                s.exec,
+                s.component.name(),
+                s.exec.as_str(),
                 ports(s)
             );
+        }
+        if !p.masked.is_empty() {
+            let _ = writeln!(o, "  masked (never run): {}", p.masked.join(" "));
         }
         let _ = writeln!(o, "  files:");
         for f in &p.files {

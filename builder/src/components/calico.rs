@@ -2,66 +2,19 @@
 //! calico-libnetwork for Calico 1.x) as Docker containers, and the one-shot that loads their
 //! baked images from local disk before they start.
 
+use kiln_model::plan::{BakedImage, ComponentId, Libnetwork, Plan, Port, Profile, Proto, Service};
+use kiln_model::values::{Backend, IpipMode};
 use minijinja::context;
 use serde::Serialize;
 
 use super::{
-    local_etcd_unit, Artifact, Ctx, RenderError, DOCKER_CLI, IMAGES_DIR, KILN_ETC, LOAD_UNIT,
+    abs, local_etcd_unit, Artifact, Component, Ctx, RenderError, SourceSet, DOCKER_CLI, IMAGES_DIR,
+    KILN_ETC, LOAD_UNIT,
 };
-use crate::plan::{Libnetwork, Plan, Port, Profile, Proto, Service};
+use crate::sources::catalog;
 
-pub(super) fn services(plan: &Plan, profile: &Profile, out: &mut Vec<Service>) {
-    let c = &plan.spec.calico;
-    if !profile.roles.agent || !plan.spec.docker.enabled {
-        return;
-    }
-    let mut containers = false;
-    if c.node.enabled {
-        let mut ports = Vec::new();
-        if c.node.backend != "none" {
-            ports.push(Port::tcp(179, "calico.node.backend"));
-        }
-        if c.node.ipip != "off" && !c.node.ip_pools.is_empty() {
-            ports.push(Port {
-                port: 0,
-                proto: Proto::Ipip,
-                local: false,
-                key: "calico.node.ipip".into(),
-            });
-        }
-        out.push(Service {
-            unit: "calico-node.service".into(),
-            component: "calico-node",
-            exec: DOCKER_CLI.into(),
-            ports,
-        });
-        containers = true;
-    }
-    if let Libnetwork::Container(_) = plan.derived.libnetwork {
-        out.push(Service {
-            unit: "calico-libnetwork.service".into(),
-            component: "calico-libnetwork",
-            exec: DOCKER_CLI.into(),
-            ports: Vec::new(),
-        });
-        containers = true;
-    }
-    if containers {
-        // Runs first among the container units: they find their images already loaded.
-        let at = out.len()
-            - usize::from(c.node.enabled)
-            - usize::from(matches!(plan.derived.libnetwork, Libnetwork::Container(_)));
-        out.insert(
-            at,
-            Service {
-                unit: LOAD_UNIT.into(),
-                component: "images",
-                exec: "/bin/sh".into(),
-                ports: Vec::new(),
-            },
-        );
-    }
-}
+/// The Calico component: CNI plugins and config, calico-node, calico-libnetwork.
+pub(crate) struct Calico;
 
 /// File name of a baked image's docker-archive under [`IMAGES_DIR`].
 pub(crate) fn archive_name(image: &str) -> String {
@@ -78,34 +31,12 @@ pub(crate) fn archive_name(image: &str) -> String {
     format!("{safe}.tar")
 }
 
-pub(super) fn artifacts(plan: &Plan, profile: &Profile, out: &mut Vec<Artifact>) {
-    let d = &plan.derived;
-    if plan.spec.calico.cni.enabled && profile.roles.agent {
-        for bin in ["calico", "calico-ipam"] {
-            out.push(Artifact {
-                path: format!("{}/{bin}", d.cni_plugins_dir.trim_end_matches('/')),
-                component: "calico-cni",
-                what: format!("{bin} CNI plugin {}", plan.spec.calico.cni.version),
-            });
-        }
-    }
-    if profile.services.iter().any(|s| s.unit == LOAD_UNIT) {
-        for img in &d.baked_images {
-            out.push(Artifact {
-                path: format!("{IMAGES_DIR}/{}", archive_name(img)),
-                component: "images",
-                what: format!("image {img}"),
-            });
-        }
-    }
-}
-
 /// The Calico CNI network config (`calico.conf` / DC/OS `calico.cni`).
 #[derive(Serialize)]
 struct CniConfig<'a> {
     name: &'a str,
     #[serde(rename = "cniVersion")]
-    cni_version: &'a str,
+    cni_version: String,
     #[serde(rename = "type")]
     kind: &'a str,
     etcd_endpoints: &'a str,
@@ -119,15 +50,123 @@ struct Ipam {
     kind: &'static str,
 }
 
-pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
+impl Component for Calico {
+    fn id(&self) -> ComponentId {
+        ComponentId::Calico
+    }
+
+    fn services(&self, plan: &Plan, profile: &Profile) -> Vec<Service> {
+        let c = &plan.calico;
+        if !profile.roles.agent || plan.docker.is_none() {
+            return Vec::new();
+        }
+        let mut containers = Vec::new();
+        if let Some(n) = &c.node {
+            let mut ports = Vec::new();
+            if n.backend != Backend::None {
+                ports.push(Port::tcp(179, "calico.node.backend"));
+            }
+            if n.ipip != IpipMode::Off && !n.ip_pools.is_empty() {
+                ports.push(Port {
+                    port: 0,
+                    proto: Proto::Ipip,
+                    local: false,
+                    key: "calico.node.ipip".into(),
+                });
+            }
+            containers.push(Service {
+                unit: "calico-node.service".into(),
+                component: ComponentId::Calico,
+                about: "Calico BGP and IP-in-IP",
+                exec: abs(DOCKER_CLI),
+                ports,
+            });
+        }
+        if let Libnetwork::Container(_) = c.libnetwork {
+            containers.push(Service {
+                unit: "calico-libnetwork.service".into(),
+                component: ComponentId::Calico,
+                about: "calico-libnetwork",
+                exec: abs(DOCKER_CLI),
+                ports: Vec::new(),
+            });
+        }
+        if containers.is_empty() {
+            return containers;
+        }
+        // Runs first among the container units: they find their images already loaded.
+        let mut out = vec![Service {
+            unit: LOAD_UNIT.into(),
+            component: ComponentId::Calico,
+            about: "loads baked container images",
+            exec: abs("/bin/sh"),
+            ports: Vec::new(),
+        }];
+        out.extend(containers);
+        out
+    }
+
+    fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
+        role_files(ctx)
+    }
+
+    fn sources<'a>(&self, plan: &'a Plan) -> Vec<SourceSet<'a>> {
+        let Some(cni) = &plan.calico.cni else {
+            return Vec::new();
+        };
+        vec![SourceSet {
+            name: "calico-cni",
+            version: &cni.version,
+            source: cni.source.as_ref(),
+            catalog: catalog::calico_cni(&cni.version, &cni.plugins_dir),
+            profiles: plan
+                .profiles
+                .iter()
+                .filter(|p| p.roles.agent)
+                .map(|p| p.name.as_str())
+                .collect(),
+        }]
+    }
+
+    fn images<'a>(&self, plan: &'a Plan) -> Vec<&'a BakedImage> {
+        if plan.docker.is_none() {
+            return Vec::new();
+        }
+        plan.calico.baked_images()
+    }
+
+    fn artifacts(&self, plan: &Plan, profile: &Profile) -> Vec<Artifact> {
+        let mut out = Vec::new();
+        if let (Some(cni), true) = (&plan.calico.cni, profile.roles.agent) {
+            for bin in ["calico", "calico-ipam"] {
+                out.push(Artifact {
+                    path: format!("{}/{bin}", cni.plugins_dir),
+                    component: "calico-cni",
+                    what: format!("{bin} CNI plugin {}", cni.version),
+                });
+            }
+        }
+        if profile.runs(LOAD_UNIT) {
+            for img in self.images(plan) {
+                out.push(Artifact {
+                    path: format!("{IMAGES_DIR}/{}", archive_name(img.runs_as.as_str())),
+                    component: "images",
+                    what: format!("image {}", img.runs_as),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
     let plan = ctx.plan;
-    let c = &plan.spec.calico;
-    let d = &plan.derived;
-    let endpoints = ctx.profile.etcd_client_endpoints.clone();
-    if c.cni.enabled && ctx.profile.roles.agent {
+    let c = &plan.calico;
+    let endpoints = ctx.profile.etcd_endpoints_csv();
+    if let (Some(cni), true) = (&c.cni, ctx.profile.roles.agent) {
         let cfg = CniConfig {
-            name: &c.cni.network,
-            cni_version: &c.cni.cni_version,
+            name: &cni.network,
+            cni_version: cni.cni_version.to_string(),
             kind: "calico",
             etcd_endpoints: &endpoints,
             log_level: "info",
@@ -135,35 +174,33 @@ pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
                 kind: "calico-ipam",
             },
         };
-        ctx.json(
-            &format!(
-                "{}/{}",
-                d.cni_config_dir.trim_end_matches('/'),
-                d.cni_config_file
-            ),
-            &cfg,
-        )?;
+        ctx.json(&format!("{}/{}", cni.config_dir, cni.config_file), &cfg)?;
     }
-    let node = ctx.runs("calico-node.service");
-    let libnet = ctx.runs("calico-libnetwork.service");
-    if !node && !libnet {
+    let node = c.node.as_ref().filter(|_| ctx.runs("calico-node.service"));
+    let libnet = match &c.libnetwork {
+        Libnetwork::Container(img) if ctx.runs("calico-libnetwork.service") => Some(img),
+        _ => None,
+    };
+    if node.is_none() && libnet.is_none() {
         return Ok(());
     }
     let env_file = format!("{KILN_ETC}/calico.env");
-    let pool = c.node.ip_pools.first();
+    let pool = node.and_then(|n| n.ip_pools.first()).map(|p| p.to_string());
     ctx.template(
         &env_file,
         0o644,
         "calico.env",
         context! {
-            profile => ctx.profile.name, etcd_endpoints => endpoints, backend => c.node.backend,
-            libnetwork => (d.libnetwork == Libnetwork::Builtin).to_string(),
+            profile => ctx.profile.name, etcd_endpoints => endpoints,
+            backend => node.map_or(Backend::None, |n| n.backend),
+            libnetwork => matches!(c.libnetwork, Libnetwork::Builtin).to_string(),
             no_default_pools => pool.is_none().to_string(),
-            pool, ipip => c.node.ipip, as_number => c.node.as_number,
+            pool, ipip => node.map_or(IpipMode::Off, |n| n.ipip),
+            as_number => node.and_then(|n| n.as_number),
         },
     )?;
     let ensure_image = |image: &str| {
-        match &plan.spec.registry {
+        match &plan.registry {
         // Present from the baked archive, else from the cluster's registry; never the internet.
         Some(_) => format!("/bin/sh -c '{DOCKER_CLI} image inspect --format={{{{.Id}}}} {image} || {DOCKER_CLI} pull {image}'"),
         None => format!("{DOCKER_CLI} image inspect --format={{{{.Id}}}} {image}"),
@@ -175,11 +212,11 @@ pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
     }
     let after = after.join(" ");
     let mut loaded = Vec::new();
-    if node {
-        let nodename = "${KILN_NODENAME}";
+    if let Some(n) = node {
+        let image = n.image.runs_as.as_str();
         let mut args = vec![
             format!("--env-file={env_file}"),
-            format!("-e NODENAME={nodename}"),
+            "-e NODENAME=${KILN_NODENAME}".to_string(),
             "-e IP=${KILN_IP}".into(),
         ];
         let mut vols = vec![
@@ -188,7 +225,7 @@ pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
             "/lib/modules:/lib/modules",
             "/var/run/calico:/var/run/calico",
         ];
-        if d.libnetwork == Libnetwork::Builtin {
+        if matches!(c.libnetwork, Libnetwork::Builtin) {
             vols.push("/var/run/docker.sock:/var/run/docker.sock");
         }
         args.extend(vols.iter().map(|v| format!("-v {v}")));
@@ -197,13 +234,14 @@ pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
             "container.service",
             context! {
                 description => "calico-node", docs => "https://docs.projectcalico.org/", after => &after,
-                docker => DOCKER_CLI, name => "calico-node", ensure_image => ensure_image(&d.calico_node_image),
-                run_args => args.join(" "), image => d.calico_node_image,
+                docker => DOCKER_CLI, name => "calico-node", ensure_image => ensure_image(image),
+                run_args => args.join(" "), image,
             },
         )?;
         loaded.push("calico-node.service");
     }
-    if let (true, Libnetwork::Container(image)) = (libnet, &d.libnetwork) {
+    if let Some(img) = libnet {
+        let image = img.runs_as.as_str();
         let args = format!("--env-file={env_file} -v /run/docker/plugins:/run/docker/plugins -v /var/run/docker.sock:/var/run/docker.sock");
         ctx.unit(
             "calico-libnetwork.service",

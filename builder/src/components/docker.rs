@@ -1,32 +1,15 @@
 //! Docker Engine: `daemon.json` with the cluster store, the unit passing the host's own
 //! `--cluster-advertise` address from its identity.
 
+use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service, StorePlan};
 use minijinja::context;
 use serde::Serialize;
 
-use super::{local_etcd_unit, Ctx, RenderError};
-use crate::plan::{Plan, Port, Profile, Service};
+use super::{local_etcd_unit, profiles_running, Component, Ctx, RenderError, SourceSet};
+use crate::sources::catalog;
 
-pub(super) fn services(plan: &Plan, profile: &Profile, out: &mut Vec<Service>) {
-    let d = &plan.spec.docker;
-    if !d.enabled || !profile.roles.agent {
-        return;
-    }
-    let ports = plan
-        .derived
-        .docker_cluster_advertise
-        .as_deref()
-        .and_then(|a| a.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse().ok())
-        .map(|p| vec![Port::tcp(p, "docker.cluster_advertise")])
-        .unwrap_or_default();
-    out.push(Service {
-        unit: "docker.service".into(),
-        component: "docker",
-        exec: d.dockerd.clone(),
-        ports,
-    });
-}
+/// The Docker component.
+pub(crate) struct Docker;
 
 /// `/etc/docker/daemon.json`; only the keys kiln sets.
 #[derive(Serialize)]
@@ -39,51 +22,107 @@ struct DaemonJson {
 
 /// The `cluster-store` URL for this profile: `etcd` becomes the profile's etcd endpoints.
 pub(crate) fn cluster_store(plan: &Plan, profile: &Profile) -> Option<String> {
-    let store = plan.derived.docker_cluster_store.as_deref()?;
-    if store != "etcd" {
-        return Some(store.to_string());
+    match plan.docker.as_ref()?.cluster_store.as_ref()? {
+        StorePlan::Url(u) => Some(u.to_string()),
+        StorePlan::Etcd => {
+            let hosts: Vec<String> = profile
+                .etcd_client_endpoints
+                .iter()
+                .map(|e| e.host_port())
+                .collect();
+            Some(format!("etcd://{}", hosts.join(",")))
+        }
     }
-    let hosts: Vec<&str> = profile
-        .etcd_client_endpoints
-        .split(',')
-        .map(|u| {
-            u.trim_start_matches("http://")
-                .trim_start_matches("https://")
-        })
-        .collect();
-    Some(format!("etcd://{}", hosts.join(",")))
 }
 
-pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
-    if !ctx.runs("docker.service") {
-        return Ok(());
+impl Component for Docker {
+    fn id(&self) -> ComponentId {
+        ComponentId::Docker
     }
-    let plan = ctx.plan;
-    let daemon = DaemonJson {
-        cluster_store: cluster_store(plan, ctx.profile),
-        insecure_registries: plan
-            .spec
-            .registry
+
+    fn services(&self, plan: &Plan, profile: &Profile) -> Vec<Service> {
+        let Some(d) = plan.docker.as_ref().filter(|_| profile.roles.agent) else {
+            return Vec::new();
+        };
+        let ports = d
+            .advertise
             .iter()
-            .filter(|r| r.insecure)
-            .map(|r| r.address.clone())
-            .collect(),
-    };
-    ctx.json("/etc/docker/daemon.json", &daemon)?;
-    let mut after = vec!["network-online.target"];
-    if let Some(u) = local_etcd_unit(ctx.profile).filter(|_| daemon.cluster_store.is_some()) {
-        after.push(u);
+            .map(|a| Port::tcp(a.port(), "docker.cluster_advertise"))
+            .collect();
+        vec![Service {
+            unit: "docker.service".into(),
+            component: ComponentId::Docker,
+            about: "Docker cluster advertise address",
+            exec: d.dockerd.clone(),
+            ports,
+        }]
     }
-    let extra_args = match &plan.derived.docker_cluster_advertise {
-        Some(a) if daemon.cluster_store.is_some() => format!(" --cluster-advertise={a}"),
-        _ => String::new(),
-    };
-    ctx.unit(
-        "docker.service",
-        "docker.service",
-        context! { exec => plan.spec.docker.dockerd, after => after.join(" "), extra_args },
-    )?;
-    // dockerd listens on its socket itself; a distribution's socket unit (Debian enables
-    // docker.socket) would hold the same path.
-    ctx.mask("docker.socket")
+
+    /// dockerd listens on its socket itself, so a distribution's `docker.socket` would hold
+    /// the same path; without Docker on the profile, the base's Docker and containerd stay off.
+    fn masks(&self, _plan: &Plan, profile: &Profile) -> Vec<&'static str> {
+        if profile.runs("docker.service") {
+            vec!["docker.socket"]
+        } else {
+            vec!["docker.service", "docker.socket", "containerd.service"]
+        }
+    }
+
+    fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
+        let Some(d) = ctx
+            .plan
+            .docker
+            .as_ref()
+            .filter(|_| ctx.runs("docker.service"))
+        else {
+            return Ok(());
+        };
+        let plan = ctx.plan;
+        let daemon = DaemonJson {
+            cluster_store: cluster_store(plan, ctx.profile),
+            insecure_registries: plan
+                .registry
+                .iter()
+                .filter(|r| r.insecure)
+                .map(|r| r.address.to_string())
+                .collect(),
+        };
+        ctx.json("/etc/docker/daemon.json", &daemon)?;
+        let mut after = vec!["network-online.target"];
+        if let Some(u) = local_etcd_unit(ctx.profile).filter(|_| daemon.cluster_store.is_some()) {
+            after.push(u);
+        }
+        let extra_args = match &d.advertise {
+            Some(a) if daemon.cluster_store.is_some() => {
+                format!(" --cluster-advertise={}", a.flag_value())
+            }
+            _ => String::new(),
+        };
+        ctx.unit(
+            "docker.service",
+            "docker.service",
+            context! { exec => d.dockerd, after => after.join(" "), extra_args },
+        )
+    }
+
+    fn sources<'a>(&self, plan: &'a Plan) -> Vec<SourceSet<'a>> {
+        let Some(d) = &plan.docker else {
+            return Vec::new();
+        };
+        vec![SourceSet {
+            name: "docker",
+            version: &d.version,
+            source: d.source.as_ref(),
+            catalog: catalog::docker(&d.version),
+            profiles: profiles_running(plan, ComponentId::Docker),
+        }]
+    }
+
+    fn program_source(&self, plan: &Plan) -> Option<(&'static str, String)> {
+        let v = plan
+            .docker
+            .as_ref()
+            .map(|d| format!(" (Docker {})", d.version));
+        Some(("docker.source", v.unwrap_or_default()))
+    }
 }

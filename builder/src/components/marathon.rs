@@ -1,30 +1,62 @@
 //! Marathon on the masters: `--master zk://…/mesos --zk zk://…/marathon`, `LIBPROCESS_IP` from
 //! the host's identity.
 
+use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service};
 use minijinja::context;
 
-use super::{Ctx, RenderError};
-use crate::plan::{Plan, Port, Profile, Service};
+use super::{abs, profiles_running, Component, Ctx, RenderError, SourceSet};
+use crate::sources::catalog;
 
 const MARATHON: &str = "/usr/bin/marathon";
 
-pub(super) fn services(plan: &Plan, profile: &Profile, out: &mut Vec<Service>) {
-    let m = &plan.spec.marathon;
-    if m.enabled && profile.roles.master {
-        out.push(Service {
-            unit: "marathon.service".into(),
-            component: "marathon",
-            exec: MARATHON.into(),
-            ports: vec![Port::tcp(m.port, "marathon.port")],
-        });
-    }
-}
+/// The Marathon component.
+pub(crate) struct Marathon;
 
-pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
-    if !ctx.runs("marathon.service") {
-        return Ok(());
+impl Component for Marathon {
+    fn id(&self) -> ComponentId {
+        ComponentId::Marathon
     }
-    let d = &ctx.plan.derived;
-    let data = context! { exec => MARATHON, master => d.mesos_zk, zk => d.marathon_zk, port => ctx.plan.spec.marathon.port };
-    ctx.unit("marathon.service", "marathon.service", data)
+
+    fn services(&self, plan: &Plan, profile: &Profile) -> Vec<Service> {
+        match (&plan.marathon, profile.roles.master) {
+            (Some(m), true) => vec![Service {
+                unit: "marathon.service".into(),
+                component: ComponentId::Marathon,
+                about: "Marathon HTTP API and UI",
+                exec: abs(MARATHON),
+                ports: vec![Port::tcp(m.port, "marathon.port")],
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
+        let Some(m) = ctx
+            .plan
+            .marathon
+            .as_ref()
+            .filter(|_| ctx.runs("marathon.service"))
+        else {
+            return Ok(());
+        };
+        let data = context! { exec => MARATHON, master => m.master_zk, zk => m.zk, port => m.port };
+        ctx.unit("marathon.service", "marathon.service", data)
+    }
+
+    fn sources<'a>(&self, plan: &'a Plan) -> Vec<SourceSet<'a>> {
+        let Some(m) = &plan.marathon else {
+            return Vec::new();
+        };
+        vec![SourceSet {
+            name: "marathon",
+            version: &m.version,
+            source: m.source.as_ref(),
+            catalog: catalog::marathon(&m.version),
+            profiles: profiles_running(plan, ComponentId::Marathon),
+        }]
+    }
+
+    fn program_source(&self, _plan: &Plan) -> Option<(&'static str, String)> {
+        Some(("marathon.source", String::new()))
+    }
 }

@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 use kiln_layers::{Entry, FileTree, TreeError};
 use serde::Serialize;
 
-use crate::plan::{HostPlan, Plan, Profile, Service};
+use kiln_model::plan::{
+    BakedImage, ComponentId, HostPlan, Origin, Plan, Profile, Service, SourcePlan,
+};
+use kiln_model::values::{AbsPath, Version};
+
 use crate::templates::{TemplateError, Templates};
 
 /// Where kiln's own per-host and per-role env files live.
@@ -64,49 +68,143 @@ pub struct Artifact {
     pub what: String,
 }
 
+/// A set of files a component takes from sources: the spec's `source`, else the catalog's.
+#[derive(Debug, Clone)]
+pub struct SourceSet<'a> {
+    /// Name in the cache, lock file, layer labels and messages (`etcd`, `calico-cni`).
+    pub name: &'static str,
+    pub version: &'a Version,
+    /// The spec's source for it, if any.
+    pub source: Option<&'a SourcePlan>,
+    /// The catalog's sources, used when the spec names none.
+    pub catalog: Vec<SourcePlan>,
+    /// Profiles whose images get these files.
+    pub profiles: Vec<&'a str>,
+}
+
+/// One component: what it runs, masks, renders and needs. Implemented once per module and
+/// listed once in [`REGISTRY`]; nothing else names components.
+pub trait Component: Sync {
+    fn id(&self) -> ComponentId;
+    /// The units it runs on `profile`, in start order.
+    fn services(&self, _plan: &Plan, _profile: &Profile) -> Vec<Service> {
+        Vec::new()
+    }
+    /// Units a base may ship and enable that must not run on `profile`: packaged units kiln
+    /// replaces, and the units of this component when the profile does not run it.
+    fn masks(&self, _plan: &Plan, _profile: &Profile) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Its files in a profile's tree.
+    fn role_files(&self, _ctx: &mut Ctx) -> Result<(), RenderError> {
+        Ok(())
+    }
+    /// Its files in a host's identity tree.
+    fn identity_files(&self, _ctx: &mut HostCtx) -> Result<(), RenderError> {
+        Ok(())
+    }
+    /// The files it takes from sources.
+    fn sources<'a>(&self, _plan: &'a Plan) -> Vec<SourceSet<'a>> {
+        Vec::new()
+    }
+    /// Container images its units run.
+    fn images<'a>(&self, _plan: &'a Plan) -> Vec<&'a BakedImage> {
+        Vec::new()
+    }
+    /// Files of `profile` that sources must provide (checked when images are built).
+    fn artifacts(&self, _plan: &Plan, _profile: &Profile) -> Vec<Artifact> {
+        Vec::new()
+    }
+    /// The spec key whose source provides the programs its units start, and the version to
+    /// name in a hint; `None` when they come from the base.
+    fn program_source(&self, _plan: &Plan) -> Option<(&'static str, String)> {
+        None
+    }
+}
+
+/// Every component, in render order. Adding a component is one module plus one line here.
+pub static REGISTRY: &[&dyn Component] = &[
+    &host::Host,
+    &zookeeper::ZooKeeper,
+    &etcd::Etcd,
+    &mesos::Mesos,
+    &marathon::Marathon,
+    &docker::Docker,
+    &calico::Calico,
+    &firewall::Firewall,
+];
+
+/// The registered component `id`.
+pub fn component(id: ComponentId) -> &'static dyn Component {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|c| c.id() == id)
+        .unwrap_or(&host::Host)
+}
+
 /// The services of a profile, in start order.
 pub fn services(plan: &Plan, profile: &Profile) -> Vec<Service> {
-    let mut out = Vec::new();
-    zookeeper::services(plan, profile, &mut out);
-    etcd::services(plan, profile, &mut out);
-    mesos::services(plan, profile, &mut out);
-    marathon::services(plan, profile, &mut out);
-    docker::services(plan, profile, &mut out);
-    calico::services(plan, profile, &mut out);
-    out
+    REGISTRY
+        .iter()
+        .flat_map(|c| c.services(plan, profile))
+        .collect()
+}
+
+/// The base units masked on a profile, sorted and without duplicates.
+pub fn masked(plan: &Plan, profile: &Profile) -> Vec<String> {
+    let mut v: Vec<String> = REGISTRY
+        .iter()
+        .flat_map(|c| c.masks(plan, profile))
+        .filter(|u| !profile.runs(u))
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Files of a profile that sources must provide (checked when images are built).
 pub fn artifacts(plan: &Plan, profile: &Profile) -> Vec<Artifact> {
-    let mut out = Vec::new();
-    calico::artifacts(plan, profile, &mut out);
-    out
+    REGISTRY
+        .iter()
+        .flat_map(|c| c.artifacts(plan, profile))
+        .collect()
+}
+
+/// Every source set the plan needs, in build order.
+pub fn source_sets(plan: &Plan) -> Vec<SourceSet<'_>> {
+    REGISTRY
+        .iter()
+        .flat_map(|c| c.sources(plan))
+        .filter(|s| !s.profiles.is_empty())
+        .collect()
+}
+
+/// Every container image the plan's units run.
+pub fn images(plan: &Plan) -> Vec<&BakedImage> {
+    REGISTRY.iter().flat_map(|c| c.images(plan)).collect()
 }
 
 /// Every component with its version and where it comes from, for image labels and reports.
 pub fn source_list(plan: &Plan) -> Vec<String> {
-    let s = &plan.spec;
-    let describe = |name: &str, version: &str, src: &Option<crate::spec::Source>| {
-        let from = match src {
-            Some(x) => [&x.url, &x.file, &x.deb, &x.oci]
-                .into_iter()
-                .flatten()
-                .next()
-                .cloned()
-                .unwrap_or_default(),
-            None => "base image or catalog".into(),
-        };
-        format!("{name} {version} from {from}")
+    let from = |s: Option<&SourcePlan>| match s.map(|s| &s.origin) {
+        Some(Origin::Url(u)) => u.to_string(),
+        Some(Origin::File(f)) => f.clone(),
+        Some(Origin::Deb(d)) => d.to_string(),
+        Some(Origin::Oci(o)) => o.clone(),
+        Some(Origin::Base) | None => "base image or catalog".into(),
     };
-    vec![
-        describe("zookeeper", &s.zookeeper.version, &s.zookeeper.source),
-        describe("mesos", &s.mesos.version, &s.mesos.source),
-        describe("marathon", &s.marathon.version, &s.marathon.source),
-        describe("etcd", &s.etcd.version, &s.etcd.source),
-        describe("docker", &s.docker.version, &s.docker.source),
-        describe("calico-cni", &s.calico.cni.version, &s.calico.cni.source),
-        describe("calico-node", &s.calico.version, &s.calico.node.source),
-    ]
+    let mut out: Vec<String> = source_sets(plan)
+        .iter()
+        .map(|s| format!("{} {} from {}", s.name, s.version, from(s.source)))
+        .collect();
+    out.extend(
+        images(plan)
+            .iter()
+            .map(|i| format!("{} {} from {}", i.name, i.upstream, from(i.source.as_ref()))),
+    );
+    out
 }
 
 /// Renders every profile tree and identity tree of the plan.
@@ -115,39 +213,74 @@ pub fn render(plan: &Plan) -> Result<Rendered, RenderError> {
     let mut rendered = Rendered::default();
     for profile in &plan.profiles {
         let mut ctx = Ctx::new(plan, profile, &templates);
-        type Step = fn(&mut Ctx) -> Result<(), RenderError>;
-        let steps: [(&'static str, Step); 8] = [
-            ("hosts", host::role_files),
-            ("zookeeper", zookeeper::role_files),
-            ("etcd", etcd::role_files),
-            ("mesos", mesos::role_files),
-            ("marathon", marathon::role_files),
-            ("docker", docker::role_files),
-            ("calico", calico::role_files),
-            ("firewall", firewall::role_files),
-        ];
         let mut layers = Vec::new();
-        for (component, step) in steps {
-            step(&mut ctx)?;
+        for c in REGISTRY {
+            c.role_files(&mut ctx)?;
             let part = std::mem::take(&mut ctx.part);
             if !part.is_empty() {
-                layers.push((component, part));
+                layers.push((c.id().name(), part));
             }
+        }
+        for unit in &profile.masked {
+            ctx.mask(unit)?;
+        }
+        let part = std::mem::take(&mut ctx.part);
+        if !part.is_empty() {
+            layers.push(("masked", part));
         }
         rendered.profiles.insert(profile.name.clone(), ctx.tree);
         rendered.layers.insert(profile.name.clone(), layers);
     }
-    for h in &plan.hosts {
-        let mut tree = FileTree::new();
-        host::identity_files(plan, h, &templates, &mut tree)?;
-        zookeeper::identity_files(plan, h, &mut tree)?;
-        rendered.hosts.insert(h.name.clone(), tree);
+    for host in &plan.hosts {
+        let mut ctx = HostCtx {
+            plan,
+            host,
+            templates: &templates,
+            tree: FileTree::new(),
+        };
+        for c in REGISTRY {
+            c.identity_files(&mut ctx)?;
+        }
+        rendered.hosts.insert(host.name.to_string(), ctx.tree);
     }
     Ok(rendered)
 }
 
+/// What a component sees while rendering a host's identity tree.
+#[derive(Debug)]
+pub struct HostCtx<'a> {
+    pub plan: &'a Plan,
+    pub host: &'a HostPlan,
+    templates: &'a Templates,
+    tree: FileTree,
+}
+
+impl HostCtx<'_> {
+    /// Adds a root-owned 0644 file.
+    pub fn file(&mut self, path: &str, content: impl Into<Vec<u8>>) -> Result<(), RenderError> {
+        insert(
+            &mut self.tree,
+            path,
+            Entry::file(content, 0o644),
+            self.host.name.as_str(),
+        )
+    }
+
+    /// Adds a file rendered from a template.
+    pub fn template(
+        &mut self,
+        path: &str,
+        name: &str,
+        data: impl Serialize,
+    ) -> Result<(), RenderError> {
+        let text = self.templates.render(name, data)?;
+        self.file(path, text)
+    }
+}
+
 /// What a component sees while rendering a profile.
-pub(crate) struct Ctx<'a> {
+#[derive(Debug)]
+pub struct Ctx<'a> {
     pub plan: &'a Plan,
     pub profile: &'a Profile,
     templates: &'a Templates,
@@ -170,7 +303,7 @@ impl<'a> Ctx<'a> {
 
     /// Whether the profile runs `unit`.
     pub fn runs(&self, unit: &str) -> bool {
-        self.profile.services.iter().any(|s| s.unit == unit)
+        self.profile.runs(unit)
     }
 
     /// Adds a root-owned file.
@@ -270,18 +403,21 @@ fn insert(tree: &mut FileTree, path: &str, entry: Entry, what: &str) -> Result<(
 /// The etcd unit local clients start after, if the profile runs one.
 pub(crate) fn local_etcd_unit(profile: &Profile) -> Option<&str> {
     profile
-        .services
-        .iter()
-        .find(|s| s.component == "etcd")
+        .services_of(ComponentId::Etcd)
+        .next()
         .map(|s| s.unit.as_str())
 }
 
-/// Identity-tree helper shared by components.
-pub(crate) fn identity_file(
-    tree: &mut FileTree,
-    host: &HostPlan,
-    path: &str,
-    content: impl Into<Vec<u8>>,
-) -> Result<(), RenderError> {
-    insert(tree, path, Entry::file(content, 0o644), &host.name)
+/// Names of the profiles that run a unit of `c`.
+pub(crate) fn profiles_running(plan: &Plan, c: ComponentId) -> Vec<&str> {
+    plan.profiles
+        .iter()
+        .filter(|p| p.services_of(c).next().is_some())
+        .map(|p| p.name.as_str())
+        .collect()
+}
+
+/// A path literal of kiln's own (a constant, so it always parses).
+pub(crate) fn abs(p: &'static str) -> AbsPath {
+    AbsPath::parse(p).unwrap_or_else(|e| panic!("kiln's path literal {p}: {e}"))
 }

@@ -1,81 +1,106 @@
 //! ZooKeeper: `zoo.cfg` listing every master, `myid` per host, the unit and its user.
 
-use kiln_layers::FileTree;
+use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service};
 use minijinja::context;
 
-use super::{identity_file, Ctx, RenderError};
-use crate::plan::{HostPlan, Plan, Port, Profile, Service};
+use super::{profiles_running, Component, Ctx, HostCtx, RenderError, SourceSet};
+use crate::sources::catalog;
 
-pub(super) fn services(plan: &Plan, profile: &Profile, out: &mut Vec<Service>) {
-    let zk = &plan.spec.zookeeper;
-    if !zk.enabled || !profile.roles.master {
-        return;
+/// The ZooKeeper component.
+pub(crate) struct ZooKeeper;
+
+impl Component for ZooKeeper {
+    fn id(&self) -> ComponentId {
+        ComponentId::ZooKeeper
     }
-    out.push(Service {
-        unit: "zookeeper.service".into(),
-        component: "zookeeper",
-        exec: format!("{}/bin/zkServer.sh", zk.home.trim_end_matches('/')),
-        ports: vec![
-            Port::tcp(zk.client_port, "zookeeper.client_port"),
-            Port::tcp(zk.peer_port, "zookeeper.peer_port"),
-            Port::tcp(zk.election_port, "zookeeper.election_port"),
-        ],
-    });
-}
 
-pub(super) fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
-    if !ctx.runs("zookeeper.service") {
-        return Ok(());
+    fn services(&self, plan: &Plan, profile: &Profile) -> Vec<Service> {
+        let Some(zk) = plan.zookeeper.as_ref().filter(|_| profile.roles.master) else {
+            return Vec::new();
+        };
+        vec![Service {
+            unit: "zookeeper.service".into(),
+            component: ComponentId::ZooKeeper,
+            about: "ZooKeeper client, peer and leader-election ports",
+            exec: zk
+                .home
+                .join("bin/zkServer.sh")
+                .unwrap_or_else(|_| zk.home.clone()),
+            ports: vec![
+                Port::tcp(zk.client_port, "zookeeper.client_port"),
+                Port::tcp(zk.peer_port, "zookeeper.peer_port"),
+                Port::tcp(zk.election_port, "zookeeper.election_port"),
+            ],
+        }]
     }
-    let zk = &ctx.plan.spec.zookeeper;
-    let servers: Vec<_> = ctx
-        .plan
-        .masters()
-        .filter_map(|h| h.zk_id.map(|id| context! { id, ip => h.ip.to_string() }))
-        .collect();
-    let conf_dir = zk.conf_dir.trim_end_matches('/');
-    ctx.template(
-        &format!("{conf_dir}/zoo.cfg"),
-        0o644,
-        "zoo.cfg",
-        context! {
-            cluster => ctx.plan.cluster, tick_time => zk.tick_time, init_limit => zk.init_limit,
-            sync_limit => zk.sync_limit, data_dir => zk.data_dir, client_port => zk.client_port,
-            peer_port => zk.peer_port, election_port => zk.election_port, servers,
-        },
-    )?;
-    let exec = ctx
-        .profile
-        .services
-        .iter()
-        .find(|s| s.component == "zookeeper")
-        .map(|s| s.exec.clone());
-    ctx.unit(
-        "zookeeper.service",
-        "zookeeper.service",
-        context! { conf_dir, exec },
-    )?;
-    ctx.state_dirs(
-        "zookeeper",
-        Some(("zookeeper", "ZooKeeper", &zk.data_dir)),
-        &[(&zk.data_dir, "0750"), ("/var/log/zookeeper", "0750")],
-    )
-}
 
-/// `myid` lives in the data dir and is the host's ensemble id.
-pub(super) fn identity_files(
-    plan: &Plan,
-    host: &HostPlan,
-    tree: &mut FileTree,
-) -> Result<(), RenderError> {
-    let zk = &plan.spec.zookeeper;
-    match host.zk_id {
-        Some(id) if zk.enabled => identity_file(
-            tree,
-            host,
-            &format!("{}/myid", zk.data_dir.trim_end_matches('/')),
-            format!("{id}\n"),
-        ),
-        _ => Ok(()),
+    fn masks(&self, _plan: &Plan, _profile: &Profile) -> Vec<&'static str> {
+        vec!["zookeeper.service"]
+    }
+
+    fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
+        let Some(zk) = ctx.plan.zookeeper.as_ref() else {
+            return Ok(());
+        };
+        let Some(svc) = ctx.profile.services_of(ComponentId::ZooKeeper).next() else {
+            return Ok(());
+        };
+        let exec = svc.exec.clone();
+        let servers: Vec<_> = zk
+            .servers
+            .iter()
+            .map(|(id, ip)| context! { id, ip => ip.to_string() })
+            .collect();
+        ctx.template(
+            &format!("{}/zoo.cfg", zk.conf_dir),
+            0o644,
+            "zoo.cfg",
+            context! {
+                cluster => ctx.plan.cluster, tick_time => zk.tick_time, init_limit => zk.init_limit,
+                sync_limit => zk.sync_limit, data_dir => zk.data_dir, client_port => zk.client_port,
+                peer_port => zk.peer_port, election_port => zk.election_port, servers,
+            },
+        )?;
+        ctx.unit(
+            "zookeeper.service",
+            "zookeeper.service",
+            context! { conf_dir => zk.conf_dir, exec },
+        )?;
+        ctx.state_dirs(
+            "zookeeper",
+            Some(("zookeeper", "ZooKeeper", zk.data_dir.as_str())),
+            &[
+                (zk.data_dir.as_str(), "0750"),
+                ("/var/log/zookeeper", "0750"),
+            ],
+        )
+    }
+
+    /// `myid` lives in the data dir and is the host's ensemble id.
+    fn identity_files(&self, ctx: &mut HostCtx) -> Result<(), RenderError> {
+        match (&ctx.plan.zookeeper, ctx.host.zk_id) {
+            (Some(zk), Some(id)) => {
+                let path = format!("{}/myid", zk.data_dir);
+                ctx.file(&path, format!("{id}\n"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn sources<'a>(&self, plan: &'a Plan) -> Vec<SourceSet<'a>> {
+        let Some(zk) = &plan.zookeeper else {
+            return Vec::new();
+        };
+        vec![SourceSet {
+            name: "zookeeper",
+            version: &zk.version,
+            source: zk.source.as_ref(),
+            catalog: catalog::zookeeper(&zk.version, &zk.home),
+            profiles: profiles_running(plan, ComponentId::ZooKeeper),
+        }]
+    }
+
+    fn program_source(&self, _plan: &Plan) -> Option<(&'static str, String)> {
+        Some(("zookeeper.source", String::new()))
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use kiln_layers::{EntryKind, FileTree};
 
-use crate::plan::{Plan, Profile};
+use kiln_model::plan::{ComponentId, Plan, Profile};
 
 /// One unit whose binary is not there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,21 +45,17 @@ impl fmt::Display for PresenceError {
 
 impl std::error::Error for PresenceError {}
 
-/// The spec key that gives a unit's binary: by component, and by path for the units that
-/// run the Docker CLI or a shell.
-pub fn source_key(component: &str, exec: &str) -> &'static str {
+/// The spec key that gives a unit's binary and a version to name: by component, and for the
+/// units that run the Docker CLI, Docker's; `None` when the base must provide it.
+pub fn source_key(
+    plan: &Plan,
+    component: ComponentId,
+    exec: &str,
+) -> Option<(&'static str, String)> {
     if exec == crate::components::DOCKER_CLI {
-        return "docker.source";
+        return crate::components::component(ComponentId::Docker).program_source(plan);
     }
-    match component {
-        "zookeeper" => "zookeeper.source",
-        "etcd" => "etcd.source",
-        "mesos" | "mesos-master" | "mesos-agent" => "mesos.source",
-        "marathon" => "marathon.source",
-        "docker" => "docker.source",
-        "calico" | "calico-cni" => "calico.cni.source",
-        _ => "base.debian.packages",
-    }
+    crate::components::component(component).program_source(plan)
 }
 
 /// Follows `path` inside `tree` (symlinks in any component, at most 40 hops). Returns the
@@ -156,7 +152,7 @@ fn check_programs(
 ) -> Result<(), PresenceError> {
     let mut absent = Vec::new();
     for s in &profile.services {
-        let mut programs = vec![s.exec.clone()];
+        let mut programs = vec![s.exec.to_string()];
         let unit_file = units.and_then(|u| u.get(&format!("/etc/systemd/system/{}", s.unit)));
         for p in unit_file
             .and_then(|e| e.data())
@@ -200,18 +196,11 @@ fn check_programs(
                 }
             };
             if let Some(problem) = problem {
-                let key = source_key(s.component, exec);
-                let help = if key == "base.debian.packages" || *exec != s.exec {
-                    format!("{exec} comes from the base: add the package that ships it to base.debian.packages, or use a base image that has it")
-                } else {
-                    let version = match s.component {
-                        "etcd" => format!(" (etcd {})", plan.spec.etcd.version),
-                        "docker" => format!(" (Docker {})", plan.spec.docker.version),
-                        _ => String::new(),
-                    };
-                    format!(
-                    "add a {key} that places {exec}{version} (url/file/deb with dest), or a base package that ships it"
-                )
+                let help = match source_key(plan, s.component, exec) {
+                    Some((key, version)) if exec == s.exec.as_str() => format!(
+                        "add a {key} that places {exec}{version} (url/file/deb with dest), or a base package that ships it"
+                    ),
+                    _ => format!("{exec} comes from the base: add the package that ships it to base.debian.packages, or use a base image that has it"),
                 };
                 absent.push(Absent {
                     unit: s.unit.clone(),

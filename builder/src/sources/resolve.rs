@@ -15,11 +15,13 @@ use super::cache::{sha256_hex, Cache};
 use super::fetch::Downloader;
 use super::unpack::{self, Placement};
 use super::{
-    catalog, debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing,
-    Resolved, Result, SourceOptions,
+    debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing, Resolved, Result,
+    SourceOptions,
 };
-use crate::plan::{Libnetwork, Plan};
-use crate::spec::{DebianBase, Source};
+use kiln_model::plan::{DebianPlan, Origin, Plan, SourcePlan};
+
+use crate::components;
+use crate::spec::DebianBase;
 
 /// One thing the plan needs.
 #[derive(Debug, Clone)]
@@ -28,7 +30,7 @@ enum Want {
     Files {
         component: String,
         key: String,
-        source: Source,
+        source: SourcePlan,
     },
     /// A container image (registry, `oci:DIR[:TAG]`, `docker-archive:FILE[:TAG]`).
     Image {
@@ -75,68 +77,25 @@ enum Ready {
     Image(Box<ImageSource>),
 }
 
-/// Components whose files come from sources, in build order.
-pub const FILE_COMPONENTS: &[&str] = &[
-    "zookeeper",
-    "etcd",
-    "mesos",
-    "marathon",
-    "docker",
-    "calico-cni",
-];
-
-fn needed(plan: &Plan, component: &str) -> bool {
-    let runs = |c: &str| {
-        plan.profiles
-            .iter()
-            .any(|p| p.services.iter().any(|s| s.component.starts_with(c)))
-    };
-    match component {
-        "calico-cni" => plan.spec.calico.cni.enabled && plan.profiles.iter().any(|p| p.roles.agent),
-        "mesos" => runs("mesos"),
-        c => runs(c),
-    }
-}
-
-fn spec_source<'a>(plan: &'a Plan, component: &str) -> (&'static str, Option<&'a Source>) {
-    let s = &plan.spec;
-    match component {
-        "zookeeper" => ("zookeeper.source", s.zookeeper.source.as_ref()),
-        "etcd" => ("etcd.source", s.etcd.source.as_ref()),
-        "mesos" => ("mesos.source", s.mesos.source.as_ref()),
-        "marathon" => ("marathon.source", s.marathon.source.as_ref()),
-        "docker" => ("docker.source", s.docker.source.as_ref()),
-        "calico-cni" => ("calico.cni.source", s.calico.cni.source.as_ref()),
-        "calico-node" => ("calico.node.source", s.calico.node.source.as_ref()),
-        "calico-libnetwork" => (
-            "calico.libnetwork.source",
-            s.calico.libnetwork.source.as_ref(),
-        ),
-        _ => ("base.source", s.base.source.as_ref()),
-    }
-}
-
-fn flatten(key: &str, s: &Source, out: &mut Vec<(String, Source)>) {
-    out.push((key.to_string(), s.clone()));
-    for (i, more) in s.also.iter().enumerate() {
-        flatten(&format!("{key}.also[{i}]"), more, out);
-    }
-}
-
-/// Everything the plan needs, in a stable order.
+/// Everything the plan needs, in a stable order: the base, then each component's source
+/// sets (the spec's source, else the catalog's), then the container images.
 fn wanted(plan: &Plan) -> Vec<Want> {
     let mut out = Vec::new();
-    let spec = &plan.spec;
-    if let Some(d) = &spec.base.debian {
-        out.push(Want::Debian(d.clone()));
+    let base = &plan.base;
+    if let Some(d) = &base.debian {
+        out.push(Want::Debian(debian_inputs(d)));
     } else {
-        match &spec.base.source {
-            Some(s) if s.base => {}
-            Some(s) if s.oci.is_some() => out.push(Want::Image {
+        match &base.source {
+            Some(s) if s.is_base() => {}
+            Some(SourcePlan {
+                origin: Origin::Oci(r),
+                sha256,
+                ..
+            }) => out.push(Want::Image {
                 component: "base".into(),
                 key: "base.source.oci".into(),
-                reference: s.oci.clone().unwrap_or_default(),
-                pinned: s.sha256.clone(),
+                reference: r.clone(),
+                pinned: sha256.as_ref().map(|h| h.to_string()),
             }),
             Some(s) => out.push(Want::Files {
                 component: "base".into(),
@@ -146,88 +105,79 @@ fn wanted(plan: &Plan) -> Vec<Want> {
             None => out.push(Want::Image {
                 component: "base".into(),
                 key: "base.image".into(),
-                reference: spec.base.image.clone(),
+                reference: base.image.to_string(),
                 pinned: None,
             }),
         }
     }
-    for &c in FILE_COMPONENTS {
-        if !needed(plan, c) {
-            continue;
-        }
-        let (key, source) = spec_source(plan, c);
-        let mut list = Vec::new();
-        match source {
-            Some(s) if s.base => {}
-            Some(s) => flatten(key, s, &mut list),
-            None => {
-                for (i, s) in catalog::sources(plan, c).into_iter().enumerate() {
-                    list.push((format!("catalog {c} {}[{i}]", version_of(plan, c)), s));
-                }
-            }
-        }
+    for set in components::source_sets(plan) {
+        let list: Vec<(String, SourcePlan)> = match set.source {
+            Some(s) if s.is_base() => Vec::new(),
+            Some(s) => s
+                .flatten()
+                .into_iter()
+                .map(|s| (s.key.clone(), s.clone()))
+                .collect(),
+            None => set
+                .catalog
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (format!("catalog {} {}[{i}]", set.name, set.version), s))
+                .collect(),
+        };
         for (key, source) in list {
             out.push(Want::Files {
-                component: c.into(),
+                component: set.name.into(),
                 key,
                 source,
             });
         }
     }
-    let mut images = Vec::new();
-    if spec.calico.node.enabled && spec.docker.enabled {
-        images.push("calico-node");
-    }
-    if matches!(plan.derived.libnetwork, Libnetwork::Container(_)) {
-        images.push("calico-libnetwork");
-    }
-    for c in images {
-        let (key, source) = spec_source(plan, c);
-        match source {
-            Some(s) if s.base => {}
+    for img in components::images(plan) {
+        match &img.source {
+            Some(s) if s.is_base() => {}
             Some(s) => out.push(Want::Image {
-                component: c.into(),
-                key: format!("{key}.oci"),
-                reference: s.oci.clone().unwrap_or_default(),
-                pinned: s.sha256.clone(),
+                component: img.name.into(),
+                key: format!("{}.oci", s.key),
+                reference: match &s.origin {
+                    Origin::Oci(r) => r.clone(),
+                    _ => String::new(),
+                },
+                pinned: s.sha256.as_ref().map(|h| h.to_string()),
             }),
-            None => {
-                if let Some(r) = catalog::image(plan, c) {
-                    out.push(Want::Image {
-                        component: c.into(),
-                        key: format!("catalog {c}"),
-                        reference: r,
-                        pinned: None,
-                    });
-                }
-            }
+            None => out.push(Want::Image {
+                component: img.name.into(),
+                key: format!("catalog {}", img.name),
+                reference: img.upstream.to_string(),
+                pinned: None,
+            }),
         }
     }
     out
 }
 
-fn version_of(plan: &Plan, c: &str) -> String {
-    let s = &plan.spec;
-    match c {
-        "zookeeper" => s.zookeeper.version.clone(),
-        "etcd" => s.etcd.version.clone(),
-        "mesos" => s.mesos.version.clone(),
-        "marathon" => s.marathon.version.clone(),
-        "docker" => s.docker.version.clone(),
-        "calico-cni" => s.calico.cni.version.clone(),
-        _ => String::new(),
+/// The mmdebstrap inputs as `debian` takes them (checked values, laid out as strings).
+fn debian_inputs(d: &DebianPlan) -> DebianBase {
+    DebianBase {
+        suite: d.suite.to_string(),
+        variant: d.variant.clone(),
+        packages: d.packages.iter().map(ToString::to_string).collect(),
+        kernel: d
+            .kernel
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        mirror: d.mirror.as_ref().map(ToString::to_string),
     }
 }
 
-fn origin_of(s: &Source) -> String {
-    if let Some(u) = &s.url {
-        u.clone()
-    } else if let Some(f) = &s.file {
-        format!("file:{f}")
-    } else if let Some(d) = &s.deb {
-        format!("deb:{d}")
-    } else {
-        format!("image:{}", s.oci.clone().unwrap_or_default())
+fn origin_of(s: &SourcePlan) -> String {
+    match &s.origin {
+        Origin::Url(u) => u.to_string(),
+        Origin::File(f) => format!("file:{f}"),
+        Origin::Deb(d) => format!("deb:{d}"),
+        Origin::Oci(o) => format!("image:{o}"),
+        Origin::Base => "base".into(),
     }
 }
 
@@ -318,7 +268,7 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
                 let placement = Placement {
                     paths: source.paths.clone(),
                     strip_components: source.strip_components,
-                    dest: source.dest.clone(),
+                    dest: source.dest.as_ref().map(ToString::to_string),
                     mode: source.mode,
                 };
                 let tree = match r {
@@ -471,15 +421,21 @@ impl Run<'_> {
         }
     }
 
-    fn obtain_files(&mut self, component: &str, key: &str, s: &Source) -> Result<Option<Ready>> {
+    fn obtain_files(
+        &mut self,
+        component: &str,
+        key: &str,
+        s: &SourcePlan,
+    ) -> Result<Option<Ready>> {
         let origin = origin_of(s);
         if self.locked_out(component, &origin) {
             return Ok(None);
         }
-        let expected = self.expected(component, &origin, s.sha256.as_deref(), key);
+        let pin = s.sha256.as_ref().map(ToString::to_string);
+        let expected = self.expected(component, &origin, pin.as_deref(), key);
         let exp = expected.as_ref().map(|(h, by)| (h.as_str(), by.as_str()));
         let name = file_name_of(&origin);
-        if let Some(f) = &s.file {
+        if let Origin::File(f) = &s.origin {
             let path = self.spec_dir.join(f);
             if path.is_dir() {
                 let tree = unpack::read_dir(key, &path)?;
@@ -531,13 +487,13 @@ impl Run<'_> {
             );
             return Ok(None);
         }
-        let (hex, size, name) = if let Some(u) = &s.url {
+        let (hex, size, name) = if let Origin::Url(u) = &s.origin {
             let (hex, size) =
                 self.dl
-                    .fetch_into(&self.cache, u, self.opts.mirror.as_deref(), exp)?;
+                    .fetch_into(&self.cache, u.as_str(), self.opts.mirror.as_deref(), exp)?;
             (hex, size, name)
-        } else if let Some(pkg) = &s.deb {
-            self.apt_download(pkg, &origin, exp)?
+        } else if let Origin::Deb(pkg) = &s.origin {
+            self.apt_download(pkg.as_ref(), &origin, exp)?
         } else {
             return Err(Error::Source {
                 key: key.into(),
@@ -572,7 +528,8 @@ impl Run<'_> {
             std::env::temp_dir(),
         ))?;
         let out = Command::new("apt-get")
-            .args(["download", "-q", pkg])
+            // `--` so that a package name can never be read as an option.
+            .args(["download", "-q", "--", pkg])
             .current_dir(tmp.path())
             .output()
             .map_err(|e| Error::Tool { tool: "apt-get".into(), detail: format!("{e} (apt-get is Debian's package tool; `deb` sources need a Debian build machine)") })?;

@@ -2,6 +2,9 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::str::FromStr;
+
+use super::{quote, ValueError};
 
 /// A component version. Only the numeric part takes part in comparisons; a leading `v` and a
 /// `-suffix` (`-rc1`, `+dfsg`) are kept for display.
@@ -44,6 +47,29 @@ impl Version {
         })
     }
 
+    /// Like [`Version::parse`], with a reason when it fails. The text must be a plain token:
+    /// the suffix may hold letters, digits and `.+~-_` only, so a version can never add a
+    /// line or an argument where it is written.
+    pub fn parse_checked(s: &str) -> Result<Version, ValueError> {
+        let help = "write it as MAJOR.MINOR[.PATCH], e.g. \"3.4.23\"";
+        if s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".+~-_".contains(&b))
+        {
+            return Err(ValueError::new(
+                format!(
+                    "{} is not a version: only letters, digits and .+~-_ are allowed",
+                    quote(s)
+                ),
+                help,
+            ));
+        }
+        Version::parse(s).ok_or_else(|| {
+            ValueError::new(format!("{} is not MAJOR.MINOR[.PATCH]", quote(s)), help)
+        })
+    }
+
     /// Whether this version is at least `major.minor`.
     pub fn at_least(&self, major: u64, minor: u64) -> bool {
         (self.major, self.minor) >= (major, minor)
@@ -58,6 +84,19 @@ impl PartialOrd for Version {
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch))
+    }
+}
+
+impl FromStr for Version {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Version::parse_checked(s)
+    }
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -82,5 +121,8 @@ mod tests {
         }
         assert!(Version::parse("3.4.23").unwrap().at_least(3, 4));
         assert!(!Version::parse("3.3.9").unwrap().at_least(3, 4));
+        for bad in ["3.4.23-\nExecStart=/x", "3.4 --x", "3.4\u{1b}[31m"] {
+            assert!(Version::parse_checked(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,0 +1,282 @@
+//! Calico: the CNI plugins and config (and the agent flags that must agree with them),
+//! calico-node, calico-libnetwork.
+
+use kiln_model::plan::{
+    BakedImage, CalicoPlan, CniPlan, HostPlan, Libnetwork, NodePlan, SourcePlan,
+};
+use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode};
+
+use super::Checker;
+use crate::spec::{CniLayout, Spec};
+
+/// Default libnetwork image for Calico 1.x.
+const LIBNETWORK_IMAGE: &str = "calico/node-libnetwork:v0.9.0";
+
+impl Checker {
+    pub(super) fn calico(&mut self, spec: &Spec, hosts: &[HostPlan]) -> Option<CalicoPlan> {
+        let c = &spec.calico;
+        let version = self.version("calico.version", &c.version)?;
+        if (c.node.enabled || c.cni.enabled) && !(1..=2).contains(&version.major) {
+            self.err(
+                "calico.version",
+                format!("Calico {version} is not supported"),
+                "kiln bakes Calico 1.x and 2.x (the releases with Mesos support); use e.g. \"2.6.12\"",
+            );
+        }
+        let cni = self.cni(spec);
+        let node_source = self.source("calico.node.source", c.node.source.as_ref());
+        let lib_source = self.source("calico.libnetwork.source", c.libnetwork.source.as_ref());
+        let node = if c.node.enabled {
+            self.node(spec, &version, hosts, node_source.ok()?)
+        } else {
+            None
+        };
+        let libnetwork = if !c.libnetwork.enabled || !spec.docker.enabled {
+            Libnetwork::Off
+        } else if version.major <= 1 {
+            let image = c.libnetwork.image.as_deref().unwrap_or(LIBNETWORK_IMAGE);
+            Libnetwork::Container(Box::new(self.baked(
+                spec,
+                "calico-libnetwork",
+                "calico.libnetwork",
+                image,
+                lib_source.ok()?,
+            )?))
+        } else {
+            if c.libnetwork.image.is_some() {
+                self.warn(
+                    "calico.libnetwork.image",
+                    "Calico 2.x runs libnetwork inside calico-node; this image is not used",
+                    "remove the key, or set calico.version to a 1.x release",
+                );
+            }
+            Libnetwork::Builtin
+        };
+        Some(CalicoPlan {
+            version,
+            cni: cni?,
+            node,
+            libnetwork,
+        })
+    }
+
+    /// Layout dirs, overridden by `plugins_dir`/`config_dir`, and the config file name.
+    fn cni_layout(&mut self, spec: &Spec) -> Option<(AbsPath, AbsPath, &'static str)> {
+        let cni = &spec.calico.cni;
+        let (plugins, config, file) = match cni.layout {
+            CniLayout::Mesos => ("/opt/cni/bin", "/etc/cni/net.d", "calico.conf"),
+            CniLayout::Dcos => (
+                "/opt/mesosphere/active/cni",
+                "/opt/mesosphere/etc/dcos/network/cni",
+                "calico.cni",
+            ),
+        };
+        let plugins = self.path(
+            "calico.cni.plugins_dir",
+            cni.plugins_dir.as_deref().unwrap_or(plugins),
+        );
+        let config = self.path(
+            "calico.cni.config_dir",
+            cni.config_dir.as_deref().unwrap_or(config),
+        );
+        Some((plugins?, config?, file))
+    }
+
+    /// `Some(None)`: CNI off; `None`: an error was reported.
+    fn cni(&mut self, spec: &Spec) -> Option<Option<CniPlan>> {
+        let cni = &spec.calico.cni;
+        let version = self.version("calico.cni.version", &cni.version);
+        let source = self.source("calico.cni.source", cni.source.as_ref());
+        if !cni.enabled {
+            return Some(None);
+        }
+        let layout = self.cni_layout(spec);
+        let cni_version = self.version("calico.cni.cni_version", &cni.cni_version);
+        if cni.network.is_empty()
+            || !cni
+                .network
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            self.err(
+                "calico.cni.network",
+                format!("invalid CNI network name {}", quote(&cni.network)),
+                "use letters, digits, '-', '_' or '.'",
+            );
+        }
+        let (plugins_dir, config_dir, config_file) = layout?;
+        Some(Some(CniPlan {
+            version: version?,
+            source: source.ok()?,
+            plugins_dir,
+            config_dir,
+            config_file,
+            cni_version: cni_version?,
+            network: cni.network.clone(),
+        }))
+    }
+
+    /// The agent's `--network_cni_*` dirs: Calico's unless the agent names its own, which
+    /// must then be the same. `Some(None)` when the agent gets no CNI flags.
+    pub(super) fn agent_cni_dirs(&mut self, spec: &Spec) -> Option<Option<(AbsPath, AbsPath)>> {
+        let agent = &spec.mesos.agent;
+        let cni = &spec.calico.cni;
+        if !agent.enabled || !(cni.enabled || agent.cni_config_dir.is_some()) {
+            return Some(None);
+        }
+        let (plugins, config, _) = self.cni_layout(spec)?;
+        let mut pick = |key: &str,
+                        flag: &str,
+                        theirs: &Option<String>,
+                        ours: AbsPath,
+                        calico_key: &str| {
+            let Some(t) = theirs else { return Some(ours) };
+            let t: AbsPath = self.val(key, t)?;
+            if cni.enabled && t != ours {
+                self.err(key, format!("the agent's {flag} is {t} but Calico's CNI files go to {ours}"), format!("remove {key} (it defaults to Calico's dir) or set {calico_key} to the same dir"));
+                return None;
+            }
+            Some(t)
+        };
+        let config = pick(
+            "mesos.agent.cni_config_dir",
+            "--network_cni_config_dir",
+            &agent.cni_config_dir,
+            config,
+            "calico.cni.config_dir",
+        );
+        let plugins = pick(
+            "mesos.agent.cni_plugins_dir",
+            "--network_cni_plugins_dir",
+            &agent.cni_plugins_dir,
+            plugins,
+            "calico.cni.plugins_dir",
+        );
+        Some(Some((config?, plugins?)))
+    }
+
+    fn node(
+        &mut self,
+        spec: &Spec,
+        version: &kiln_model::values::Version,
+        hosts: &[HostPlan],
+        source: Option<SourcePlan>,
+    ) -> Option<NodePlan> {
+        let n = &spec.calico.node;
+        let backend = self.val::<Backend>("calico.node.backend", &n.backend);
+        let ipip = self.val::<IpipMode>("calico.node.ipip", &n.ipip);
+        let nodename = self.val::<NodeNameMode>("calico.node.nodename", &n.nodename);
+        if n.as_number == Some(0) {
+            self.err(
+                "calico.node.as",
+                "AS number 0 is reserved",
+                "use a private AS such as 64512",
+            );
+        }
+        let pools = self.pools(spec, hosts);
+        let default = format!(
+            "calico/node:v{}",
+            version.to_string().trim_start_matches('v')
+        );
+        let image = n.image.as_deref().unwrap_or(&default);
+        let image = self.baked(spec, "calico-node", "calico.node", image, source);
+        Some(NodePlan {
+            image: image?,
+            backend: backend?,
+            as_number: n.as_number.filter(|a| *a != 0),
+            ip_pools: pools?,
+            ipip: ipip?,
+            nodename: nodename?,
+        })
+    }
+
+    /// A container image a unit runs, named for the cluster's registry when there is one.
+    fn baked(
+        &mut self,
+        spec: &Spec,
+        name: &'static str,
+        key: &str,
+        image: &str,
+        source: Option<SourcePlan>,
+    ) -> Option<BakedImage> {
+        let upstream: ImageRef = self.val(&format!("{key}.image"), image)?;
+        let runs_as = match &spec.registry {
+            None => upstream.clone(),
+            Some(r) => {
+                let addr = r.address.parse().ok()?;
+                let prefix = r.prefix.trim_matches('/').parse().ok()?;
+                upstream.with_registry(&addr, &prefix)
+            }
+        };
+        Some(BakedImage {
+            name,
+            runs_as,
+            upstream,
+            source,
+            key: format!("{key}.image"),
+        })
+    }
+
+    fn pools(&mut self, spec: &Spec, hosts: &[HostPlan]) -> Option<Vec<ipnet::Ipv4Net>> {
+        let n = &spec.calico.node;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, p) in n.ip_pools.iter().enumerate() {
+            let key = format!("calico.node.ip_pools[{i}]");
+            let net = match p.parse::<ipnet::Ipv4Net>() {
+                Err(_) => {
+                    self.err(
+                        &key,
+                        format!("{} is not an IPv4 CIDR", quote(p)),
+                        "write pools like \"192.168.0.0/16\"",
+                    );
+                    ok = false;
+                    continue;
+                }
+                Ok(net) => net,
+            };
+            if net != net.trunc() {
+                self.err(
+                    &key,
+                    format!("{p} has host bits set"),
+                    format!("use the network address: {}", net.trunc()),
+                );
+                ok = false;
+            } else if let Some(h) = hosts.iter().find(|h| net.contains(&h.ip())) {
+                self.err(
+                    &key,
+                    format!(
+                        "IP pool {net} contains host {}'s address {}",
+                        h.name,
+                        h.ip()
+                    ),
+                    "choose a pool outside the hosts' network",
+                );
+                ok = false;
+            } else if let Some(h) = hosts.iter().find(|h| {
+                let sn = h.address.network();
+                sn.contains(&net.network()) || net.contains(&sn.network())
+            }) {
+                self.err(
+                    &key,
+                    format!(
+                        "IP pool {net} overlaps host {}'s subnet {}",
+                        h.name,
+                        h.address.network()
+                    ),
+                    "choose a pool outside the hosts' network: workload addresses must not collide with host addresses",
+                );
+                ok = false;
+            }
+            out.push(net);
+        }
+        if n.ip_pools.len() > 1 {
+            self.warn(
+                "calico.node.ip_pools",
+                "calico-node creates only the first pool at start-up",
+                "create further pools with calicoctl",
+            );
+        }
+        ok.then_some(out)
+    }
+}

@@ -1,0 +1,231 @@
+//! ZooKeeper, Mesos (master and agent) and Marathon.
+
+use std::collections::BTreeMap;
+
+use kiln_model::plan::{
+    HostPlan, MarathonPlan, MesosAgentPlan, MesosMasterPlan, MesosPlan, ZooKeeperPlan,
+};
+use kiln_model::values::{quote, Containerizer, FlagName, FlagValue, Isolator};
+
+use super::Checker;
+use crate::spec::Spec;
+
+/// Flags the typed keys of `[mesos.master]` set: `flags` may not set them again (Mesos
+/// refuses a flag loaded twice).
+pub(crate) const MASTER_TYPED_FLAGS: &[(&str, &str)] = &[
+    ("cluster", "cluster.name"),
+    ("quorum", "mesos.master.quorum"),
+    ("work_dir", "mesos.master.work_dir"),
+    ("port", "mesos.master.port"),
+    ("zk", "the ZooKeeper ensemble (/etc/mesos/zk)"),
+];
+
+/// Flags the typed keys of `[mesos.agent]` set.
+pub(crate) const AGENT_TYPED_FLAGS: &[(&str, &str)] = &[
+    ("containerizers", "mesos.agent.containerizers"),
+    ("isolation", "mesos.agent.isolation"),
+    ("work_dir", "mesos.agent.work_dir"),
+    ("port", "mesos.agent.port"),
+    ("master", "the ZooKeeper ensemble (/etc/mesos/zk)"),
+    ("network_cni_config_dir", "mesos.agent.cni_config_dir"),
+    ("network_cni_plugins_dir", "mesos.agent.cni_plugins_dir"),
+    (
+        "executor_registration_timeout",
+        "kiln (5mins with the Docker containerizer)",
+    ),
+];
+
+impl Checker {
+    pub(super) fn zookeeper(&mut self, spec: &Spec, hosts: &[HostPlan]) -> Option<ZooKeeperPlan> {
+        let zk = &spec.zookeeper;
+        let version = self.version("zookeeper.version", &zk.version);
+        let source = self.source("zookeeper.source", zk.source.as_ref());
+        if !zk.enabled {
+            return None;
+        }
+        let masters: Vec<&HostPlan> = hosts.iter().filter(|h| h.roles.master).collect();
+        let n = masters.len();
+        if n > 255 {
+            self.err(
+                "hosts",
+                format!("{n} masters: a ZooKeeper ensemble this large is not supported"),
+                "use at most 255 masters (3 or 5 is usual)",
+            );
+        } else if n > 1 && n % 2 == 0 {
+            self.warn(
+                "hosts",
+                format!("even ZooKeeper ensemble of {n} masters"),
+                format!(
+                    "an ensemble of {n} tolerates no more failures than {}; use an odd number of masters",
+                    n - 1
+                ),
+            );
+        }
+        let help = "use ZooKeeper's defaults: tick_time 2000, init_limit 10, sync_limit 5";
+        let tick_time = self.nonzero("zookeeper.tick_time", zk.tick_time, help);
+        let init_limit = self.nonzero("zookeeper.init_limit", zk.init_limit, help);
+        let sync_limit = self.nonzero("zookeeper.sync_limit", zk.sync_limit, help);
+        let data_dir = self.path("zookeeper.data_dir", &zk.data_dir);
+        let conf_dir = self.path("zookeeper.conf_dir", &zk.conf_dir);
+        let home = self.path("zookeeper.home", &zk.home);
+        Some(ZooKeeperPlan {
+            version: version?,
+            source: source.ok()?,
+            tick_time,
+            init_limit,
+            sync_limit,
+            data_dir: data_dir?,
+            conf_dir: conf_dir?,
+            home: home?,
+            client_port: zk.client_port,
+            peer_port: zk.peer_port,
+            election_port: zk.election_port,
+            servers: (1..).zip(masters.iter().map(|h| h.ip())).collect(),
+        })
+    }
+
+    pub(super) fn mesos(
+        &mut self,
+        spec: &Spec,
+        masters: usize,
+        zk: Option<&ZooKeeperPlan>,
+    ) -> Option<MesosPlan> {
+        let m = &spec.mesos;
+        let version = self.version("mesos.version", &m.version);
+        let source = self.source("mesos.source", m.source.as_ref());
+        let master = if m.master.enabled {
+            self.mesos_master(spec, masters)
+        } else {
+            None
+        };
+        let agent = if m.agent.enabled {
+            self.mesos_agent(spec)
+        } else {
+            None
+        };
+        Some(MesosPlan {
+            version: version?,
+            source: source.ok()?,
+            zk: zk.map(|z| z.url("mesos")).unwrap_or_default(),
+            master,
+            agent,
+        })
+    }
+
+    fn mesos_master(&mut self, spec: &Spec, masters: usize) -> Option<MesosMasterPlan> {
+        let m = &spec.mesos.master;
+        let default = (masters / 2 + 1) as u32;
+        let work_dir = self.path("mesos.master.work_dir", &m.work_dir);
+        if let Some(q) = m.quorum {
+            if q == 0 || q as usize > masters {
+                self.err(
+                    "mesos.master.quorum",
+                    format!("quorum {q} cannot be reached with {masters} master(s)"),
+                    format!("use a quorum from 1 to {masters}; the safe value is {default} (more than half)"),
+                );
+            } else if (q as usize) * 2 <= masters {
+                self.err(
+                    "mesos.master.quorum",
+                    format!("quorum {q} of {masters} masters lets two halves elect two leaders"),
+                    format!("use more than half of the masters: {default}"),
+                );
+            }
+        }
+        let flags = self.flags("mesos.master.flags", &m.flags, MASTER_TYPED_FLAGS);
+        Some(MesosMasterPlan {
+            quorum: m.quorum.unwrap_or(default),
+            work_dir: work_dir?,
+            port: m.port,
+            flags: flags?,
+        })
+    }
+
+    fn mesos_agent(&mut self, spec: &Spec) -> Option<MesosAgentPlan> {
+        let a = &spec.mesos.agent;
+        let work_dir = self.path("mesos.agent.work_dir", &a.work_dir);
+        let containerizers =
+            self.vals::<Containerizer>("mesos.agent.containerizers", &a.containerizers);
+        let isolation = self.vals::<Isolator>("mesos.agent.isolation", &a.isolation);
+        if let Some(c) = &containerizers {
+            if !c.contains(&Containerizer::Docker) {
+                self.warn(
+                    "mesos.agent.containerizers",
+                    "the Docker containerizer is off",
+                    "Calico on Mesos expects containerizers = [\"docker\", \"mesos\"]",
+                );
+            }
+        }
+        if let Some(i) = &isolation {
+            if spec.calico.cni.enabled && !i.contains(&Isolator::NetworkCni) {
+                self.err(
+                    "mesos.agent.isolation",
+                    "Calico CNI is on but the agent's isolation lacks the CNI isolator",
+                    "add \"network/cni\" to mesos.agent.isolation",
+                );
+            }
+        }
+        let flags = self.flags("mesos.agent.flags", &a.flags, AGENT_TYPED_FLAGS);
+        // The CNI dirs are filled in by `calico` (they must agree with Calico's).
+        Some(MesosAgentPlan {
+            work_dir: work_dir?,
+            port: a.port,
+            containerizers: containerizers?,
+            isolation: isolation?,
+            cni_dirs: None,
+            flags: flags?,
+        })
+    }
+
+    /// Free-form Mesos flags: names and values checked, typed flags not overridden.
+    fn flags(
+        &mut self,
+        key: &str,
+        flags: &BTreeMap<String, String>,
+        typed: &[(&str, &str)],
+    ) -> Option<BTreeMap<FlagName, FlagValue>> {
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (name, value) in flags {
+            let k = format!("{key}.{name}");
+            if let Some((_, owner)) = typed.iter().find(|(f, _)| f == name) {
+                self.err(
+                    &k,
+                    format!("flag {} is set by {owner}", quote(name)),
+                    format!("remove it from {key}: Mesos refuses a flag given twice; set {owner} instead"),
+                );
+                ok = false;
+                continue;
+            }
+            let n: Option<FlagName> = self.val(&k, name);
+            let v: Option<FlagValue> = self.val(&k, value);
+            match (n, v) {
+                (Some(n), Some(v)) => {
+                    out.insert(n, v);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn marathon(
+        &mut self,
+        spec: &Spec,
+        zk: Option<&ZooKeeperPlan>,
+    ) -> Option<MarathonPlan> {
+        let m = &spec.marathon;
+        let version = self.version("marathon.version", &m.version);
+        let source = self.source("marathon.source", m.source.as_ref());
+        if !m.enabled || !spec.mesos.master.enabled {
+            return None;
+        }
+        let zk = zk?;
+        Some(MarathonPlan {
+            version: version?,
+            source: source.ok()?,
+            port: m.port,
+            master_zk: zk.url("mesos"),
+            zk: zk.url("marathon"),
+        })
+    }
+}

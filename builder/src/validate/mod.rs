@@ -1,0 +1,263 @@
+//! Spec → [`Plan`]: parsing with spans, checking every value once into its type, and deriving
+//! the resolved cluster.
+//!
+//! Three steps, each in its own place:
+//! - **checking** (the topic modules: [`hosts`], [`sources`], [`masters`], [`etcd`],
+//!   [`docker`], [`calico`]) turns each spec value into its type from [`kiln_model::values`]
+//!   or a diagnostic located at its key; all problems of a spec are collected, never only the
+//!   first;
+//! - **deriving** ([`derive`]) is pure: from the typed parts it builds profiles and asks the
+//!   component registry what each profile runs and masks;
+//! - **cross-checks** ([`ports`]) look at the derived plan (two services on one port).
+
+mod calico;
+mod derive;
+mod docker;
+mod etcd;
+mod hosts;
+mod masters;
+mod ports;
+mod sources;
+
+use std::str::FromStr;
+
+use kiln_model::plan::Plan;
+use kiln_model::values::{quote, AbsPath, ValueError, Version};
+
+use crate::diag::{Diagnostic, Severity, SpecSource};
+use crate::spec::Spec;
+
+/// Why a spec was refused: every error found (warnings included, for display).
+#[derive(Debug)]
+pub struct Rejected {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        let errors = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        write!(f, "spec rejected with {errors} error(s)")
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// A plan and the warnings its spec gave.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub plan: Plan,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses TOML into a [`Spec`], turning syntax errors and unknown keys into diagnostics.
+pub fn parse(src: &SpecSource) -> Result<Spec, Rejected> {
+    toml::from_str::<Spec>(&src.text).map_err(|e| {
+        // The parser's message may span lines ("invalid table header\nduplicate key …"):
+        // the last line is the specific one.
+        let message = e
+            .message()
+            .trim()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        let help = if message.starts_with("unknown field") {
+            "remove the key or fix its spelling; `kiln schema` lists every key"
+        } else if message.starts_with("missing field") {
+            "add the key; `kiln init` writes a complete example spec"
+        } else if message.starts_with("invalid type") || message.starts_with("unknown variant") {
+            "use a value of the kind named; `kiln schema` gives every key's type"
+        } else {
+            "fix the TOML syntax at this point (see https://toml.io)"
+        };
+        let mut d = Diagnostic::error("", message).help(help);
+        d.location = Some(src.locate(e.span().unwrap_or(0..0)));
+        Rejected {
+            diagnostics: vec![d],
+        }
+    })
+}
+
+/// Parses, checks and derives a spec. `Ok` carries the plan and its warnings; `Err` carries
+/// every error and warning found, located in the source.
+pub fn load(src: &SpecSource) -> Result<Loaded, Rejected> {
+    let spec = parse(src)?;
+    let mut c = Checker { diags: Vec::new() };
+    let plan = c.plan(&spec, src);
+    let mut diags = c.diags;
+    src.attach(&mut diags);
+    match plan {
+        Some(plan) if !diags.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+            plan,
+            warnings: diags,
+        }),
+        _ => Err(Rejected { diagnostics: diags }),
+    }
+}
+
+/// Collects diagnostics while the topic modules check the spec.
+pub(crate) struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn err(&mut self, key: &str, msg: impl Into<String>, help: impl Into<String>) {
+        self.diags.push(Diagnostic::error(key, msg).help(help));
+    }
+
+    fn warn(&mut self, key: &str, msg: impl Into<String>, help: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(key, msg).help(help));
+    }
+
+    fn failed(&self) -> bool {
+        self.diags.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// `s` parsed as `T`, or an error at `key`.
+    fn val<T: FromStr<Err = ValueError>>(&mut self, key: &str, s: &str) -> Option<T> {
+        match s.parse() {
+            Ok(v) => Some(v),
+            Err(ValueError { problem, help }) => {
+                self.err(key, problem, help);
+                None
+            }
+        }
+    }
+
+    /// Every item of `items` parsed as `T` (errors at `key[i]`); `None` if any failed.
+    fn vals<T: FromStr<Err = ValueError>>(
+        &mut self,
+        key: &str,
+        items: &[String],
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, s) in items.iter().enumerate() {
+            match self.val(&format!("{key}[{i}]"), s) {
+                Some(v) => out.push(v),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Like [`Checker::val`], the message naming what the value is (`invalid cluster name
+    /// "X": …`).
+    fn named<T: FromStr<Err = ValueError>>(&mut self, key: &str, what: &str, s: &str) -> Option<T> {
+        match s.parse() {
+            Ok(v) => Some(v),
+            Err(ValueError { help, .. }) => {
+                self.err(key, format!("invalid {what} {}", quote(s)), help);
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, key: &str, s: &str) -> Option<AbsPath> {
+        self.val(key, s)
+    }
+
+    fn version(&mut self, key: &str, s: &str) -> Option<Version> {
+        match Version::parse_checked(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(
+                    key,
+                    format!("invalid version {}: {}", quote(s), e.problem),
+                    e.help,
+                );
+                None
+            }
+        }
+    }
+
+    /// A number that must not be zero.
+    fn nonzero(&mut self, key: &str, v: u32, help: &str) -> u32 {
+        if v == 0 {
+            self.err(key, "must be greater than zero", help);
+        }
+        v
+    }
+
+    /// Checks every part of the spec, then derives the plan when nothing failed.
+    fn plan(&mut self, spec: &Spec, src: &SpecSource) -> Option<Plan> {
+        let cluster = self.named("cluster.name", "cluster name", &spec.cluster.name);
+        let domain = self.val("cluster.domain", &spec.cluster.domain);
+        let base = self.base(spec);
+        let hosts = match &domain {
+            Some(d) => self.hosts(spec, d),
+            None => Vec::new(),
+        };
+        let masters = hosts.iter().filter(|h| h.roles.master).count();
+        let calico = self.calico(spec, &hosts);
+        let etcd = self.etcd(spec, &hosts, calico.as_ref());
+        let zookeeper = self.zookeeper(spec, &hosts);
+        let mut mesos = self.mesos(spec, masters, zookeeper.as_ref());
+        let agent_cni = self.agent_cni_dirs(spec);
+        if let (Some(a), Some(dirs)) = (mesos.as_mut().and_then(|m| m.agent.as_mut()), agent_cni) {
+            a.cni_dirs = dirs;
+        }
+        let marathon = self.marathon(spec, zookeeper.as_ref());
+        let docker = self.docker(spec);
+        let firewall = self.firewall(spec);
+        let registry = self.registry(spec);
+        let images = self.images(spec);
+        self.dependencies(spec);
+        if self.failed() {
+            return None;
+        }
+        let plan = derive::plan(derive::Parts {
+            cluster: cluster?,
+            domain: domain?,
+            spec_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(src.text.as_bytes())),
+            hosts,
+            base: base?,
+            zookeeper,
+            etcd,
+            mesos: mesos?,
+            marathon,
+            docker,
+            calico: calico?,
+            firewall,
+            registry,
+            images: images?,
+        });
+        self.ports(&plan, src);
+        Some(plan)
+    }
+
+    /// Components that need another one.
+    fn dependencies(&mut self, spec: &Spec) {
+        if spec.marathon.enabled && !spec.mesos.master.enabled {
+            self.err(
+                "marathon.enabled",
+                "Marathon needs the Mesos master",
+                "enable mesos.master or disable marathon",
+            );
+        }
+        if (spec.mesos.master.enabled || spec.mesos.agent.enabled || spec.marathon.enabled)
+            && !spec.zookeeper.enabled
+        {
+            self.err(
+                "zookeeper.enabled",
+                "Mesos and Marathon find their leader through ZooKeeper",
+                "enable zookeeper, or disable mesos and marathon",
+            );
+        }
+        if spec.calico.node.enabled && !spec.docker.enabled {
+            self.err(
+                "calico.node.enabled",
+                "calico-node runs as a Docker container",
+                "enable docker or disable calico.node",
+            );
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Closed sets: Calico backends and modes, Mesos containerizers and isolators, Docker's
+//! cluster store kind.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{quote, string_value, ValueError};
+
+/// A closed set of spec strings: `FromStr` with a help listing the choices, `Display` and
+/// `Serialize` as the spec string.
+macro_rules! closed_set {
+    ($(#[$m:meta])* $t:ident, $what:literal, { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $t { $($(#[$vm])* $v),+ }
+
+        impl $t {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+            /// The spec string.
+            pub fn as_str(self) -> &'static str {
+                match self { $($t::$v => $s),+ }
+            }
+        }
+        impl FromStr for $t {
+            type Err = ValueError;
+            fn from_str(s: &str) -> Result<Self, ValueError> {
+                match s {
+                    $($s => Ok($t::$v),)+
+                    _ => Err(ValueError::new(
+                        format!(concat!("unknown ", $what, " {}"), quote(s)),
+                        format!("use one of: {}", [$($s),+].join(", ")),
+                    )),
+                }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+closed_set!(
+    /// calico-node's `CALICO_NETWORKING_BACKEND`.
+    Backend, "networking backend", { Bird = "bird", Gobgp = "gobgp", None = "none" }
+);
+
+closed_set!(
+    /// IP-in-IP mode of the default pool.
+    IpipMode, "IP-in-IP mode", { Off = "off", Always = "always", CrossSubnet = "cross-subnet" }
+);
+
+closed_set!(
+    /// Where calico-node's and the CNI plugin's node name comes from.
+    NodeNameMode, "node name source", { Hostname = "hostname", Fqdn = "fqdn" }
+);
+
+closed_set!(
+    /// A Mesos containerizer.
+    Containerizer, "containerizer", { Docker = "docker", Mesos = "mesos" }
+);
+
+closed_set!(
+    /// A built-in isolator of the Mesos 1.x agent (`--isolation`), as listed by the Mesos
+    /// containerizer's isolator table (`src/slave/containerizer/mesos/containerizer.cpp`).
+    Isolator, "Mesos isolator", {
+        AppcRuntime = "appc/runtime",
+        CgroupsAll = "cgroups/all",
+        CgroupsBlkio = "cgroups/blkio",
+        CgroupsCpu = "cgroups/cpu",
+        CgroupsCpuset = "cgroups/cpuset",
+        CgroupsDevices = "cgroups/devices",
+        CgroupsHugetlb = "cgroups/hugetlb",
+        CgroupsMem = "cgroups/mem",
+        CgroupsNetCls = "cgroups/net_cls",
+        CgroupsNetPrio = "cgroups/net_prio",
+        CgroupsPerfEvent = "cgroups/perf_event",
+        CgroupsPids = "cgroups/pids",
+        DiskDu = "disk/du",
+        DiskXfs = "disk/xfs",
+        DockerRuntime = "docker/runtime",
+        DockerVolume = "docker/volume",
+        EnvironmentSecret = "environment_secret",
+        FilesystemLinux = "filesystem/linux",
+        FilesystemPosix = "filesystem/posix",
+        FilesystemShared = "filesystem/shared",
+        GpuNvidia = "gpu/nvidia",
+        LinuxCapabilities = "linux/capabilities",
+        LinuxDevices = "linux/devices",
+        LinuxNnp = "linux/nnp",
+        LinuxSeccomp = "linux/seccomp",
+        NamespacesIpc = "namespaces/ipc",
+        NamespacesPid = "namespaces/pid",
+        NetworkCni = "network/cni",
+        NetworkPortMapping = "network/port_mapping",
+        NetworkPorts = "network/ports",
+        PosixCpu = "posix/cpu",
+        PosixDisk = "posix/disk",
+        PosixMem = "posix/mem",
+        PosixRlimits = "posix/rlimits",
+        VolumeCsi = "volume/csi",
+        VolumeHostPath = "volume/host_path",
+        VolumeImage = "volume/image",
+        VolumeSandboxPath = "volume/sandbox_path",
+        VolumeSecret = "volume/secret",
+    }
+);
+
+/// A cluster store URL: `etcd://`, `zk://` or `consul://` then `HOST:PORT[,HOST:PORT…]`
+/// and an optional `/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreUrl(String);
+string_value!(StoreUrl);
+
+impl StoreUrl {
+    /// Checks `s`.
+    pub fn parse(s: &str) -> Result<StoreUrl, ValueError> {
+        let help = "use a URL etcd://HOST:PORT, zk://HOST:PORT[,…]/PATH or consul://HOST:PORT";
+        let bad = || ValueError::new(format!("{} is not a cluster store URL", quote(s)), help);
+        let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
+        if !matches!(scheme, "etcd" | "zk" | "consul") {
+            return Err(bad());
+        }
+        let (hosts, path) = match rest.split_once('/') {
+            Some((h, p)) => (h, p),
+            None => (rest, ""),
+        };
+        let hosts_ok = !hosts.is_empty()
+            && hosts
+                .split(',')
+                .all(|hp| super::HostPort::parse(hp).is_ok());
+        let path_ok = path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+        if hosts_ok && path_ok {
+            Ok(StoreUrl(s.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+/// `docker.cluster_store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterStore {
+    /// `"off"` or `""`.
+    Off,
+    /// `"etcd"`: derived from each host's etcd endpoints.
+    Etcd,
+    Url(StoreUrl),
+}
+
+impl ClusterStore {
+    /// Parses the spec value.
+    pub fn parse(s: &str) -> Result<ClusterStore, ValueError> {
+        match s {
+            "off" | "" => Ok(ClusterStore::Off),
+            "etcd" => Ok(ClusterStore::Etcd),
+            url => StoreUrl::parse(url).map(ClusterStore::Url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_sets() {
+        assert_eq!(
+            "cross-subnet".parse::<IpipMode>().unwrap(),
+            IpipMode::CrossSubnet
+        );
+        let e = "bgp".parse::<Backend>().unwrap_err();
+        assert!(e.help.contains("bird, gobgp, none"), "{e:?}");
+        assert_eq!(Isolator::NetworkCni.to_string(), "network/cni");
+        assert!("network/cni\nx".parse::<Isolator>().is_err());
+    }
+
+    #[test]
+    fn stores() {
+        assert!(matches!(
+            ClusterStore::parse("zk://10.0.0.1:2181,10.0.0.2:2181/docker").unwrap(),
+            ClusterStore::Url(_)
+        ));
+        assert_eq!(ClusterStore::parse("etcd").unwrap(), ClusterStore::Etcd);
+        for bad in ["redis://x:1", "etcd://", "zk://a:1/x y", "etcd://a:1\n"] {
+            assert!(ClusterStore::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
