@@ -144,3 +144,104 @@ fn warnings_fail_only_with_strict() {
     let (_, err) = kiln_code(&["check", even.to_str().unwrap(), "--strict"], 2);
     assert!(err.contains("error: even ZooKeeper ensemble"), "{err}");
 }
+
+/// Asserts that no control byte but a line break reaches the terminal.
+fn assert_no_control_bytes(stderr: &str) {
+    let bad: Vec<u8> = stderr
+        .bytes()
+        .filter(|&b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f)
+        .collect();
+    assert!(bad.is_empty(), "control bytes {bad:x?} in:\n{stderr:?}");
+}
+
+/// The demo spec with line 11 (`name = "demo"`) replaced, written to DIR/NAME.
+fn demo_with_name(dir: &std::path::Path, name: &str, value: &[u8]) -> std::path::PathBuf {
+    let demo = kiln::DEMO_SPEC;
+    assert_eq!(demo.lines().nth(10), Some("name = \"demo\""));
+    let mut bytes = Vec::new();
+    for (i, line) in demo.split_inclusive('\n').enumerate() {
+        if i == 10 {
+            bytes.extend_from_slice(b"name = \"");
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"\"\n");
+        } else {
+            bytes.extend_from_slice(line.as_bytes());
+        }
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn escape_sequences_in_a_spec_are_shown_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Escapes TOML decodes into control characters, echoed by validation.
+    let decoded = demo_with_name(
+        tmp.path(),
+        "decoded.toml",
+        br"de\u001b[31mmo\u001b]0;x\u0007",
+    );
+    let (_, err) = kiln_code(&["check", decoded.to_str().unwrap()], 2);
+    assert_no_control_bytes(&err);
+    assert!(
+        err.contains(r#"invalid cluster name "de\u{1b}[31mmo\u{1b}]0;x\u{7}""#),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:11:8", decoded.display())),
+        "{err}"
+    );
+    // Raw control bytes in the file: a TOML error whose source line is escaped, the caret
+    // still under the escape.
+    let raw = demo_with_name(tmp.path(), "raw.toml", b"de\x1b[2J\x1b]0;x\x07mo");
+    let (_, err) = kiln_code(&["check", raw.to_str().unwrap()], 2);
+    assert_no_control_bytes(&err);
+    assert!(
+        err.contains(&format!("--> {}:11:11", raw.display())),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("11 | ")).unwrap();
+    assert_eq!(lines[at], r#"11 | name = "de\u{1b}[2J\u{1b}]0;x\u{7}mo""#);
+    let caret = lines[at + 1].find('^').unwrap();
+    assert!(lines[at][caret..].starts_with(r"\u{1b}"), "{err}");
+    assert!(err.contains("help: "), "{err}");
+}
+
+#[test]
+fn a_megabyte_value_gives_a_diagnostic_of_a_few_hundred_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = demo_with_name(tmp.path(), "big.toml", "x".repeat(1 << 20).as_bytes());
+    let (_, err) = kiln_code(&["check", spec.to_str().unwrap()], 2);
+    assert!(err.len() < 1000, "{} bytes of stderr:\n{err}", err.len());
+    assert!(
+        err.contains(&format!("--> {}:11:8", spec.display())),
+        "{err}"
+    );
+    assert!(err.contains("error: invalid cluster name \"xxx"), "{err}");
+    assert!(err.contains("xxx…"), "{err}");
+    assert!(err.contains("help: "), "{err}");
+}
+
+#[test]
+fn a_spec_that_is_not_utf8_is_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    // "démo" saved as Latin-1.
+    let spec = demo_with_name(tmp.path(), "latin1.toml", b"d\xe9mo");
+    let offset = kiln::DEMO_SPEC.find("name = \"demo\"").unwrap() + "name = \"d".len();
+    let (_, err) = kiln_code(&["check", spec.to_str().unwrap()], 2);
+    assert_no_control_bytes(&err);
+    assert!(
+        err.contains(&format!(
+            "error: the spec is not valid UTF-8: \\xe9 at byte offset {offset} (line 11, column 10)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:11:10", spec.display())),
+        "{err}"
+    );
+    assert!(err.contains("11 | name = \"d\\xe9mo\""), "{err}");
+    assert!(err.contains("help: save the file as UTF-8"), "{err}");
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kiln::diag::Severity;
+use kiln::diag::{escape_controls, Severity};
 use kiln::validate::Rejected;
 
 mod progress;
@@ -188,11 +188,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
             (None, Some(u)) => {
-                eprintln!("error: {u}");
+                eprintln!("error: {}", escape_controls(&u.to_string()));
                 ExitCode::from(EXIT_USAGE)
             }
             (None, None) => {
-                eprintln!("error: {e:#}");
+                // Errors may quote what a spec or a server said: no control characters reach
+                // the terminal.
+                eprintln!("error: {}", escape_controls(&format!("{e:#}")));
                 ExitCode::from(EXIT_FAILURE)
             }
         },
@@ -206,11 +208,20 @@ struct Usage(String);
 
 /// Loads and validates a spec, printing warnings; `--strict` turns them into a rejection.
 fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::plan::Plan> {
-    let src = kiln::read_spec(spec).map_err(|e| {
-        let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
-        Usage(format!(
-            "cannot read spec {name}: {e} (`kiln init {name}` writes an example)"
-        ))
+    let src = kiln::read_spec(spec).map_err(|e| -> anyhow::Error {
+        match e {
+            kiln::ReadSpecError::NotUtf8(d) => Rejected {
+                diagnostics: vec![*d],
+            }
+            .into(),
+            kiln::ReadSpecError::Io(e) => {
+                let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
+                Usage(format!(
+                    "cannot read spec {name}: {e} (`kiln init {name}` writes an example)"
+                ))
+                .into()
+            }
+        }
     })?;
     let plan = kiln::validate::load(&src)?;
     if strict && !plan.warnings.is_empty() {
