@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::render::{render, TOPOLOGIES};
-use crate::util::{require_tool, tests_dir, verify_unit};
+use crate::util::tests_dir;
+use kiln_test_support::{require_tool, verify_unit};
 
 /// Every absolute program an `Exec*=` line of `unit` runs.
 fn exec_paths(unit: &str) -> Vec<String> {
