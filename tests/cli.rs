@@ -245,3 +245,162 @@ fn a_spec_that_is_not_utf8_is_located() {
     assert!(err.contains("11 | name = \"d\\xe9mo\""), "{err}");
     assert!(err.contains("help: save the file as UTF-8"), "{err}");
 }
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn generated_docs_are_committed_and_current() {
+    let committed = tests_dir().join("../builder/docs");
+    if std::env::var_os("KILN_BLESS").is_some() {
+        kiln_code(&["generate-docs", committed.to_str().unwrap()], 0);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    kiln_code(&["generate-docs", tmp.path().to_str().unwrap()], 0);
+    let regenerate = "run `cargo run -p kiln -- generate-docs builder/docs` and commit the result";
+    let generated = files_under(tmp.path());
+    assert_eq!(
+        files_under(&committed),
+        generated,
+        "builder/docs does not hold exactly the generated files: {regenerate}"
+    );
+    for rel in &generated {
+        let want = std::fs::read(tmp.path().join(rel)).unwrap();
+        let have = std::fs::read(committed.join(rel)).unwrap();
+        assert!(
+            want == have,
+            "builder/docs/{rel} is out of date: {regenerate}"
+        );
+    }
+    for want in [
+        "spec-reference.md",
+        "man/kiln.1",
+        "man/kiln-check.1",
+        "man/kiln-cache-import.1",
+        "completions/kiln.bash",
+        "completions/_kiln",
+        "completions/kiln.fish",
+    ] {
+        assert!(
+            generated.iter().any(|g| g == want),
+            "no {want} in {generated:?}"
+        );
+    }
+    for rel in &generated {
+        let text = std::fs::read_to_string(tmp.path().join(rel)).unwrap();
+        // The hidden command documents nothing but itself.
+        assert!(
+            !text.contains("generate-docs") || rel == "spec-reference.md",
+            "{rel}"
+        );
+        // No date: the page is the same whenever and wherever it is generated.
+        if let Some(th) = text.lines().find(|l| l.starts_with(".TH ")) {
+            let name = rel.trim_start_matches("man/").trim_end_matches(".1");
+            let version = env!("CARGO_PKG_VERSION");
+            assert_eq!(
+                th,
+                format!(".TH {name} 1  \"kiln {version}\" \"kiln manual\"")
+            );
+        }
+    }
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(tmp.path().join("completions/kiln.bash"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n rejects completions/kiln.bash");
+}
+
+/// Dotted paths of every property of `node` (`hosts[].mac`), following `$ref`s; shared
+/// definitions are walked once, under `<name>`.
+fn schema_keys(
+    defs: &serde_json::Value,
+    node: &serde_json::Value,
+    path: &str,
+    seen: &mut Vec<String>,
+    out: &mut Vec<(String, bool)>,
+) {
+    if let Some(name) = node["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/definitions/"))
+    {
+        if !seen.iter().any(|s| s == name) {
+            seen.push(name.to_string());
+            schema_keys(defs, &defs[name], path, seen, out);
+            seen.pop();
+        }
+        return;
+    }
+    for alts in ["allOf", "anyOf", "oneOf"] {
+        for alt in node[alts].as_array().into_iter().flatten() {
+            schema_keys(defs, alt, path, seen, out);
+        }
+    }
+    if node["items"].is_object() {
+        schema_keys(defs, &node["items"], &format!("{path}[]"), seen, out);
+    }
+    for (k, v) in node["properties"].as_object().into_iter().flatten() {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        out.push((p.clone(), v["description"].is_string()));
+        schema_keys(defs, v, &p, seen, out);
+    }
+}
+
+#[test]
+fn every_key_is_described_and_in_the_reference() {
+    let (out, _) = kiln_code(&["schema"], 0);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut keys = Vec::new();
+    schema_keys(
+        &schema["definitions"],
+        &schema,
+        "",
+        &mut Vec::new(),
+        &mut keys,
+    );
+    assert!(keys.len() > 100, "{keys:?}");
+    let undescribed: Vec<&str> = keys
+        .iter()
+        .filter(|(_, described)| !described)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "keys without a description (add a /// doc comment in builder/src/spec.rs): {undescribed:?}"
+    );
+    let reference =
+        std::fs::read_to_string(tests_dir().join("../builder/docs/spec-reference.md")).unwrap();
+    for (key, _) in &keys {
+        // Source tables are documented once, as `<source>.KEY`.
+        let shown = match key.split_once(".source.") {
+            Some((_, rest)) => format!("<source>.{rest}"),
+            None => key.clone(),
+        };
+        if shown.contains(".also[].") {
+            continue;
+        }
+        assert!(
+            reference.contains(&format!("## `{shown}`\n")),
+            "{key} is not in builder/docs/spec-reference.md"
+        );
+    }
+}

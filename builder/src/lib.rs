@@ -9,6 +9,7 @@ pub mod components;
 pub mod diag;
 pub mod plan;
 pub mod push;
+pub mod reference;
 pub mod report;
 pub mod sources;
 pub mod spec;
