@@ -14,8 +14,8 @@ use kiln_images::oci::layout::LayoutWriter;
 use kiln_images::{BlobStore, ImageSpec};
 use kiln_layers::{Entry, FileTree, LayerOptions};
 
-use crate::imgutil::{require_docker, require_tool, DockerCleanup, Registry};
 use crate::util::{fixture, kiln, kiln_code};
+use kiln_test_support::{busybox, require_docker, require_tool, run, DockerCleanup, Registry};
 
 /// Programs the units of the fixture spec start; the base carries fixture scripts for them.
 const STAND_INS: &[&str] = &[
@@ -31,8 +31,8 @@ const STAND_INS: &[&str] = &[
 
 fn busybox_tree() -> FileTree {
     let mut t = FileTree::new();
-    let bb = fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
-    t.insert("/bin/busybox", Entry::file(bb, 0o755)).unwrap();
+    t.insert("/bin/busybox", Entry::file(busybox(), 0o755))
+        .unwrap();
     for applet in ["sh", "echo", "cat", "ls"] {
         t.insert(&format!("/bin/{applet}"), Entry::symlink("busybox"))
             .unwrap();
@@ -114,17 +114,6 @@ fn image<'a>(report: &'a serde_json::Value, reference: &str) -> &'a serde_json::
         .iter()
         .find(|i| i["reference"] == reference)
         .unwrap_or_else(|| panic!("no image {reference}"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `kiln build SPEC -o DIST --offline` with a cache beside the spec: nothing leaves the machine.

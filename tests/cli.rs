@@ -145,3 +145,263 @@ fn warnings_fail_only_with_strict() {
     let (_, err) = kiln_code(&["check", even.to_str().unwrap(), "--strict"], 2);
     assert!(err.contains("error: even ZooKeeper ensemble"), "{err}");
 }
+
+/// Asserts that no control byte but a line break reaches the terminal.
+fn assert_no_control_bytes(stderr: &str) {
+    let bad: Vec<u8> = stderr
+        .bytes()
+        .filter(|&b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f)
+        .collect();
+    assert!(bad.is_empty(), "control bytes {bad:x?} in:\n{stderr:?}");
+}
+
+/// The demo spec with line 11 (`name = "demo"`) replaced, written to DIR/NAME.
+fn demo_with_name(dir: &std::path::Path, name: &str, value: &[u8]) -> std::path::PathBuf {
+    let demo = kiln::DEMO_SPEC;
+    assert_eq!(demo.lines().nth(10), Some("name = \"demo\""));
+    let mut bytes = Vec::new();
+    for (i, line) in demo.split_inclusive('\n').enumerate() {
+        if i == 10 {
+            bytes.extend_from_slice(b"name = \"");
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"\"\n");
+        } else {
+            bytes.extend_from_slice(line.as_bytes());
+        }
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn escape_sequences_in_a_spec_are_shown_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Escapes TOML decodes into control characters, echoed by validation.
+    let decoded = demo_with_name(
+        tmp.path(),
+        "decoded.toml",
+        br"de\u001b[31mmo\u001b]0;x\u0007",
+    );
+    let (_, err) = kiln_code(&["check", decoded.to_str().unwrap()], 2);
+    assert_no_control_bytes(&err);
+    assert!(
+        err.contains(r#"invalid cluster name "de\u{1b}[31mmo\u{1b}]0;x\u{7}""#),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:11:8", decoded.display())),
+        "{err}"
+    );
+    // Raw control bytes in the file: a TOML error whose source line is escaped, the caret
+    // still under the escape.
+    let raw = demo_with_name(tmp.path(), "raw.toml", b"de\x1b[2J\x1b]0;x\x07mo");
+    let (_, err) = kiln_code(&["check", raw.to_str().unwrap()], 2);
+    assert_no_control_bytes(&err);
+    assert!(
+        err.contains(&format!("--> {}:11:11", raw.display())),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("11 | ")).unwrap();
+    assert_eq!(lines[at], r#"11 | name = "de\u{1b}[2J\u{1b}]0;x\u{7}mo""#);
+    let caret = lines[at + 1].find('^').unwrap();
+    assert!(lines[at][caret..].starts_with(r"\u{1b}"), "{err}");
+    assert!(err.contains("help: "), "{err}");
+}
+
+#[test]
+fn a_megabyte_value_gives_a_diagnostic_of_a_few_hundred_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = demo_with_name(tmp.path(), "big.toml", "x".repeat(1 << 20).as_bytes());
+    let (_, err) = kiln_code(&["check", spec.to_str().unwrap()], 2);
+    assert!(err.len() < 1000, "{} bytes of stderr:\n{err}", err.len());
+    assert!(
+        err.contains(&format!("--> {}:11:8", spec.display())),
+        "{err}"
+    );
+    assert!(err.contains("error: invalid cluster name \"xxx"), "{err}");
+    assert!(err.contains("xxx…"), "{err}");
+    assert!(err.contains("help: "), "{err}");
+}
+
+#[test]
+fn a_spec_that_is_not_utf8_is_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    // "démo" saved as Latin-1.
+    let spec = demo_with_name(tmp.path(), "latin1.toml", b"d\xe9mo");
+    let offset = kiln::DEMO_SPEC.find("name = \"demo\"").unwrap() + "name = \"d".len();
+    let (_, err) = kiln_code(&["check", spec.to_str().unwrap()], 2);
+    assert_no_control_bytes(&err);
+    assert!(
+        err.contains(&format!(
+            "error: the spec is not valid UTF-8: \\xe9 at byte offset {offset} (line 11, column 10)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:11:10", spec.display())),
+        "{err}"
+    );
+    assert!(err.contains("11 | name = \"d\\xe9mo\""), "{err}");
+    assert!(err.contains("help: save the file as UTF-8"), "{err}");
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn generated_docs_are_committed_and_current() {
+    let committed = tests_dir().join("../builder/docs");
+    if std::env::var_os("KILN_BLESS").is_some() {
+        kiln_code(&["generate-docs", committed.to_str().unwrap()], 0);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    kiln_code(&["generate-docs", tmp.path().to_str().unwrap()], 0);
+    let regenerate = "run `cargo run -p kiln -- generate-docs builder/docs` and commit the result";
+    let generated = files_under(tmp.path());
+    assert_eq!(
+        files_under(&committed),
+        generated,
+        "builder/docs does not hold exactly the generated files: {regenerate}"
+    );
+    for rel in &generated {
+        let want = std::fs::read(tmp.path().join(rel)).unwrap();
+        let have = std::fs::read(committed.join(rel)).unwrap();
+        assert!(
+            want == have,
+            "builder/docs/{rel} is out of date: {regenerate}"
+        );
+    }
+    for want in [
+        "spec-reference.md",
+        "man/kiln.1",
+        "man/kiln-check.1",
+        "man/kiln-cache-import.1",
+        "completions/kiln.bash",
+        "completions/_kiln",
+        "completions/kiln.fish",
+    ] {
+        assert!(
+            generated.iter().any(|g| g == want),
+            "no {want} in {generated:?}"
+        );
+    }
+    for rel in &generated {
+        let text = std::fs::read_to_string(tmp.path().join(rel)).unwrap();
+        // The hidden command documents nothing but itself.
+        assert!(
+            !text.contains("generate-docs") || rel == "spec-reference.md",
+            "{rel}"
+        );
+        // No date: the page is the same whenever and wherever it is generated.
+        if let Some(th) = text.lines().find(|l| l.starts_with(".TH ")) {
+            let name = rel.trim_start_matches("man/").trim_end_matches(".1");
+            let version = env!("CARGO_PKG_VERSION");
+            assert_eq!(
+                th,
+                format!(".TH {name} 1  \"kiln {version}\" \"kiln manual\"")
+            );
+        }
+    }
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(tmp.path().join("completions/kiln.bash"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n rejects completions/kiln.bash");
+}
+
+/// Dotted paths of every property of `node` (`hosts[].mac`), following `$ref`s; shared
+/// definitions are walked once, under `<name>`.
+fn schema_keys(
+    defs: &serde_json::Value,
+    node: &serde_json::Value,
+    path: &str,
+    seen: &mut Vec<String>,
+    out: &mut Vec<(String, bool)>,
+) {
+    if let Some(name) = node["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/definitions/"))
+    {
+        if !seen.iter().any(|s| s == name) {
+            seen.push(name.to_string());
+            schema_keys(defs, &defs[name], path, seen, out);
+            seen.pop();
+        }
+        return;
+    }
+    for alts in ["allOf", "anyOf", "oneOf"] {
+        for alt in node[alts].as_array().into_iter().flatten() {
+            schema_keys(defs, alt, path, seen, out);
+        }
+    }
+    if node["items"].is_object() {
+        schema_keys(defs, &node["items"], &format!("{path}[]"), seen, out);
+    }
+    for (k, v) in node["properties"].as_object().into_iter().flatten() {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        out.push((p.clone(), v["description"].is_string()));
+        schema_keys(defs, v, &p, seen, out);
+    }
+}
+
+#[test]
+fn every_key_is_described_and_in_the_reference() {
+    let (out, _) = kiln_code(&["schema"], 0);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut keys = Vec::new();
+    schema_keys(
+        &schema["definitions"],
+        &schema,
+        "",
+        &mut Vec::new(),
+        &mut keys,
+    );
+    assert!(keys.len() > 100, "{keys:?}");
+    let undescribed: Vec<&str> = keys
+        .iter()
+        .filter(|(_, described)| !described)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "keys without a description (add a /// doc comment in builder/src/spec.rs): {undescribed:?}"
+    );
+    let reference =
+        std::fs::read_to_string(tests_dir().join("../builder/docs/spec-reference.md")).unwrap();
+    for (key, _) in &keys {
+        // Source tables are documented once, as `<source>.KEY`.
+        let shown = match key.split_once(".source.") {
+            Some((_, rest)) => format!("<source>.{rest}"),
+            None => key.clone(),
+        };
+        if shown.contains(".also[].") {
+            continue;
+        }
+        assert!(
+            reference.contains(&format!("## `{shown}`\n")),
+            "{key} is not in builder/docs/spec-reference.md"
+        );
+    }
+}

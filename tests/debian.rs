@@ -8,7 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{kiln_code, require_tool, verify_unit};
+use crate::util::kiln_code;
+use kiln_test_support::{require_tool, verify_unit};
 
 /// `path` resolved inside `root`, following absolute and relative symlinks there (a plain
 /// `fs::read` would follow an absolute link out to this machine's own files).

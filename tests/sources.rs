@@ -18,7 +18,8 @@ use kiln::sources::{self, Error, SourceOptions};
 use kiln_layers::{Entry, EntryKind, FileTree};
 use sha2::{Digest, Sha256};
 
-use crate::util::{kiln_code, require_tool};
+use crate::util::kiln_code;
+use kiln_test_support::require_tool;
 
 fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))

@@ -1,4 +1,5 @@
-//! Shared helpers: running the binary, fixture paths, external tools.
+//! Helpers of kiln's integration tests: running the binary, fixture paths. Tool checks, Docker,
+//! the local registry and `systemd-analyze verify` are in `kiln-test-support`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,42 +34,4 @@ pub fn kiln_code(args: &[&str], code: i32) -> (String, String) {
         "kiln {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     (stdout, stderr)
-}
-
-/// Panics with a clear message when an external tool the test needs is missing. CI installs
-/// every tool, so nothing is skipped there.
-pub fn require_tool(tool: &str, package: &str) -> PathBuf {
-    which(tool).unwrap_or_else(|| {
-        panic!("this test needs `{tool}` (Debian package `{package}`); run .ci/setup or apt-get install {package}")
-    })
-}
-
-/// The path of `tool` on PATH.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
-/// Runs `systemd-analyze verify` on `/etc/systemd/system/UNIT` inside `root`; panics with its
-/// output unless it passes silently (unknown keys only warn, so silence is the real check).
-pub fn verify_unit(root: &Path, unit: &str) {
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", root.display()))
-        .arg(format!("/etc/systemd/system/{unit}"))
-        .output()
-        .expect("running systemd-analyze");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "systemd-analyze verify {unit} in {}:\n{text}",
-        root.display()
-    );
 }

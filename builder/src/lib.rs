@@ -9,6 +9,7 @@ pub mod components;
 pub mod diag;
 
 pub mod push;
+pub mod reference;
 pub mod report;
 pub mod sources;
 pub mod spec;
@@ -25,17 +26,26 @@ pub const DEMO_SPEC: &str = include_str!("../demo/cluster.toml");
 /// The name diagnostics show for the built-in demo.
 pub const DEMO_NAME: &str = "<built-in demo>";
 
+/// Why a spec could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadSpecError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The file is not UTF-8; the diagnostic points at the first invalid byte.
+    #[error("{0}")]
+    NotUtf8(Box<diag::Diagnostic>),
+}
+
 /// Reads a spec from `path`, or the built-in demo when `None`.
-pub fn read_spec(path: Option<&std::path::Path>) -> std::io::Result<SpecSource> {
+pub fn read_spec(path: Option<&std::path::Path>) -> Result<SpecSource, ReadSpecError> {
     match path {
         None => Ok(SpecSource {
             name: DEMO_NAME.into(),
             text: DEMO_SPEC.into(),
         }),
-        Some(p) => Ok(SpecSource {
-            name: p.display().to_string(),
-            text: std::fs::read_to_string(p)?,
-        }),
+        Some(p) => SpecSource::from_bytes(p.display().to_string(), std::fs::read(p)?)
+            .map_err(ReadSpecError::NotUtf8),
     }
 }
 

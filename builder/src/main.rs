@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use kiln::diag::Severity;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use kiln::diag::{escape_controls, Severity};
 use kiln::validate::Rejected;
 
+mod gendocs;
 mod progress;
 
 /// Exit codes, documented in the README and `--help`.
@@ -166,8 +167,38 @@ replaced only if it is empty or an earlier render.\n\nExample:\n  kiln render cl
     },
 }
 
+/// The hidden `generate-docs` subcommand. It is added to the parser only, so the man pages and
+/// completions generated from [`Cli`] do not show it.
+const GENERATE_DOCS: &str = "generate-docs";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .subcommand(
+            clap::Command::new(GENERATE_DOCS)
+                .hide(true)
+                .about("Write the spec reference, man pages and shell completions into DIR")
+                .arg(
+                    clap::Arg::new("dir")
+                        .value_name("DIR")
+                        .required(true)
+                        .value_parser(clap::value_parser!(PathBuf)),
+                ),
+        )
+        .get_matches();
+    if let Some((GENERATE_DOCS, m)) = matches.subcommand() {
+        let dir = m.get_one::<PathBuf>("dir").cloned().unwrap_or_default();
+        return match gendocs::write_all(Cli::command(), &dir) {
+            Ok(files) => {
+                eprintln!("wrote {} file(s) under {}", files.len(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: writing {}: {e}", dir.display());
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -188,11 +219,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
             (None, Some(u)) => {
-                eprintln!("error: {u}");
+                eprintln!("error: {}", escape_controls(&u.to_string()));
                 ExitCode::from(EXIT_USAGE)
             }
             (None, None) => {
-                eprintln!("error: {e:#}");
+                // Errors may quote what a spec or a server said: no control characters reach
+                // the terminal.
+                eprintln!("error: {}", escape_controls(&format!("{e:#}")));
                 ExitCode::from(EXIT_FAILURE)
             }
         },
@@ -206,11 +239,20 @@ struct Usage(String);
 
 /// Loads and validates a spec, printing warnings; `--strict` turns them into a rejection.
 fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::validate::Loaded> {
-    let src = kiln::read_spec(spec).map_err(|e| {
-        let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
-        Usage(format!(
-            "cannot read spec {name}: {e} (`kiln init {name}` writes an example)"
-        ))
+    let src = kiln::read_spec(spec).map_err(|e| -> anyhow::Error {
+        match e {
+            kiln::ReadSpecError::NotUtf8(d) => Rejected {
+                diagnostics: vec![*d],
+            }
+            .into(),
+            kiln::ReadSpecError::Io(e) => {
+                let name = spec.map(|p| p.display().to_string()).unwrap_or_default();
+                Usage(format!(
+                    "cannot read spec {name}: {e} (`kiln init {name}` writes an example)"
+                ))
+                .into()
+            }
+        }
     })?;
     let loaded = kiln::validate::load(&src)?;
     if strict && !loaded.warnings.is_empty() {

@@ -14,24 +14,35 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
+    /// Cluster-wide names: `name` (required) and `domain`.
     pub cluster: Cluster,
+    /// The root filesystem every role image starts from: an image, or a Debian tree built
+    /// with mmdebstrap.
     #[serde(default)]
     pub base: Base,
     /// The hosts. Each host gets the image of its role set plus its own identity.
     #[serde(default)]
     pub hosts: Vec<Host>,
+    /// The ZooKeeper ensemble, one server per master.
     #[serde(default)]
     pub zookeeper: ZooKeeper,
+    /// Apache Mesos: masters on the masters, agents on the agents.
     #[serde(default)]
     pub mesos: Mesos,
+    /// Marathon, the Mesos framework that runs long-lived tasks, on the masters.
     #[serde(default)]
     pub marathon: Marathon,
+    /// etcd, the store of Calico and of Docker's cluster store: members on masters, a local
+    /// proxy or gateway on every other host.
     #[serde(default)]
     pub etcd: Etcd,
+    /// Docker Engine on the agents (Mesos' Docker containerizer and calico-node run on it).
     #[serde(default)]
     pub docker: Docker,
+    /// Calico networking: the CNI plugin, calico-node and (Calico 1.x) calico-libnetwork.
     #[serde(default)]
     pub calico: Calico,
+    /// firewalld services and zone opening the ports of the roles each image runs.
     #[serde(default)]
     pub firewall: Firewall,
     /// The cluster's own container registry that hosts may pull component images from.
@@ -106,7 +117,8 @@ pub struct DebianBase {
     /// Kernel package, installed too (its kernel and modules boot the host); `""` for none.
     #[serde(default = "d::debian_kernel")]
     pub kernel: String,
-    /// Debian mirror URL; default: mmdebstrap's (`http://deb.debian.org/debian`).
+    /// Debian mirror URL, e.g. `http://mirror.example.com/debian`; default: mmdebstrap's
+    /// (`http://deb.debian.org/debian`).
     #[serde(default)]
     pub mirror: Option<String>,
 }
@@ -115,16 +127,19 @@ pub struct DebianBase {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// An http(s) URL of a binary, tarball, `.deb` or `.rpm`.
+    /// An http(s) URL of a binary, tarball, `.deb` or `.rpm`, e.g.
+    /// `https://github.com/etcd-io/etcd/releases/download/v3.4.23/etcd-v3.4.23-linux-amd64.tar.gz`.
     #[serde(default)]
     pub url: Option<String>,
-    /// A local file or directory, relative to the spec file.
+    /// A local file or directory, relative to the spec file, e.g. `vendor/calico`.
     #[serde(default)]
     pub file: Option<String>,
-    /// A Debian package as `name` or `name=version`, fetched with `apt-get download`.
+    /// A Debian package as `name` or `name=version`, fetched with `apt-get download`, e.g.
+    /// `etcd-server=3.4.23-4+b1`.
     #[serde(default)]
     pub deb: Option<String>,
-    /// A container image reference or `oci:DIR:TAG` / `docker-archive:FILE`.
+    /// A container image reference or `oci:DIR:TAG` / `docker-archive:FILE`, e.g.
+    /// `oci:images/calico:v2.6.12`.
     #[serde(default)]
     pub oci: Option<String>,
     /// Expected sha256 of the fetched bytes (hex). Recorded in `kiln.lock` when absent.
@@ -143,7 +158,7 @@ pub struct Source {
     /// --strip-components`), e.g. 1 for `etcd-v3.4.23-linux-amd64/etcd`.
     #[serde(default)]
     pub strip_components: u32,
-    /// Where it goes on the host: for a single file its full path (`/usr/bin/etcd`), for an
+    /// Where it goes on the host: for a single file its full path (e.g. `/usr/bin/etcd`), for an
     /// archive the directory its entries are placed under (default `/`).
     #[serde(default)]
     pub dest: Option<String>,
@@ -205,8 +220,11 @@ pub struct Host {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZooKeeper {
+    /// Run a ZooKeeper server on every master. Mesos and Marathon need it.
     pub enabled: bool,
+    /// ZooKeeper release; picks the catalog's tarball when `source` is unset.
     pub version: String,
+    /// Where ZooKeeper comes from; unset: the catalog's tarball for `version`.
     pub source: Option<Source>,
     /// Milliseconds per tick.
     pub tick_time: u32,
@@ -220,8 +238,11 @@ pub struct ZooKeeper {
     pub conf_dir: String,
     /// ZooKeeper installation directory (holds `bin/zkServer.sh`).
     pub home: String,
+    /// Port clients (Mesos, Marathon) connect to (`clientPort`).
     pub client_port: u16,
+    /// Port followers connect to the leader on (first port of `server.N`).
     pub peer_port: u16,
+    /// Port of leader election (second port of `server.N`).
     pub election_port: u16,
 }
 
@@ -229,9 +250,13 @@ pub struct ZooKeeper {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mesos {
+    /// Mesos release; picks the catalog's package when `source` is unset.
     pub version: String,
+    /// Where Mesos comes from. Mesosphere's repository is gone: set this, or use a mirror.
     pub source: Option<Source>,
+    /// The Mesos master on every master.
     pub master: MesosMaster,
+    /// The Mesos agent on every agent.
     pub agent: MesosAgent,
 }
 
@@ -239,12 +264,16 @@ pub struct Mesos {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MesosMaster {
+    /// Run a Mesos master on every master.
     pub enabled: bool,
-    /// Replicated-log quorum; defaults to floor(masters/2)+1.
+    /// Replicated-log quorum; defaults to floor(masters/2)+1, e.g. `2` for three masters.
     pub quorum: Option<u32>,
+    /// The master's `--work_dir` (replicated log and state).
     pub work_dir: String,
+    /// Port the master listens on (`--port`).
     pub port: u16,
-    /// Further flags, written as files under `/etc/mesos-master/` (name = flag, content = value).
+    /// Further flags, written as files under `/etc/mesos-master/` (name = flag, content = value),
+    /// e.g. `{ max_completed_frameworks = "50" }`.
     pub flags: BTreeMap<String, String>,
 }
 
@@ -252,18 +281,22 @@ pub struct MesosMaster {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MesosAgent {
+    /// Run a Mesos agent on every agent.
     pub enabled: bool,
+    /// The agent's `--work_dir` (sandboxes and checkpoints).
     pub work_dir: String,
+    /// Port the agent listens on (`--port`).
     pub port: u16,
     /// Containerizers; Calico on Mesos needs `docker,mesos`.
     pub containerizers: Vec<String>,
     /// Isolators; must include `network/cni` for Calico CNI networking.
     pub isolation: Vec<String>,
-    /// `--network_cni_config_dir`; defaults to Calico's CNI config dir.
+    /// `--network_cni_config_dir`; defaults to Calico's CNI config dir, e.g. `/etc/cni/net.d`.
     pub cni_config_dir: Option<String>,
-    /// `--network_cni_plugins_dir`; defaults to Calico's CNI plugins dir.
+    /// `--network_cni_plugins_dir`; defaults to Calico's CNI plugins dir, e.g. `/opt/cni/bin`.
     pub cni_plugins_dir: Option<String>,
-    /// Further flags, written as files under `/etc/mesos-slave/`.
+    /// Further flags, written as files under `/etc/mesos-slave/`, e.g.
+    /// `{ docker_stop_timeout = "20secs" }`.
     pub flags: BTreeMap<String, String>,
 }
 
@@ -271,9 +304,13 @@ pub struct MesosAgent {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Marathon {
+    /// Run Marathon on every master (needs `mesos.master.enabled`).
     pub enabled: bool,
+    /// Marathon release; the catalog knows the download URL of a few versions only.
     pub version: String,
+    /// Where Marathon comes from; unset: the catalog's tarball for `version`.
     pub source: Option<Source>,
+    /// Port of Marathon's HTTP API and UI (`--http_port`).
     pub port: u16,
 }
 
@@ -281,17 +318,26 @@ pub struct Marathon {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Etcd {
+    /// Run etcd (members and proxies). Calico and Docker's `etcd` cluster store need it.
     pub enabled: bool,
+    /// etcd release: 2.x runs `etcd --proxy on` on hosts without a member, 3.x `etcd gateway`;
+    /// it also decides whether the v2 API can be turned on.
     pub version: String,
+    /// Where etcd comes from; unset: the catalog's release tarball for `version`.
     pub source: Option<Source>,
+    /// Data directory of a member.
     pub data_dir: String,
+    /// Port clients connect to, on members and on the local proxy.
     pub client_port: u16,
+    /// Port members talk to each other on.
     pub peer_port: u16,
     /// etcd's v2 API. Unset: on whenever a v2 client (Docker cluster store, Calico 2.x and
     /// earlier) needs it. Before etcd 3.4 v2 is always on.
     pub enable_v2: Option<bool>,
-    /// Hosts that run an etcd member; defaults to every master. Each must be a master.
+    /// Hosts that run an etcd member, e.g. `["m1", "m2", "m3"]`; defaults to every master.
+    /// Each must be a master.
     pub members: Option<Vec<String>>,
+    /// How hosts without a member reach etcd.
     pub proxy: EtcdProxy,
 }
 
@@ -302,7 +348,8 @@ pub struct EtcdProxy {
     /// `auto` (v2 proxy for etcd 2.x, `gateway` for 3.x), `proxy`, `gateway`, `grpc-proxy`
     /// (v3 only), or `off` (clients use `endpoints`).
     pub mode: ProxyMode,
-    /// With `mode = "off"`: the endpoints clients use; defaults to the members' client URLs.
+    /// With `mode = "off"`: the endpoints clients use, e.g. `["http://10.0.0.11:2379"]`;
+    /// defaults to the members' client URLs.
     pub endpoints: Vec<String>,
 }
 
@@ -321,8 +368,11 @@ pub enum ProxyMode {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Docker {
+    /// Run Docker Engine on the agents; calico-node and calico-libnetwork need it.
     pub enabled: bool,
+    /// Docker release; ≥ 23 has no cluster store (`cluster_store` must then be `off`).
     pub version: String,
+    /// Where Docker comes from; unset: Docker's static binaries for `version`.
     pub source: Option<Source>,
     /// `etcd` (derived from the etcd endpoints), `off`, or a URL such as
     /// `zk://m1:2181,m2:2181/docker` or `etcd://10.0.0.1:2379`. Docker ≤ 20.10 only.
@@ -341,8 +391,11 @@ pub struct Docker {
 pub struct Calico {
     /// Calico release; 1.x runs libnetwork as its own container, 2.x inside calico-node.
     pub version: String,
+    /// The `calico` and `calico-ipam` CNI plugins Mesos' `network/cni` isolator calls.
     pub cni: CalicoCni,
+    /// The calico-node container (Felix, BIRD, IP pools) on every agent.
     pub node: CalicoNode,
+    /// The Docker network plugin (its own container with Calico 1.x).
     pub libnetwork: CalicoLibnetwork,
 }
 
@@ -360,14 +413,19 @@ pub enum CniLayout {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalicoCni {
+    /// Install the CNI plugins and network config on the agents.
     pub enabled: bool,
     /// Version of the calico-cni plugin binaries.
     pub version: String,
+    /// Where the plugins come from; unset: the catalog's `calico`, `calico-ipam` and CNI
+    /// reference plugins for `version`.
     pub source: Option<Source>,
+    /// `mesos` (`/opt/cni/bin`, `/etc/cni/net.d/calico.conf`) or `dcos`
+    /// (`/opt/mesosphere/active/cni/`, `/opt/mesosphere/etc/dcos/network/cni/calico.cni`).
     pub layout: CniLayout,
-    /// Overrides the layout's plugins dir.
+    /// Overrides the layout's plugins dir, e.g. `/opt/cni/bin`.
     pub plugins_dir: Option<String>,
-    /// Overrides the layout's config dir.
+    /// Overrides the layout's config dir, e.g. `/etc/cni/net.d`.
     pub config_dir: Option<String>,
     /// `cniVersion` of the network config.
     pub cni_version: String,
@@ -379,13 +437,16 @@ pub struct CalicoCni {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalicoNode {
+    /// Run calico-node on every agent.
     pub enabled: bool,
-    /// Image; defaults to `calico/node:v<calico.version>`.
+    /// Image; defaults to `calico/node:v<calico.version>`, e.g.
+    /// `registry.example.com/calico/node:v2.6.12`.
     pub image: Option<String>,
+    /// Where the image comes from (an `oci` source); unset: `image` from its registry.
     pub source: Option<Source>,
     /// `bird`, `gobgp` or `none`.
     pub backend: String,
-    /// BGP AS number; unset uses Calico's global default.
+    /// BGP AS number, e.g. `64513`; unset uses Calico's global default (64512).
     #[serde(rename = "as")]
     pub as_number: Option<u32>,
     /// IPv4 pools created by calico-node (the first is `CALICO_IPV4POOL_CIDR`). Empty means
@@ -401,9 +462,13 @@ pub struct CalicoNode {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalicoLibnetwork {
+    /// Provide Calico's Docker network plugin (needs `docker.enabled`).
     pub enabled: bool,
-    /// Image for Calico 1.x; defaults to `calico/node-libnetwork:v0.9.0`.
+    /// Image for Calico 1.x; defaults to `calico/node-libnetwork:v0.9.0`, e.g.
+    /// `registry.example.com/calico/node-libnetwork:v0.9.0`.
     pub image: Option<String>,
+    /// Where the Calico 1.x image comes from (an `oci` source); unset: `image` from its
+    /// registry.
     pub source: Option<Source>,
 }
 
@@ -411,6 +476,7 @@ pub struct CalicoLibnetwork {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Firewall {
+    /// Write firewalld services and the zone; `false` writes no firewall files.
     pub enabled: bool,
     /// firewalld zone the services are added to.
     pub zone: String,
@@ -420,7 +486,7 @@ pub struct Firewall {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registry {
-    /// `HOST:PORT` of the registry.
+    /// `HOST:PORT` of the registry, e.g. `10.0.0.5:5000`.
     pub address: String,
     /// Repository prefix under which kiln pushes component images.
     #[serde(default = "d::registry_prefix")]

@@ -6,7 +6,8 @@ use kiln_images::archive::{read_docker_archive, write_docker_archive_file, Archi
 use kiln_images::registry::{push, Client, ClientOptions, NoProgress, PushOptions};
 use kiln_images::{write_image, BlobStore, ImageSpec};
 
-use crate::util::{busybox_layer, require_docker, run, DockerCleanup, Registry, EPOCH};
+use crate::util::{busybox_layer, EPOCH};
+use kiln_test_support::{require_docker, run, DockerCleanup, Registry};
 
 fn busybox_image(
     store: &BlobStore,

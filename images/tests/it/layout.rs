@@ -6,7 +6,8 @@ use std::process::Command;
 use kiln_images::oci::layout::{Layout, LayoutWriter};
 use kiln_images::{BlobStore, ImageSpec, WrittenImage};
 
-use crate::util::{require_tool, run, sample_layers, EPOCH};
+use crate::util::{sample_layers, EPOCH};
+use kiln_test_support::{require_tool, run};
 
 /// Writes images `a` = base+a and `b` = base+b into a layout at `dir`.
 pub fn write_sample_layout(

@@ -17,7 +17,8 @@ use kiln_images::registry::{
 use kiln_images::{BlobStore, ImageSpec, Platform};
 
 use crate::layout::write_sample_layout;
-use crate::util::{require_tool, run, sample_layers, Fault, Proxy, Registry, EPOCH};
+use crate::util::{sample_layers, Fault, Proxy, EPOCH};
+use kiln_test_support::{require_tool, run, Registry};
 
 fn client(host: &str) -> Client {
     let mut opts = ClientOptions::new(host);

@@ -1,11 +1,10 @@
-//! Helpers: tool checks, layer blobs, a local registry process, a fault-injecting proxy.
+//! Helpers of the kiln-images tests: layer blobs and a fault-injecting proxy. Tool checks, the
+//! local registry and Docker are in `kiln-test-support`.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -17,32 +16,6 @@ use kiln_images::store::sha256_digest;
 use kiln_images::{BlobStore, Layer};
 
 pub const EPOCH: i64 = 1_700_000_000;
-
-/// Panics with a clear message when `bin` is not installed.
-pub fn require_tool(bin: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "required tool `{bin}` not found on PATH: install it with `apt-get install -y {package}`"
-    );
-}
-
-/// Runs a command, panics with its output on failure, returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// An entry of a test layer.
 #[derive(Debug, Clone)]
@@ -129,12 +102,7 @@ pub fn sample_layers(store: &BlobStore) -> (Layer, Layer, Layer) {
 
 /// A layer holding Debian's static busybox as /bin/busybox (package busybox-static).
 pub fn busybox_layer(store: &BlobStore) -> Layer {
-    let path = Path::new("/bin/busybox");
-    assert!(
-        path.is_file(),
-        "/bin/busybox not found: install it with `apt-get install -y busybox-static`"
-    );
-    let data = std::fs::read(path).expect("read busybox");
+    let data = kiln_test_support::busybox();
     make_layer(
         store,
         &[
@@ -144,97 +112,6 @@ pub fn busybox_layer(store: &BlobStore) -> Layer {
             Entry::Dir("tmp/", 0o1777),
         ],
     )
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Waits (bounded) until something accepts connections on `port`.
-pub fn wait_for_port(port: u16, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-            .is_ok()
-        {
-            return;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
-}
-
-/// Debian's docker-registry on 127.0.0.1, filesystem storage in a temp dir, no auth; killed on
-/// drop. Its access log (stdout) is kept for counting requests.
-pub struct Registry {
-    pub port: u16,
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    pub fn start() -> Self {
-        require_tool("docker-registry", "docker-registry");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("config");
-        let stdout = std::fs::File::create(dir.path().join("access.log")).expect("log");
-        let stderr = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn docker-registry");
-        let reg = Registry { port, child, dir };
-        wait_for_port(port, Duration::from_secs(20));
-        reg
-    }
-
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Access log so far (stdout) plus the app log (stderr).
-    pub fn access_log(&self) -> String {
-        let a = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        let b = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-        a + &b
-    }
-
-    /// Access-log lines of blob upload requests (start, chunk or finish) in `log`.
-    pub fn upload_requests(log: &str) -> usize {
-        log.lines()
-            .filter(|l| {
-                (l.contains("\"POST /v2/")
-                    || l.contains("\"PATCH /v2/")
-                    || l.contains("\"PUT /v2/"))
-                    && l.contains("/blobs/uploads/")
-            })
-            .count()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What the proxy does to one connection.
@@ -360,36 +237,4 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
         }
     }
     let _ = to.shutdown(Shutdown::Write);
-}
-
-/// Docker CLI with an engine behind it, or a panic saying what is missing.
-pub fn require_docker() {
-    require_tool("docker", "docker.io");
-    let out = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "no Docker Engine reachable (`docker info` failed): {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => panic!("cannot run docker: {e}"),
-    }
-}
-
-/// Removes Docker images by reference on drop.
-pub struct DockerCleanup(pub Vec<String>);
-
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        for r in &self.0 {
-            let _ = Command::new("docker").args(["rmi", "-f", r]).output();
-        }
-    }
-}
-
-/// Temp dir path helper.
-pub fn sub(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    dir.path().join(name)
 }

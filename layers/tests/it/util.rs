@@ -1,39 +1,12 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (tool checks come from `kiln-test-support`).
 
 #![allow(dead_code)]
 
 use kiln_layers::{Entry, EntryKind, FileTree};
-use std::process::Command;
+pub use kiln_test_support::{require_tool, run};
 
 /// The `SOURCE_DATE_EPOCH` used throughout the tests.
 pub const EPOCH: u64 = 1_700_000_000;
-
-/// Panics with a clear message when an oracle tool is missing.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "this test needs `{tool}` as an independent oracle; install it (Debian: apt-get install {package})"
-    );
-}
-
-/// Runs a command, panicking with its stderr if it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 pub fn with_mtime(mut e: Entry, mtime: u64) -> Entry {
     e.mtime = Some(mtime);

@@ -116,7 +116,7 @@ impl DebPackage {
     pub fn parse(s: &str) -> Result<DebPackage, ValueError> {
         let bad = || {
             ValueError::new(
-                format!("{} is not a Debian package", quote(s)),
+                format!("{} is not a Debian package name", quote(s)),
                 "write NAME[:ARCH][=VERSION], e.g. \"etcd-server\" or \"etcd-server=3.4.23-4+b1\" (names: lowercase letters, digits, '+', '-', '.'; at least 2, starting with a letter or digit)",
             )
         };

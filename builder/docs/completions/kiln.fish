@@ -1,0 +1,98 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_kiln_global_optspecs
+    string join \n v/verbose h/help V/version
+end
+
+function __fish_kiln_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_kiln_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_kiln_using_subcommand
+    set -l cmd (__fish_kiln_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c kiln -n "__fish_kiln_needs_command" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kiln -n "__fish_kiln_needs_command" -s V -l version -d 'Print version'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "init" -d 'Write the built-in demo spec as a commented starting point'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "check" -d 'Validate a spec and print the resolved plan: per host its role, units, ports and files'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "schema" -d 'Print the JSON Schema of the spec (for editors and CI)'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "build" -d 'Build the images: one per role profile (base + one layer per component) plus the container images the units run, as an OCI layout and docker-archives'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "push" -d 'Push every image of a build to a registry (OCI distribution API)'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "lock" -d 'Resolve every source of a spec and write kiln.lock beside it (URL and sha256 of each)'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "fetch" -d 'Fill the cache with every artifact of a spec ahead of a build (e.g. before going offline)'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "cache" -d 'Manage the artifact cache'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "render" -d 'Render every profile\'s file tree and every host\'s identity tree into a directory'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kiln -n "__fish_kiln_using_subcommand init" -l force -d 'Overwrite an existing file'
+complete -c kiln -n "__fish_kiln_using_subcommand init" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand init" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand check" -l json -d 'Print the plan as JSON'
+complete -c kiln -n "__fish_kiln_using_subcommand check" -l strict -d 'Treat warnings as errors'
+complete -c kiln -n "__fish_kiln_using_subcommand check" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand check" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand schema" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand schema" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -s o -l output -d 'Output directory' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l threads -d 'Compression threads per layer (0: all cores). Output is identical for any value' -r
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l zstd -d 'Compress layers with zstd instead of gzip'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l strict -d 'Treat warnings as errors'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l offline -d 'Use only the cache; fail listing every missing artifact'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l locked -d 'Refuse any artifact that kiln.lock does not list'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand push" -l to -d 'Destination `REGISTRY/PREFIX`' -r
+complete -c kiln -n "__fish_kiln_using_subcommand push" -l insecure -d 'Plain HTTP (a registry without TLS)'
+complete -c kiln -n "__fish_kiln_using_subcommand push" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand push" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -l offline -d 'Use only the cache; fail listing every missing artifact'
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -l locked -d 'Refuse any artifact that kiln.lock does not list'
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l offline -d 'Use only the cache; fail listing every missing artifact'
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l locked -d 'Refuse any artifact that kiln.lock does not list'
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from import" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from import" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kiln -n "__fish_kiln_using_subcommand render" -s o -l output -d 'Output directory' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand render" -l strict -d 'Treat warnings as errors'
+complete -c kiln -n "__fish_kiln_using_subcommand render" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand render" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "init" -d 'Write the built-in demo spec as a commented starting point'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "check" -d 'Validate a spec and print the resolved plan: per host its role, units, ports and files'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "schema" -d 'Print the JSON Schema of the spec (for editors and CI)'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "build" -d 'Build the images: one per role profile (base + one layer per component) plus the container images the units run, as an OCI layout and docker-archives'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "push" -d 'Push every image of a build to a registry (OCI distribution API)'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "lock" -d 'Resolve every source of a spec and write kiln.lock beside it (URL and sha256 of each)'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "fetch" -d 'Fill the cache with every artifact of a spec ahead of a build (e.g. before going offline)'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "cache" -d 'Manage the artifact cache'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "render" -d 'Render every profile\'s file tree and every host\'s identity tree into a directory'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'

@@ -1,0 +1,116 @@
+//! Helpers shared by kiln's test suites (the `kiln` integration tests and those of
+//! `kiln-images` and `kiln-layers`): finding external tools, running them, Docker, a local
+//! `docker-registry`, Debian's static busybox, `systemd-analyze verify`.
+//!
+//! A test that needs an external tool checks for it first and panics naming the Debian
+//! package to install; CI (`./dev test`) installs every one, so nothing is skipped there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod registry;
+
+pub use registry::{free_port, wait_for_port, Registry};
+
+/// The path of `tool` on PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The path of `tool`, or a panic naming the Debian package that has it.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    which(tool).unwrap_or_else(|| {
+        panic!(
+            "this test needs `{tool}` (Debian package `{package}`): install it with \
+             `apt-get install -y {package}` (`./dev test` installs every tool the tests use)"
+        )
+    })
+}
+
+/// Runs a command; panics with its status, stdout and stderr unless it succeeds. Returns
+/// stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh temporary directory, removed on drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("kiln-test-")
+        .tempdir()
+        .expect("creating a temporary directory")
+}
+
+/// Debian's static busybox (`/bin/busybox`, package busybox-static): the one program of the
+/// small fixture images the tests build.
+pub fn busybox() -> Vec<u8> {
+    let path = Path::new("/bin/busybox");
+    assert!(
+        path.is_file(),
+        "/bin/busybox not found: install it with `apt-get install -y busybox-static`"
+    );
+    std::fs::read(path).expect("reading /bin/busybox")
+}
+
+/// Docker CLI with an engine behind it, or a panic saying what is missing.
+pub fn require_docker() {
+    require_tool("docker", "docker.io");
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "no Docker Engine reachable (`docker info` failed): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!("cannot run docker: {e}"),
+    }
+}
+
+/// Removes Docker images by reference on drop.
+#[derive(Debug)]
+pub struct DockerCleanup(pub Vec<String>);
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", r]).output();
+        }
+    }
+}
+
+/// Runs `systemd-analyze verify` on `/etc/systemd/system/UNIT` inside `root`; panics with its
+/// output unless it passes silently (unknown keys only warn, so silence is the real check).
+pub fn verify_unit(root: &Path, unit: &str) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg(format!("/etc/systemd/system/{unit}"))
+        .output()
+        .expect("running systemd-analyze");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify {unit} in {}:\n{text}",
+        root.display()
+    );
+}
