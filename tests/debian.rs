@@ -110,4 +110,61 @@ fn debian_base_image_runs_real_binaries_and_its_units_verify() {
     for unit in ["zookeeper.service", "etcd.service", "docker.service"] {
         verify_unit(&root, unit);
     }
+    base_carries_nothing_of_the_build_machine(&root);
+}
+
+/// mmdebstrap copies the build machine's resolv.conf and hostname into the tree; kiln's
+/// customize hooks remove them and everything else a build leaves behind (issue 8, item 14).
+fn base_carries_nothing_of_the_build_machine(root: &Path) {
+    for f in ["etc/resolv.conf", "etc/hostname"] {
+        let ours = fs::read(Path::new("/").join(f)).unwrap_or_default();
+        let image = fs::read(root.join(f));
+        assert!(
+            fs::symlink_metadata(root.join(f)).is_err(),
+            "/{f} is in the image: {image:?}"
+        );
+        assert!(
+            image.map_or(true, |t| t != ours),
+            "/{f} is the build machine's"
+        );
+    }
+    assert_eq!(
+        fs::read(root.join("etc/machine-id")).unwrap(),
+        b"",
+        "/etc/machine-id must be an empty file"
+    );
+    for f in [
+        "var/lib/dbus/machine-id",
+        "var/cache/ldconfig/aux-cache",
+        "var/cache/debconf/config.dat-old",
+        "var/cache/debconf/templates.dat-old",
+        "var/lib/dpkg/status-old",
+    ] {
+        assert!(fs::symlink_metadata(root.join(f)).is_err(), "/{f} is left");
+    }
+    let mut left = Vec::new();
+    let mut todo = vec![
+        root.join("var/lib/apt/lists"),
+        root.join("var/cache/apt"),
+        root.join("var/log"),
+    ];
+    while let Some(dir) = todo.pop() {
+        for e in fs::read_dir(&dir).into_iter().flatten() {
+            let e = e.unwrap();
+            let meta = fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else if meta.is_file()
+                && e.file_name() != "lock"
+                // Empty files packages create (wtmp, btmp, lastlog) and symlinks stay.
+                && (!e.path().starts_with(root.join("var/log")) || meta.len() > 0)
+            {
+                left.push(e.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "apt lists, apt caches or build logs are left: {left:?}"
+    );
 }
