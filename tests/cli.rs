@@ -405,3 +405,16 @@ fn every_key_is_described_and_in_the_reference() {
         );
     }
 }
+
+/// The README's "What runs where" table is the generated one (issue 8: generated from the
+/// demo's plan, not written by hand).
+#[test]
+fn readme_what_runs_where_is_generated() {
+    let root = crate::util::tests_dir().join("..");
+    let table = std::fs::read_to_string(root.join("builder/docs/what-runs-where.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&table),
+        "README.md's What runs where table differs from builder/docs/what-runs-where.md: copy it over after `cargo run -p kiln -- generate-docs builder/docs`"
+    );
+}

@@ -111,6 +111,110 @@ fn debian_base_image_runs_real_binaries_and_its_units_verify() {
         verify_unit(&root, unit);
     }
     base_carries_nothing_of_the_build_machine(&root);
+    // kiln's docker.service binds the socket itself: Debian's docker.socket is masked.
+    assert_masked(&root, "docker.socket");
+    networkd_is_enabled(&root);
+    identity_goes_through_the_base_links(&dist, &root);
+
+    let agent = unpack(&dist, "deb-agent", &tmp.path().join("agent"));
+    etcd_of_the_base_is_masked_on_agents(&agent);
+    verify_unit(&agent, "etcd-gateway.service");
+    verify_unit(&agent, "docker.service");
+}
+
+/// `umoci unpack` of the image `reference` of `dist/oci` into `dir`; returns its rootfs.
+fn unpack(dist: &Path, reference: &str, dir: &Path) -> PathBuf {
+    let image = format!("{}:{reference}", dist.join("oci").display());
+    let out = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("rootfs")
+}
+
+fn assert_masked(root: &Path, unit: &str) {
+    let link = root.join("etc/systemd/system").join(unit);
+    assert_eq!(
+        fs::read_link(&link).ok(),
+        Some(PathBuf::from("/dev/null")),
+        "{unit} is not masked"
+    );
+}
+
+/// Regression (issue 8, item 2): Debian's etcd-server leaves etcd.service enabled; on an
+/// agent it won the race for 127.0.0.1:2379 and kiln's gateway restart-looped.
+fn etcd_of_the_base_is_masked_on_agents(agent: &Path) {
+    assert_masked(agent, "etcd.service");
+    assert!(
+        agent
+            .join("etc/systemd/system/multi-user.target.wants/etcd-gateway.service")
+            .exists()
+            || fs::symlink_metadata(
+                agent.join("etc/systemd/system/multi-user.target.wants/etcd-gateway.service")
+            )
+            .is_ok(),
+        "kiln's gateway is not enabled"
+    );
+    // Docker runs on the agent: its own unit, not masked.
+    let docker = agent.join("etc/systemd/system/docker.service");
+    assert!(
+        fs::symlink_metadata(&docker).unwrap().is_file(),
+        "docker.service must be kiln's unit on an agent"
+    );
+}
+
+/// Regression (issue 8, item 1): no network config was rendered. networkd is enabled in the
+/// image and its program is the base's.
+fn networkd_is_enabled(root: &Path) {
+    let wants = root.join("etc/systemd/system/multi-user.target.wants/systemd-networkd.service");
+    let target = fs::read_link(&wants).expect("systemd-networkd.service is not enabled");
+    assert!(
+        inside(root, target.to_str().unwrap()).is_file(),
+        "{target:?} is not in the image"
+    );
+    assert!(inside(root, "/lib/systemd/systemd-networkd").is_file());
+}
+
+/// Regression (issue 8, item 4): the identity wrote `/var/lib/zookeeper/myid` as a file over
+/// Debian's symlink to `/etc/zookeeper/conf/myid`, and declared the data dir root-owned.
+fn identity_goes_through_the_base_links(dist: &Path, root: &Path) {
+    let tar = dist.join("identity/node1.tar");
+    let out = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{listing}");
+    // Debian's zookeeper package links /var/lib/zookeeper/myid to /etc/zookeeper/conf/myid.
+    let target = fs::read_link(root.join("var/lib/zookeeper/myid"))
+        .expect("Debian's zookeeper links /var/lib/zookeeper/myid to its conf dir");
+    let real = inside(root, target.to_str().unwrap());
+    let real = real.strip_prefix(root).unwrap().display().to_string();
+    assert!(
+        listing.contains(&real),
+        "myid not placed at {real}:\n{listing}"
+    );
+    assert!(
+        !listing.contains("var/lib/zookeeper/myid"),
+        "myid replaces Debian's link:\n{listing}"
+    );
+    // The data dir keeps the base's owner (zookeeper) and mode (0750), not 0755 root.
+    let dir = listing
+        .lines()
+        .find(|l| l.trim_end().ends_with("var/lib/zookeeper/"))
+        .unwrap_or_else(|| panic!("no data dir entry:\n{listing}"));
+    assert!(
+        dir.starts_with("drwxr-x---") && !dir.contains(" 0/0 "),
+        "{dir}"
+    );
+    assert!(
+        listing.contains("etc/systemd/network/10-kiln.network"),
+        "{listing}"
+    );
+    assert!(listing.contains("etc/resolv.conf"), "{listing}");
 }
 
 /// mmdebstrap copies the build machine's resolv.conf and hostname into the tree; kiln's

@@ -109,6 +109,22 @@ pub struct BuildReport {
     pub spec_sha256: String,
     pub source_date_epoch: u64,
     pub images: Vec<ImageReport>,
+    /// Per host: `identity/HOST.tar`, the identity tree placed on the role image (through
+    /// the base's symlinks, keeping the base's directory owners).
+    #[serde(default)]
+    pub identity: Vec<IdentityReport>,
+}
+
+/// One host's identity archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityReport {
+    pub host: String,
+    pub profile: String,
+    /// Path under the output directory.
+    pub path: String,
+    pub sha256: String,
+    /// The files it holds, as placed on the image.
+    pub files: Vec<String>,
 }
 
 /// Builds every image of the plan into `opts.dist` (swapped in only when complete).
@@ -320,6 +336,7 @@ fn build_into(
         spec_sha256: plan.spec_sha256.clone(),
         source_date_epoch: epoch,
         images: Vec::new(),
+        identity: Vec::new(),
     };
     let im = &plan.images;
     let prefix = im.prefix.as_str();
@@ -450,12 +467,49 @@ fn build_into(
             epoch as i64,
         )?;
     }
+    report.identity = write_identities(plan, rendered, &base_tree, epoch, out)?;
     let mut json =
         serde_json::to_string_pretty(&report).map_err(|e| BuildError::Source(e.to_string()))?;
     json.push('\n');
     fs::write(out.join(REPORT), json).map_err(io_err("writing build-report.json"))?;
     write_sha256sums(out)?;
     Ok(report)
+}
+
+/// Writes each host's identity tree, placed on the base, as a deterministic tar under
+/// `identity/`: what boot-time delivery (cloud-init, kickstart) writes onto the role image.
+fn write_identities(
+    plan: &Plan,
+    rendered: &Rendered,
+    base: &FileTree,
+    epoch: u64,
+    out: &Path,
+) -> Result<Vec<IdentityReport>, BuildError> {
+    let dir = out.join("identity");
+    fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let mut reports = Vec::new();
+    for h in &plan.hosts {
+        let Some(tree) = rendered.hosts.get(h.name.as_str()) else {
+            continue;
+        };
+        let placed = place(tree, base)?;
+        let mut bytes = Vec::new();
+        kiln_layers::write_tar(&placed, epoch, &mut bytes)?;
+        let rel = format!("identity/{}.tar", h.name);
+        fs::write(out.join(&rel), &bytes).map_err(io_err(format!("writing {rel}")))?;
+        reports.push(IdentityReport {
+            host: h.name.to_string(),
+            profile: h.profile.clone(),
+            path: rel,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            files: placed
+                .iter()
+                .filter(|(_, e)| e.kind != kiln_layers::EntryKind::Dir)
+                .map(|(p, _)| p.to_string())
+                .collect(),
+        });
+    }
+    Ok(reports)
 }
 
 /// `tree` as written on top of `base` (see [`FileTree::placed_on`]).

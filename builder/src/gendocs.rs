@@ -23,6 +23,9 @@ pub fn write_all(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let reference = dir.join("spec-reference.md");
     std::fs::write(&reference, kiln::reference::markdown())?;
     written.push(reference);
+    let wrw = dir.join("what-runs-where.md");
+    std::fs::write(&wrw, what_runs_where_demo()?)?;
+    written.push(wrw);
 
     let man = dir.join("man");
     std::fs::create_dir_all(&man)?;
@@ -42,6 +45,13 @@ pub fn write_all(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// The demo's "What runs where" table (the README carries the same table).
+pub fn what_runs_where_demo() -> io::Result<String> {
+    let src = kiln::read_spec(None).map_err(|e| io::Error::other(e.to_string()))?;
+    let loaded = kiln::validate::load(&src).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(kiln::report::what_runs_where(&loaded.plan))
 }
 
 /// Writes the man page of `cmd` (built) and of each of its visible subcommands, recursively.

@@ -252,3 +252,33 @@ pub fn text(r: &CheckReport) -> String {
     }
     o
 }
+
+/// "What runs where": a Markdown table of each profile's hosts, units (with component and
+/// ports) and masked base units, generated from the plan (the README carries the demo's).
+pub fn what_runs_where(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "| profile | hosts | unit | component | ports |");
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for p in &plan.profiles {
+        let hosts = kiln_model::plan::join(&p.hosts, ", ");
+        for (i, s) in p.services.iter().enumerate() {
+            let (name, hosts) = if i == 0 {
+                (p.name.as_str(), hosts.as_str())
+            } else {
+                ("", "")
+            };
+            let _ = writeln!(
+                o,
+                "| {name} | {hosts} | `{}` | {} | {} |",
+                s.unit,
+                s.component,
+                ports(s)
+            );
+        }
+        if !p.masked.is_empty() {
+            let masked: Vec<String> = p.masked.iter().map(|u| format!("`{u}`")).collect();
+            let _ = writeln!(o, "| | | masked (never runs): {} | | |", masked.join(" "));
+        }
+    }
+    o
+}

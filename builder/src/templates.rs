@@ -1,9 +1,8 @@
 //! The text templates operators read (units, configs, firewalld XML), embedded in the binary.
 //!
-//! minijinja in strict mode: an undefined variable is an error, nothing is HTML-escaped, and a
-//! template's trailing newline is kept. Code builds the data; templates only lay it out.
+//! The engine (strict, unescaped, trailing newline kept) is [`kiln_model::templates`], shared
+//! with the provisioning renderers. Code builds the data; templates only lay it out.
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 /// Every template, by name. The name is also the file under `builder/templates/` minus `.j2`.
@@ -33,6 +32,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("hosts", include_str!("../templates/hosts.j2")),
     ("identity.env", include_str!("../templates/identity.env.j2")),
+    ("kiln.network", include_str!("../templates/kiln.network.j2")),
+    ("resolv.conf", include_str!("../templates/resolv.conf.j2")),
     (
         "kiln-load-images.service",
         include_str!("../templates/kiln-load-images.service.j2"),
@@ -60,51 +61,21 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-/// A template failed to render (a bug in kiln, never in the spec).
-#[derive(Debug, thiserror::Error)]
-#[error("rendering template {name}: {source:#}")]
-pub struct TemplateError {
-    pub name: String,
-    #[source]
-    pub source: minijinja::Error,
-}
+pub use kiln_model::templates::TemplateError;
 
-/// The loaded template set.
+/// The loaded template set of `builder/templates/`.
 #[derive(Debug)]
-pub struct Templates {
-    env: Environment<'static>,
-}
+pub struct Templates(kiln_model::templates::Templates);
 
 impl Templates {
     /// Loads and compiles every template.
     pub fn new() -> Result<Self, TemplateError> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.set_keep_trailing_newline(true);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        for (name, src) in TEMPLATES {
-            env.add_template(name, src)
-                .map_err(|source| TemplateError {
-                    name: name.to_string(),
-                    source,
-                })?;
-        }
-        Ok(Templates { env })
+        kiln_model::templates::Templates::new(TEMPLATES).map(Templates)
     }
 
     /// Renders template `name` with `ctx`.
     pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, TemplateError> {
-        let err = |source| TemplateError {
-            name: name.to_string(),
-            source,
-        };
-        self.env
-            .get_template(name)
-            .map_err(err)?
-            .render(ctx)
-            .map_err(err)
+        self.0.render(name, ctx)
     }
 }
 

@@ -314,6 +314,47 @@ pub fn resolve_parents(base: &FileTree, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// Pseudo filesystems a link may point into at run time; content is never placed there.
+const RUNTIME_DIRS: &[&str] = &["/dev", "/proc", "/sys", "/run"];
+
+/// Where a file written at `path` lands when `base` has a symlink there: its target, as `cp`
+/// onto an existing link writes through it (Debian's `/var/lib/zookeeper/myid` links to
+/// `/etc/zookeeper/conf/myid`). Links into [`RUNTIME_DIRS`] (a masked unit's `/dev/null`, a
+/// resolver's `/run/…`) are not followed: the file replaces the link.
+fn follow_leaf(base: &FileTree, path: &str) -> String {
+    let mut cur = path.to_string();
+    for _ in 0..40 {
+        let Some(EntryKind::Symlink(t)) = base.get(&cur).map(|e| &e.kind) else {
+            return cur;
+        };
+        let parent = cur.rsplit_once('/').map_or("", |(p, _)| p);
+        let joined = if t.starts_with('/') {
+            t.clone()
+        } else {
+            format!("{parent}/{t}")
+        };
+        let mut parts: Vec<&str> = Vec::new();
+        for c in joined.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        let target = format!("/{}", parts.join("/"));
+        if RUNTIME_DIRS
+            .iter()
+            .any(|d| target == *d || target.starts_with(&format!("{d}/")))
+        {
+            return cur;
+        }
+        cur = resolve_parents(base, &target);
+    }
+    cur
+}
+
 impl FileTree {
     /// This tree as it should be written on top of `base`: every entry moved through the
     /// symlinks `base` has at its parents ([`resolve_parents`]), and directories dropped where
@@ -321,7 +362,10 @@ impl FileTree {
     pub fn placed_on(&self, base: &FileTree) -> Result<FileTree> {
         let mut out = FileTree::new();
         for (path, e) in self.iter() {
-            let dest = resolve_parents(base, path);
+            let mut dest = resolve_parents(base, path);
+            if !matches!(e.kind, EntryKind::Dir | EntryKind::Symlink(_)) {
+                dest = follow_leaf(base, &dest);
+            }
             let base_kind = base.get(&dest).map(|b| &b.kind);
             if e.kind == EntryKind::Dir && matches!(base_kind, Some(EntryKind::Symlink(_))) {
                 continue;
@@ -454,6 +498,49 @@ mod tests {
         let placed = layer.placed_on(&base).unwrap();
         let d = placed.get("/var/lib/zookeeper").unwrap();
         assert_eq!((d.mode, d.uid, d.gid), (0o750, 107, 112));
+    }
+
+    /// Regression (issue 8, item 4): Debian's `/var/lib/zookeeper/myid` is a symlink to
+    /// `/etc/zookeeper/conf/myid`; the identity's `myid` must land behind it, not replace it.
+    /// A link into `/dev` (a masked unit) is replaced instead of written through.
+    #[test]
+    fn files_are_written_through_a_leaf_symlink_but_not_into_dev() {
+        let mut base = FileTree::new();
+        base.insert("/etc/zookeeper/conf", Entry::symlink("conf_example"))
+            .unwrap();
+        base.insert("/etc/zookeeper/conf_example/myid", Entry::file("", 0o644))
+            .unwrap();
+        base.insert(
+            "/var/lib/zookeeper/myid",
+            Entry::symlink("/etc/zookeeper/conf/myid"),
+        )
+        .unwrap();
+        base.insert(
+            "/etc/systemd/system/docker.service",
+            Entry::symlink("/dev/null"),
+        )
+        .unwrap();
+        let mut layer = FileTree::new();
+        layer
+            .insert("/var/lib/zookeeper/myid", Entry::file("1\n", 0o644))
+            .unwrap();
+        layer
+            .insert(
+                "/etc/systemd/system/docker.service",
+                Entry::file("[Unit]\n", 0o644),
+            )
+            .unwrap();
+        let placed = layer.placed_on(&base).unwrap();
+        assert_eq!(
+            placed
+                .get("/etc/zookeeper/conf_example/myid")
+                .and_then(|e| e.data()),
+            Some(&b"1\n"[..])
+        );
+        assert!(placed.get("/var/lib/zookeeper/myid").is_none());
+        assert!(placed
+            .get("/etc/systemd/system/docker.service")
+            .is_some_and(|e| matches!(e.kind, EntryKind::File(_))));
     }
 
     #[test]

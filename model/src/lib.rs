@@ -5,4 +5,5 @@
 //! `builder → kickstart → model`, `builder → images → layers`, `builder → model`.
 
 pub mod plan;
+pub mod templates;
 pub mod values;

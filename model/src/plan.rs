@@ -24,6 +24,8 @@ use crate::values::{
 pub enum ComponentId {
     /// `/etc/hosts` and each host's identity (hostname, identity env).
     Host,
+    /// systemd-networkd and each host's network config.
+    Network,
     ZooKeeper,
     Etcd,
     Mesos,
@@ -38,6 +40,7 @@ impl ComponentId {
     pub fn name(self) -> &'static str {
         match self {
             ComponentId::Host => "hosts",
+            ComponentId::Network => "network",
             ComponentId::ZooKeeper => "zookeeper",
             ComponentId::Etcd => "etcd",
             ComponentId::Mesos => "mesos",

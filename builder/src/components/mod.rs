@@ -8,6 +8,7 @@ mod firewall;
 mod host;
 mod marathon;
 mod mesos;
+mod network;
 mod zookeeper;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,7 @@ pub trait Component: Sync {
 /// Every component, in render order. Adding a component is one module plus one line here.
 pub static REGISTRY: &[&dyn Component] = &[
     &host::Host,
+    &network::Network,
     &zookeeper::ZooKeeper,
     &etcd::Etcd,
     &mesos::Mesos,
@@ -356,6 +358,13 @@ impl<'a> Ctx<'a> {
         self.template(&path, 0o644, name, data)?;
         let link = format!("{UNIT_DIR}/multi-user.target.wants/{unit}");
         self.add(&link, Entry::symlink(path))
+    }
+
+    /// Enables a unit the base ships (its file stays where the package put it) with a
+    /// `TARGET.wants` symlink, as `systemctl enable` would.
+    pub fn enable_base_unit(&mut self, unit: &str, target: &str) -> Result<(), RenderError> {
+        let link = format!("{UNIT_DIR}/{target}.wants/{unit}");
+        self.add(&link, Entry::symlink(format!("/lib/systemd/system/{unit}")))
     }
 
     /// Masks a unit the base may ship (a symlink to `/dev/null`).
