@@ -11,13 +11,18 @@ use super::Checker;
 use crate::spec::Spec;
 
 /// Flags the typed keys of `[mesos.master]` set: `flags` may not set them again (Mesos
-/// refuses a flag loaded twice).
+/// refuses a flag loaded twice). These are exactly the flag files kiln writes under
+/// `/etc/mesos-master/` (components/mesos.rs).
 pub(crate) const MASTER_TYPED_FLAGS: &[(&str, &str)] = &[
     ("cluster", "cluster.name"),
     ("quorum", "mesos.master.quorum"),
     ("work_dir", "mesos.master.work_dir"),
     ("port", "mesos.master.port"),
     ("zk", "the ZooKeeper ensemble (/etc/mesos/zk)"),
+    (
+        "log_dir",
+        "kiln (/var/log/mesos, as the Mesos package's LOGS)",
+    ),
 ];
 
 /// Flags the typed keys of `[mesos.agent]` set.
@@ -27,6 +32,10 @@ pub(crate) const AGENT_TYPED_FLAGS: &[(&str, &str)] = &[
     ("work_dir", "mesos.agent.work_dir"),
     ("port", "mesos.agent.port"),
     ("master", "the ZooKeeper ensemble (/etc/mesos/zk)"),
+    (
+        "log_dir",
+        "kiln (/var/log/mesos, as the Mesos package's LOGS)",
+    ),
     ("network_cni_config_dir", "mesos.agent.cni_config_dir"),
     ("network_cni_plugins_dir", "mesos.agent.cni_plugins_dir"),
     (

@@ -1,0 +1,271 @@
+//! What the upstream programs do with kiln's files on a real host (issue 8): the Mesos init
+//! wrapper's flags.
+//! Each test is named after what broke; the upstream facts are in
+//! `builder/notes/issue8-upstream.md`, cited in the components.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::render::{render, TOPOLOGIES};
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// `NAME=` assignments of a shell or env file (comments and blank lines skipped).
+fn assigned(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+        .collect()
+}
+
+// The mesosphere init wrapper, as a test oracle (mesosphere/mesos-deb-packaging 54ec74a,
+// `mesos-init-wrapper` l.68-87 and l.126-146; `default/*` and `build_mesos` l.243-253 for what
+// the package installs). Written from reading it, not copied.
+
+/// Variables the wrapper turns into flags of `kind` (`ULIMIT` into `ulimit`).
+fn wrapper_vars(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "master" => &[
+            ("ULIMIT", "ulimit"),
+            ("ZK", "zk"),
+            ("IP", "ip"),
+            ("PORT", "port"),
+            ("CLUSTER", "cluster"),
+            ("LOGS", "log_dir"),
+        ],
+        _ => &[
+            ("ULIMIT", "ulimit"),
+            ("MASTER", "master"),
+            ("IP", "ip"),
+            ("LOGS", "log_dir"),
+            ("ISOLATION", "isolation"),
+        ],
+    }
+}
+
+/// The package's own `/etc/default/NAME` (its variables) and flag files.
+fn package_defaults(name: &str) -> Vec<String> {
+    let v: &[&str] = match name {
+        "mesos" => &["LOGS", "ULIMIT"],
+        "mesos-master" => &["PORT", "ZK"],
+        _ => &["MASTER"],
+    };
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn package_flag_files(kind: &str) -> Vec<String> {
+    let v: &[&str] = match kind {
+        "master" => &["quorum", "work_dir"],
+        _ => &["work_dir"],
+    };
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// What the wrapper passes to the `kind` daemon of a host: the flags (in order, a flag given
+/// twice appears twice) and whether it runs `ulimit`. `root` is the profile tree laid over
+/// the Mesos package (kiln's files replace the package's at the same path); `env` is the
+/// unit's environment.
+fn wrapper_run(root: &Path, kind: &str, env: &[String]) -> (Vec<String>, bool) {
+    let mut vars: Vec<String> = env.to_vec();
+    for name in ["mesos".to_string(), format!("mesos-{kind}")] {
+        let f = root.join("etc/default").join(&name);
+        if f.is_file() {
+            vars.extend(assigned(&read(&f)));
+        } else {
+            vars.extend(package_defaults(&name));
+        }
+    }
+    let mut flags = Vec::new();
+    let mut ulimit = false;
+    for (var, flag) in wrapper_vars(kind) {
+        if vars.iter().any(|v| v == var) {
+            if *flag == "ulimit" {
+                ulimit = true;
+            } else {
+                flags.push(flag.to_string());
+            }
+        }
+    }
+    let dir = root.join(format!("etc/mesos-{kind}"));
+    let mut files = package_flag_files(kind);
+    if dir.is_dir() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                files.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    flags.extend(
+        files
+            .iter()
+            .map(|f| f.strip_prefix('?').unwrap_or(f).to_string()),
+    );
+    (flags, ulimit)
+}
+
+/// `(host, profile root, the mesos units' environment)` of every host of a render output.
+fn hosts_of(out: &Path) -> Vec<(String, PathBuf, Vec<String>)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(out.join("hosts")).unwrap() {
+        let p = e.unwrap().path();
+        if !p.is_dir() {
+            continue;
+        }
+        let id = read(&p.join("etc/kiln/identity.env"));
+        let profile = id
+            .lines()
+            .find_map(|l| l.strip_prefix("KILN_PROFILE="))
+            .unwrap()
+            .to_string();
+        let root = out.join("profiles").join(&profile);
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        v.push((name, root, assigned(&id)));
+    }
+    v.sort();
+    v
+}
+
+/// The unit's own `Environment=` names, and whether it reads the identity env file.
+fn unit_env(unit: &str) -> (Vec<String>, bool) {
+    let names = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|v| v.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    (
+        names,
+        unit.contains("EnvironmentFile=/etc/kiln/identity.env"),
+    )
+}
+
+fn duplicates(flags: &[String]) -> Vec<&String> {
+    let mut seen = BTreeMap::new();
+    for f in flags {
+        *seen.entry(f).or_insert(0) += 1;
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(f, _)| f)
+        .collect()
+}
+
+/// Issue 8, item 5: the package's `/etc/default/mesos-master` set `PORT=5050`, kiln wrote
+/// `/etc/mesos-master/port`, the wrapper passed `--port` twice and Mesos 1.11 exited ("Flag
+/// 'port' is already loaded"), restarting forever. kiln now owns the three default files and
+/// every flag is one file.
+#[test]
+fn mesos_master_gets_each_flag_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (name, spec) in TOPOLOGIES {
+        let out = render(name, *spec, tmp.path());
+        for (host, root, identity) in hosts_of(&out) {
+            for (kind, unit, needed) in [
+                (
+                    "master",
+                    "mesos-master.service",
+                    &["zk", "port", "quorum", "work_dir", "cluster", "log_dir"][..],
+                ),
+                (
+                    "slave",
+                    "mesos-slave.service",
+                    &["master", "port", "work_dir", "log_dir"][..],
+                ),
+            ] {
+                let unit_path = root.join("etc/systemd/system").join(unit);
+                if unit_path.is_symlink() || !unit_path.is_file() {
+                    continue;
+                }
+                // The package's default files must never apply: kiln writes all three.
+                for d in ["mesos", "mesos-master", "mesos-slave"] {
+                    assert!(
+                        root.join("etc/default").join(d).is_file(),
+                        "{name}/{host}: no /etc/default/{d}"
+                    );
+                }
+                let (mut env, reads_identity) = unit_env(&read(&unit_path));
+                if reads_identity {
+                    env.extend(identity.iter().cloned());
+                }
+                let (flags, _) = wrapper_run(&root, kind, &env);
+                assert!(
+                    duplicates(&flags).is_empty(),
+                    "{name}/{host}: mesos-{kind} gets {:?} twice: {flags:?}",
+                    duplicates(&flags)
+                );
+                for f in needed {
+                    assert!(
+                        flags.iter().any(|x| x == f),
+                        "{name}/{host}: mesos-{kind} lacks --{f}: {flags:?}"
+                    );
+                }
+                // The ZooKeeper URL the daemon gets is the one in /etc/mesos/zk.
+                let zk_flag = if kind == "master" { "zk" } else { "master" };
+                assert_eq!(
+                    read(&root.join(format!("etc/mesos-{kind}/{zk_flag}"))),
+                    read(&root.join("etc/mesos/zk")),
+                    "{name}/{host}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "only {checked} daemons checked");
+
+    // The oracle sees the original bug: the package's defaults with kiln's flag files.
+    let out = render("demo", None, tmp.path());
+    let bare = tempfile::tempdir().unwrap();
+    let flag_dir = bare.path().join("etc/mesos-master");
+    fs::create_dir_all(&flag_dir).unwrap();
+    for e in fs::read_dir(out.join("profiles/master-agent/etc/mesos-master")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), flag_dir.join(e.file_name())).unwrap();
+    }
+    let (flags, _) = wrapper_run(bare.path(), "master", &[]);
+    assert!(
+        duplicates(&flags).contains(&&"port".to_string()),
+        "{flags:?}"
+    );
+}
+
+/// Issue 8, item 15 (the Mesos part): the package's `/etc/default/mesos` has `ULIMIT="-n
+/// 8192"`, and the wrapper's `ulimit $ULIMIT` sets the soft and hard limit, lowering the unit's
+/// `LimitNOFILE=` for Mesos and every task. Covered by owning the default files (item 5).
+#[test]
+fn mesos_package_ulimit_no_longer_lowers_limit_nofile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
+    let mut checked = 0;
+    for (host, root, identity) in hosts_of(&out) {
+        for (kind, unit) in [
+            ("master", "mesos-master.service"),
+            ("slave", "mesos-slave.service"),
+        ] {
+            let unit_path = root.join("etc/systemd/system").join(unit);
+            if unit_path.is_symlink() || !unit_path.is_file() {
+                continue;
+            }
+            let text = read(&unit_path);
+            assert!(text.contains("\nLimitNOFILE=65536\n"), "{host}: {text}");
+            let (_, ulimit) = wrapper_run(&root, kind, &identity);
+            assert!(!ulimit, "{host}: mesos-{kind} would run `ulimit`");
+            let defaults = read(&root.join("etc/default/mesos"));
+            assert!(
+                !assigned(&defaults).contains(&"ULIMIT".into()),
+                "{defaults}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5, "3 masters + 2 agents");
+    // Without kiln's files the package's ULIMIT would apply.
+    let bare = tempfile::tempdir().unwrap();
+    assert!(wrapper_run(bare.path(), "slave", &[]).1);
+}
