@@ -1,5 +1,5 @@
 //! What the upstream programs do with kiln's files on a real host (issue 8): the Mesos init
-//! wrapper's flags.
+//! wrapper's flags, ZooKeeper's AdminServer.
 //! Each test is named after what broke; the upstream facts are in
 //! `builder/notes/issue8-upstream.md`, cited in the components.
 
@@ -8,6 +8,30 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::render::{render, TOPOLOGIES};
+use crate::util::kiln_code;
+
+/// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
+fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, spec).unwrap();
+    let out = dir.join(name);
+    kiln_code(
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    out
+}
+
+/// The built-in demo with `from` replaced by `to` (which must occur once).
+fn demo_with(from: &str, to: &str) -> String {
+    assert_eq!(kiln::DEMO_SPEC.matches(from).count(), 1, "{from}");
+    kiln::DEMO_SPEC.replace(from, to)
+}
 
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -268,4 +292,64 @@ fn mesos_package_ulimit_no_longer_lowers_limit_nofile() {
     // Without kiln's files the package's ULIMIT would apply.
     let bare = tempfile::tempdir().unwrap();
     assert!(wrapper_run(bare.path(), "slave", &[]).1);
+}
+
+/// Issue 8, item 6: ZooKeeper 3.5+ starts an AdminServer on 8080, Marathon's port; on a
+/// single host ZooKeeper exits when Marathon has it, in a quorum Marathon loses it.
+#[test]
+fn zookeeper_admin_server_is_off_so_marathon_keeps_8080() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in TOPOLOGIES {
+        let out = render(name, *spec, tmp.path());
+        for e in fs::read_dir(out.join("profiles")).unwrap() {
+            let root = e.unwrap().path();
+            let cfg = root.join("etc/zookeeper/conf/zoo.cfg");
+            if !root.is_dir() || !cfg.is_file() {
+                continue;
+            }
+            let text = read(&cfg);
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(
+                lines.contains(&"admin.enableServer=false"),
+                "{name}: {text}"
+            );
+            assert!(!text.contains("admin.serverPort"), "{name}: {text}");
+            let fw = root.join("etc/firewalld/services/kiln-zookeeper.xml");
+            if fw.is_file() {
+                let zk = read(&fw);
+                assert!(!zk.contains("port=\"8080\""), "{name}: {zk}");
+            }
+        }
+    }
+    let marathon = read(
+        &tmp.path()
+            .join("demo/profiles/master-agent/etc/firewalld/services/kiln-marathon.xml"),
+    );
+    assert!(marathon.contains("port=\"8080\""), "{marathon}");
+}
+
+/// `zookeeper.admin_port` turns the AdminServer on, on that port, and opens it on the
+/// masters; the port-clash check sees it (fixture `port-clash-zookeeper-admin-marathon`).
+#[test]
+fn zookeeper_admin_port_turns_the_admin_server_on_and_opens_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = demo_with("# admin_port = 8081 ", "admin_port = 8081 ");
+    let out = render_text(tmp.path(), "admin", &spec);
+    let root = out.join("profiles/master-agent");
+    let cfg = read(&root.join("etc/zookeeper/conf/zoo.cfg"));
+    assert!(
+        cfg.contains("\nadmin.enableServer=true\nadmin.serverPort=8081\n"),
+        "{cfg}"
+    );
+    assert!(!cfg.contains("admin.enableServer=false"), "{cfg}");
+    let fw = read(&root.join("etc/firewalld/services/kiln-zookeeper.xml"));
+    assert!(
+        fw.contains("<port protocol=\"tcp\" port=\"8081\"/>"),
+        "{fw}"
+    );
+    let (check, _) = kiln_code(
+        &["check", tmp.path().join("admin.toml").to_str().unwrap()],
+        0,
+    );
+    assert!(check.contains("3888/tcp 8081/tcp"), "{check}");
 }

@@ -244,6 +244,10 @@ pub struct ZooKeeper {
     pub peer_port: u16,
     /// Port of leader election (second port of `server.N`).
     pub election_port: u16,
+    /// Port of ZooKeeper's AdminServer (3.5+; HTTP commands under `/commands`), opened on the
+    /// masters, e.g. `8081`. Unset: the AdminServer is off (`admin.enableServer=false`), since
+    /// on its default port 8080 it would take Marathon's port.
+    pub admin_port: Option<u16>,
 }
 
 /// Apache Mesos masters and agents (mesosphere packages and init wrapper).
@@ -546,6 +550,7 @@ impl Default for ZooKeeper {
             client_port: 2181,
             peer_port: 2888,
             election_port: 3888,
+            admin_port: None,
         }
     }
 }

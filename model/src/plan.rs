@@ -336,6 +336,9 @@ pub struct ZooKeeperPlan {
     pub client_port: u16,
     pub peer_port: u16,
     pub election_port: u16,
+    /// Port of the AdminServer (ZooKeeper 3.5+); `None`: it is off (`admin.enableServer=false`),
+    /// since it would take 8080 by default, Marathon's port.
+    pub admin_port: Option<u16>,
     /// The ensemble: `myid` and address of every master, in spec order.
     pub servers: Vec<(u32, Ipv4Addr)>,
 }

@@ -77,6 +77,16 @@ impl Checker {
         let data_dir = self.path("zookeeper.data_dir", &zk.data_dir);
         let conf_dir = self.path("zookeeper.conf_dir", &zk.conf_dir);
         let home = self.path("zookeeper.home", &zk.home);
+        if let (Some(v), Some(_)) = (&version, zk.admin_port) {
+            // The AdminServer came with ZooKeeper 3.5.0 (zookeeperAdmin.md, "AdminServer").
+            if !v.at_least(3, 5) {
+                self.err(
+                    "zookeeper.admin_port",
+                    format!("ZooKeeper {v} has no AdminServer (it came in 3.5.0)"),
+                    "remove zookeeper.admin_port, or use ZooKeeper 3.5 or later",
+                );
+            }
+        }
         Some(ZooKeeperPlan {
             version: version?,
             source: source.ok()?,
@@ -89,6 +99,7 @@ impl Checker {
             client_port: zk.client_port,
             peer_port: zk.peer_port,
             election_port: zk.election_port,
+            admin_port: zk.admin_port,
             servers: (1..).zip(masters.iter().map(|h| h.ip())).collect(),
         })
     }
