@@ -1,5 +1,5 @@
 //! What the upstream programs do with kiln's files on a real host (issue 8): the Mesos init
-//! wrapper's flags, ZooKeeper's AdminServer.
+//! wrapper's flags, ZooKeeper's AdminServer, Marathon's libprocess port.
 //! Each test is named after what broke; the upstream facts are in
 //! `builder/notes/issue8-upstream.md`, cited in the components.
 
@@ -352,4 +352,45 @@ fn zookeeper_admin_port_turns_the_admin_server_on_and_opens_it() {
         0,
     );
     assert!(check.contains("3888/tcp 8081/tcp"), "{check}");
+}
+
+/// Issue 8, item 11: Marathon's scheduler driver listened on a random ephemeral port that no
+/// firewall opened, so with several masters the leading Mesos master could not reach it.
+#[test]
+fn marathon_libprocess_port_is_fixed_and_opened_on_masters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
+    let master = out.join("profiles/master");
+    let unit = read(&master.join("etc/systemd/system/marathon.service"));
+    assert!(
+        unit.contains("\nEnvironment=LIBPROCESS_PORT=15101\n"),
+        "{unit}"
+    );
+    let fw = read(&master.join("etc/firewalld/services/kiln-marathon.xml"));
+    assert!(
+        fw.contains("<port protocol=\"tcp\" port=\"15101\"/>"),
+        "{fw}"
+    );
+    let zone = read(&master.join("etc/firewalld/zones/public.xml"));
+    assert!(zone.contains("<service name=\"kiln-marathon\"/>"), "{zone}");
+    // Agents run no Marathon and open nothing for it.
+    let agent = out.join("profiles/agent/etc/firewalld");
+    for e in fs::read_dir(agent.join("services")).unwrap() {
+        let text = read(&e.unwrap().path());
+        assert!(!text.contains("15101"), "{text}");
+    }
+    // The key moves both.
+    let spec = demo_with("# libprocess_port = 15101 ", "libprocess_port = 15200 ");
+    let out = render_text(tmp.path(), "lp", &spec);
+    let root = out.join("profiles/master-agent");
+    let unit = read(&root.join("etc/systemd/system/marathon.service"));
+    assert!(
+        unit.contains("\nEnvironment=LIBPROCESS_PORT=15200\n"),
+        "{unit}"
+    );
+    let fw = read(&root.join("etc/firewalld/services/kiln-marathon.xml"));
+    assert!(
+        fw.contains("port=\"15200\"") && !fw.contains("15101"),
+        "{fw}"
+    );
 }

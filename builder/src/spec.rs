@@ -316,6 +316,9 @@ pub struct Marathon {
     pub source: Option<Source>,
     /// Port of Marathon's HTTP API and UI (`--http_port`).
     pub port: u16,
+    /// Port of Marathon's Mesos scheduler driver (`LIBPROCESS_PORT`), opened on the masters:
+    /// the leading Mesos master connects back to it. Default 15101, as DC/OS sets it.
+    pub libprocess_port: u16,
 }
 
 /// etcd: a static cluster on the masters, a proxy or gateway on the agents.
@@ -604,6 +607,7 @@ impl Default for Marathon {
             version: "1.6.322".into(),
             source: None,
             port: 8080,
+            libprocess_port: 15101,
         }
     }
 }

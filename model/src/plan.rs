@@ -455,7 +455,10 @@ pub struct MesosAgentPlan {
 pub struct MarathonPlan {
     pub version: Version,
     pub source: Option<SourcePlan>,
+    /// `--http_port`.
     pub port: u16,
+    /// `LIBPROCESS_PORT`: where the scheduler driver listens for the Mesos master.
+    pub libprocess_port: u16,
     /// `zk://…/mesos` and `zk://…/marathon`.
     pub master_zk: String,
     pub zk: String,

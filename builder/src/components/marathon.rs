@@ -1,5 +1,5 @@
 //! Marathon on the masters: `--master zk://…/mesos --zk zk://…/marathon`, `LIBPROCESS_IP` from
-//! the host's identity.
+//! the host's identity, a fixed `LIBPROCESS_PORT`.
 
 use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service};
 use minijinja::context;
@@ -22,9 +22,12 @@ impl Component for Marathon {
             (Some(m), true) => vec![Service {
                 unit: "marathon.service".into(),
                 component: ComponentId::Marathon,
-                about: "Marathon HTTP API and UI",
+                about: "Marathon HTTP API and UI, and its libprocess port",
                 exec: abs(MARATHON),
-                ports: vec![Port::tcp(m.port, "marathon.port")],
+                ports: vec![
+                    Port::tcp(m.port, "marathon.port"),
+                    Port::tcp(m.libprocess_port, "marathon.libprocess_port"),
+                ],
             }],
             _ => Vec::new(),
         }
@@ -39,7 +42,16 @@ impl Component for Marathon {
         else {
             return Ok(());
         };
-        let data = context! { exec => MARATHON, master => m.master_zk, zk => m.zk, port => m.port };
+        // Marathon talks to the Mesos master through libmesos' scheduler driver, which listens
+        // on a random ephemeral port unless LIBPROCESS_PORT is set, and the leading master
+        // connects back to it (mesosphere/marathon 90619da docs/docs/troubleshooting.md l.65;
+        // apache/mesos 1.11.0 3rdparty/libprocess/src/process.cpp l.208-223). A fixed port
+        // can be opened on the masters; DC/OS uses 15101 (dcos/dcos 79b9a39
+        // gen/dcos-config.yaml l.2132, docs/admin-ports.md l.42).
+        let data = context! {
+            exec => MARATHON, master => m.master_zk, zk => m.zk, port => m.port,
+            libprocess_port => m.libprocess_port,
+        };
         ctx.unit("marathon.service", "marathon.service", data)
     }
 

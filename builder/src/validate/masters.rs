@@ -244,6 +244,7 @@ impl Checker {
             version: version?,
             source: source.ok()?,
             port: m.port,
+            libprocess_port: m.libprocess_port,
             master_zk: zk.url("mesos"),
             zk: zk.url("marathon"),
         })
