@@ -314,6 +314,9 @@ pub struct Marathon {
     pub version: String,
     /// Where Marathon comes from; unset: the catalog's tarball for `version`.
     pub source: Option<Source>,
+    /// Marathon installation directory: the release tarball's contents (`bin/marathon`,
+    /// `lib/`), where the catalog unpacks it and where Marathon's own packages put it.
+    pub home: String,
     /// Port of Marathon's HTTP API and UI (`--http_port`).
     pub port: u16,
     /// Port of Marathon's Mesos scheduler driver (`LIBPROCESS_PORT`), opened on the masters:
@@ -606,6 +609,7 @@ impl Default for Marathon {
             enabled: true,
             version: "1.6.322".into(),
             source: None,
+            home: "/usr/share/marathon".into(),
             port: 8080,
             libprocess_port: 15101,
         }

@@ -455,6 +455,8 @@ pub struct MesosAgentPlan {
 pub struct MarathonPlan {
     pub version: Version,
     pub source: Option<SourcePlan>,
+    /// Installation directory, holding the release tarball's contents (`bin/marathon`, `lib/`).
+    pub home: AbsPath,
     /// `--http_port`.
     pub port: u16,
     /// `LIBPROCESS_PORT`: where the scheduler driver listens for the Mesos master.

@@ -1,16 +1,26 @@
 //! Marathon on the masters: `--master zk://…/mesos --zk zk://…/marathon`, `LIBPROCESS_IP` from
 //! the host's identity, a fixed `LIBPROCESS_PORT`.
 
-use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service};
+use kiln_model::plan::{ComponentId, MarathonPlan, Plan, Port, Profile, Service};
+use kiln_model::values::AbsPath;
 use minijinja::context;
 
-use super::{abs, profiles_running, Component, Ctx, RenderError, SourceSet};
+use super::{profiles_running, Component, Ctx, RenderError, SourceSet};
 use crate::sources::catalog;
-
-const MARATHON: &str = "/usr/bin/marathon";
 
 /// The Marathon component.
 pub(crate) struct Marathon;
+
+/// The program the unit runs: `bin/marathon` under `marathon.home`. The release tarball
+/// (`sbt universal:packageZipTarball`) holds `marathon-VERSION-COMMIT/bin/marathon`
+/// (mesosphere/marathon v1.6.322 README.md l.153-154, build.sbt l.153-156), which the catalog
+/// unpacks into `home` with the top directory stripped; Marathon's own deb/rpm packages put
+/// it at `/usr/share/marathon/bin/marathon` (tests/package/test.sc l.112), the default home.
+fn program(m: &MarathonPlan) -> AbsPath {
+    m.home
+        .join("bin/marathon")
+        .unwrap_or_else(|_| m.home.clone())
+}
 
 impl Component for Marathon {
     fn id(&self) -> ComponentId {
@@ -23,7 +33,7 @@ impl Component for Marathon {
                 unit: "marathon.service".into(),
                 component: ComponentId::Marathon,
                 about: "Marathon HTTP API and UI, and its libprocess port",
-                exec: abs(MARATHON),
+                exec: program(m),
                 ports: vec![
                     Port::tcp(m.port, "marathon.port"),
                     Port::tcp(m.libprocess_port, "marathon.libprocess_port"),
@@ -49,7 +59,7 @@ impl Component for Marathon {
         // can be opened on the masters; DC/OS uses 15101 (dcos/dcos 79b9a39
         // gen/dcos-config.yaml l.2132, docs/admin-ports.md l.42).
         let data = context! {
-            exec => MARATHON, master => m.master_zk, zk => m.zk, port => m.port,
+            exec => program(m), master => m.master_zk, zk => m.zk, port => m.port,
             libprocess_port => m.libprocess_port,
         };
         ctx.unit("marathon.service", "marathon.service", data)
@@ -63,7 +73,7 @@ impl Component for Marathon {
             name: "marathon",
             version: &m.version,
             source: m.source.as_ref(),
-            catalog: catalog::marathon(&m.version),
+            catalog: catalog::marathon(&m.version, &m.home),
             profiles: profiles_running(plan, ComponentId::Marathon),
         }]
     }

@@ -236,6 +236,7 @@ impl Checker {
         let m = &spec.marathon;
         let version = self.version("marathon.version", &m.version);
         let source = self.source("marathon.source", m.source.as_ref());
+        let home = self.path("marathon.home", &m.home);
         if !m.enabled || !spec.mesos.master.enabled {
             return None;
         }
@@ -243,6 +244,7 @@ impl Checker {
         Some(MarathonPlan {
             version: version?,
             source: source.ok()?,
+            home: home?,
             port: m.port,
             libprocess_port: m.libprocess_port,
             master_zk: zk.url("mesos"),
