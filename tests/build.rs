@@ -22,7 +22,7 @@ const STAND_INS: &[&str] = &[
     "/usr/share/zookeeper/bin/zkServer.sh",
     "/usr/bin/etcd",
     "/usr/bin/mesos-init-wrapper",
-    "/usr/bin/marathon",
+    "/usr/share/marathon/bin/marathon",
     "/usr/bin/dockerd",
     "/usr/bin/docker",
     "/opt/cni/bin/calico",

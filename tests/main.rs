@@ -9,6 +9,7 @@ mod build;
 mod cli;
 mod debian;
 mod invalid;
+mod real_hosts;
 mod render;
 mod sources;
 mod validators;

@@ -244,6 +244,10 @@ pub struct ZooKeeper {
     pub peer_port: u16,
     /// Port of leader election (second port of `server.N`).
     pub election_port: u16,
+    /// Port of ZooKeeper's AdminServer (3.5+; HTTP commands under `/commands`), opened on the
+    /// masters, e.g. `8081`. Unset: the AdminServer is off (`admin.enableServer=false`), since
+    /// on its default port 8080 it would take Marathon's port.
+    pub admin_port: Option<u16>,
 }
 
 /// Apache Mesos masters and agents (mesosphere packages and init wrapper).
@@ -310,8 +314,14 @@ pub struct Marathon {
     pub version: String,
     /// Where Marathon comes from; unset: the catalog's tarball for `version`.
     pub source: Option<Source>,
+    /// Marathon installation directory: the release tarball's contents (`bin/marathon`,
+    /// `lib/`), where the catalog unpacks it and where Marathon's own packages put it.
+    pub home: String,
     /// Port of Marathon's HTTP API and UI (`--http_port`).
     pub port: u16,
+    /// Port of Marathon's Mesos scheduler driver (`LIBPROCESS_PORT`), opened on the masters:
+    /// the leading Mesos master connects back to it. Default 15101, as DC/OS sets it.
+    pub libprocess_port: u16,
 }
 
 /// etcd: a static cluster on the masters, a proxy or gateway on the agents.
@@ -546,6 +556,7 @@ impl Default for ZooKeeper {
             client_port: 2181,
             peer_port: 2888,
             election_port: 3888,
+            admin_port: None,
         }
     }
 }
@@ -598,7 +609,9 @@ impl Default for Marathon {
             enabled: true,
             version: "1.6.322".into(),
             source: None,
+            home: "/usr/share/marathon".into(),
             port: 8080,
+            libprocess_port: 15101,
         }
     }
 }

@@ -43,6 +43,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/marathon.service.j2"),
     ),
     (
+        "mesos-default",
+        include_str!("../templates/mesos-default.j2"),
+    ),
+    (
         "mesos.service",
         include_str!("../templates/mesos.service.j2"),
     ),

@@ -339,6 +339,9 @@ pub struct ZooKeeperPlan {
     pub client_port: u16,
     pub peer_port: u16,
     pub election_port: u16,
+    /// Port of the AdminServer (ZooKeeper 3.5+); `None`: it is off (`admin.enableServer=false`),
+    /// since it would take 8080 by default, Marathon's port.
+    pub admin_port: Option<u16>,
     /// The ensemble: `myid` and address of every master, in spec order.
     pub servers: Vec<(u32, Ipv4Addr)>,
 }
@@ -455,7 +458,12 @@ pub struct MesosAgentPlan {
 pub struct MarathonPlan {
     pub version: Version,
     pub source: Option<SourcePlan>,
+    /// Installation directory, holding the release tarball's contents (`bin/marathon`, `lib/`).
+    pub home: AbsPath,
+    /// `--http_port`.
     pub port: u16,
+    /// `LIBPROCESS_PORT`: where the scheduler driver listens for the Mesos master.
+    pub libprocess_port: u16,
     /// `zk://…/mesos` and `zk://…/marathon`.
     pub master_zk: String,
     pub zk: String,

@@ -1,16 +1,26 @@
 //! Marathon on the masters: `--master zk://…/mesos --zk zk://…/marathon`, `LIBPROCESS_IP` from
-//! the host's identity.
+//! the host's identity, a fixed `LIBPROCESS_PORT`.
 
-use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service};
+use kiln_model::plan::{ComponentId, MarathonPlan, Plan, Port, Profile, Service};
+use kiln_model::values::AbsPath;
 use minijinja::context;
 
-use super::{abs, profiles_running, Component, Ctx, RenderError, SourceSet};
+use super::{profiles_running, Component, Ctx, RenderError, SourceSet};
 use crate::sources::catalog;
-
-const MARATHON: &str = "/usr/bin/marathon";
 
 /// The Marathon component.
 pub(crate) struct Marathon;
+
+/// The program the unit runs: `bin/marathon` under `marathon.home`. The release tarball
+/// (`sbt universal:packageZipTarball`) holds `marathon-VERSION-COMMIT/bin/marathon`
+/// (mesosphere/marathon v1.6.322 README.md l.153-154, build.sbt l.153-156), which the catalog
+/// unpacks into `home` with the top directory stripped; Marathon's own deb/rpm packages put
+/// it at `/usr/share/marathon/bin/marathon` (tests/package/test.sc l.112), the default home.
+fn program(m: &MarathonPlan) -> AbsPath {
+    m.home
+        .join("bin/marathon")
+        .unwrap_or_else(|_| m.home.clone())
+}
 
 impl Component for Marathon {
     fn id(&self) -> ComponentId {
@@ -22,9 +32,12 @@ impl Component for Marathon {
             (Some(m), true) => vec![Service {
                 unit: "marathon.service".into(),
                 component: ComponentId::Marathon,
-                about: "Marathon HTTP API and UI",
-                exec: abs(MARATHON),
-                ports: vec![Port::tcp(m.port, "marathon.port")],
+                about: "Marathon HTTP API and UI, and its libprocess port",
+                exec: program(m),
+                ports: vec![
+                    Port::tcp(m.port, "marathon.port"),
+                    Port::tcp(m.libprocess_port, "marathon.libprocess_port"),
+                ],
             }],
             _ => Vec::new(),
         }
@@ -39,7 +52,16 @@ impl Component for Marathon {
         else {
             return Ok(());
         };
-        let data = context! { exec => MARATHON, master => m.master_zk, zk => m.zk, port => m.port };
+        // Marathon talks to the Mesos master through libmesos' scheduler driver, which listens
+        // on a random ephemeral port unless LIBPROCESS_PORT is set, and the leading master
+        // connects back to it (mesosphere/marathon 90619da docs/docs/troubleshooting.md l.65;
+        // apache/mesos 1.11.0 3rdparty/libprocess/src/process.cpp l.208-223). A fixed port
+        // can be opened on the masters; DC/OS uses 15101 (dcos/dcos 79b9a39
+        // gen/dcos-config.yaml l.2132, docs/admin-ports.md l.42).
+        let data = context! {
+            exec => program(m), master => m.master_zk, zk => m.zk, port => m.port,
+            libprocess_port => m.libprocess_port,
+        };
         ctx.unit("marathon.service", "marathon.service", data)
     }
 
@@ -51,7 +73,7 @@ impl Component for Marathon {
             name: "marathon",
             version: &m.version,
             source: m.source.as_ref(),
-            catalog: catalog::marathon(&m.version),
+            catalog: catalog::marathon(&m.version, &m.home),
             profiles: profiles_running(plan, ComponentId::Marathon),
         }]
     }

@@ -1,5 +1,20 @@
 //! Mesos master and agent through the mesosphere init wrapper: one file per flag under
-//! `/etc/mesos-master/` and `/etc/mesos-slave/`, the ZooKeeper URL in `/etc/mesos/zk`.
+//! `/etc/mesos-master/` and `/etc/mesos-slave/`, the ZooKeeper URL in `/etc/mesos/zk`, and
+//! kiln's own `/etc/default/mesos*` so that nothing else adds a flag.
+//!
+//! What the wrapper does (mesosphere/mesos-deb-packaging 54ec74a, `mesos-init-wrapper`; the
+//! el7 rpm ships the same file): it sources `/etc/default/mesos` and
+//! `/etc/default/mesos-master` (`-slave`) with `allexport` (l.68-71, l.126-129), runs `ulimit
+//! $ULIMIT` (l.72, l.130), turns the variables in [`MASTER_VARS`] / [`SLAVE_VARS`] into flags
+//! (l.131-135, l.73-76), then adds `--NAME="$(cat FILE)"` for every regular file of the flag
+//! directory (l.136-146, l.77-87). The package's defaults set `PORT=5050` and
+//! ``ZK=`cat /etc/mesos/zk` `` (`default/mesos-master`), ``MASTER=`cat /etc/mesos/zk` ``
+//! (`default/mesos-slave`), `LOGS=/var/log/mesos` and `ULIMIT="-n 8192"` (`default/mesos`), so
+//! with a `port` file the master got `--port` twice, which Mesos 1.11 refuses ("Flag 'port' is
+//! already loaded via name 'port'": apache/mesos 1.11.0 3rdparty/stout/include/stout/flags/
+//! flags.hpp l.765-768; src/master/main.cpp l.175-179 exits) and `Restart=always` loops it;
+//! and bash's `ulimit -n` sets the soft and hard limit, lowering the unit's `LimitNOFILE=`.
+//! kiln's default files set none of these variables: every flag is a file, given once.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +26,29 @@ use super::{abs, local_etcd_unit, profiles_running, Component, Ctx, RenderError,
 use crate::sources::catalog;
 
 const WRAPPER: &str = "/usr/bin/mesos-init-wrapper";
+
+/// Where Mesos writes its log files (`--log_dir`), as the package's `LOGS` did.
+pub(crate) const LOG_DIR: &str = "/var/log/mesos";
+
+/// Variables of the default files (or the environment) the wrapper turns into master flags,
+/// with the flag each becomes; `ULIMIT` becomes `ulimit $ULIMIT`.
+const MASTER_VARS: &[(&str, &str)] = &[
+    ("ULIMIT", "ulimit"),
+    ("ZK", "zk"),
+    ("IP", "ip"),
+    ("PORT", "port"),
+    ("CLUSTER", "cluster"),
+    ("LOGS", "log_dir"),
+];
+
+/// Variables the wrapper turns into agent flags.
+const SLAVE_VARS: &[(&str, &str)] = &[
+    ("ULIMIT", "ulimit"),
+    ("MASTER", "master"),
+    ("IP", "ip"),
+    ("LOGS", "log_dir"),
+    ("ISOLATION", "isolation"),
+];
 
 /// The Mesos component (master and agent come from one package).
 pub(crate) struct Mesos;
@@ -58,14 +96,31 @@ impl Component for Mesos {
             .filter(|_| ctx.runs("mesos-master.service"));
         let agent = m.agent.as_ref().filter(|_| ctx.runs("mesos-slave.service"));
         if master.is_some() || agent.is_some() {
+            // Kept for tools that read it; the daemons get the URL from their own flag file.
             ctx.file("/etc/mesos/zk", 0o644, format!("{}\n", m.zk))?;
+            // The package installs all three default files wherever it is installed.
+            for (name, vars) in [
+                ("mesos", var_list(&[MASTER_VARS, SLAVE_VARS])),
+                ("mesos-master", var_list(&[MASTER_VARS])),
+                ("mesos-slave", var_list(&[SLAVE_VARS])),
+            ] {
+                ctx.template(
+                    &format!("/etc/default/{name}"),
+                    0o644,
+                    "mesos-default",
+                    context! { name, vars },
+                )?;
+            }
         }
         if let Some(mm) = master {
+            // Also replaces the package's own flag files (`work_dir`, `quorum`).
             let mut flags: BTreeMap<String, String> = BTreeMap::from([
                 ("cluster".into(), plan.cluster.to_string()),
                 ("quorum".into(), mm.quorum.to_string()),
                 ("work_dir".into(), mm.work_dir.to_string()),
                 ("port".into(), mm.port.to_string()),
+                ("zk".into(), m.zk.clone()),
+                ("log_dir".into(), LOG_DIR.into()),
             ]);
             flags.extend(mm.flags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             flag_files(ctx, "/etc/mesos-master", &flags)?;
@@ -104,6 +159,8 @@ impl Component for Mesos {
                 ),
                 ("work_dir".into(), a.work_dir.to_string()),
                 ("port".into(), a.port.to_string()),
+                ("master".into(), m.zk.clone()),
+                ("log_dir".into(), LOG_DIR.into()),
             ]);
             if let Some((config, plugins)) = &a.cni_dirs {
                 flags.insert("network_cni_config_dir".into(), config.to_string());
@@ -165,4 +222,19 @@ fn flag_files(
         ctx.file(&format!("{dir}/{name}"), 0o644, format!("{value}\n"))?;
     }
     Ok(())
+}
+
+/// `A, B and C`: the wrapper's variables of `sets`, each once, in order.
+fn var_list(sets: &[&[(&str, &str)]]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (v, _) in sets.iter().flat_map(|s| s.iter()) {
+        if !names.contains(v) {
+            names.push(v);
+        }
+    }
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.to_string(),
+        None => String::new(),
+    }
 }

@@ -26,11 +26,16 @@ impl Component for ZooKeeper {
                 .home
                 .join("bin/zkServer.sh")
                 .unwrap_or_else(|_| zk.home.clone()),
-            ports: vec![
+            ports: [
                 Port::tcp(zk.client_port, "zookeeper.client_port"),
                 Port::tcp(zk.peer_port, "zookeeper.peer_port"),
                 Port::tcp(zk.election_port, "zookeeper.election_port"),
-            ],
+            ]
+            .into_iter()
+            // The AdminServer listens on all addresses (JettyAdminServer DEFAULT_ADDRESS
+            // 0.0.0.0), so its port is opened and enters the port-clash check.
+            .chain(zk.admin_port.map(|p| Port::tcp(p, "zookeeper.admin_port")))
+            .collect(),
         }]
     }
 
@@ -51,6 +56,15 @@ impl Component for ZooKeeper {
             .iter()
             .map(|(id, ip)| context! { id, ip => ip.to_string() })
             .collect();
+        // ZooKeeper 3.5+ starts an AdminServer on 8080 unless told otherwise, and Debian's
+        // zookeeper has Jetty on its class path, so it does start there
+        // (builder/notes/issue8-upstream.md §2). apache/zookeeper release-3.8.0-1:
+        // JettyAdminServer.java l.69 DEFAULT_PORT = 8080; AdminServerFactory.java l.41 skips it
+        // only for zookeeper.admin.enableServer=false; QuorumPeerConfig.java l.389 turns any
+        // other zoo.cfg key into the system property "zookeeper." + key, so
+        // `admin.enableServer` and `admin.serverPort` work in zoo.cfg (zookeeperAdmin.md
+        // l.2097-2111; 3.4 sets the property and ignores it). Standalone, a failed bind makes
+        // ZooKeeper exit; in a quorum it runs on and keeps 8080 from Marathon.
         ctx.template(
             &format!("{}/zoo.cfg", zk.conf_dir),
             0o644,
@@ -58,7 +72,8 @@ impl Component for ZooKeeper {
             context! {
                 cluster => ctx.plan.cluster, tick_time => zk.tick_time, init_limit => zk.init_limit,
                 sync_limit => zk.sync_limit, data_dir => zk.data_dir, client_port => zk.client_port,
-                peer_port => zk.peer_port, election_port => zk.election_port, servers,
+                peer_port => zk.peer_port, election_port => zk.election_port,
+                admin_port => zk.admin_port, servers,
             },
         )?;
         ctx.unit(

@@ -96,8 +96,10 @@ pub fn zookeeper(version: &Version, home: &AbsPath) -> Vec<SourcePlan> {
     .collect()
 }
 
-/// Marathon's tarball under `/usr/share/marathon`, for the versions in [`MARATHON_BUILDS`].
-pub fn marathon(version: &Version) -> Vec<SourcePlan> {
+/// Marathon's tarball under `home` (top directory stripped, so `bin/marathon` lands at
+/// `home/bin/marathon`, the program Marathon's unit runs), for the versions in
+/// [`MARATHON_BUILDS`].
+pub fn marathon(version: &Version, home: &AbsPath) -> Vec<SourcePlan> {
     let v = bare(version);
     let Some((_, hash)) = MARATHON_BUILDS.iter().find(|(x, _)| *x == v) else {
         return Vec::new();
@@ -110,7 +112,7 @@ pub fn marathon(version: &Version) -> Vec<SourcePlan> {
         ),
         1,
         &[],
-        "/usr/share/marathon",
+        home.as_str(),
         None,
     )
     .into_iter()

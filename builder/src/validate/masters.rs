@@ -11,13 +11,18 @@ use super::Checker;
 use crate::spec::Spec;
 
 /// Flags the typed keys of `[mesos.master]` set: `flags` may not set them again (Mesos
-/// refuses a flag loaded twice).
+/// refuses a flag loaded twice). These are exactly the flag files kiln writes under
+/// `/etc/mesos-master/` (components/mesos.rs).
 pub(crate) const MASTER_TYPED_FLAGS: &[(&str, &str)] = &[
     ("cluster", "cluster.name"),
     ("quorum", "mesos.master.quorum"),
     ("work_dir", "mesos.master.work_dir"),
     ("port", "mesos.master.port"),
     ("zk", "the ZooKeeper ensemble (/etc/mesos/zk)"),
+    (
+        "log_dir",
+        "kiln (/var/log/mesos, as the Mesos package's LOGS)",
+    ),
 ];
 
 /// Flags the typed keys of `[mesos.agent]` set.
@@ -27,6 +32,10 @@ pub(crate) const AGENT_TYPED_FLAGS: &[(&str, &str)] = &[
     ("work_dir", "mesos.agent.work_dir"),
     ("port", "mesos.agent.port"),
     ("master", "the ZooKeeper ensemble (/etc/mesos/zk)"),
+    (
+        "log_dir",
+        "kiln (/var/log/mesos, as the Mesos package's LOGS)",
+    ),
     ("network_cni_config_dir", "mesos.agent.cni_config_dir"),
     ("network_cni_plugins_dir", "mesos.agent.cni_plugins_dir"),
     (
@@ -68,6 +77,16 @@ impl Checker {
         let data_dir = self.path("zookeeper.data_dir", &zk.data_dir);
         let conf_dir = self.path("zookeeper.conf_dir", &zk.conf_dir);
         let home = self.path("zookeeper.home", &zk.home);
+        if let (Some(v), Some(_)) = (&version, zk.admin_port) {
+            // The AdminServer came with ZooKeeper 3.5.0 (zookeeperAdmin.md, "AdminServer").
+            if !v.at_least(3, 5) {
+                self.err(
+                    "zookeeper.admin_port",
+                    format!("ZooKeeper {v} has no AdminServer (it came in 3.5.0)"),
+                    "remove zookeeper.admin_port, or use ZooKeeper 3.5 or later",
+                );
+            }
+        }
         Some(ZooKeeperPlan {
             version: version?,
             source: source.ok()?,
@@ -80,6 +99,7 @@ impl Checker {
             client_port: zk.client_port,
             peer_port: zk.peer_port,
             election_port: zk.election_port,
+            admin_port: zk.admin_port,
             servers: (1..).zip(masters.iter().map(|h| h.ip())).collect(),
         })
     }
@@ -216,6 +236,7 @@ impl Checker {
         let m = &spec.marathon;
         let version = self.version("marathon.version", &m.version);
         let source = self.source("marathon.source", m.source.as_ref());
+        let home = self.path("marathon.home", &m.home);
         if !m.enabled || !spec.mesos.master.enabled {
             return None;
         }
@@ -223,7 +244,9 @@ impl Checker {
         Some(MarathonPlan {
             version: version?,
             source: source.ok()?,
+            home: home?,
             port: m.port,
+            libprocess_port: m.libprocess_port,
             master_zk: zk.url("mesos"),
             zk: zk.url("marathon"),
         })
