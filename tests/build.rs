@@ -27,6 +27,7 @@ const STAND_INS: &[&str] = &[
     "/usr/bin/docker",
     "/opt/cni/bin/calico",
     "/opt/cni/bin/calico-ipam",
+    "/lib/systemd/systemd-networkd",
 ];
 
 fn busybox_tree() -> FileTree {
@@ -364,7 +365,7 @@ fn docker_loads_archives_and_pulls_pushed_images() {
     require_docker();
     let (tmp, spec) = fixture_workspace();
     let dist = tmp.path().join("dist");
-    build(&spec, &dist, &[]);
+    build(&spec, &dist, &["--archives"]);
     let rep = report(&dist);
     let registry = Registry::start();
     let host = registry.host();
@@ -490,4 +491,98 @@ fn every_program_of_a_unit_is_checked_not_only_exec_start() {
         err.contains("docker.service") && err.contains("kiln-load-images.service"),
         "{err}"
     );
+}
+
+/// Blobs in the layer cache beside `spec`.
+fn cached_layer_blobs(spec: &Path) -> Vec<String> {
+    let dir = spec.with_file_name("cache").join("layers/blobs/sha256");
+    let mut v: Vec<String> = fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with("partial"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Issue 9: an unchanged spec with unchanged sources finds nothing to do and says so; the
+/// output is left as it was (same inode: not rewritten) and the cache gains no blob.
+#[test]
+fn an_unchanged_rebuild_does_nothing_and_says_so() {
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let blobs = cached_layer_blobs(&spec);
+    assert!(!blobs.is_empty(), "the build cached no layer");
+    let ino = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(p).unwrap().ino()
+    };
+    let before = ino(&dist.join("build-report.json"));
+    let cache = spec.with_file_name("cache");
+    let (_, err) = kiln_code(&build_args(&spec, &dist, cache.to_str().unwrap()), 0);
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(
+        ino(&dist.join("build-report.json")),
+        before,
+        "dist was rewritten"
+    );
+    assert_eq!(
+        cached_layer_blobs(&spec),
+        blobs,
+        "a no-change build wrote a blob"
+    );
+}
+
+/// Issue 9: after one config value changes, only the layer holding it is compressed; every
+/// other layer comes from the layer cache (counted from the cache, not timed).
+#[test]
+fn one_changed_value_recompresses_only_its_layer() {
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let before = cached_layer_blobs(&spec);
+    let text = fs::read_to_string(&spec).unwrap();
+    let changed = text.replacen("[zookeeper]\n", "[zookeeper]\ntick_time = 3000\n", 1);
+    assert_ne!(changed, text, "the fixture has no [zookeeper] table");
+    fs::write(&spec, changed).unwrap();
+    let cache = spec.with_file_name("cache");
+    let res = kiln(&build_args(&spec, &dist, cache.to_str().unwrap()));
+    let err = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert_eq!(res.status.code(), Some(0), "{err}");
+    assert!(err.contains("1 to compress"), "{err}");
+    let after = cached_layer_blobs(&spec);
+    let new: Vec<_> = after.iter().filter(|b| !before.contains(b)).collect();
+    assert_eq!(new.len(), 1, "new blobs: {new:?}");
+    let zoo = fs::read_to_string(&spec).unwrap();
+    assert!(zoo.contains("tick_time = 3000"));
+}
+
+/// Issue 9: by default dist/ holds each blob once (no docker-archives); `--archives` adds
+/// them.
+#[test]
+fn dist_holds_each_blob_once_unless_archives_are_asked_for() {
+    let (tmp, spec) = fixture_workspace();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    assert!(!dist.join("archives").exists());
+    let size = |p: &Path| -> u64 {
+        let out = Command::new("du").arg("-sb").arg(p).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (all, oci) = (size(&dist), size(&dist.join("oci")));
+    assert!(
+        all as f64 <= oci as f64 * 1.1,
+        "dist is {all} bytes for an OCI layout of {oci}"
+    );
+    let with = tmp.path().join("with-archives");
+    build(&spec, &with, &["--archives"]);
+    assert!(with.join("archives/t-agent.tar").is_file());
 }

@@ -807,7 +807,7 @@ fn debian_base_from_mmdebstrap() {
     let started = std::time::Instant::now();
     let r = s.resolve().unwrap();
     eprintln!("debian base resolved in {:.1?}", started.elapsed());
-    let Some(base @ sources::BaseSource::Tarball(_)) = &r.base else {
+    let Some(base @ sources::BaseSource::Tarball { .. }) = &r.base else {
         panic!("no tarball base")
     };
     let t = &base.metadata_tree().unwrap();

@@ -73,16 +73,21 @@ kiln check cluster.toml --json | jq '.profiles[].services'"
     #[command(after_help = "Example:\n  kiln schema > kiln-spec.schema.json")]
     Schema,
     /// Build the images: one per role profile (base + one layer per component) plus the
-    /// container images the units run, as an OCI layout and docker-archives.
+    /// container images the units run, as an OCI layout (docker-archives on request).
     #[command(
         after_help = "Layout of DIR (default dist/):\n  oci/                 OCI image layout, one ref \
-per image (CLUSTER-PROFILE, calico-node, …)\n  archives/REF.tar     docker-archive per image (docker load -i)\n  \
+per image (CLUSTER-PROFILE, calico-node, …); every blob once\n  identity/HOST.tar    each host's identity, placed on its image\n  \
+archives/REF.tar     docker-archive per image, with --archives\n  \
 build-report.json    images, tags, digests, layers\n  SHA256SUMS\n\n\
-The base comes from base.source.oci (oci:DIR[:REF] or docker-archive:FILE); without one the \
-role images hold only kiln's layers. SOURCE_DATE_EPOCH (default 1980-01-01) sets every \
-timestamp, so the same spec and sources give the same digests. DIR is swapped in only when the \
+The base comes from base.debian (mmdebstrap) or base.source.oci (oci:DIR[:REF] or \
+docker-archive:FILE). SOURCE_DATE_EPOCH (default 1980-01-01) sets every timestamp, so the \
+same spec and sources give the same digests. Compressed layers are cached by their inputs \
+(CACHE/layers): an unchanged layer is never compressed twice, and a build whose spec, \
+sources and options did not change finds nothing to do. DIR is swapped in only when the \
 whole build succeeded.\n\nExamples:\n  kiln build cluster.toml -o dist\n  \
-docker load -i dist/archives/prod-agent.tar\n  kiln push dist --to 127.0.0.1:5000/kiln --insecure"
+skopeo copy oci:dist/oci:prod-agent docker-daemon:kiln/prod-agent:latest\n  \
+kiln build cluster.toml -o dist --archives && docker load -i dist/archives/prod-agent.tar\n  \
+kiln push dist --to 127.0.0.1:5000/kiln --insecure"
     )]
     Build {
         /// The cluster spec (default: the built-in demo).
@@ -96,6 +101,9 @@ docker load -i dist/archives/prod-agent.tar\n  kiln push dist --to 127.0.0.1:500
         /// Compression threads per layer (0: all cores). Output is identical for any value.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Also write a docker-archive per image under DIR/archives/ (for `docker load`).
+        #[arg(long)]
+        archives: bool,
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
@@ -313,6 +321,7 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             output,
             zstd,
             threads,
+            archives,
             strict,
             sources,
         } => {
@@ -343,11 +352,21 @@ fn run(cmd: Command) -> anyhow::Result<()> {
                     kiln_layers::Compression::default()
                 },
                 threads,
+                archives,
+                layer_cache: Some(src_opts.cache_dir.join("layers")),
             };
-            let report = kiln::build::build(&plan, &rendered, &resolved, &opts, &mut |m| {
+            let built = kiln::build::build(&plan, &rendered, &resolved, &opts, &mut |m| {
                 eprintln!("  {m}")
             })
             .with_context(|| format!("building {}", output.display()))?;
+            let report = &built.report;
+            if built.unchanged {
+                eprintln!(
+                    "nothing changed: {} is up to date (spec, sources and options as in its build report)",
+                    output.display()
+                );
+                return Ok(());
+            }
             for img in &report.images {
                 eprintln!(
                     "{} {}:{} {}",
@@ -358,9 +377,11 @@ fn run(cmd: Command) -> anyhow::Result<()> {
                 );
             }
             eprintln!(
-                "wrote {} image(s) to {}",
+                "wrote {} image(s) to {} ({} layer(s) compressed, {} from the layer cache)",
                 report.images.len(),
-                output.display()
+                output.display(),
+                built.layers_compressed,
+                built.layers_cached
             );
             Ok(())
         }

@@ -127,7 +127,11 @@ pub enum BaseSource {
     Tree(FileTree),
     /// A verified root filesystem tarball in the cache (a `debian` mmdebstrap build), used as
     /// a layer verbatim and streamed: a base of a few GB never sits in memory.
-    Tarball(PathBuf),
+    Tarball {
+        path: PathBuf,
+        /// Its sha256 (hex), verified when it was resolved.
+        sha256: String,
+    },
     /// An image whose layers are used as they are.
     Image(Box<ImageSource>),
 }
@@ -137,7 +141,7 @@ impl BaseSource {
     pub fn metadata_tree(&self) -> Result<FileTree> {
         match self {
             BaseSource::Tree(t) => Ok(t.clone()),
-            BaseSource::Tarball(path) => {
+            BaseSource::Tarball { path, .. } => {
                 let f = std::fs::File::open(path)
                     .map_err(Error::io("reading the base tarball", path))?;
                 let mut tree = FileTree::new();

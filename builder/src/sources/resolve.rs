@@ -255,7 +255,10 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
                 // Verified by streaming; the build reads it as a layer, never whole.
                 let _ = (d, name);
                 run.cache.verify(&hex)?;
-                out.base = Some(BaseSource::Tarball(run.cache.blob_path(&hex)));
+                out.base = Some(BaseSource::Tarball {
+                    path: run.cache.blob_path(&hex),
+                    sha256: hex.clone(),
+                });
             }
             (
                 Want::Files {

@@ -1,0 +1,57 @@
+//! The layout of `kiln build`'s output directory, in one place: build, push and the coming
+//! boot and serve commands name paths through [`Dist`], never through literals.
+
+use std::path::{Path, PathBuf};
+
+/// The build report; its presence marks a directory as kiln build output that a later build
+/// may replace.
+pub const REPORT: &str = "build-report.json";
+
+/// An output directory (`dist/`) or its staging copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dist {
+    root: PathBuf,
+}
+
+impl Dist {
+    /// The layout rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Dist { root: root.into() }
+    }
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `oci/`: one OCI image layout with a ref per image.
+    pub fn oci(&self) -> PathBuf {
+        self.root.join("oci")
+    }
+    /// `oci/blobs`: every blob, once.
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("oci/blobs")
+    }
+    /// `archives/`: docker-archives, written only when asked for.
+    pub fn archives(&self) -> PathBuf {
+        self.root.join("archives")
+    }
+    /// `archives/REF.tar`.
+    pub fn archive(&self, reference: &str) -> PathBuf {
+        self.archives().join(format!("{reference}.tar"))
+    }
+    /// `identity/`: per-host identity trees.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.root.join("identity")
+    }
+    /// `identity/HOST.tar`, relative to the root (as listed in the report).
+    pub fn identity_rel(host: &str) -> String {
+        format!("identity/{host}.tar")
+    }
+    /// `build-report.json`.
+    pub fn report(&self) -> PathBuf {
+        self.root.join(REPORT)
+    }
+    /// `SHA256SUMS`.
+    pub fn sha256sums(&self) -> PathBuf {
+        self.root.join("SHA256SUMS")
+    }
+}

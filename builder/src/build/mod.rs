@@ -1,0 +1,302 @@
+//! `kiln build`: rendered trees (+ base image, + baked component images) → OCI layout,
+//! identity archives, SHA256SUMS and a build report under `dist/`, published atomically.
+//!
+//! Layout of `dist/` ([`Dist`]):
+//! - `oci/`: one OCI image layout; refs `CLUSTER-PROFILE` (role images) and the baked
+//!   component images (`calico-node`, `calico-libnetwork`). Every blob is stored once.
+//! - `archives/REF.tar`: a docker-archive per image, only with `--archives`.
+//! - `identity/HOST.tar`: each host's identity tree placed on its image.
+//! - `build-report.json`: every image with its name, tags, digests and layers.
+//! - `SHA256SUMS`: every file above.
+//!
+//! The build runs in stages ([`stages`], [`outputs`]) over one context; layers come from a
+//! [`layer_cache::LayerCache`] when their inputs did not change, and a build whose inputs
+//! (spec, sources, options, kiln version) equal those of the output it would replace does
+//! nothing and says so.
+
+mod dist;
+pub mod layer_cache;
+mod outputs;
+mod stages;
+
+pub use dist::{Dist, REPORT};
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use kiln_images::oci::layout::LayoutWriter;
+use kiln_images::BlobStore;
+use kiln_layers::{Compression, FileTree};
+use kiln_model::plan::Plan;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::components::Rendered;
+use crate::sources::{PresenceError, Resolved};
+use layer_cache::LayerCache;
+
+/// Default `SOURCE_DATE_EPOCH` when the environment sets none: 1980-01-01T00:00:00Z.
+pub const DEFAULT_EPOCH: u64 = 315_532_800;
+
+/// Errors of a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Layers(#[from] kiln_layers::Error),
+    #[error(transparent)]
+    Images(#[from] kiln_images::Error),
+    #[error("{action}: {source}")]
+    Io { action: String, source: io::Error },
+    #[error("{0}")]
+    Source(String),
+    #[error(transparent)]
+    Presence(#[from] PresenceError),
+    #[error(
+        "profile {profile}: {} file(s) the units need are in no source:\n{}",
+        missing.len(),
+        missing.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n")
+    )]
+    Missing {
+        profile: String,
+        missing: Vec<String>,
+    },
+}
+
+fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
+    let action = action.into();
+    move |source| BuildError::Io { action, source }
+}
+
+/// What a build needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Final output directory (`dist`).
+    pub dist: PathBuf,
+    pub source_date_epoch: u64,
+    pub compression: Compression,
+    /// Compression threads per layer (0 = all cores).
+    pub threads: usize,
+    /// Also write a docker-archive per image under `archives/` (each blob again).
+    pub archives: bool,
+    /// Where compressed layers are cached across builds (`None`: no cache).
+    pub layer_cache: Option<PathBuf>,
+}
+
+/// One layer of a built image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// `base`, or the component whose files it holds.
+    pub from: String,
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// One built image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageReport {
+    /// Ref in `dist/oci` and file name in `dist/archives`.
+    pub reference: String,
+    /// `role` or `component`.
+    pub kind: String,
+    /// Profile (role images) or the image it repackages (component images).
+    pub of: String,
+    /// Repository name, without registry (`kiln/demo-master-agent`).
+    pub repository: String,
+    /// Name below the destination prefix of `kiln push --to REGISTRY/PREFIX`
+    /// (`demo-master-agent`, `calico/node`).
+    pub push_name: String,
+    pub tags: Vec<String>,
+    pub manifest_digest: String,
+    pub manifest_media_type: String,
+    pub config_digest: String,
+    pub layers: Vec<LayerReport>,
+}
+
+/// `dist/build-report.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildReport {
+    pub kiln_version: String,
+    pub cluster: String,
+    pub spec_sha256: String,
+    pub source_date_epoch: u64,
+    /// Digest of everything the output depends on: spec, sources, options, kiln version. A
+    /// build with the same key finds nothing to do.
+    #[serde(default)]
+    pub build_key: String,
+    /// Whether `archives/` was written.
+    #[serde(default)]
+    pub archives: bool,
+    pub images: Vec<ImageReport>,
+    /// Per host: `identity/HOST.tar`, the identity tree placed on the role image (through
+    /// the base's symlinks, keeping the base's directory owners).
+    #[serde(default)]
+    pub identity: Vec<IdentityReport>,
+}
+
+/// One host's identity archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityReport {
+    pub host: String,
+    pub profile: String,
+    /// Path under the output directory.
+    pub path: String,
+    pub sha256: String,
+    /// The files it holds, as placed on the image.
+    pub files: Vec<String>,
+}
+
+/// Builds every image of the plan into `opts.dist` (swapped in only when complete).
+pub fn build(
+    plan: &Plan,
+    rendered: &Rendered,
+    resolved: &Resolved,
+    opts: &BuildOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Built, BuildError> {
+    let key = build_key(plan, resolved, opts);
+    if let Some(report) = unchanged(&Dist::new(&opts.dist), &key) {
+        return Ok(Built {
+            report,
+            unchanged: true,
+            layers_cached: 0,
+            layers_compressed: 0,
+        });
+    }
+    let staging = staging_dir(&opts.dist)?;
+    let result = build_into(plan, rendered, resolved, opts, &staging, key, progress);
+    match result {
+        Ok(built) => {
+            crate::treedir::swap_in(&staging, &opts.dist)
+                .map_err(io_err(format!("publishing {}", opts.dist.display())))?;
+            Ok(built)
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+fn staging_dir(dist: &Path) -> Result<PathBuf, BuildError> {
+    let staging = crate::treedir::stage(dist, REPORT, "build")
+        .map_err(io_err(format!("preparing {}", dist.display())))?;
+    Ok(staging)
+}
+
+/// What [`build`] did. The layer counts are not in the report: the output must not depend on
+/// what the cache held.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub report: BuildReport,
+    /// The output was already up to date: nothing was written.
+    pub unchanged: bool,
+    /// Layers taken from the layer cache instead of being compressed.
+    pub layers_cached: usize,
+    /// Layers compressed by this build.
+    pub layers_compressed: usize,
+}
+
+/// Everything the output depends on, as one digest.
+fn build_key(plan: &Plan, resolved: &Resolved, opts: &BuildOptions) -> String {
+    let mut h = Sha256::new();
+    let mut part = |s: &str| {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    };
+    part("kiln-build-key-1");
+    part(env!("CARGO_PKG_VERSION"));
+    part(&plan.spec_sha256);
+    for e in &resolved.lock {
+        part(&format!("{} {} {}", e.component, e.origin, e.sha256));
+    }
+    part(&format!("{:?}", opts.compression));
+    part(&opts.source_date_epoch.to_string());
+    part(&opts.archives.to_string());
+    hex::encode(h.finalize())
+}
+
+/// The existing report when `dist` holds a complete output built from the same inputs:
+/// its report has `key` and every file `SHA256SUMS` lists is there with content (sizes are
+/// checked, not contents: a full check is `sha256sum -c SHA256SUMS`).
+fn unchanged(dist: &Dist, key: &str) -> Option<BuildReport> {
+    let report: BuildReport =
+        serde_json::from_str(&fs::read_to_string(dist.report()).ok()?).ok()?;
+    if report.build_key != key {
+        return None;
+    }
+    let sums = fs::read_to_string(dist.sha256sums()).ok()?;
+    let complete = sums.lines().all(|l| {
+        l.get(66..)
+            .is_some_and(|rel| dist.root().join(rel).is_file())
+    });
+    complete.then_some(report)
+}
+
+/// The stages, in order, into the staging directory `out`.
+fn build_into(
+    plan: &Plan,
+    rendered: &Rendered,
+    resolved: &Resolved,
+    opts: &BuildOptions,
+    out: &Path,
+    build_key: String,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Built, BuildError> {
+    let dist = Dist::new(out);
+    let mut layout = LayoutWriter::create(dist.oci())?;
+    let mut ctx = stages::Ctx {
+        plan,
+        rendered,
+        resolved,
+        opts,
+        store: BlobStore::open(dist.blobs())?,
+        dist,
+        cache: LayerCache::new(opts.layer_cache.clone()),
+        progress,
+    };
+    let base = stages::ingest_base(&mut ctx)?;
+    let (baked, images_tree) = stages::bake_images(&mut ctx, &base)?;
+    let placed = stages::place_files(&ctx, &base)?;
+    let lp = stages::plan_layers(&ctx, &base, images_tree.as_ref(), &placed);
+    let (layers, cached) = stages::compress(&mut ctx, &lp)?;
+    let mut images = stages::assemble(&mut ctx, &mut layout, &base, &lp, &layers)?;
+    images.extend(outputs::component_images(plan, &baked, &mut layout)?);
+    layout.finish()?;
+
+    let epoch = opts.source_date_epoch;
+    if opts.archives {
+        outputs::archives(&ctx.dist, &ctx.store, &images, epoch, ctx.progress)?;
+    }
+    let report = BuildReport {
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        cluster: plan.cluster.to_string(),
+        spec_sha256: plan.spec_sha256.clone(),
+        source_date_epoch: epoch,
+        build_key,
+        archives: opts.archives,
+        images,
+        identity: outputs::identities(plan, rendered, &base.tree, epoch, &ctx.dist)?,
+    };
+    let mut json =
+        serde_json::to_string_pretty(&report).map_err(|e| BuildError::Source(e.to_string()))?;
+    json.push('\n');
+    fs::write(ctx.dist.report(), json).map_err(io_err("writing build-report.json"))?;
+    outputs::sha256sums(&ctx.dist)?;
+    Ok(Built {
+        report,
+        unchanged: false,
+        layers_cached: cached + base.cached,
+        layers_compressed: lp.unique.len() - cached + base.compressed,
+    })
+}
+
+/// `tree` as written on top of `base` (see [`FileTree::placed_on`]).
+fn place(tree: &FileTree, base: &FileTree) -> Result<FileTree, BuildError> {
+    if base.is_empty() {
+        return Ok(tree.clone());
+    }
+    tree.placed_on(base)
+        .map_err(|e| BuildError::Source(e.to_string()))
+}
