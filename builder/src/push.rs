@@ -66,7 +66,8 @@ pub fn push_dist(
     target: &PushTarget,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Pushed>, PushError> {
-    let report_path = dist.join("build-report.json");
+    let dist = crate::build::Dist::new(dist);
+    let report_path = dist.report();
     let report: BuildReport = std::fs::read(&report_path)
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| Box::new(e) as _))
@@ -74,8 +75,8 @@ pub fn push_dist(
             path: report_path.display().to_string(),
             source,
         })?;
-    let store = BlobStore::open(dist.join("oci/blobs")).map_err(|e| PushError::Report {
-        path: dist.join("oci").display().to_string(),
+    let store = BlobStore::open(dist.blobs()).map_err(|e| PushError::Report {
+        path: dist.oci().display().to_string(),
         source: Box::new(e),
     })?;
     let mut opts = ClientOptions::new(&target.registry);
