@@ -155,6 +155,106 @@ fn write_member<W: Write>(out: &mut W, name: &str, h: &Header, data: &[u8]) -> R
     Ok((buf.len() + data.len() + pad) as u64)
 }
 
+/// Reads a `newc` (`070701`/`070702`) cpio archive (an initramfs, an rpm payload) into a
+/// tree. Names are normalised like tar names (leading `/` and `.` dropped); a `..` component
+/// is refused; hard links (newc puts the data on the last link) become tree hard links.
+pub fn read_cpio(b: &[u8]) -> Result<FileTree> {
+    let bad = |offset: usize, reason: String| Error::Malformed {
+        offset: offset as u64,
+        reason,
+    };
+    let mut tree = FileTree::new();
+    // (dev, ino) → path of the entry carrying the data, for hard links.
+    let mut data_of: HashMap<(u64, u64), String> = HashMap::new();
+    let mut pending: Vec<((u64, u64), String, Entry)> = Vec::new();
+    let mut pos = 0usize;
+    loop {
+        let h = b
+            .get(pos..pos + 110)
+            .ok_or_else(|| bad(pos, "cpio header truncated".into()))?;
+        if &h[..6] != b"070701" && &h[..6] != b"070702" {
+            return Err(bad(pos, "not a newc cpio header".into()));
+        }
+        let field = |k: usize| -> Result<u64> {
+            let s = std::str::from_utf8(&h[6 + 8 * k..14 + 8 * k])
+                .map_err(|_| bad(pos, "bad cpio field".into()))?;
+            u64::from_str_radix(s, 16).map_err(|_| bad(pos, format!("bad cpio field {s:?}")))
+        };
+        let (ino, mode, uid, gid, nlink, mtime, size) = (
+            field(0)?,
+            field(1)?,
+            field(2)?,
+            field(3)?,
+            field(4)?,
+            field(5)?,
+            field(6)?,
+        );
+        let dev = (field(7)? << 32) | field(8)?;
+        let rdev = (field(9)? as u32, field(10)? as u32);
+        let namesize = field(11)? as usize;
+        let name_start = pos + 110;
+        let raw_name = b
+            .get(name_start..name_start + namesize)
+            .ok_or_else(|| bad(pos, "cpio name truncated".into()))?;
+        let name = String::from_utf8_lossy(&raw_name[..namesize.saturating_sub(1)]).into_owned();
+        let data_start = (name_start + namesize).div_ceil(4) * 4;
+        let size = usize::try_from(size).map_err(|_| bad(pos, "entry too large".into()))?;
+        let data = b
+            .get(data_start..data_start + size)
+            .ok_or_else(|| bad(pos, format!("cpio entry {name} truncated")))?;
+        pos = (data_start + size).div_ceil(4) * 4;
+        if name == "TRAILER!!!" {
+            break;
+        }
+        let mut parts = Vec::new();
+        for part in name.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    return Err(Error::UnsafeEntry {
+                        entry: name.clone(),
+                        reason: "path has a '..' component".into(),
+                    })
+                }
+                p => parts.push(p),
+            }
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        let path = format!("/{}", parts.join("/"));
+        let kind = match mode & 0o170000 {
+            0o100000 => EntryKind::File(data.to_vec()),
+            0o040000 => EntryKind::Dir,
+            0o120000 => EntryKind::Symlink(String::from_utf8_lossy(data).into_owned()),
+            0o020000 => EntryKind::CharDevice(rdev.0, rdev.1),
+            0o060000 => EntryKind::BlockDevice(rdev.0, rdev.1),
+            0o010000 => EntryKind::Fifo,
+            other => return Err(bad(pos, format!("{name}: unsupported file type {other:o}"))),
+        };
+        let is_file = matches!(kind, EntryKind::File(_));
+        let mut entry = Entry::file(Vec::new(), 0).owned(uid as u32, gid as u32);
+        entry.kind = kind;
+        entry.mode = (mode & 0o7777) as u32;
+        entry.mtime = Some(mtime);
+        if is_file && nlink > 1 {
+            if size == 0 {
+                pending.push(((dev, ino), path, entry));
+                continue;
+            }
+            data_of.entry((dev, ino)).or_insert_with(|| path.clone());
+        }
+        tree.insert(&path, entry)?;
+    }
+    for (key, path, mut entry) in pending {
+        if let Some(target) = data_of.get(&key) {
+            entry.kind = EntryKind::Hardlink(target.clone());
+        }
+        tree.insert(&path, entry)?;
+    }
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +276,24 @@ mod tests {
         assert!(s.contains("busybox"));
         assert!(s.contains("07070100000003000081ED"));
         assert!(s.trim_end_matches('\0').ends_with("TRAILER!!!"));
+    }
+
+    #[test]
+    fn reads_back_what_it_writes_and_refuses_escapes() {
+        let mut t = FileTree::new();
+        t.insert("/init", Entry::file("#!/bin/sh\n", 0o755))
+            .unwrap();
+        t.insert("/bin/sh", Entry::symlink("busybox")).unwrap();
+        let mut v = Vec::new();
+        write_cpio(&t, 1_000, &mut v).unwrap();
+        let back = read_cpio(&v).unwrap();
+        assert_eq!(back.get("/init").unwrap().mode, 0o755);
+        assert_eq!(
+            back.get("/bin/sh").unwrap().kind,
+            EntryKind::Symlink("busybox".into())
+        );
+        let evil = String::from_utf8_lossy(&v).replace("bin/sh", "../shx");
+        assert!(read_cpio(evil.as_bytes()).is_err());
     }
 
     #[test]

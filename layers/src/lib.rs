@@ -50,6 +50,7 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod decompress;
 pub mod digest;
 pub mod extract;
 pub mod read;
@@ -60,7 +61,8 @@ pub use compress::{
     compress_layers_parallel, write_layer, write_layer_to_dir, write_tar_stream,
     write_tar_stream_to_dir, Compression, LayerBlob, LayerOptions,
 };
-pub use cpio::write_cpio;
+pub use cpio::{read_cpio, write_cpio};
+pub use decompress::{decompress_all, decompressed};
 pub use digest::{Digest, HashingWriter};
 pub use extract::extract_to_dir;
 pub use read::{apply_layer, apply_layer_metadata, read_layer};

@@ -30,31 +30,7 @@ const BLOCK: usize = 512;
 /// Largest PAX or GNU long-name record accepted (they are read into memory).
 const MAX_META: u64 = 1 << 20;
 
-/// Wraps `r` in the right decompressor, detected from its first bytes (gzip `1f 8b`, zstd
-/// `28 b5 2f fd`, anything else is read as a plain tar).
-pub fn decompressed<'a, R: Read + 'a>(mut r: R) -> Result<Box<dyn Read + 'a>> {
-    let mut head = [0u8; 4];
-    let mut n = 0;
-    while n < head.len() {
-        match r.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading layer")(e)),
-        }
-    }
-    let stream = io::Cursor::new(head[..n].to_vec()).chain(r);
-    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(stream))
-    } else if head[..n] == [0x28, 0xb5, 0x2f, 0xfd] {
-        Box::new(
-            zstd::stream::read::Decoder::new(stream)
-                .map_err(|e| Error::Compress(format!("starting zstd decoder: {e}")))?,
-        )
-    } else {
-        Box::new(stream)
-    })
-}
+pub use crate::decompress::decompressed;
 
 /// Reads one layer (plain, gzip or zstd tar) into a new tree. Whiteouts have nothing to
 /// remove and are dropped.

@@ -4,7 +4,6 @@
 
 use kiln_layers::FileTree;
 
-use super::unpack::read_tar;
 use super::{Error, Result};
 
 /// One member of an `ar` archive.
@@ -83,6 +82,14 @@ pub fn data_tree(what: &str, bytes: &[u8]) -> Result<FileTree> {
         });
     }
     read_tar(&format!("{what} ({})", data.name), data.data)
+}
+
+/// A (compressed) tar member read with the layers reader (escapes refused).
+fn read_tar(what: &str, bytes: &[u8]) -> Result<FileTree> {
+    kiln_layers::read_layer(bytes).map_err(|source| Error::Layer {
+        what: what.into(),
+        source,
+    })
 }
 
 /// The `control` file of a `.deb` (fields such as `Package:` and `Version:`).

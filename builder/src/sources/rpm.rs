@@ -3,11 +3,9 @@
 //! needed to find and read the payload is parsed; scriptlets are not run.
 
 use std::collections::HashMap;
-use std::io::Read;
 
-use kiln_layers::{Entry, EntryKind, FileTree};
+use kiln_layers::FileTree;
 
-use super::unpack::decompress_xz;
 use super::{Error, Result};
 
 const LEAD: usize = 96;
@@ -127,139 +125,23 @@ pub fn payload_tree(what: &str, b: &[u8]) -> Result<FileTree> {
         )));
     }
     let payload = &b[i.payload_offset..];
-    let plain: Vec<u8> = match i.compressor.as_str() {
-        "gzip" => {
-            let mut v = Vec::new();
-            flate2::read::MultiGzDecoder::new(payload)
-                .read_to_end(&mut v)
-                .map_err(|e| bad(format!("gzip payload: {e}")))?;
-            v
-        }
-        "zstd" => {
-            zstd::stream::decode_all(payload).map_err(|e| bad(format!("zstd payload: {e}")))?
-        }
-        "xz" => decompress_xz(what, payload)?.into_owned(),
-        other => {
-            return Err(bad(format!(
-                "payload compressor {other:?} is not supported (kiln reads gzip, xz and zstd)"
-            )))
-        }
-    };
-    read_cpio(what, &plain)
-}
-
-/// Reads a `newc` (`070701`/`070702`) cpio archive into a tree, refusing paths that escape.
-pub fn read_cpio(what: &str, b: &[u8]) -> Result<FileTree> {
-    let bad = |reason: String| Error::Archive {
+    if !matches!(i.compressor.as_str(), "gzip" | "zstd" | "xz") {
+        return Err(bad(format!(
+            "payload compressor {:?} is not supported (kiln reads gzip, xz and zstd)",
+            i.compressor
+        )));
+    }
+    let layer = |source| Error::Layer {
         what: what.into(),
-        reason,
+        source,
     };
-    let mut tree = FileTree::new();
-    // (dev, ino) → path of the entry carrying the data, for hard links.
-    let mut data_of: HashMap<(u64, u64), String> = HashMap::new();
-    let mut pending: Vec<((u64, u64), String, Entry)> = Vec::new();
-    let mut pos = 0usize;
-    loop {
-        let h = b
-            .get(pos..pos + 110)
-            .ok_or_else(|| bad(format!("cpio header truncated at byte {pos}")))?;
-        if &h[..6] != b"070701" && &h[..6] != b"070702" {
-            return Err(bad(format!("not a newc cpio header at byte {pos}")));
-        }
-        let field = |k: usize| -> Result<u64> {
-            let s = std::str::from_utf8(&h[6 + 8 * k..14 + 8 * k])
-                .map_err(|_| bad("bad cpio field".into()))?;
-            u64::from_str_radix(s, 16)
-                .map_err(|_| bad(format!("bad cpio field {s:?} at byte {pos}")))
-        };
-        let (ino, mode, uid, gid, nlink, mtime, size) = (
-            field(0)?,
-            field(1)?,
-            field(2)?,
-            field(3)?,
-            field(4)?,
-            field(5)?,
-            field(6)?,
-        );
-        let dev = (field(7)? << 32) | field(8)?;
-        let rdev = (field(9)? as u32, field(10)? as u32);
-        let namesize = field(11)? as usize;
-        let name_start = pos + 110;
-        let raw_name = b
-            .get(name_start..name_start + namesize)
-            .ok_or_else(|| bad("cpio name truncated".into()))?;
-        let name = String::from_utf8_lossy(&raw_name[..namesize.saturating_sub(1)]).into_owned();
-        let data_start = (name_start + namesize).div_ceil(4) * 4;
-        let size = usize::try_from(size).map_err(|_| bad("entry too large".into()))?;
-        let data = b
-            .get(data_start..data_start + size)
-            .ok_or_else(|| bad(format!("cpio entry {name} truncated")))?;
-        pos = (data_start + size).div_ceil(4) * 4;
-        if name == "TRAILER!!!" {
-            break;
-        }
-        let mut parts = Vec::new();
-        for part in name.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    return Err(Error::Layer {
-                        what: what.into(),
-                        source: kiln_layers::Error::UnsafeEntry {
-                            entry: name.clone(),
-                            reason: "path has a '..' component".into(),
-                        },
-                    })
-                }
-                p => parts.push(p),
-            }
-        }
-        if parts.is_empty() {
-            continue;
-        }
-        let path = format!("/{}", parts.join("/"));
-        let kind = match mode & 0o170000 {
-            0o100000 => EntryKind::File(data.to_vec()),
-            0o040000 => EntryKind::Dir,
-            0o120000 => EntryKind::Symlink(String::from_utf8_lossy(data).into_owned()),
-            0o020000 => EntryKind::CharDevice(rdev.0, rdev.1),
-            0o060000 => EntryKind::BlockDevice(rdev.0, rdev.1),
-            0o010000 => EntryKind::Fifo,
-            other => return Err(bad(format!("{name}: unsupported file type {other:o}"))),
-        };
-        let is_file = matches!(kind, EntryKind::File(_));
-        let mut entry = Entry::file(Vec::new(), 0).owned(uid as u32, gid as u32);
-        entry.kind = kind;
-        entry.mode = (mode & 0o7777) as u32;
-        entry.mtime = Some(mtime);
-        if is_file && nlink > 1 {
-            if size == 0 {
-                // newc puts a hard-linked file's data on the last of its links.
-                pending.push(((dev, ino), path, entry));
-                continue;
-            }
-            data_of.entry((dev, ino)).or_insert_with(|| path.clone());
-        }
-        tree.insert(&path, entry).map_err(|source| Error::Tree {
-            component: what.into(),
-            source,
-        })?;
-    }
-    for (key, path, mut entry) in pending {
-        if let Some(target) = data_of.get(&key) {
-            entry.kind = EntryKind::Hardlink(target.clone());
-        }
-        tree.insert(&path, entry).map_err(|source| Error::Tree {
-            component: what.into(),
-            source,
-        })?;
-    }
-    Ok(tree)
+    let plain = kiln_layers::decompress_all(payload).map_err(layer)?;
+    kiln_layers::read_cpio(&plain).map_err(layer)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use kiln_layers::EntryKind;
 
     fn newc(name: &str, mode: u32, data: &[u8]) -> Vec<u8> {
         let mut v =
@@ -285,7 +167,7 @@ mod tests {
         let mut a = newc("./usr/bin/x", 0o100755, b"bin");
         a.extend(newc("./usr/bin/y", 0o120777, b"x"));
         a.extend(newc("TRAILER!!!", 0, b""));
-        let t = read_cpio("t", &a).unwrap();
+        let t = kiln_layers::read_cpio(&a).unwrap();
         assert_eq!(t.get("/usr/bin/x").unwrap().mode, 0o755);
         assert_eq!(
             t.get("/usr/bin/y").unwrap().kind,
@@ -293,6 +175,6 @@ mod tests {
         );
         let mut evil = newc("../etc/passwd", 0o100644, b"x");
         evil.extend(newc("TRAILER!!!", 0, b""));
-        assert!(read_cpio("t", &evil).is_err());
+        assert!(kiln_layers::read_cpio(&evil).is_err());
     }
 }

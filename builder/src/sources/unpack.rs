@@ -2,7 +2,6 @@
 //! `.deb`, `.rpm`, single file), decompression (gzip, zstd, xz) and selection (`paths` globs,
 //! `strip_components`, `dest`, `mode`).
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use kiln_layers::{Entry, EntryKind, FileTree};
@@ -32,17 +31,13 @@ pub enum Kind {
     Single,
 }
 
-const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
-
 /// Detects the kind from the content (not the name, which mirrors may change).
 pub fn detect(bytes: &[u8]) -> Kind {
     if bytes.starts_with(b"!<arch>\n") {
         Kind::Deb
     } else if bytes.starts_with(&[0xed, 0xab, 0xee, 0xdb]) {
         Kind::Rpm
-    } else if bytes.starts_with(&[0x1f, 0x8b])
-        || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || bytes.starts_with(XZ_MAGIC)
+    } else if kiln_layers::decompress::detect(bytes) != kiln_layers::decompress::Format::Plain
         || bytes.get(257..262) == Some(b"ustar")
     {
         Kind::Tar
@@ -51,27 +46,9 @@ pub fn detect(bytes: &[u8]) -> Kind {
     }
 }
 
-/// Decompresses xz in memory; gzip and zstd are left to the tar reader (it detects them).
-pub fn decompress_xz<'a>(what: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>> {
-    if !bytes.starts_with(XZ_MAGIC) {
-        return Ok(Cow::Borrowed(bytes));
-    }
-    let mut out = Vec::new();
-    lzma_rs::xz_decompress(&mut io_buf(bytes), &mut out).map_err(|e| Error::Archive {
-        what: what.into(),
-        reason: format!("xz: {e}"),
-    })?;
-    Ok(Cow::Owned(out))
-}
-
-fn io_buf(b: &[u8]) -> std::io::BufReader<&[u8]> {
-    std::io::BufReader::new(b)
-}
-
 /// Reads a (compressed) tarball into a tree, refusing entries that escape the root.
 pub fn read_tar(what: &str, bytes: &[u8]) -> Result<FileTree> {
-    let plain = decompress_xz(what, bytes)?;
-    kiln_layers::read_layer(&plain[..]).map_err(|source| Error::Layer {
+    kiln_layers::read_layer(bytes).map_err(|source| Error::Layer {
         what: what.into(),
         source,
     })
