@@ -1,0 +1,101 @@
+//! Issue 8, Calico, Docker and firewalld part: what real hosts and the upstream programs need
+//! from kiln's rendered files. Each test is named after what broke and asserts the exact
+//! lines of the files involved.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::util::kiln_code;
+
+/// One master and one agent, every component on; `extra` is appended (later tables and keys
+/// of the same table must not repeat what is here).
+const TWO_HOSTS: &str = r#"
+[cluster]
+name = "lab"
+domain = "lab.example.net"
+
+[[hosts]]
+name = "m1"
+roles = ["master"]
+address = "10.0.0.11/24"
+mac = "52:54:00:00:00:11"
+gateway = "10.0.0.1"
+
+[[hosts]]
+name = "a1"
+roles = ["agent"]
+address = "10.0.0.21/24"
+mac = "52:54:00:00:00:21"
+gateway = "10.0.0.1"
+"#;
+
+/// A spec written into a temporary directory and rendered there.
+struct Rendered {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+}
+
+impl Rendered {
+    fn profile(&self, name: &str) -> PathBuf {
+        self.out.join("profiles").join(name)
+    }
+}
+
+/// Renders `TWO_HOSTS` + `extra`.
+fn render(extra: &str) -> Rendered {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("cluster.toml");
+    fs::write(&spec, format!("{TWO_HOSTS}\n{extra}")).unwrap();
+    let out = tmp.path().join("out");
+    kiln_code(
+        &[
+            "render",
+            spec.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    Rendered { _tmp: tmp, out }
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The value of the first `KEY=` line of a unit or env file.
+fn line<'a>(text: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{text}"))
+}
+
+/// Item 3: kiln's docker.service dropped Debian's ordering after containerd, so dockerd used
+/// the system containerd only when it happened to start first.
+#[test]
+fn docker_service_orders_after_containerd_like_debians_unit() {
+    let r = render("");
+    let agent = r.profile("agent");
+    let unit = read(&agent.join("etc/systemd/system/docker.service"));
+    assert_eq!(
+        line(&unit, "After"),
+        "network-online.target firewalld.service containerd.service etcd-gateway.service"
+    );
+    assert_eq!(
+        line(&unit, "Wants"),
+        "network-online.target containerd.service etcd-gateway.service"
+    );
+    // containerd is what dockerd uses there: never masked where Docker runs.
+    let containerd = agent.join("etc/systemd/system/containerd.service");
+    assert!(
+        fs::symlink_metadata(&containerd).is_err(),
+        "containerd.service is masked on the agent"
+    );
+    // Where Docker does not run, the base's containerd stays masked.
+    let master = r.profile("master");
+    assert_eq!(
+        fs::read_link(master.join("etc/systemd/system/containerd.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+}
