@@ -99,3 +99,45 @@ fn docker_service_orders_after_containerd_like_debians_unit() {
         Path::new("/dev/null")
     );
 }
+
+/// Every `<port …/>` and `<protocol …/>` line of the firewalld services a profile's zone uses.
+fn firewalld_openings(profile: &Path) -> Vec<String> {
+    let dir = profile.join("etc/firewalld/services");
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|p| {
+            read(p)
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("<port ") || l.starts_with("<protocol "))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Item 15: 2376 was opened on every Docker host although nothing listens there
+/// (`--cluster-advertise` is only registered in the cluster store).
+#[test]
+fn docker_cluster_advertise_port_is_not_opened() {
+    let r = render("");
+    let agent = r.profile("agent");
+    let unit = read(&agent.join("etc/systemd/system/docker.service"));
+    // The store still gets the host's address …
+    assert!(
+        line(&unit, "ExecStart").ends_with(" --cluster-advertise=${KILN_IP}:2376"),
+        "{unit}"
+    );
+    // … but no firewalld service opens it, and dockerd listens on its socket only.
+    assert!(line(&unit, "ExecStart").contains(" -H unix:///var/run/docker.sock "));
+    assert!(!agent
+        .join("etc/firewalld/services/kiln-docker.xml")
+        .exists());
+    let open = firewalld_openings(&agent);
+    assert!(!open.iter().any(|l| l.contains("2376")), "{open:?}");
+}

@@ -1,7 +1,7 @@
 //! Docker Engine: `daemon.json` with the cluster store, the unit passing the host's own
 //! `--cluster-advertise` address from its identity.
 
-use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service, StorePlan};
+use kiln_model::plan::{ComponentId, Plan, Profile, Service, StorePlan};
 use minijinja::context;
 use serde::Serialize;
 
@@ -44,17 +44,17 @@ impl Component for Docker {
         let Some(d) = plan.docker.as_ref().filter(|_| profile.roles.agent) else {
             return Vec::new();
         };
-        let ports = d
-            .advertise
-            .iter()
-            .map(|a| Port::tcp(a.port(), "docker.cluster_advertise"))
-            .collect();
+        // No port: `--cluster-advertise` is only the address dockerd registers in the cluster
+        // store (moby daemon/discovery/discovery.go: `Init` "starts a registration loop to
+        // advertise the current node under the specified address"); dockerd listens only on
+        // its `-H` addresses, and kiln's unit gives it the unix socket alone. Opening 2376
+        // would open a port nothing listens on.
         vec![Service {
             unit: "docker.service".into(),
             component: ComponentId::Docker,
-            about: "Docker cluster advertise address",
+            about: "Docker Engine",
             exec: d.dockerd.clone(),
-            ports,
+            ports: Vec::new(),
         }]
     }
 
