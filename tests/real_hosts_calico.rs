@@ -141,3 +141,32 @@ fn docker_cluster_advertise_port_is_not_opened() {
     let open = firewalld_openings(&agent);
     assert!(!open.iter().any(|l| l.contains("2376")), "{open:?}");
 }
+
+/// Item 7: `<protocol value="ipencap"/>` is not a name in RHEL's /etc/protocols; firewalld
+/// refused kiln's calico-node service (and firewalld ≥ 1.2 all of kiln's configuration).
+#[test]
+fn firewalld_ipip_protocol_is_the_number_4() {
+    let r = render("");
+    let svc = read(
+        &r.profile("agent")
+            .join("etc/firewalld/services/kiln-calico-node.xml"),
+    );
+    assert_eq!(
+        svc,
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <service>\n  \
+           <short>kiln-calico-node</short>\n  \
+           <description>Calico BGP and IP-in-IP (written by kiln)</description>\n  \
+           <port protocol=\"tcp\" port=\"179\"/>\n  \
+           <protocol value=\"4\"/>\n\
+         </service>\n"
+    );
+    for profile in ["agent", "master"] {
+        for l in firewalld_openings(&r.profile(profile)) {
+            assert!(
+                !l.contains("ipencap") && !l.contains("ipip"),
+                "{profile}: {l}"
+            );
+        }
+    }
+}

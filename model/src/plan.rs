@@ -194,6 +194,18 @@ pub enum Proto {
     Ipip,
 }
 
+impl Proto {
+    /// The IP protocol number of a protocol that has no ports (`Ipip`: 4), `None` for TCP and
+    /// UDP. Firewalls get the number, never a name: names come from the host's
+    /// `/etc/protocols`, where protocol 4 is `ipencap` on Debian and `ipv4` on RHEL.
+    pub fn ip_number(self) -> Option<u8> {
+        match self {
+            Proto::Tcp | Proto::Udp => None,
+            Proto::Ipip => Some(4),
+        }
+    }
+}
+
 /// A port a service listens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {

@@ -25,13 +25,20 @@ impl Component for Firewall {
                 .ports
                 .iter()
                 .filter(|p| !p.local)
-                .map(|p| {
-                    let proto = match p.proto {
-                        Proto::Tcp => "tcp",
-                        Proto::Udp => "udp",
-                        Proto::Ipip => "ipip",
-                    };
-                    context! { port => p.port, proto }
+                .map(|p| match p.proto {
+                    Proto::Tcp | Proto::Udp => context! {
+                        port => p.port,
+                        proto => if p.proto == Proto::Tcp { "tcp" } else { "udp" },
+                        protocol => None::<u8>,
+                    },
+                    // By number: firewalld accepts `int(value)` in 0…255 or a name that
+                    // `socket.getprotobyname` resolves from the host's /etc/protocols
+                    // (firewalld src/firewall/functions.py `checkProtocol`, v0.6.3 l.239–252,
+                    // unchanged at HEAD). RHEL's /etc/protocols calls 4 `ipv4`, not `ipencap`:
+                    // a name fails there with INVALID_PROTOCOL, and firewalld ≥ 1.2 then
+                    // falls back to its stock configuration (`_start_failsafe`), ignoring every
+                    // file under /etc/firewalld.
+                    Proto::Ipip => context! { protocol => p.proto.ip_number() },
                 })
                 .collect();
             if ports.is_empty() {
