@@ -4,8 +4,8 @@
 Usage: parse_check.py RENDER_DIR...   Walks each `kiln render` output and parses every file by
 kind: JSON (daemon.json, CNI configs, plan.json), XML (firewalld), INI (systemd units via
 configparser), Java properties (zoo.cfg), env files (KEY=VALUE as systemd and `docker
---env-file` read them), Mesos flag files (one line). Prints a count per kind; exits 1 on the
-first file that does not parse.
+--env-file` read them; firewalld.conf too), Mesos flag files (one line). Prints a count per
+kind; exits 1 on the first file that does not parse.
 """
 import configparser
 import json
@@ -28,7 +28,7 @@ def kind_of(rel):
         return "unit"
     if name == "zoo.cfg":
         return "properties"
-    if name.endswith(".env"):
+    if name.endswith(".env") or name == "firewalld.conf":
         return "env"
     if "/etc/mesos-master/" in rel or "/etc/mesos-slave/" in rel or rel.endswith("/etc/mesos/zk"):
         return "flag"

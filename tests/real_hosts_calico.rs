@@ -170,3 +170,70 @@ fn firewalld_ipip_protocol_is_the_number_4() {
         }
     }
 }
+
+/// Item 8: a zone other than `public` was written but bound to nothing (no `<interface>`,
+/// no DefaultZone), so none of kiln's services applied.
+#[test]
+fn non_default_firewalld_zone_is_made_the_default_zone() {
+    let r = render("[firewall]\nzone = \"internal\"\n");
+    for profile in ["agent", "master"] {
+        let p = r.profile(profile);
+        let conf = read(&p.join("etc/firewalld/firewalld.conf"));
+        // What firewalld reads of it (io/firewalld_conf.py: `#` lines are comments): only
+        // DefaultZone; every other key keeps the running firewalld's built-in default.
+        let settings: Vec<&str> = conf
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(settings, ["DefaultZone=internal"], "{profile}:\n{conf}");
+        let zone = read(&p.join("etc/firewalld/zones/internal.xml"));
+        assert!(zone.contains("<service name=\"ssh\"/>"), "{zone}");
+        // Bound through DefaultZone, never by an interface name (they differ per machine).
+        assert!(!zone.contains("<interface"), "{zone}");
+    }
+    // kiln's services are in that zone.
+    let zone = read(&r.profile("agent").join("etc/firewalld/zones/internal.xml"));
+    assert!(
+        zone.contains("  <service name=\"kiln-calico-node\"/>\n"),
+        "{zone}"
+    );
+}
+
+/// With firewalld's own default zone the base's firewalld.conf (a distribution's conffile,
+/// which may set other keys such as the backend) is left alone.
+#[test]
+fn public_firewalld_zone_leaves_the_bases_firewalld_conf_alone() {
+    let r = render("");
+    for profile in ["agent", "master"] {
+        let p = r.profile(profile);
+        assert!(p.join("etc/firewalld/zones/public.xml").is_file());
+        assert!(
+            !p.join("etc/firewalld/firewalld.conf").exists(),
+            "{profile} replaces the base's firewalld.conf"
+        );
+    }
+}
+
+/// Item 15: kiln's zone file replaces the stock zone of that name and dropped its
+/// `<forward/>`; Calico's `cali*` interfaces and the NIC are both in the default zone, and
+/// without intra-zone forwarding firewalld ≥ 1.0 rejects the routed workload traffic.
+#[test]
+fn firewalld_zone_keeps_intra_zone_forwarding_for_workloads() {
+    for (extra, zone) in [
+        ("", "public"),
+        ("[firewall]\nzone = \"internal\"\n", "internal"),
+    ] {
+        let r = render(extra);
+        for profile in ["agent", "master"] {
+            let text = read(
+                &r.profile(profile)
+                    .join(format!("etc/firewalld/zones/{zone}.xml")),
+            );
+            assert!(
+                text.ends_with("  <forward/>\n</zone>\n"),
+                "{profile}:\n{text}"
+            );
+            assert_eq!(text.matches("<forward/>").count(), 1, "{text}");
+        }
+    }
+}
