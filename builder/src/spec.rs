@@ -427,8 +427,10 @@ pub struct CalicoCni {
     pub plugins_dir: Option<String>,
     /// Overrides the layout's config dir, e.g. `/etc/cni/net.d`.
     pub config_dir: Option<String>,
-    /// `cniVersion` of the network config.
-    pub cni_version: String,
+    /// `cniVersion` of the network config, e.g. `0.2.0`; default `0.1.0`. Mesos' CNI isolator
+    /// reads only CNI 0.1/0.2 results, so 0.3 and later are refused while the Mesos agent
+    /// runs.
+    pub cni_version: Option<String>,
     /// Network name (`name` in the config; what Mesos tasks ask for).
     pub network: String,
 }
@@ -661,7 +663,7 @@ impl Default for CalicoCni {
             layout: CniLayout::Mesos,
             plugins_dir: None,
             config_dir: None,
-            cni_version: "0.3.1".into(),
+            cni_version: None,
             network: "calico".into(),
         }
     }

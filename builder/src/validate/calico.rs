@@ -4,13 +4,27 @@
 use kiln_model::plan::{
     BakedImage, CalicoPlan, CniPlan, HostPlan, Libnetwork, NodePlan, SourcePlan,
 };
-use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode};
+use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode, Version};
 
 use super::Checker;
 use crate::spec::{CniLayout, Spec};
 
 /// Default libnetwork image for Calico 1.x.
 const LIBNETWORK_IMAGE: &str = "calico/node-libnetwork:v0.9.0";
+
+/// `cniVersion` of the network config unless the spec sets one: what Calico's own Mesos
+/// guides write (calico `release-v2.6`, `v2.6/getting-started/mesos/installation/
+/// integration.md` l.66), and a version every calico-cni release answers in.
+const DEFAULT_CNI_VERSION: &str = "0.1.0";
+
+/// The newest CNI result format (major, minor) Mesos' `network/cni` isolator reads, for every
+/// Mesos release: it parses the plugin's result into `NetworkInfo { ip4, ip6, dns }`, the
+/// CNI 0.1/0.2 layout (apache/mesos 1.11.0 `src/slave/containerizer/mesos/isolators/network/
+/// cni/spec.proto` l.59–67). A 0.3+ result (`ips`) still parses, since unknown keys are
+/// skipped (`3rdparty/stout/include/stout/protobuf.hpp` l.706–727), but `has_ip4()` is false
+/// and the container gets no IP. The file is unchanged from 1.11.0, the last release, to the
+/// retired repository's last commit.
+const MESOS_CNI_RESULT_MAX: (u64, u64) = (0, 2);
 
 impl Checker {
     pub(super) fn calico(&mut self, spec: &Spec, hosts: &[HostPlan]) -> Option<CalicoPlan> {
@@ -91,7 +105,22 @@ impl Checker {
             return Some(None);
         }
         let layout = self.cni_layout(spec);
-        let cni_version = self.version("calico.cni.cni_version", &cni.cni_version);
+        let cni_version = self.version(
+            "calico.cni.cni_version",
+            cni.cni_version.as_deref().unwrap_or(DEFAULT_CNI_VERSION),
+        );
+        // The Calico plugin answers in the version the config asks for (cni-plugin v1.11.8
+        // `calico.go` l.67/315: `types.PrintResult(result, conf.CNIVersion)`).
+        let mesos = Version::parse(&spec.mesos.version).filter(|_| spec.mesos.agent.enabled);
+        if let (Some(v), Some(m)) = (&cni_version, mesos) {
+            if (v.major, v.minor) > MESOS_CNI_RESULT_MAX {
+                self.err(
+                    "calico.cni.cni_version",
+                    format!("Mesos {m} reads only CNI 0.1/0.2 results (ip4/ip6): with cniVersion {v} the Calico plugin answers with `ips` and Mesos reports no container IP"),
+                    format!("remove the key (default {DEFAULT_CNI_VERSION}, as in Calico's Mesos guides) or set \"0.2.0\""),
+                );
+            }
+        }
         if cni.network.is_empty()
             || !cni
                 .network
