@@ -39,6 +39,9 @@ impl Rendered {
     fn profile(&self, name: &str) -> PathBuf {
         self.out.join("profiles").join(name)
     }
+    fn host(&self, name: &str) -> PathBuf {
+        self.out.join("hosts").join(name)
+    }
 }
 
 /// Renders `TWO_HOSTS` + `extra`.
@@ -270,4 +273,75 @@ fn cni_config_speaks_a_result_version_mesos_reads() {
     // … and allowed when no Mesos agent consumes the config.
     let r = render("[mesos.agent]\nenabled = false\n[calico.cni]\ncni_version = \"0.3.1\"\n");
     assert_eq!(cni_config(&r)["cniVersion"], "0.3.1");
+}
+
+/// Item 10: with `nodename = "fqdn"` calico-node registered as the FQDN while the CNI plugins,
+/// whose config names no node, used the kernel hostname (the short name): workload endpoints
+/// landed under another node. The kernel hostname is now the node name.
+#[test]
+fn fqdn_nodename_is_the_hostname_the_cni_plugins_use() {
+    for (extra, want) in [
+        ("", "a1"),
+        ("[calico.node]\nnodename = \"fqdn\"\n", "a1.lab.example.net"),
+    ] {
+        let r = render(extra);
+        let id = r.host("a1");
+        assert_eq!(read(&id.join("etc/hostname")), format!("{want}\n"));
+        let env = read(&id.join("etc/kiln/identity.env"));
+        assert_eq!(line(&env, "KILN_NODENAME"), want);
+        // calico-node takes NODENAME from that identity value …
+        let unit = read(
+            &r.profile("agent")
+                .join("etc/systemd/system/calico-node.service"),
+        );
+        assert!(
+            line(&unit, "ExecStart").contains(" -e NODENAME=${KILN_NODENAME} "),
+            "{unit}"
+        );
+        // … and the role's CNI config names no node, so the plugins use the hostname.
+        let cni = cni_config(&r);
+        assert!(
+            cni.get("nodename").is_none() && cni.get("hostname").is_none(),
+            "{cni}"
+        );
+    }
+    // The kernel hostname holds at most 64 characters: a longer FQDN is refused
+    // (fixtures/invalid/nodename-fqdn-too-long.toml).
+}
+
+/// The same invariant on every snapshot topology: wherever a CNI config names no node, each
+/// host's `/etc/hostname` is its `KILN_NODENAME`.
+#[test]
+fn every_host_hostname_is_its_calico_node_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in crate::render::TOPOLOGIES {
+        let out = crate::render::render(name, *spec, tmp.path());
+        for e in fs::read_dir(out.join("hosts")).unwrap() {
+            let dir = e.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let env = read(&dir.join("etc/kiln/identity.env"));
+            assert_eq!(
+                read(&dir.join("etc/hostname")),
+                format!("{}\n", line(&env, "KILN_NODENAME")),
+                "{name}: {}",
+                dir.display()
+            );
+        }
+        for e in fs::read_dir(out.join("profiles")).unwrap() {
+            let p = e.unwrap().path();
+            for cfg in [
+                "etc/cni/net.d/calico.conf",
+                "opt/mesosphere/etc/dcos/network/cni/calico.cni",
+            ] {
+                if let Ok(text) = fs::read_to_string(p.join(cfg)) {
+                    assert!(
+                        !text.contains("\"nodename\"") && !text.contains("\"hostname\""),
+                        "{name}: {cfg} names a node:\n{text}"
+                    );
+                }
+            }
+        }
+    }
 }

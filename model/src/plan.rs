@@ -640,7 +640,8 @@ impl Plan {
     pub fn masters(&self) -> impl Iterator<Item = &HostPlan> {
         self.hosts.iter().filter(|h| h.roles.master)
     }
-    /// The name calico-node and the CNI plugin use for `host`.
+    /// The name calico-node and the CNI plugin use for `host`: calico-node's `NODENAME` and
+    /// the host's kernel hostname (`/etc/hostname`), which the CNI plugins default to.
     pub fn nodename<'a>(&self, host: &'a HostPlan) -> &'a str {
         match self.calico.node.as_ref().map(|n| n.nodename) {
             Some(NodeNameMode::Fqdn) => host.fqdn.as_str(),

@@ -202,6 +202,23 @@ impl Checker {
                 "use a private AS such as 64512",
             );
         }
+        if nodename == Some(NodeNameMode::Fqdn) {
+            // The node name is the kernel hostname (see the host component), which holds at
+            // most 64 characters (hostname(5), systemd 252: "up to 64 7-bit ASCII lower-case
+            // alphanumeric characters or hyphens forming a valid DNS domain name").
+            for h in hosts.iter().filter(|h| h.fqdn.as_str().len() > 64) {
+                self.err(
+                    "calico.node.nodename",
+                    format!(
+                        "host {}'s FQDN {} has {} characters; the node name is the kernel hostname, which holds at most 64",
+                        h.name,
+                        h.fqdn,
+                        h.fqdn.as_str().len()
+                    ),
+                    "use nodename = \"hostname\", or a shorter cluster.domain",
+                );
+            }
+        }
         let pools = self.pools(spec, hosts);
         let default = format!(
             "calico/node:v{}",
