@@ -345,3 +345,97 @@ fn every_host_hostname_is_its_calico_node_name() {
         }
     }
 }
+
+/// `plan.json` of a render.
+fn plan(r: &Rendered) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&read(&r.out.join("plan.json"))).unwrap();
+    v["plan"].clone()
+}
+
+/// The image a container unit runs (the last word of its `ExecStart=`).
+fn unit_image(r: &Rendered, unit: &str) -> String {
+    let text = read(&r.profile("agent").join("etc/systemd/system").join(unit));
+    line(&text, "ExecStart")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Item 12: the default calico/node image was `calico/node:v<calico.version>`, a tag that does
+/// not exist below Calico 2.4 (2.0.2 ships calico/node v1.0.2, 1.6.1 ships v0.23.1 and
+/// libnetwork v0.10.0); the CNI plugins had one fixed default whatever the release.
+#[test]
+fn calico_component_versions_follow_the_release_table() {
+    for (release, node, cni, libnetwork) in [
+        ("2.6.12", "calico/node:v2.6.12", "1.11.8", None),
+        ("2.3.0", "calico/node:v1.3.0", "1.9.1", None),
+        ("2.0.2", "calico/node:v1.0.2", "1.5.6", None),
+        (
+            "1.6.1",
+            "calico/node:v0.23.1",
+            "1.4.4",
+            Some("calico/node-libnetwork:v0.10.0"),
+        ),
+    ] {
+        let r = render(&format!("[calico]\nversion = \"{release}\"\n"));
+        assert_eq!(unit_image(&r, "calico-node.service"), node, "{release}");
+        let p = plan(&r);
+        assert_eq!(p["calico"]["cni"]["version"], cni, "{release}");
+        assert_eq!(
+            p["calico"]["node"]["version"],
+            node.rsplit(':').next().unwrap(),
+            "{release}"
+        );
+        let lib = r
+            .profile("agent")
+            .join("etc/systemd/system/calico-libnetwork.service");
+        match libnetwork {
+            Some(img) => assert_eq!(unit_image(&r, "calico-libnetwork.service"), img),
+            None => assert!(
+                !lib.exists(),
+                "{release}: libnetwork runs inside calico-node"
+            ),
+        }
+    }
+    // What the spec names wins over the table.
+    let r = render(
+        "[calico]\nversion = \"2.0.2\"\n[calico.node]\nimage = \"calico/node:v1.1.0\"\n[calico.cni]\nversion = \"1.6.1\"\n",
+    );
+    assert_eq!(unit_image(&r, "calico-node.service"), "calico/node:v1.1.0");
+    assert_eq!(plan(&r)["calico"]["cni"]["version"], "1.6.1");
+    // A release the table does not list needs the component versions spelled out.
+    let err = check("[calico]\nversion = \"2.6.13\"\n", 2);
+    assert!(
+        err.contains("error: Calico 2.6.13 is not a release kiln knows the components of")
+            && err.contains("set calico.node.image, calico.cni.version"),
+        "{err}"
+    );
+}
+
+/// Item 12: calico/node before v1.1.0 ignores `CALICO_IPV4POOL_*`; `kiln check` warns (at
+/// the pools) instead of letting the cluster come up with 192.168.0.0/16 unnoticed.
+#[test]
+fn pool_settings_an_old_calico_node_ignores_are_warned_about() {
+    let old = "[calico]\nversion = \"2.0.2\"\n[calico.node]\nip_pools = [\"10.100.0.0/16\"]\n";
+    let err = check(old, 0);
+    assert!(
+        err.contains(
+            "warning: calico/node v1.0.2 ignores CALICO_IPV4POOL_CIDR and CALICO_IPV4POOL_IPIP"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("cluster.toml:23:12"), "{err}");
+    // From calico/node v1.1.0 (Calico 2.1.0) the variables are read: no warning.
+    let err = check(
+        "[calico]\nversion = \"2.1.0\"\n[calico.node]\nip_pools = [\"10.100.0.0/16\"]\n",
+        0,
+    );
+    assert!(!err.contains("CALICO_IPV4POOL"), "{err}");
+    // No pool set (NO_DEFAULT_POOLS=true): nothing ignored.
+    let err = check(
+        "[calico]\nversion = \"2.0.2\"\n[calico.node]\nip_pools = []\n",
+        0,
+    );
+    assert!(!err.contains("CALICO_IPV4POOL"), "{err}");
+}

@@ -547,6 +547,9 @@ pub struct BakedImage {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
     pub image: BakedImage,
+    /// calico/node's own version: the image's tag when it is one, else what the Calico
+    /// release ships. Below Calico 2.4 it is not the release number.
+    pub version: Option<Version>,
     pub backend: Backend,
     pub as_number: Option<u32>,
     pub ip_pools: Vec<ipnet::Ipv4Net>,

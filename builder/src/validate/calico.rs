@@ -7,10 +7,14 @@ use kiln_model::plan::{
 use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode, Version};
 
 use super::Checker;
+use crate::sources::catalog::{self, CalicoRelease};
 use crate::spec::{CniLayout, Spec};
 
-/// Default libnetwork image for Calico 1.x.
-const LIBNETWORK_IMAGE: &str = "calico/node-libnetwork:v0.9.0";
+/// The first calico/node that reads `CALICO_IPV4POOL_CIDR` and `CALICO_IPV4POOL_IPIP`
+/// (Calico 2.1.0): calicoctl `v1.1.0` `calico_node/startup/startup.go` `configureIPPools`
+/// l.459–474. Before it calico/node is Python (`calico_node/startup.py`, v1.0.2 and v0.23.x)
+/// and creates its fixed `DEFAULT_IPV4_POOL = 192.168.0.0/16` (l.27) when no pool exists.
+const NODE_READS_POOL_ENV: (u64, u64, u64) = (1, 1, 0);
 
 /// `cniVersion` of the network config unless the spec sets one: what Calico's own Mesos
 /// guides write (calico `release-v2.6`, `v2.6/getting-started/mesos/installation/
@@ -30,30 +34,69 @@ impl Checker {
     pub(super) fn calico(&mut self, spec: &Spec, hosts: &[HostPlan]) -> Option<CalicoPlan> {
         let c = &spec.calico;
         let version = self.version("calico.version", &c.version)?;
-        if (c.node.enabled || c.cni.enabled) && !(1..=2).contains(&version.major) {
+        let unsupported = (c.node.enabled || c.cni.enabled) && !(1..=2).contains(&version.major);
+        if unsupported {
             self.err(
                 "calico.version",
                 format!("Calico {version} is not supported"),
                 "kiln bakes Calico 1.x and 2.x (the releases with Mesos support); use e.g. \"2.6.12\"",
             );
         }
-        let cni = self.cni(spec);
+        let lib_container = c.libnetwork.enabled && spec.docker.enabled && version.major <= 1;
+        // Image tags and plugin versions by release: below 2.4 they do not follow it.
+        let release = catalog::calico_release(&version);
+        if release.is_none() && !unsupported {
+            let need: Vec<&str> = [
+                (
+                    c.node.enabled && c.node.image.is_none(),
+                    "calico.node.image",
+                ),
+                (
+                    c.cni.enabled && c.cni.version.is_none(),
+                    "calico.cni.version",
+                ),
+                (
+                    lib_container && c.libnetwork.image.is_none(),
+                    "calico.libnetwork.image",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(missing, key)| missing.then_some(key))
+            .collect();
+            if !need.is_empty() {
+                let known = catalog::CALICO_RELEASES;
+                self.err(
+                    "calico.version",
+                    format!(
+                        "Calico {version} is not a release kiln knows the components of ({} to {}, without release candidates)",
+                        known[0].release,
+                        known[known.len() - 1].release
+                    ),
+                    format!("use a known release, or set {}", need.join(", ")),
+                );
+            }
+        }
+        let cni = self.cni(spec, release);
         let node_source = self.source("calico.node.source", c.node.source.as_ref());
         let lib_source = self.source("calico.libnetwork.source", c.libnetwork.source.as_ref());
         let node = if c.node.enabled {
-            self.node(spec, &version, hosts, node_source.ok()?)
+            self.node(spec, release, hosts, node_source.ok()?)
         } else {
             None
         };
         let libnetwork = if !c.libnetwork.enabled || !spec.docker.enabled {
             Libnetwork::Off
-        } else if version.major <= 1 {
-            let image = c.libnetwork.image.as_deref().unwrap_or(LIBNETWORK_IMAGE);
+        } else if lib_container {
+            let image = match (&c.libnetwork.image, release) {
+                (Some(i), _) => i.clone(),
+                (None, Some(r)) => format!("calico/node-libnetwork:{}", r.libnetwork),
+                (None, None) => return None,
+            };
             Libnetwork::Container(Box::new(self.baked(
                 spec,
                 "calico-libnetwork",
                 "calico.libnetwork",
-                image,
+                &image,
                 lib_source.ok()?,
             )?))
         } else {
@@ -97,9 +140,13 @@ impl Checker {
     }
 
     /// `Some(None)`: CNI off; `None`: an error was reported.
-    fn cni(&mut self, spec: &Spec) -> Option<Option<CniPlan>> {
+    fn cni(&mut self, spec: &Spec, release: Option<&CalicoRelease>) -> Option<Option<CniPlan>> {
         let cni = &spec.calico.cni;
-        let version = self.version("calico.cni.version", &cni.version);
+        let version = match (&cni.version, release) {
+            (Some(v), _) => self.version("calico.cni.version", v),
+            (None, Some(r)) => Version::parse(r.cni.trim_start_matches('v')),
+            (None, None) => None,
+        };
         let source = self.source("calico.cni.source", cni.source.as_ref());
         if !cni.enabled {
             return Some(None);
@@ -187,7 +234,7 @@ impl Checker {
     fn node(
         &mut self,
         spec: &Spec,
-        version: &kiln_model::values::Version,
+        release: Option<&CalicoRelease>,
         hosts: &[HostPlan],
         source: Option<SourcePlan>,
     ) -> Option<NodePlan> {
@@ -220,14 +267,32 @@ impl Checker {
             }
         }
         let pools = self.pools(spec, hosts);
-        let default = format!(
-            "calico/node:v{}",
-            version.to_string().trim_start_matches('v')
-        );
-        let image = n.image.as_deref().unwrap_or(&default);
-        let image = self.baked(spec, "calico-node", "calico.node", image, source);
+        let image = match (&n.image, release) {
+            (Some(i), _) => i.clone(),
+            (None, Some(r)) => format!("calico/node:{}", r.node),
+            // Reported by `calico`: an unknown release needs calico.node.image.
+            (None, None) => return None,
+        };
+        let image = self.baked(spec, "calico-node", "calico.node", &image, source)?;
+        // What runs is the image's tag when it is a version, else the release's calico/node.
+        let node_version = image
+            .upstream
+            .tag()
+            .and_then(Version::parse)
+            .or_else(|| release.and_then(|r| Version::parse(r.node)));
+        if let (Some(v), false) = (&node_version, n.ip_pools.is_empty()) {
+            let (a, b, c) = NODE_READS_POOL_ENV;
+            if (v.major, v.minor, v.patch) < (a, b, c) {
+                self.warn(
+                    "calico.node.ip_pools",
+                    format!("calico/node {v} ignores CALICO_IPV4POOL_CIDR and CALICO_IPV4POOL_IPIP (read from calico/node v1.1.0, Calico 2.1.0): where no pool exists it creates its built-in pool 192.168.0.0/16"),
+                    "create the pool with calicoctl before calico-node first starts, or use Calico 2.1.0 or later",
+                );
+            }
+        }
         Some(NodePlan {
-            image: image?,
+            image,
+            version: node_version,
             backend: backend?,
             as_number: n.as_number.filter(|a| *a != 0),
             ip_pools: pools?,
