@@ -439,3 +439,23 @@ fn pool_settings_an_old_calico_node_ignores_are_warned_about() {
     );
     assert!(!err.contains("CALICO_IPV4POOL"), "{err}");
 }
+
+/// Item 15: a CNI-only setup (calico-node off) renders and builds, but no workload gets a
+/// working network: `kiln check` says so, at `calico.node.enabled`.
+#[test]
+fn cni_without_calico_node_is_warned_about() {
+    let err = check(
+        "[calico.node]\nenabled = false\n[calico.libnetwork]\nenabled = false\n",
+        0,
+    );
+    assert!(
+        err.contains(
+            "warning: the Calico CNI plugins without calico-node cannot network workloads"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("cluster.toml:21:11"), "{err}");
+    // The full setup has no such warning.
+    let err = check("", 0);
+    assert!(!err.contains("without calico-node"), "{err}");
+}

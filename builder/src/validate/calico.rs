@@ -76,6 +76,19 @@ impl Checker {
                 );
             }
         }
+        if c.cni.enabled && !c.node.enabled {
+            // The CNI plugins only wire a container to its host: calico-ipam assigns from IP
+            // pools that calico-node creates (calico.node.ip_pools), and routes to workloads
+            // on other hosts are advertised by BIRD and programmed by Felix, both inside
+            // calico-node. Calico's Mesos guide (calico `release-v2.6`, `v2.6/getting-started/
+            // mesos/installation/integration.md` l.12, steps 3–5): "Calico runs as a Docker
+            // container on each host", launched before the CNI plugin is installed.
+            self.warn(
+                "calico.node.enabled",
+                "the Calico CNI plugins without calico-node cannot network workloads: no IP pool for calico-ipam is created and no routes to other hosts' workloads are advertised",
+                "enable calico.node (it runs on every agent), or run calico-node on every agent yourself",
+            );
+        }
         let cni = self.cni(spec, release);
         let node_source = self.source("calico.node.source", c.node.source.as_ref());
         let lib_source = self.source("calico.libnetwork.source", c.libnetwork.source.as_ref());
