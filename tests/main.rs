@@ -10,6 +10,7 @@ mod cli;
 mod debian;
 mod invalid;
 mod real_hosts;
+mod real_hosts_calico;
 mod render;
 mod sources;
 mod validators;

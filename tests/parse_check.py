@@ -4,7 +4,7 @@
 Usage: parse_check.py RENDER_DIR...   Walks each `kiln render` output and parses every file by
 kind: JSON (daemon.json, CNI configs, plan.json), XML (firewalld), INI (systemd units via
 configparser), Java properties (zoo.cfg), env files (KEY=VALUE as systemd and `docker
---env-file` read them; also /etc/default/*), Mesos flag files (one line). Prints a count per
+--env-file` read them; also /etc/default/* and firewalld.conf), Mesos flag files (one line). Prints a count per
 kind; exits 1 on the first file that does not parse.
 """
 import configparser
@@ -28,7 +28,7 @@ def kind_of(rel):
         return "unit"
     if name == "zoo.cfg":
         return "properties"
-    if name.endswith(".env") or "/etc/default/" in rel:
+    if name.endswith(".env") or "/etc/default/" in rel or name == "firewalld.conf":
         return "env"
     if "/etc/mesos-master/" in rel or "/etc/mesos-slave/" in rel or rel.endswith("/etc/mesos/zk"):
         return "flag"

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::util::{fixture, kiln_code, tests_dir};
 
@@ -18,17 +19,33 @@ pub const TOPOLOGIES: &[(&str, Option<&str>)] = &[
     ("static-endpoints", Some("specs/static-endpoints.toml")),
 ];
 
-/// Renders a topology into `dir/NAME` and returns that path.
+/// Renders a topology into `dir/NAME` and returns that path. The spec is named relative to
+/// `tests/` (kiln runs there), so warnings recorded in `plan.json` name the same file on every
+/// checkout.
 pub fn render(name: &str, spec: Option<&str>, dir: &Path) -> PathBuf {
     let out = dir.join(name);
     let out_s = out.to_str().unwrap().to_string();
-    let spec_path = spec.map(|s| fixture(s).to_str().unwrap().to_string());
+    let spec_path = spec.map(|s| {
+        assert!(fixture(s).is_file(), "no fixture {s}");
+        format!("fixtures/{s}")
+    });
     let mut args = vec!["render"];
     if let Some(s) = &spec_path {
         args.push(s);
     }
     args.extend(["-o", &out_s]);
-    kiln_code(&args, 0);
+    let run = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .current_dir(tests_dir())
+        .env_remove("KILN_LOG")
+        .output()
+        .expect("running kiln");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "kiln {args:?}\nstderr:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     out
 }
 

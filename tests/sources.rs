@@ -831,6 +831,25 @@ fn debian_base_from_mmdebstrap() {
     assert_eq!(r2.lock, r.lock);
 }
 
+/// Issue 9, item 6: two mmdebstrap builds of the same inputs, on the same machine a minute
+/// apart and into two empty caches, give the same base tarball (nothing of the build machine
+/// or the moment is in it).
+#[test]
+fn debian_base_is_reproducible() {
+    require_tool("mmdebstrap", "mmdebstrap");
+    let spec = format!("{HEAD}\n[base.debian]\nsuite = \"bookworm\"\nvariant = \"minbase\"\npackages = [\"hello\"]\nkernel = \"\"\n\n[etcd]\nsource = {{ base = true }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
+    let digest = || {
+        let s = setup(&spec);
+        let r = s.resolve().unwrap();
+        match &r.base {
+            Some(sources::BaseSource::Tarball { sha256, .. }) => sha256.clone(),
+            _ => panic!("no tarball base"),
+        }
+    };
+    let (a, b) = (digest(), digest());
+    assert_eq!(a, b, "two builds of the same Debian base differ");
+}
+
 #[test]
 fn oci_layout_base_and_component_image_are_verified_and_locked() {
     let s = setup(&format!(

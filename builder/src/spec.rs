@@ -399,7 +399,10 @@ pub struct Docker {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Calico {
-    /// Calico release; 1.x runs libnetwork as its own container, 2.x inside calico-node.
+    /// Calico release; 1.x runs libnetwork as its own container, 2.x inside calico-node. It
+    /// picks the default calico/node and calico/node-libnetwork tags and calico-cni version
+    /// from kiln's release table (1.6.0 to 2.6.12): below 2.4 they are not the release number
+    /// (Calico 2.0.2 ships calico/node v1.0.2).
     pub version: String,
     /// The `calico` and `calico-ipam` CNI plugins Mesos' `network/cni` isolator calls.
     pub cni: CalicoCni,
@@ -425,8 +428,9 @@ pub enum CniLayout {
 pub struct CalicoCni {
     /// Install the CNI plugins and network config on the agents.
     pub enabled: bool,
-    /// Version of the calico-cni plugin binaries.
-    pub version: String,
+    /// Version of the calico-cni plugin binaries, e.g. `1.11.8`; default: the one the Calico
+    /// release ships.
+    pub version: Option<String>,
     /// Where the plugins come from; unset: the catalog's `calico`, `calico-ipam` and CNI
     /// reference plugins for `version`.
     pub source: Option<Source>,
@@ -437,8 +441,10 @@ pub struct CalicoCni {
     pub plugins_dir: Option<String>,
     /// Overrides the layout's config dir, e.g. `/etc/cni/net.d`.
     pub config_dir: Option<String>,
-    /// `cniVersion` of the network config.
-    pub cni_version: String,
+    /// `cniVersion` of the network config, e.g. `0.2.0`; default `0.1.0`. Mesos' CNI isolator
+    /// reads only CNI 0.1/0.2 results, so 0.3 and later are refused while the Mesos agent
+    /// runs.
+    pub cni_version: Option<String>,
     /// Network name (`name` in the config; what Mesos tasks ask for).
     pub network: String,
 }
@@ -449,7 +455,8 @@ pub struct CalicoCni {
 pub struct CalicoNode {
     /// Run calico-node on every agent.
     pub enabled: bool,
-    /// Image; defaults to `calico/node:v<calico.version>`, e.g.
+    /// Image; defaults to the calico/node the Calico release ships (`calico/node:v1.0.2` for
+    /// Calico 2.0.2, `calico/node:v2.6.12` for 2.6.12), e.g.
     /// `registry.example.com/calico/node:v2.6.12`.
     pub image: Option<String>,
     /// Where the image comes from (an `oci` source); unset: `image` from its registry.
@@ -460,7 +467,8 @@ pub struct CalicoNode {
     #[serde(rename = "as")]
     pub as_number: Option<u32>,
     /// IPv4 pools created by calico-node (the first is `CALICO_IPV4POOL_CIDR`). Empty means
-    /// no default pools (`NO_DEFAULT_POOLS=true`).
+    /// no default pools (`NO_DEFAULT_POOLS=true`). calico/node reads the pool variables from
+    /// v1.1.0 (Calico 2.1.0) on; with an older one `kiln check` warns.
     pub ip_pools: Vec<String>,
     /// IP-in-IP for the pool: `off`, `always` or `cross-subnet`.
     pub ipip: String,
@@ -474,8 +482,9 @@ pub struct CalicoNode {
 pub struct CalicoLibnetwork {
     /// Provide Calico's Docker network plugin (needs `docker.enabled`).
     pub enabled: bool,
-    /// Image for Calico 1.x; defaults to `calico/node-libnetwork:v0.9.0`, e.g.
-    /// `registry.example.com/calico/node-libnetwork:v0.9.0`.
+    /// Image for Calico 1.x; defaults to the one the Calico release ships
+    /// (`calico/node-libnetwork:v0.10.0` for 1.6.x), e.g.
+    /// `registry.example.com/calico/node-libnetwork:v0.10.0`.
     pub image: Option<String>,
     /// Where the Calico 1.x image comes from (an `oci` source); unset: `image` from its
     /// registry.
@@ -669,12 +678,12 @@ impl Default for CalicoCni {
     fn default() -> Self {
         CalicoCni {
             enabled: true,
-            version: "1.11.8".into(),
+            version: None,
             source: None,
             layout: CniLayout::Mesos,
             plugins_dir: None,
             config_dir: None,
-            cni_version: "0.3.1".into(),
+            cni_version: None,
             network: "calico".into(),
         }
     }

@@ -23,6 +23,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("etcd.env", include_str!("../templates/etcd.env.j2")),
     ("etcd.service", include_str!("../templates/etcd.service.j2")),
     (
+        "firewalld.conf",
+        include_str!("../templates/firewalld.conf.j2"),
+    ),
+    (
         "firewalld-service.xml",
         include_str!("../templates/firewalld-service.xml.j2"),
     ),

@@ -197,6 +197,18 @@ pub enum Proto {
     Ipip,
 }
 
+impl Proto {
+    /// The IP protocol number of a protocol that has no ports (`Ipip`: 4), `None` for TCP and
+    /// UDP. Firewalls get the number, never a name: names come from the host's
+    /// `/etc/protocols`, where protocol 4 is `ipencap` on Debian and `ipv4` on RHEL.
+    pub fn ip_number(self) -> Option<u8> {
+        match self {
+            Proto::Tcp | Proto::Udp => None,
+            Proto::Ipip => Some(4),
+        }
+    }
+}
+
 /// A port a service listens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
@@ -546,6 +558,9 @@ pub struct BakedImage {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
     pub image: BakedImage,
+    /// calico/node's own version: the image's tag when it is one, else what the Calico
+    /// release ships. Below Calico 2.4 it is not the release number.
+    pub version: Option<Version>,
     pub backend: Backend,
     pub as_number: Option<u32>,
     pub ip_pools: Vec<ipnet::Ipv4Net>,
@@ -639,7 +654,8 @@ impl Plan {
     pub fn masters(&self) -> impl Iterator<Item = &HostPlan> {
         self.hosts.iter().filter(|h| h.roles.master)
     }
-    /// The name calico-node and the CNI plugin use for `host`.
+    /// The name calico-node and the CNI plugin use for `host`: calico-node's `NODENAME` and
+    /// the host's kernel hostname (`/etc/hostname`), which the CNI plugins default to.
     pub fn nodename<'a>(&self, host: &'a HostPlan) -> &'a str {
         match self.calico.node.as_ref().map(|n| n.nodename) {
             Some(NodeNameMode::Fqdn) => host.fqdn.as_str(),

@@ -30,7 +30,7 @@ complete -c kiln -n "__fish_kiln_needs_command" -s V -l version -d 'Print versio
 complete -c kiln -n "__fish_kiln_needs_command" -f -a "init" -d 'Write the built-in demo spec as a commented starting point'
 complete -c kiln -n "__fish_kiln_needs_command" -f -a "check" -d 'Validate a spec and print the resolved plan: per host its role, units, ports and files'
 complete -c kiln -n "__fish_kiln_needs_command" -f -a "schema" -d 'Print the JSON Schema of the spec (for editors and CI)'
-complete -c kiln -n "__fish_kiln_needs_command" -f -a "build" -d 'Build the images: one per role profile (base + one layer per component) plus the container images the units run, as an OCI layout and docker-archives'
+complete -c kiln -n "__fish_kiln_needs_command" -f -a "build" -d 'Build the images: one per role profile (base + one layer per component) plus the container images the units run, as an OCI layout (docker-archives on request)'
 complete -c kiln -n "__fish_kiln_needs_command" -f -a "push" -d 'Push every image of a build to a registry (OCI distribution API)'
 complete -c kiln -n "__fish_kiln_needs_command" -f -a "lock" -d 'Resolve every source of a spec and write kiln.lock beside it (URL and sha256 of each)'
 complete -c kiln -n "__fish_kiln_needs_command" -f -a "fetch" -d 'Fill the cache with every artifact of a spec ahead of a build (e.g. before going offline)'
@@ -51,6 +51,7 @@ complete -c kiln -n "__fish_kiln_using_subcommand build" -l threads -d 'Compress
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l zstd -d 'Compress layers with zstd instead of gzip'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l archives -d 'Also write a docker-archive per image under DIR/archives/ (for `docker load`)'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l strict -d 'Treat warnings as errors'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l offline -d 'Use only the cache; fail listing every missing artifact'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l locked -d 'Refuse any artifact that kiln.lock does not list'
@@ -88,7 +89,7 @@ complete -c kiln -n "__fish_kiln_using_subcommand render" -s h -l help -d 'Print
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "init" -d 'Write the built-in demo spec as a commented starting point'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "check" -d 'Validate a spec and print the resolved plan: per host its role, units, ports and files'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "schema" -d 'Print the JSON Schema of the spec (for editors and CI)'
-complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "build" -d 'Build the images: one per role profile (base + one layer per component) plus the container images the units run, as an OCI layout and docker-archives'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "build" -d 'Build the images: one per role profile (base + one layer per component) plus the container images the units run, as an OCI layout (docker-archives on request)'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "push" -d 'Push every image of a build to a registry (OCI distribution API)'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "lock" -d 'Resolve every source of a spec and write kiln.lock beside it (URL and sha256 of each)'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build push lock fetch cache render help" -f -a "fetch" -d 'Fill the cache with every artifact of a spec ahead of a build (e.g. before going offline)'

@@ -1,7 +1,7 @@
 //! Docker Engine: `daemon.json` with the cluster store, the unit passing the host's own
 //! `--cluster-advertise` address from its identity.
 
-use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service, StorePlan};
+use kiln_model::plan::{ComponentId, Plan, Profile, Service, StorePlan};
 use minijinja::context;
 use serde::Serialize;
 
@@ -44,17 +44,17 @@ impl Component for Docker {
         let Some(d) = plan.docker.as_ref().filter(|_| profile.roles.agent) else {
             return Vec::new();
         };
-        let ports = d
-            .advertise
-            .iter()
-            .map(|a| Port::tcp(a.port(), "docker.cluster_advertise"))
-            .collect();
+        // No port: `--cluster-advertise` is only the address dockerd registers in the cluster
+        // store (moby daemon/discovery/discovery.go: `Init` "starts a registration loop to
+        // advertise the current node under the specified address"); dockerd listens only on
+        // its `-H` addresses, and kiln's unit gives it the unix socket alone. Opening 2376
+        // would open a port nothing listens on.
         vec![Service {
             unit: "docker.service".into(),
             component: ComponentId::Docker,
-            about: "Docker cluster advertise address",
+            about: "Docker Engine",
             exec: d.dockerd.clone(),
-            ports,
+            ports: Vec::new(),
         }]
     }
 
@@ -88,8 +88,22 @@ impl Component for Docker {
                 .collect(),
         };
         ctx.json("/etc/docker/daemon.json", &daemon)?;
-        let mut after = vec!["network-online.target"];
+        // Debian's own docker.service (docker.io 20.10.24+dfsg1, bookworm) orders
+        // `After=network-online.target docker.socket firewalld.service containerd.service` and
+        // `Wants=network-online.target containerd.service`. dockerd uses the system containerd
+        // only when its socket exists as dockerd starts (moby cmd/dockerd/daemon.go,
+        // `systemContainerdRunning`: `os.Lstat` of /run/containerd/containerd.sock), else it
+        // runs a private one: without the ordering, which containerd Docker uses is a race.
+        // Where no containerd.service exists (Docker's static binaries) both lines are no-ops.
+        // docker.socket is masked: kiln's dockerd binds its socket itself.
+        let mut wants = vec!["network-online.target", "containerd.service"];
+        let mut after = vec![
+            "network-online.target",
+            "firewalld.service",
+            "containerd.service",
+        ];
         if let Some(u) = local_etcd_unit(ctx.profile).filter(|_| daemon.cluster_store.is_some()) {
+            wants.push(u);
             after.push(u);
         }
         let extra_args = match &d.advertise {
@@ -101,7 +115,7 @@ impl Component for Docker {
         ctx.unit(
             "docker.service",
             "docker.service",
-            context! { exec => d.dockerd, after => after.join(" "), extra_args },
+            context! { exec => d.dockerd, after => after.join(" "), wants => wants.join(" "), extra_args },
         )
     }
 

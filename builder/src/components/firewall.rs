@@ -1,5 +1,6 @@
 //! firewalld: one service definition per unit with open ports and a zone that opens only
-//! those, so a host opens just the ports of its roles.
+//! those, so a host opens just the ports of its roles; the zone is the default zone, so it
+//! applies to the host's NIC and to Calico's workload interfaces without naming either.
 
 use kiln_model::plan::{ComponentId, Proto};
 use minijinja::context;
@@ -8,6 +9,15 @@ use super::{Component, Ctx, RenderError};
 
 /// The firewalld component.
 pub(crate) struct Firewall;
+
+/// firewalld's own default zone: `FALLBACK_ZONE` in `src/firewall/config/__init__.py.in` and
+/// `DefaultZone` of the shipped `config/firewalld.conf` (v0.6.3 to v2.5.0, and Debian
+/// bookworm's 1.3.3 conffile, which is upstream's byte for byte).
+pub(crate) const FIREWALLD_DEFAULT_ZONE: &str = "public";
+
+/// Where firewalld reads its main settings. firewalld has no drop-in directory for it:
+/// `io/firewalld_conf.py` reads this one file (every release through v2.5.0).
+const FIREWALLD_CONF: &str = "/etc/firewalld/firewalld.conf";
 
 impl Component for Firewall {
     fn id(&self) -> ComponentId {
@@ -25,13 +35,20 @@ impl Component for Firewall {
                 .ports
                 .iter()
                 .filter(|p| !p.local)
-                .map(|p| {
-                    let proto = match p.proto {
-                        Proto::Tcp => "tcp",
-                        Proto::Udp => "udp",
-                        Proto::Ipip => "ipip",
-                    };
-                    context! { port => p.port, proto }
+                .map(|p| match p.proto {
+                    Proto::Tcp | Proto::Udp => context! {
+                        port => p.port,
+                        proto => if p.proto == Proto::Tcp { "tcp" } else { "udp" },
+                        protocol => None::<u8>,
+                    },
+                    // By number: firewalld accepts `int(value)` in 0…255 or a name that
+                    // `socket.getprotobyname` resolves from the host's /etc/protocols
+                    // (firewalld src/firewall/functions.py `checkProtocol`, v0.6.3 l.239–252,
+                    // unchanged at HEAD). RHEL's /etc/protocols calls 4 `ipv4`, not `ipencap`:
+                    // a name fails there with INVALID_PROTOCOL, and firewalld ≥ 1.2 then
+                    // falls back to its stock configuration (`_start_failsafe`), ignoring every
+                    // file under /etc/firewalld.
+                    Proto::Ipip => context! { protocol => p.proto.ip_number() },
                 })
                 .collect();
             if ports.is_empty() {
@@ -45,6 +62,29 @@ impl Component for Firewall {
                 context! { name, description => s.about, ports },
             )?;
             names.push(name);
+        }
+        // The zone is applied through firewalld's DefaultZone, never by `<interface>`: kiln's
+        // hosts run no NetworkManager to assign one, NIC names differ between machines, and
+        // Calico's `cali*` workload interfaces come and go. An interface no zone names is in
+        // the default zone (firewalld.conf(5): DefaultZone "sets the default zone for
+        // connections or interfaces if the zone is not selected or specified by
+        // NetworkManager, initscripts or command line tool").
+        //
+        // For `public` the base's firewalld.conf already says so and is left alone (a
+        // distribution may have tuned it: RHEL 7 runs the iptables backend). For any other
+        // zone kiln writes the file with DefaultZone only: every key missing from it takes
+        // the running firewalld's built-in default (`firewalld_conf.py` `read()` falls back
+        // per key and warns only for a missing DefaultZone), and those equal upstream's
+        // shipped file in every release checked (0.6.3, 0.9.11, 1.3.4, 2.5.0). A full file
+        // would pin one release's keys: an older firewalld logs "Invalid option" for keys it
+        // does not know.
+        if fw.zone.as_str() != FIREWALLD_DEFAULT_ZONE {
+            ctx.template(
+                FIREWALLD_CONF,
+                0o644,
+                "firewalld.conf",
+                context! { zone => fw.zone },
+            )?;
         }
         ctx.template(
             &format!("/etc/firewalld/zones/{}.xml", fw.zone),

@@ -1,5 +1,6 @@
 //! Host basics: `/etc/hosts` naming the masters (role tree) and each host's identity:
-//! `/etc/hostname` and `/etc/kiln/identity.env`, the env file every unit reads.
+//! `/etc/hostname` (Calico's node name) and `/etc/kiln/identity.env`, the env file every unit
+//! reads.
 
 use kiln_model::plan::ComponentId;
 use minijinja::context;
@@ -36,6 +37,12 @@ impl Component for Host {
             etcd_name => h.etcd_name, zk_id => h.zk_id,
         };
         ctx.template(&format!("{KILN_ETC}/identity.env"), "identity.env", env)?;
-        ctx.file("/etc/hostname", format!("{}\n", h.name))
+        // The kernel hostname is Calico's node name: the CNI plugins take their node name from
+        // it (`os.Hostname()`) unless their config names one, and a per-host value cannot go
+        // into the role tree's config. The config keys for it depend on the plugin release
+        // (projectcalico/cni-plugin: `calico` reads `nodename` from v1.6.1, only `hostname`
+        // before; `calico-ipam` reads `nodename` only from v1.11.0), the kernel hostname
+        // works with all of them. calico-node gets the same value as NODENAME.
+        ctx.file("/etc/hostname", format!("{}\n", ctx.plan.nodename(h)))
     }
 }

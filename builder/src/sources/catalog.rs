@@ -12,6 +12,8 @@
 //!   `mesos.source` (an `.rpm`/`.deb`/tarball you host).
 //! - **Marathon**: the build hash in its download URL is known only for the versions listed
 //!   in [`MARATHON_BUILDS`]; other versions need `marathon.source`.
+//! - Calico: a release's image tags and plugin versions come from [`CALICO_RELEASES`]; a
+//!   release it does not list needs `calico.node.image` and `calico.cni.version`.
 //! - Images (`calico/node`, `calico/node-libnetwork`) are pulled from Docker Hub; name an
 //!   `oci` source (`oci:DIR:TAG`, `docker-archive:FILE`) to use a copy on disk.
 
@@ -24,6 +26,81 @@ pub const MARATHON_BUILDS: &[(&str, &str)] = &[
     ("1.6.549", "aabf74302"),
     ("1.7.189", "48bfd6000"),
 ];
+
+/// What one Calico release ships: the versions of the parts kiln installs. Below Calico 2.4
+/// the calico/node tag is not the release number (it is calicoctl's: both were built from
+/// the calicoctl repository), so image tags and plugin versions come from this table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalicoRelease {
+    /// The Calico release (`calico.version`), without `v`.
+    pub release: &'static str,
+    /// Tag of the `calico/node` image.
+    pub node: &'static str,
+    /// Release of the `calico` and `calico-ipam` CNI plugins (projectcalico/cni-plugin).
+    pub cni: &'static str,
+    /// Release of libnetwork-plugin: the `calico/node-libnetwork` image of Calico 1.x (in 2.x
+    /// it runs inside calico/node).
+    pub libnetwork: &'static str,
+}
+
+const fn rel(
+    release: &'static str,
+    node: &'static str,
+    cni: &'static str,
+    libnetwork: &'static str,
+) -> CalicoRelease {
+    CalicoRelease {
+        release,
+        node,
+        cni,
+        libnetwork,
+    }
+}
+
+/// Every Calico release with Mesos support that kiln knows, release candidates left out.
+/// Source: projectcalico/calico branch `release-v2.6` (461c961a), `_data/versions.yml` for
+/// v2.1–v2.6 and the release pages `v2.0/releases/index.md` and `v1.6/releases/index.md`
+/// for the older series (gathered in `builder/notes/issue8-upstream.md`, section 7).
+pub const CALICO_RELEASES: &[CalicoRelease] = &[
+    rel("1.6.0", "v0.23.0", "v1.4.3", "v0.10.0"),
+    rel("1.6.1", "v0.23.1", "v1.4.4", "v0.10.0"),
+    rel("2.0.0", "v1.0.0", "v1.5.5", "v1.0.0"),
+    rel("2.0.1", "v1.0.1", "v1.5.5", "v1.0.0"),
+    rel("2.0.2", "v1.0.2", "v1.5.6", "v1.0.0"),
+    rel("2.1.0", "v1.1.0", "v1.6.0", "v1.1.0"),
+    rel("2.1.1", "v1.1.0", "v1.6.1", "v1.1.0"),
+    rel("2.1.2", "v1.1.0", "v1.6.1", "v1.1.0"),
+    rel("2.1.3", "v1.1.1", "v1.6.1", "v1.1.0"),
+    rel("2.1.4", "v1.1.3", "v1.7.0", "v1.1.0"),
+    rel("2.1.5", "v1.1.3", "v1.8.0", "v1.1.0"),
+    rel("2.2.0", "v1.2.0", "v1.8.3", "v1.1.0"),
+    rel("2.2.1", "v1.2.1", "v1.8.3", "v1.1.0"),
+    rel("2.3.0", "v1.3.0", "v1.9.1", "v1.1.0"),
+    rel("2.4.0", "v2.4.0", "v1.10.0", "v1.1.0"),
+    rel("2.4.1", "v2.4.1", "v1.10.0", "v1.1.0"),
+    rel("2.5.0", "v2.5.0", "v1.10.0", "v1.1.0"),
+    rel("2.5.1", "v2.5.1", "v1.10.0", "v1.1.0"),
+    rel("2.6.0", "v2.6.0", "v1.11.0", "v1.1.0"),
+    rel("2.6.1", "v2.6.1", "v1.11.0", "v1.1.0"),
+    rel("2.6.2", "v2.6.1", "v1.11.0", "v1.1.0"),
+    rel("2.6.3", "v2.6.3", "v1.11.1", "v1.1.1"),
+    rel("2.6.4", "v2.6.4", "v1.11.2", "v1.1.2"),
+    rel("2.6.5", "v2.6.5", "v1.11.2", "v1.1.2"),
+    rel("2.6.6", "v2.6.6", "v1.11.2", "v1.1.2"),
+    rel("2.6.7", "v2.6.7", "v1.11.2", "v1.1.2"),
+    rel("2.6.8", "v2.6.8", "v1.11.4", "v1.1.2"),
+    rel("2.6.9", "v2.6.9", "v1.11.5", "v1.1.2"),
+    rel("2.6.10", "v2.6.10", "v1.11.6", "v1.1.3"),
+    rel("2.6.11", "v2.6.11", "v1.11.7", "v1.1.3"),
+    rel("2.6.12", "v2.6.12", "v1.11.8", "v1.1.3"),
+];
+
+/// The components of Calico release `version`, if the table has it.
+pub fn calico_release(version: &Version) -> Option<&'static CalicoRelease> {
+    CALICO_RELEASES
+        .iter()
+        .find(|r| Version::parse(r.release).is_some_and(|v| v.cmp(version).is_eq()))
+}
 
 /// The CNI reference plugins shipped beside Calico's (Mesos' CNI isolator needs `loopback`).
 pub const CNI_PLUGINS_VERSION: &str = "0.8.7";
@@ -179,4 +256,33 @@ pub fn calico_cni(version: &Version, dir: &AbsPath) -> Vec<SourcePlan> {
         Some(0o755),
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calico_releases_map_to_their_component_versions() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        // Below 2.4 the calico/node tag is calicoctl's, not the release's.
+        let r = calico_release(&v("2.0.2")).unwrap();
+        assert_eq!(
+            (r.node, r.cni, r.libnetwork),
+            ("v1.0.2", "v1.5.6", "v1.0.0")
+        );
+        let r = calico_release(&v("1.6.1")).unwrap();
+        assert_eq!(
+            (r.node, r.cni, r.libnetwork),
+            ("v0.23.1", "v1.4.4", "v0.10.0")
+        );
+        let r = calico_release(&v("v2.6.12")).unwrap();
+        assert_eq!((r.node, r.cni), ("v2.6.12", "v1.11.8"));
+        assert!(calico_release(&v("2.6.13")).is_none());
+        for r in CALICO_RELEASES {
+            for x in [r.release, r.node, r.cni, r.libnetwork] {
+                assert!(Version::parse(x).is_some(), "{x}");
+            }
+        }
+    }
 }

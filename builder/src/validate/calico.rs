@@ -4,42 +4,112 @@
 use kiln_model::plan::{
     BakedImage, CalicoPlan, CniPlan, HostPlan, Libnetwork, NodePlan, SourcePlan,
 };
-use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode};
+use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode, Version};
 
 use super::Checker;
+use crate::sources::catalog::{self, CalicoRelease};
 use crate::spec::{CniLayout, Spec};
 
-/// Default libnetwork image for Calico 1.x.
-const LIBNETWORK_IMAGE: &str = "calico/node-libnetwork:v0.9.0";
+/// The first calico/node that reads `CALICO_IPV4POOL_CIDR` and `CALICO_IPV4POOL_IPIP`
+/// (Calico 2.1.0): calicoctl `v1.1.0` `calico_node/startup/startup.go` `configureIPPools`
+/// l.459–474. Before it calico/node is Python (`calico_node/startup.py`, v1.0.2 and v0.23.x)
+/// and creates its fixed `DEFAULT_IPV4_POOL = 192.168.0.0/16` (l.27) when no pool exists.
+const NODE_READS_POOL_ENV: (u64, u64, u64) = (1, 1, 0);
+
+/// `cniVersion` of the network config unless the spec sets one: what Calico's own Mesos
+/// guides write (calico `release-v2.6`, `v2.6/getting-started/mesos/installation/
+/// integration.md` l.66), and a version every calico-cni release answers in.
+const DEFAULT_CNI_VERSION: &str = "0.1.0";
+
+/// The newest CNI result format (major, minor) Mesos' `network/cni` isolator reads, for every
+/// Mesos release: it parses the plugin's result into `NetworkInfo { ip4, ip6, dns }`, the
+/// CNI 0.1/0.2 layout (apache/mesos 1.11.0 `src/slave/containerizer/mesos/isolators/network/
+/// cni/spec.proto` l.59–67). A 0.3+ result (`ips`) still parses, since unknown keys are
+/// skipped (`3rdparty/stout/include/stout/protobuf.hpp` l.706–727), but `has_ip4()` is false
+/// and the container gets no IP. The file is unchanged from 1.11.0, the last release, to the
+/// retired repository's last commit.
+const MESOS_CNI_RESULT_MAX: (u64, u64) = (0, 2);
 
 impl Checker {
     pub(super) fn calico(&mut self, spec: &Spec, hosts: &[HostPlan]) -> Option<CalicoPlan> {
         let c = &spec.calico;
         let version = self.version("calico.version", &c.version)?;
-        if (c.node.enabled || c.cni.enabled) && !(1..=2).contains(&version.major) {
+        let unsupported = (c.node.enabled || c.cni.enabled) && !(1..=2).contains(&version.major);
+        if unsupported {
             self.err(
                 "calico.version",
                 format!("Calico {version} is not supported"),
                 "kiln bakes Calico 1.x and 2.x (the releases with Mesos support); use e.g. \"2.6.12\"",
             );
         }
-        let cni = self.cni(spec);
+        let lib_container = c.libnetwork.enabled && spec.docker.enabled && version.major <= 1;
+        // Image tags and plugin versions by release: below 2.4 they do not follow it.
+        let release = catalog::calico_release(&version);
+        if release.is_none() && !unsupported {
+            let need: Vec<&str> = [
+                (
+                    c.node.enabled && c.node.image.is_none(),
+                    "calico.node.image",
+                ),
+                (
+                    c.cni.enabled && c.cni.version.is_none(),
+                    "calico.cni.version",
+                ),
+                (
+                    lib_container && c.libnetwork.image.is_none(),
+                    "calico.libnetwork.image",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(missing, key)| missing.then_some(key))
+            .collect();
+            if !need.is_empty() {
+                let known = catalog::CALICO_RELEASES;
+                self.err(
+                    "calico.version",
+                    format!(
+                        "Calico {version} is not a release kiln knows the components of ({} to {}, without release candidates)",
+                        known[0].release,
+                        known[known.len() - 1].release
+                    ),
+                    format!("use a known release, or set {}", need.join(", ")),
+                );
+            }
+        }
+        if c.cni.enabled && !c.node.enabled {
+            // The CNI plugins only wire a container to its host: calico-ipam assigns from IP
+            // pools that calico-node creates (calico.node.ip_pools), and routes to workloads
+            // on other hosts are advertised by BIRD and programmed by Felix, both inside
+            // calico-node. Calico's Mesos guide (calico `release-v2.6`, `v2.6/getting-started/
+            // mesos/installation/integration.md` l.12, steps 3–5): "Calico runs as a Docker
+            // container on each host", launched before the CNI plugin is installed.
+            self.warn(
+                "calico.node.enabled",
+                "the Calico CNI plugins without calico-node cannot network workloads: no IP pool for calico-ipam is created and no routes to other hosts' workloads are advertised",
+                "enable calico.node (it runs on every agent), or run calico-node on every agent yourself",
+            );
+        }
+        let cni = self.cni(spec, release);
         let node_source = self.source("calico.node.source", c.node.source.as_ref());
         let lib_source = self.source("calico.libnetwork.source", c.libnetwork.source.as_ref());
         let node = if c.node.enabled {
-            self.node(spec, &version, hosts, node_source.ok()?)
+            self.node(spec, release, hosts, node_source.ok()?)
         } else {
             None
         };
         let libnetwork = if !c.libnetwork.enabled || !spec.docker.enabled {
             Libnetwork::Off
-        } else if version.major <= 1 {
-            let image = c.libnetwork.image.as_deref().unwrap_or(LIBNETWORK_IMAGE);
+        } else if lib_container {
+            let image = match (&c.libnetwork.image, release) {
+                (Some(i), _) => i.clone(),
+                (None, Some(r)) => format!("calico/node-libnetwork:{}", r.libnetwork),
+                (None, None) => return None,
+            };
             Libnetwork::Container(Box::new(self.baked(
                 spec,
                 "calico-libnetwork",
                 "calico.libnetwork",
-                image,
+                &image,
                 lib_source.ok()?,
             )?))
         } else {
@@ -83,15 +153,34 @@ impl Checker {
     }
 
     /// `Some(None)`: CNI off; `None`: an error was reported.
-    fn cni(&mut self, spec: &Spec) -> Option<Option<CniPlan>> {
+    fn cni(&mut self, spec: &Spec, release: Option<&CalicoRelease>) -> Option<Option<CniPlan>> {
         let cni = &spec.calico.cni;
-        let version = self.version("calico.cni.version", &cni.version);
+        let version = match (&cni.version, release) {
+            (Some(v), _) => self.version("calico.cni.version", v),
+            (None, Some(r)) => Version::parse(r.cni.trim_start_matches('v')),
+            (None, None) => None,
+        };
         let source = self.source("calico.cni.source", cni.source.as_ref());
         if !cni.enabled {
             return Some(None);
         }
         let layout = self.cni_layout(spec);
-        let cni_version = self.version("calico.cni.cni_version", &cni.cni_version);
+        let cni_version = self.version(
+            "calico.cni.cni_version",
+            cni.cni_version.as_deref().unwrap_or(DEFAULT_CNI_VERSION),
+        );
+        // The Calico plugin answers in the version the config asks for (cni-plugin v1.11.8
+        // `calico.go` l.67/315: `types.PrintResult(result, conf.CNIVersion)`).
+        let mesos = Version::parse(&spec.mesos.version).filter(|_| spec.mesos.agent.enabled);
+        if let (Some(v), Some(m)) = (&cni_version, mesos) {
+            if (v.major, v.minor) > MESOS_CNI_RESULT_MAX {
+                self.err(
+                    "calico.cni.cni_version",
+                    format!("Mesos {m} reads only CNI 0.1/0.2 results (ip4/ip6): with cniVersion {v} the Calico plugin answers with `ips` and Mesos reports no container IP"),
+                    format!("remove the key (default {DEFAULT_CNI_VERSION}, as in Calico's Mesos guides) or set \"0.2.0\""),
+                );
+            }
+        }
         if cni.network.is_empty()
             || !cni
                 .network
@@ -158,7 +247,7 @@ impl Checker {
     fn node(
         &mut self,
         spec: &Spec,
-        version: &kiln_model::values::Version,
+        release: Option<&CalicoRelease>,
         hosts: &[HostPlan],
         source: Option<SourcePlan>,
     ) -> Option<NodePlan> {
@@ -173,15 +262,50 @@ impl Checker {
                 "use a private AS such as 64512",
             );
         }
+        if nodename == Some(NodeNameMode::Fqdn) {
+            // The node name is the kernel hostname (see the host component), which holds at
+            // most 64 characters (hostname(5), systemd 252: "up to 64 7-bit ASCII lower-case
+            // alphanumeric characters or hyphens forming a valid DNS domain name").
+            for h in hosts.iter().filter(|h| h.fqdn.as_str().len() > 64) {
+                self.err(
+                    "calico.node.nodename",
+                    format!(
+                        "host {}'s FQDN {} has {} characters; the node name is the kernel hostname, which holds at most 64",
+                        h.name,
+                        h.fqdn,
+                        h.fqdn.as_str().len()
+                    ),
+                    "use nodename = \"hostname\", or a shorter cluster.domain",
+                );
+            }
+        }
         let pools = self.pools(spec, hosts);
-        let default = format!(
-            "calico/node:v{}",
-            version.to_string().trim_start_matches('v')
-        );
-        let image = n.image.as_deref().unwrap_or(&default);
-        let image = self.baked(spec, "calico-node", "calico.node", image, source);
+        let image = match (&n.image, release) {
+            (Some(i), _) => i.clone(),
+            (None, Some(r)) => format!("calico/node:{}", r.node),
+            // Reported by `calico`: an unknown release needs calico.node.image.
+            (None, None) => return None,
+        };
+        let image = self.baked(spec, "calico-node", "calico.node", &image, source)?;
+        // What runs is the image's tag when it is a version, else the release's calico/node.
+        let node_version = image
+            .upstream
+            .tag()
+            .and_then(Version::parse)
+            .or_else(|| release.and_then(|r| Version::parse(r.node)));
+        if let (Some(v), false) = (&node_version, n.ip_pools.is_empty()) {
+            let (a, b, c) = NODE_READS_POOL_ENV;
+            if (v.major, v.minor, v.patch) < (a, b, c) {
+                self.warn(
+                    "calico.node.ip_pools",
+                    format!("calico/node {v} ignores CALICO_IPV4POOL_CIDR and CALICO_IPV4POOL_IPIP (read from calico/node v1.1.0, Calico 2.1.0): where no pool exists it creates its built-in pool 192.168.0.0/16"),
+                    "create the pool with calicoctl before calico-node first starts, or use Calico 2.1.0 or later",
+                );
+            }
+        }
         Some(NodePlan {
-            image: image?,
+            image,
+            version: node_version,
             backend: backend?,
             as_number: n.as_number.filter(|a| *a != 0),
             ip_pools: pools?,
