@@ -418,3 +418,38 @@ fn readme_what_runs_where_is_generated() {
         "README.md's What runs where table differs from builder/docs/what-runs-where.md: copy it over after `cargo run -p kiln -- generate-docs builder/docs`"
     );
 }
+
+/// Issue 8, item 2: `kiln check` lists exactly what runs, and the base units each profile
+/// masks: Debian's etcd.service where the host has no member, Docker and containerd where no
+/// Docker runs.
+#[test]
+fn check_lists_the_masked_base_units_per_profile() {
+    let spec = fixture("specs/three-two.toml");
+    let (out, _) = kiln_code(&["check", spec.to_str().unwrap()], 0);
+    let section = |name: &str| {
+        let start = out
+            .find(&format!("\nprofile {name} "))
+            .unwrap_or_else(|| panic!("no profile {name}:\n{out}"));
+        let rest = &out[start + 1..];
+        rest[..rest.find("\nprofile ").unwrap_or(rest.len())].to_string()
+    };
+    let masked = |s: &str| {
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("masked (never run): "))
+            .unwrap_or_default()
+            .split(' ')
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let agent = section("agent");
+    assert!(
+        masked(&agent).contains(&"etcd.service".to_string()),
+        "{agent}"
+    );
+    assert!(agent.contains("etcd-gateway.service"), "{agent}");
+    let master = section("master");
+    for unit in ["docker.service", "containerd.service"] {
+        assert!(masked(&master).contains(&unit.to_string()), "{master}");
+    }
+    assert!(!masked(&master).contains(&"etcd.service".to_string()));
+}
