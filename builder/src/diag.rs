@@ -21,26 +21,71 @@ pub enum Seg {
     Index(usize),
 }
 
-/// A dotted key path into the spec.
+/// A dotted key path into the spec (`hosts[2].mac`, `mesos.agent.flags."a.b"`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPath(pub Vec<Seg>);
 
 impl KeyPath {
-    /// Parses `hosts[2].mac` / `etcd.proxy.mode`.
+    /// Parses `hosts[2].mac` / `etcd.proxy.mode`; a segment may be a quoted key
+    /// (`flags."a.b"`, with `\"` and `\\` escaped) as [`KeyPath::key`] writes it.
     pub fn parse(s: &str) -> KeyPath {
         let mut segs = Vec::new();
-        for part in s.split('.').filter(|p| !p.is_empty()) {
-            let (key, rest) = part.split_once('[').unwrap_or((part, ""));
-            if !key.is_empty() {
-                segs.push(Seg::Key(key.to_string()));
+        let mut cur = String::new();
+        let mut chars = s.chars();
+        let flush = |cur: &mut String, segs: &mut Vec<Seg>| {
+            if !cur.is_empty() {
+                segs.push(Seg::Key(std::mem::take(cur)));
             }
-            for idx in rest.split('[') {
-                if let Ok(i) = idx.trim_end_matches(']').parse() {
-                    segs.push(Seg::Index(i));
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '.' => flush(&mut cur, &mut segs),
+                '"' if cur.is_empty() => {
+                    let mut key = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '"' => break,
+                            '\\' => key.extend(chars.next()),
+                            c => key.push(c),
+                        }
+                    }
+                    segs.push(Seg::Key(key));
                 }
+                '[' => {
+                    flush(&mut cur, &mut segs);
+                    let idx: String = chars.by_ref().take_while(|&c| c != ']').collect();
+                    if let Ok(i) = idx.parse() {
+                        segs.push(Seg::Index(i));
+                    }
+                }
+                c => cur.push(c),
             }
         }
+        flush(&mut cur, &mut segs);
         KeyPath(segs)
+    }
+
+    /// `name` as one segment of a key path: itself when it is a bare TOML key (letters,
+    /// digits, `_`, `-`), else quoted, so a key taken from the spec (a flag name such as
+    /// `"../x"`) still locates its own entry.
+    pub fn key(name: &str) -> String {
+        let bare = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if bare {
+            return name.to_string();
+        }
+        let mut out = String::with_capacity(name.len() + 2);
+        out.push('"');
+        for c in name.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
     }
 }
 
@@ -48,8 +93,8 @@ impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, s) in self.0.iter().enumerate() {
             match s {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Key(k) if i == 0 => write!(f, "{}", KeyPath::key(k))?,
+                Seg::Key(k) => write!(f, ".{}", KeyPath::key(k))?,
                 Seg::Index(n) => write!(f, "[{n}]")?,
             }
         }
@@ -488,6 +533,42 @@ mod tests {
         let loc = d[0].location.clone().unwrap();
         assert_eq!((loc.line, loc.column, loc.width), (9, 7, 4));
         assert_eq!(KeyPath::parse("hosts[1].mac").to_string(), "hosts[1].mac");
+    }
+
+    #[test]
+    fn locates_quoted_keys() {
+        // A flag name from the spec holding dots, quotes and brackets still finds its entry.
+        for name in [
+            "../../etc/cron.d/x",
+            "a\"b",
+            "x[0]",
+            "a\\b",
+            "hostname_lookup",
+        ] {
+            let key = format!("mesos.master.flags.{}", KeyPath::key(name));
+            let path = KeyPath::parse(&key);
+            assert_eq!(path.0.last(), Some(&Seg::Key(name.to_string())), "{key}");
+            assert_eq!(path.0.len(), 4, "{key}");
+            assert_eq!(path.to_string(), key);
+        }
+        let text =
+            "[cluster]\nname = \"x\"\n\n[mesos.master.flags]\n\"../../etc/cron.d/x\" = \"x\"\n";
+        let d = located(
+            text,
+            &format!("mesos.master.flags.{}", KeyPath::key("../../etc/cron.d/x")),
+            "bad",
+        );
+        let loc = d.location.unwrap();
+        assert_eq!((loc.line, loc.column, loc.width), (5, 24, 3));
+        assert_eq!(
+            KeyPath::parse("hosts[2].dns[0]").0,
+            vec![
+                Seg::Key("hosts".into()),
+                Seg::Index(2),
+                Seg::Key("dns".into()),
+                Seg::Index(0)
+            ]
+        );
     }
 
     /// The line and caret lines of a displayed diagnostic.

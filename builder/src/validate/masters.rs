@@ -8,6 +8,7 @@ use kiln_model::plan::{
 use kiln_model::values::{quote, Containerizer, FlagName, FlagValue, Isolator};
 
 use super::Checker;
+use crate::diag::KeyPath;
 use crate::spec::Spec;
 
 /// Flags the typed keys of `[mesos.master]` set: `flags` may not set them again (Mesos
@@ -186,7 +187,7 @@ impl Checker {
         let mut out = BTreeMap::new();
         let mut ok = true;
         for (name, value) in flags {
-            let k = format!("{key}.{name}");
+            let k = format!("{key}.{}", KeyPath::key(name));
             if let Some((_, owner)) = typed.iter().find(|(f, _)| f == name) {
                 self.err(
                     &k,
