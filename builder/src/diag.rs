@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
+use kiln_model::values::is_unsafe_char;
 use serde::Serialize;
 
 /// How bad a diagnostic is.
@@ -200,11 +201,12 @@ const MAX_WORD: usize = 120;
 const MAX_MESSAGE: usize = 400;
 
 /// Whether `c` is written as an escape rather than sent to a terminal: control characters (C0
-/// but tab, DEL, C1) could move the cursor or start an escape sequence, and the bidirectional
-/// controls could make a line read differently from what the parser sees.
+/// but tab, DEL, C1) could move the cursor or start an escape sequence, and the bidirectional,
+/// zero-width and line-separator characters could make a line read differently from what the
+/// parser sees. The same set as the values refuse ([`is_unsafe_char`]), so a message and the
+/// source line under it show a value alike.
 fn needs_escape(c: char) -> bool {
-    (c.is_control() && c != '\t')
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c != '\t' && is_unsafe_char(c)
 }
 
 /// Appends `c` as shown: `\n`, `\r`, `\u{1b}` (as Rust's `{:?}` writes them), or itself.
@@ -533,6 +535,24 @@ mod tests {
         let loc = d[0].location.clone().unwrap();
         assert_eq!((loc.line, loc.column, loc.width), (9, 7, 4));
         assert_eq!(KeyPath::parse("hosts[1].mac").to_string(), "hosts[1].mac");
+    }
+
+    #[test]
+    fn zero_width_and_separator_characters_are_escaped_in_the_line() {
+        for (c, esc) in [
+            ('\u{200b}', "\\u{200b}"),
+            ('\u{feff}', "\\u{feff}"),
+            ('\u{2028}', "\\u{2028}"),
+        ] {
+            let d = located(
+                &format!("[cluster]\nname = \"{c}x\"\n"),
+                "cluster.name",
+                "bad",
+            );
+            let (line, caret_line) = shown(&d);
+            assert_eq!(line, format!("name = \"{esc}x\""));
+            assert_eq!(caret(&caret_line), (7, esc.len() + 3), "{line}");
+        }
     }
 
     #[test]
