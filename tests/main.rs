@@ -9,6 +9,7 @@ mod build;
 mod cli;
 mod debian;
 mod invalid;
+mod mutated_specs;
 mod props;
 mod render;
 mod sources;
