@@ -864,3 +864,37 @@ fn arbitrary_text_in_any_string_key_is_refused_where_it_is_or_renders_well_forme
     );
     assert!(refused > 0 && accepted > 0);
 }
+
+/// Regression: a directory key set to `/` rendered `//zoo.cfg` (render failed after the spec
+/// was accepted) and the catalog silently dropped the CNI plugins it would place in `//`.
+#[test]
+fn directories_at_the_root_render_their_files_there() {
+    let text = fs::read_to_string(fixture("specs/props.toml"))
+        .unwrap()
+        .replace("conf_dir = \"/etc/zookeeper/conf\"", "conf_dir = \"/\"")
+        .replace("\"/etc/cni/net.d\"", "\"/\"");
+    let src = SpecSource {
+        name: NAME.into(),
+        text,
+    };
+    let loaded = validate::load(&src).unwrap_or_else(|e| panic!("{e}"));
+    let r = components::render(&loaded.plan).unwrap();
+    let tree = &r.profiles["master-agent"];
+    assert!(tree.get("/zoo.cfg").is_some());
+    assert!(tree.get("/calico.conf").is_some());
+    let unit = String::from_utf8(
+        tree.get("/etc/systemd/system/zookeeper.service")
+            .and_then(|e| e.data())
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(unit.contains(" start-foreground /zoo.cfg\n"), "{unit}");
+    let root = kiln::values::AbsPath::parse("/").unwrap();
+    let version = kiln::values::Version::parse("1.11.8").unwrap();
+    let dests: Vec<String> = kiln::sources::catalog::calico_cni(&version, &root)
+        .iter()
+        .filter_map(|s| s.dest.as_ref().map(ToString::to_string))
+        .collect();
+    assert_eq!(dests, ["/calico", "/calico-ipam", "/"]);
+}

@@ -61,6 +61,16 @@ impl AbsPath {
         }
     }
 
+    /// The path of `name` (one plain component, e.g. `zoo.cfg`) in this directory: never
+    /// `//zoo.cfg` under `/`. Unlike [`AbsPath::join`] it does not check the result again.
+    pub fn child(&self, name: &str) -> String {
+        if self.0 == "/" {
+            format!("/{name}")
+        } else {
+            format!("{}/{name}", self.0)
+        }
+    }
+
     /// The last component (empty for `/`).
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or("")
@@ -290,6 +300,8 @@ mod tests {
             "/usr/share/zookeeper/bin/zkServer.sh"
         );
         assert_eq!(p.parent().as_str(), "/usr/share");
+        assert_eq!(p.child("bin"), "/usr/share/zookeeper/bin");
+        assert_eq!(AbsPath::parse("/").unwrap().child("zoo.cfg"), "/zoo.cfg");
         assert_eq!(p.file_name(), "zookeeper");
     }
 
