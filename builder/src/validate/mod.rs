@@ -177,6 +177,21 @@ impl Checker {
         self.val(key, s)
     }
 
+    /// A directory a service owns: a path, and not a system directory (systemd-tmpfiles would
+    /// change its owner and mode).
+    fn state_dir(&mut self, key: &str, s: &str) -> Option<AbsPath> {
+        let dir = self.path(key, s)?;
+        if dir.is_system_dir() {
+            self.err(
+                key,
+                format!("{} is a system directory, not a data directory", quote(s)),
+                "use a directory of its own, e.g. \"/var/lib/NAME\": kiln creates it at boot with systemd-tmpfiles, which would change its owner and mode",
+            );
+            return None;
+        }
+        Some(dir)
+    }
+
     fn version(&mut self, key: &str, s: &str) -> Option<Version> {
         match Version::parse_checked(s) {
             Ok(v) => Some(v),
