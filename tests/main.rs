@@ -12,5 +12,6 @@ mod invalid;
 mod mutated_specs;
 mod props;
 mod render;
+mod shapes;
 mod sources;
 mod validators;
