@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::util::{fixture, kiln};
 
 /// Fewer fixtures than this means the corpus was lost or the directory moved.
-const MIN_FIXTURES: usize = 30;
+const MIN_FIXTURES: usize = 150;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Expect {

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
+use kiln_model::values::is_unsafe_char;
 use serde::Serialize;
 
 /// How bad a diagnostic is.
@@ -21,26 +22,71 @@ pub enum Seg {
     Index(usize),
 }
 
-/// A dotted key path into the spec.
+/// A dotted key path into the spec (`hosts[2].mac`, `mesos.agent.flags."a.b"`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPath(pub Vec<Seg>);
 
 impl KeyPath {
-    /// Parses `hosts[2].mac` / `etcd.proxy.mode`.
+    /// Parses `hosts[2].mac` / `etcd.proxy.mode`; a segment may be a quoted key
+    /// (`flags."a.b"`, with `\"` and `\\` escaped) as [`KeyPath::key`] writes it.
     pub fn parse(s: &str) -> KeyPath {
         let mut segs = Vec::new();
-        for part in s.split('.').filter(|p| !p.is_empty()) {
-            let (key, rest) = part.split_once('[').unwrap_or((part, ""));
-            if !key.is_empty() {
-                segs.push(Seg::Key(key.to_string()));
+        let mut cur = String::new();
+        let mut chars = s.chars();
+        let flush = |cur: &mut String, segs: &mut Vec<Seg>| {
+            if !cur.is_empty() {
+                segs.push(Seg::Key(std::mem::take(cur)));
             }
-            for idx in rest.split('[') {
-                if let Ok(i) = idx.trim_end_matches(']').parse() {
-                    segs.push(Seg::Index(i));
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '.' => flush(&mut cur, &mut segs),
+                '"' if cur.is_empty() => {
+                    let mut key = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '"' => break,
+                            '\\' => key.extend(chars.next()),
+                            c => key.push(c),
+                        }
+                    }
+                    segs.push(Seg::Key(key));
                 }
+                '[' => {
+                    flush(&mut cur, &mut segs);
+                    let idx: String = chars.by_ref().take_while(|&c| c != ']').collect();
+                    if let Ok(i) = idx.parse() {
+                        segs.push(Seg::Index(i));
+                    }
+                }
+                c => cur.push(c),
             }
         }
+        flush(&mut cur, &mut segs);
         KeyPath(segs)
+    }
+
+    /// `name` as one segment of a key path: itself when it is a bare TOML key (letters,
+    /// digits, `_`, `-`), else quoted, so a key taken from the spec (a flag name such as
+    /// `"../x"`) still locates its own entry.
+    pub fn key(name: &str) -> String {
+        let bare = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if bare {
+            return name.to_string();
+        }
+        let mut out = String::with_capacity(name.len() + 2);
+        out.push('"');
+        for c in name.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
     }
 }
 
@@ -48,8 +94,8 @@ impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, s) in self.0.iter().enumerate() {
             match s {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Key(k) if i == 0 => write!(f, "{}", KeyPath::key(k))?,
+                Seg::Key(k) => write!(f, ".{}", KeyPath::key(k))?,
                 Seg::Index(n) => write!(f, "[{n}]")?,
             }
         }
@@ -155,11 +201,12 @@ const MAX_WORD: usize = 120;
 const MAX_MESSAGE: usize = 400;
 
 /// Whether `c` is written as an escape rather than sent to a terminal: control characters (C0
-/// but tab, DEL, C1) could move the cursor or start an escape sequence, and the bidirectional
-/// controls could make a line read differently from what the parser sees.
+/// but tab, DEL, C1) could move the cursor or start an escape sequence, and the bidirectional,
+/// zero-width and line-separator characters could make a line read differently from what the
+/// parser sees. The same set as the values refuse ([`is_unsafe_char`]), so a message and the
+/// source line under it show a value alike.
 fn needs_escape(c: char) -> bool {
-    (c.is_control() && c != '\t')
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c != '\t' && is_unsafe_char(c)
 }
 
 /// Appends `c` as shown: `\n`, `\r`, `\u{1b}` (as Rust's `{:?}` writes them), or itself.
@@ -488,6 +535,60 @@ mod tests {
         let loc = d[0].location.clone().unwrap();
         assert_eq!((loc.line, loc.column, loc.width), (9, 7, 4));
         assert_eq!(KeyPath::parse("hosts[1].mac").to_string(), "hosts[1].mac");
+    }
+
+    #[test]
+    fn zero_width_and_separator_characters_are_escaped_in_the_line() {
+        for (c, esc) in [
+            ('\u{200b}', "\\u{200b}"),
+            ('\u{feff}', "\\u{feff}"),
+            ('\u{2028}', "\\u{2028}"),
+        ] {
+            let d = located(
+                &format!("[cluster]\nname = \"{c}x\"\n"),
+                "cluster.name",
+                "bad",
+            );
+            let (line, caret_line) = shown(&d);
+            assert_eq!(line, format!("name = \"{esc}x\""));
+            assert_eq!(caret(&caret_line), (7, esc.len() + 3), "{line}");
+        }
+    }
+
+    #[test]
+    fn locates_quoted_keys() {
+        // A flag name from the spec holding dots, quotes and brackets still finds its entry.
+        for name in [
+            "../../etc/cron.d/x",
+            "a\"b",
+            "x[0]",
+            "a\\b",
+            "hostname_lookup",
+        ] {
+            let key = format!("mesos.master.flags.{}", KeyPath::key(name));
+            let path = KeyPath::parse(&key);
+            assert_eq!(path.0.last(), Some(&Seg::Key(name.to_string())), "{key}");
+            assert_eq!(path.0.len(), 4, "{key}");
+            assert_eq!(path.to_string(), key);
+        }
+        let text =
+            "[cluster]\nname = \"x\"\n\n[mesos.master.flags]\n\"../../etc/cron.d/x\" = \"x\"\n";
+        let d = located(
+            text,
+            &format!("mesos.master.flags.{}", KeyPath::key("../../etc/cron.d/x")),
+            "bad",
+        );
+        let loc = d.location.unwrap();
+        assert_eq!((loc.line, loc.column, loc.width), (5, 24, 3));
+        assert_eq!(
+            KeyPath::parse("hosts[2].dns[0]").0,
+            vec![
+                Seg::Key("hosts".into()),
+                Seg::Index(2),
+                Seg::Key("dns".into()),
+                Seg::Index(0)
+            ]
+        );
     }
 
     /// The line and caret lines of a displayed diagnostic.

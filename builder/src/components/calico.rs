@@ -140,7 +140,7 @@ impl Component for Calico {
         if let (Some(cni), true) = (&plan.calico.cni, profile.roles.agent) {
             for bin in ["calico", "calico-ipam"] {
                 out.push(Artifact {
-                    path: format!("{}/{bin}", cni.plugins_dir),
+                    path: cni.plugins_dir.child(bin),
                     component: "calico-cni",
                     what: format!("{bin} CNI plugin {}", cni.version),
                 });
@@ -174,7 +174,7 @@ fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
                 kind: "calico-ipam",
             },
         };
-        ctx.json(&format!("{}/{}", cni.config_dir, cni.config_file), &cfg)?;
+        ctx.json(&cni.config_dir.child(cni.config_file), &cfg)?;
     }
     let node = c.node.as_ref().filter(|_| ctx.runs("calico-node.service"));
     let libnet = match &c.libnetwork {

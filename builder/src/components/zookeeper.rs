@@ -65,11 +65,13 @@ impl Component for ZooKeeper {
         // `admin.enableServer` and `admin.serverPort` work in zoo.cfg (zookeeperAdmin.md
         // l.2097-2111; 3.4 sets the property and ignores it). Standalone, a failed bind makes
         // ZooKeeper exit; in a quorum it runs on and keeps 8080 from Marathon.
+        let conf_file = zk.conf_dir.child("zoo.cfg");
         ctx.template(
-            &format!("{}/zoo.cfg", zk.conf_dir),
+            &conf_file,
             0o644,
             "zoo.cfg",
             context! {
+                myid => zk.data_dir.child("myid"),
                 cluster => ctx.plan.cluster, tick_time => zk.tick_time, init_limit => zk.init_limit,
                 sync_limit => zk.sync_limit, data_dir => zk.data_dir, client_port => zk.client_port,
                 peer_port => zk.peer_port, election_port => zk.election_port,
@@ -79,7 +81,7 @@ impl Component for ZooKeeper {
         ctx.unit(
             "zookeeper.service",
             "zookeeper.service",
-            context! { conf_dir => zk.conf_dir, exec },
+            context! { conf_dir => zk.conf_dir, conf_file, exec },
         )?;
         ctx.state_dirs(
             "zookeeper",
@@ -94,10 +96,7 @@ impl Component for ZooKeeper {
     /// `myid` lives in the data dir and is the host's ensemble id.
     fn identity_files(&self, ctx: &mut HostCtx) -> Result<(), RenderError> {
         match (&ctx.plan.zookeeper, ctx.host.zk_id) {
-            (Some(zk), Some(id)) => {
-                let path = format!("{}/myid", zk.data_dir);
-                ctx.file(&path, format!("{id}\n"))
-            }
+            (Some(zk), Some(id)) => ctx.file(&zk.data_dir.child("myid"), format!("{id}\n")),
             _ => Ok(()),
         }
     }

@@ -240,7 +240,7 @@ pub fn calico_cni(version: &Version, dir: &AbsPath) -> Vec<SourcePlan> {
                 format!("https://github.com/projectcalico/cni-plugin/releases/download/v{v}/{bin}"),
                 0,
                 &[],
-                &format!("{dir}/{bin}"),
+                &dir.child(bin),
                 Some(0o755),
             )
         })

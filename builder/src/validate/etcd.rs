@@ -26,7 +26,7 @@ impl Checker {
         if !e.enabled {
             return None;
         }
-        let data_dir = self.path("etcd.data_dir", &e.data_dir);
+        let data_dir = self.state_dir("etcd.data_dir", &e.data_dir);
         let members = self.members(spec, hosts);
         let version = version?;
         let (v2, access) = self.etcd_api(spec, &version, v2_clients);

@@ -8,6 +8,7 @@ use kiln_model::plan::{
 use kiln_model::values::{quote, Containerizer, FlagName, FlagValue, Isolator};
 
 use super::Checker;
+use crate::diag::KeyPath;
 use crate::spec::Spec;
 
 /// Flags the typed keys of `[mesos.master]` set: `flags` may not set them again (Mesos
@@ -74,7 +75,7 @@ impl Checker {
         let tick_time = self.nonzero("zookeeper.tick_time", zk.tick_time, help);
         let init_limit = self.nonzero("zookeeper.init_limit", zk.init_limit, help);
         let sync_limit = self.nonzero("zookeeper.sync_limit", zk.sync_limit, help);
-        let data_dir = self.path("zookeeper.data_dir", &zk.data_dir);
+        let data_dir = self.state_dir("zookeeper.data_dir", &zk.data_dir);
         let conf_dir = self.path("zookeeper.conf_dir", &zk.conf_dir);
         let home = self.path("zookeeper.home", &zk.home);
         if let (Some(v), Some(_)) = (&version, zk.admin_port) {
@@ -135,7 +136,7 @@ impl Checker {
     fn mesos_master(&mut self, spec: &Spec, masters: usize) -> Option<MesosMasterPlan> {
         let m = &spec.mesos.master;
         let default = (masters / 2 + 1) as u32;
-        let work_dir = self.path("mesos.master.work_dir", &m.work_dir);
+        let work_dir = self.state_dir("mesos.master.work_dir", &m.work_dir);
         if let Some(q) = m.quorum {
             if q == 0 || q as usize > masters {
                 self.err(
@@ -162,7 +163,7 @@ impl Checker {
 
     fn mesos_agent(&mut self, spec: &Spec) -> Option<MesosAgentPlan> {
         let a = &spec.mesos.agent;
-        let work_dir = self.path("mesos.agent.work_dir", &a.work_dir);
+        let work_dir = self.state_dir("mesos.agent.work_dir", &a.work_dir);
         let containerizers =
             self.vals::<Containerizer>("mesos.agent.containerizers", &a.containerizers);
         let isolation = self.vals::<Isolator>("mesos.agent.isolation", &a.isolation);
@@ -206,7 +207,7 @@ impl Checker {
         let mut out = BTreeMap::new();
         let mut ok = true;
         for (name, value) in flags {
-            let k = format!("{key}.{name}");
+            let k = format!("{key}.{}", KeyPath::key(name));
             if let Some((_, owner)) = typed.iter().find(|(f, _)| f == name) {
                 self.err(
                     &k,

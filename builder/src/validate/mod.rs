@@ -110,11 +110,23 @@ pub(crate) struct Checker {
 
 impl Checker {
     fn err(&mut self, key: &str, msg: impl Into<String>, help: impl Into<String>) {
-        self.diags.push(Diagnostic::error(key, msg).help(help));
+        self.push(Diagnostic::error(key, msg).help(help));
     }
 
     fn warn(&mut self, key: &str, msg: impl Into<String>, help: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(key, msg).help(help));
+        self.push(Diagnostic::warning(key, msg).help(help));
+    }
+
+    /// Adds `d` unless the same problem at the same key was reported already: a value two
+    /// checks read (the CNI dirs: Calico's and the agent's flags) is reported once.
+    fn push(&mut self, d: Diagnostic) {
+        let dup = self
+            .diags
+            .iter()
+            .any(|o| o.severity == d.severity && o.key == d.key && o.message == d.message);
+        if !dup {
+            self.diags.push(d);
+        }
     }
 
     fn failed(&self) -> bool {
@@ -163,6 +175,21 @@ impl Checker {
 
     fn path(&mut self, key: &str, s: &str) -> Option<AbsPath> {
         self.val(key, s)
+    }
+
+    /// A directory a service owns: a path, and not a system directory (systemd-tmpfiles would
+    /// change its owner and mode).
+    fn state_dir(&mut self, key: &str, s: &str) -> Option<AbsPath> {
+        let dir = self.path(key, s)?;
+        if dir.is_system_dir() {
+            self.err(
+                key,
+                format!("{} is a system directory, not a data directory", quote(s)),
+                "use a directory of its own, e.g. \"/var/lib/NAME\": kiln creates it at boot with systemd-tmpfiles, which would change its owner and mode",
+            );
+            return None;
+        }
+        Some(dir)
     }
 
     fn version(&mut self, key: &str, s: &str) -> Option<Version> {
@@ -259,5 +286,28 @@ impl Checker {
                 "enable docker or disable calico.node",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_read_by_two_checks_is_reported_once() {
+        let text = crate::DEMO_SPEC.replace(
+            "layout = \"mesos\"",
+            "layout = \"mesos\"\nplugins_dir = \"/opt/cni bin\"",
+        );
+        let src = SpecSource {
+            name: "c.toml".into(),
+            text,
+        };
+        let diags = load(&src).expect_err("a space in a path").diagnostics;
+        let hits: Vec<_> = diags
+            .iter()
+            .filter(|d| d.key == "calico.cni.plugins_dir")
+            .collect();
+        assert_eq!(hits.len(), 1, "{diags:#?}");
     }
 }

@@ -72,11 +72,12 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-/// Control characters (C0, DEL, C1) and Unicode format characters that reorder or hide text
-/// (bidi controls, zero-width characters).
+/// Control characters (C0, DEL, C1), Unicode format characters that reorder or hide text
+/// (bidi controls, zero-width characters) and the line and paragraph separators (U+2028,
+/// U+2029), which end a line for some readers (Python's `splitlines`, JavaScript).
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Refuses control characters (newlines included) in free text such as file names.
@@ -150,6 +151,8 @@ mod tests {
         assert_eq!(quote("a\nb"), "\"a\\nb\"");
         assert_eq!(quote("\u{1b}[31m"), "\"\\u{1b}[31m\"");
         assert_eq!(quote("x\u{202e}y"), "\"x\\u{202e}y\"");
+        assert_eq!(quote("x\u{2028}y"), "\"x\\u{2028}y\"");
+        assert!(FlagValue::parse("a\u{2028}b").is_err());
         let long = "x".repeat(1 << 20);
         let q = quote(&long);
         assert!(q.len() < 80, "{q}");

@@ -216,6 +216,14 @@ impl FlagValue {
                 "a flag value is one line of text: remove newlines and control characters",
             ));
         }
+        // The init wrapper passes the file as `--NAME="$(cat FILE)"`: spaces around the value
+        // stay in it, and Mesos refuses " " or "false " for a boolean.
+        if s.trim() != s {
+            return Err(ValueError::new(
+                format!("flag value {} starts or ends with a space", quote(s)),
+                "remove the spaces around the value (Mesos would read them as part of it)",
+            ));
+        }
         Ok(FlagValue(s.to_string()))
     }
 }
@@ -330,6 +338,9 @@ mod tests {
         assert!(FlagValue::parse("a\nb").is_err());
         assert!(FlagValue::parse("a\u{0}").is_err());
         assert!(FlagValue::parse("--x=1 y").is_ok());
+        for bad in [" ", "false ", " x", "\u{a0}"] {
+            assert!(FlagValue::parse(bad).is_err(), "{bad:?}");
+        }
         assert!(FlagName::parse("hostname_lookup").is_ok());
         assert!(FlagName::parse("../x").is_err());
     }

@@ -61,6 +61,35 @@ impl AbsPath {
         }
     }
 
+    /// The path of `name` (one plain component, e.g. `zoo.cfg`) in this directory: never
+    /// `//zoo.cfg` under `/`. Unlike [`AbsPath::join`] it does not check the result again.
+    pub fn child(&self, name: &str) -> String {
+        if self.0 == "/" {
+            format!("/{name}")
+        } else {
+            format!("{}/{name}", self.0)
+        }
+    }
+
+    /// Whether this is `/`, a directory of the file system hierarchy (`/etc`, `/tmp`, `/usr`,
+    /// `/usr/lib`, `/var/lib`, `/usr/local/bin`, …) or anything under `/proc`, `/sys` or
+    /// `/dev`: not a directory a service may own. kiln creates data dirs with systemd-tmpfiles
+    /// (`d PATH MODE USER GROUP`), which sets the owner and mode of an existing directory.
+    pub fn is_system_dir(&self) -> bool {
+        const TOP: &[&str] = &[
+            "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "media", "mnt",
+            "opt", "proc", "root", "run", "sbin", "srv", "sys", "tmp", "usr", "var",
+        ];
+        let comps: Vec<&str> = self.0.split('/').filter(|c| !c.is_empty()).collect();
+        match comps.as_slice() {
+            [] => true,
+            ["proc" | "sys" | "dev", ..] => true,
+            [top] => TOP.contains(top),
+            ["usr" | "var", _] | ["usr", "local", _] => true,
+            _ => false,
+        }
+    }
+
     /// The last component (empty for `/`).
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or("")
@@ -290,6 +319,33 @@ mod tests {
             "/usr/share/zookeeper/bin/zkServer.sh"
         );
         assert_eq!(p.parent().as_str(), "/usr/share");
+        assert_eq!(p.child("bin"), "/usr/share/zookeeper/bin");
+        assert_eq!(AbsPath::parse("/").unwrap().child("zoo.cfg"), "/zoo.cfg");
+        for sys in [
+            "/",
+            "/etc",
+            "/tmp",
+            "/usr",
+            "/var",
+            "/var/lib",
+            "/var/log",
+            "/usr/lib",
+            "/usr/local/bin",
+            "/proc/1",
+            "/dev/shm",
+            "/root",
+        ] {
+            assert!(AbsPath::parse(sys).unwrap().is_system_dir(), "{sys}");
+        }
+        for own in [
+            "/var/lib/etcd",
+            "/data",
+            "/tmp/mesos",
+            "/srv/zk/data",
+            "/opt/mesos/work",
+        ] {
+            assert!(!AbsPath::parse(own).unwrap().is_system_dir(), "{own}");
+        }
         assert_eq!(p.file_name(), "zookeeper");
     }
 
