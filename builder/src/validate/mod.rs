@@ -241,7 +241,7 @@ impl Checker {
         if self.failed() {
             return None;
         }
-        let plan = derive::plan(derive::Parts {
+        let plan = derive::plan(Plan {
             cluster: cluster?,
             domain: domain?,
             spec_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(src.text.as_bytes())),
@@ -256,6 +256,7 @@ impl Checker {
             firewall,
             registry,
             images: images?,
+            profiles: Vec::new(),
         });
         self.ports(&plan, src);
         Some(plan)
