@@ -16,6 +16,7 @@ mod docker;
 mod etcd;
 mod hosts;
 mod masters;
+mod paths;
 mod ports;
 mod sources;
 
@@ -259,6 +260,7 @@ impl Checker {
             profiles: Vec::new(),
         });
         self.ports(&plan, src);
+        self.paths(&plan, src);
         Some(plan)
     }
 
