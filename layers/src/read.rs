@@ -43,20 +43,30 @@ pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
 /// Applies one layer on top of `base` with OCI whiteout semantics. The whole layer is read and
 /// checked before `base` is touched, so a malformed or refused layer leaves `base` unchanged.
 pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
-    apply(base, r, true)
+    apply(base, r, &|_| true)
 }
 
 /// Like [`apply_layer`], but regular files are kept empty: for checks that need the paths,
 /// kinds, modes and link targets of a large base image without holding its contents.
 pub fn apply_layer_metadata<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
-    apply(base, r, false)
+    apply(base, r, &|_| false)
 }
 
-fn apply<R: Read>(base: &mut FileTree, r: R, contents: bool) -> Result<()> {
+/// Like [`apply_layer_metadata`], but regular files whose path (`/var/lib/dpkg/status`)
+/// `keep` accepts keep their contents: a few files of a large base, read in one pass.
+pub fn apply_layer_selected<R: Read>(
+    base: &mut FileTree,
+    r: R,
+    keep: impl Fn(&str) -> bool,
+) -> Result<()> {
+    apply(base, r, &keep)
+}
+
+fn apply<R: Read>(base: &mut FileTree, r: R, keep: &dyn Fn(&str) -> bool) -> Result<()> {
     let mut reader = TarReader::new(decompressed(r)?);
     let mut layer = Layer::default();
     while let Some(mut raw) = reader.next_entry()? {
-        if !contents {
+        if !raw.data.is_empty() && !clean(&raw.name, &raw.name)?.is_some_and(|p| keep(&p)) {
             raw.data = Vec::new();
         }
         layer.add(base, raw)?;

@@ -2,8 +2,9 @@
 
 use crate::util::*;
 use kiln_layers::{
-    apply_layer, apply_layer_metadata, read_layer, write_layer, write_layer_to_dir, write_tar,
-    write_tar_stream, Compression, Entry, EntryKind, FileTree, LayerOptions,
+    apply_layer, apply_layer_metadata, apply_layer_selected, read_layer, write_layer,
+    write_layer_to_dir, write_tar, write_tar_stream, Compression, Entry, EntryKind, FileTree,
+    LayerOptions,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -130,6 +131,23 @@ fn metadata_only_application_keeps_whiteouts_and_drops_contents() {
     let tool = base.get("/usr/bin/tool").unwrap();
     assert_eq!(tool.data(), Some(&b""[..]));
     assert_eq!(base.get("/etc/b").unwrap().data(), Some(&b"b"[..]));
+}
+
+#[test]
+fn selected_application_keeps_only_the_contents_asked_for() {
+    let mut base = FileTree::new();
+    base.insert("/usr/share/doc/a/copyright", Entry::file("a", 0o644))
+        .unwrap();
+    let layer = raw_tar(&[
+        ("./var/lib/dpkg/status", b'0', "", b"Package: a\n"),
+        ("usr/bin/tool", b'0', "", b"#!/bin/sh\n"),
+        ("usr/share/doc/.wh.a", b'0', "", b""),
+    ]);
+    apply_layer_selected(&mut base, &layer[..], |p| p == "/var/lib/dpkg/status").unwrap();
+    let status = base.get("/var/lib/dpkg/status").unwrap();
+    assert_eq!(status.data(), Some(&b"Package: a\n"[..]));
+    assert_eq!(base.get("/usr/bin/tool").unwrap().data(), Some(&b""[..]));
+    assert!(base.get("/usr/share/doc/a/copyright").is_none());
 }
 
 #[test]
