@@ -11,6 +11,7 @@ pub mod diag;
 pub mod push;
 pub mod reference;
 pub mod report;
+pub mod sbom;
 pub mod sources;
 pub mod spec;
 pub mod templates;

@@ -46,6 +46,14 @@ impl Dist {
     pub fn identity_rel(host: &str) -> String {
         format!("identity/{host}.tar")
     }
+    /// `sbom/`: an SPDX document per role image.
+    pub fn sbom_dir(&self) -> PathBuf {
+        self.root.join("sbom")
+    }
+    /// `sbom/REF.spdx.json`, relative to the root (as listed in the report).
+    pub fn sbom_rel(reference: &str) -> String {
+        format!("sbom/{reference}.spdx.json")
+    }
     /// `build-report.json`.
     pub fn report(&self) -> PathBuf {
         self.root.join(REPORT)
