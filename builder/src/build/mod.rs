@@ -6,6 +6,7 @@
 //!   component images (`calico-node`, `calico-libnetwork`). Every blob is stored once.
 //! - `archives/REF.tar`: a docker-archive per image, only with `--archives`.
 //! - `identity/HOST.tar`: each host's identity tree placed on its image.
+//! - `sbom/REF.spdx.json`: an SPDX 2.3 document per role image ([`crate::sbom`]).
 //! - `build-report.json`: every image with its name, tags, digests and layers.
 //! - `SHA256SUMS`: every file above.
 //!
@@ -52,6 +53,8 @@ pub enum BuildError {
     Source(String),
     #[error(transparent)]
     Presence(#[from] PresenceError),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::Error),
     #[error(
         "profile {profile}: {} file(s) the units need are in no source:\n{}",
         missing.len(),
@@ -133,6 +136,9 @@ pub struct BuildReport {
     /// the base's symlinks, keeping the base's directory owners).
     #[serde(default)]
     pub identity: Vec<IdentityReport>,
+    /// Per role image: `sbom/REF.spdx.json`, its SPDX 2.3 document.
+    #[serde(default)]
+    pub sbom: Vec<crate::sbom::SbomReport>,
 }
 
 /// One host's identity archive.
@@ -205,7 +211,7 @@ fn build_key(plan: &Plan, resolved: &Resolved, opts: &BuildOptions) -> String {
         h.update(s.as_bytes());
         h.update(b"\n");
     };
-    part("kiln-build-key-1");
+    part("kiln-build-key-2");
     part(env!("CARGO_PKG_VERSION"));
     part(&plan.spec_sha256);
     for e in &resolved.lock {
@@ -266,6 +272,7 @@ fn build_into(
     layout.finish()?;
 
     let epoch = opts.source_date_epoch;
+    let sbom = crate::sbom::write_all(plan, resolved, &images, epoch, &ctx.dist, ctx.progress)?;
     if opts.archives {
         outputs::archives(&ctx.dist, &ctx.store, &images, epoch, ctx.progress)?;
     }
@@ -278,6 +285,7 @@ fn build_into(
         archives: opts.archives,
         images,
         identity: outputs::identities(plan, rendered, &base.tree, epoch, &ctx.dist)?,
+        sbom,
     };
     let mut json =
         serde_json::to_string_pretty(&report).map_err(|e| BuildError::Source(e.to_string()))?;
