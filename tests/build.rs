@@ -14,7 +14,9 @@ use kiln_images::oci::layout::LayoutWriter;
 use kiln_images::{BlobStore, ImageSpec};
 use kiln_layers::{Entry, FileTree, LayerOptions};
 
-use crate::util::{fixture, kiln, kiln_code};
+use sha2::{Digest as _, Sha256};
+
+use crate::util::{checked_sboms, fixture, kiln, kiln_code, spdx_package};
 use kiln_test_support::{busybox, require_docker, require_tool, run, DockerCleanup, Registry};
 
 /// Programs the units of the fixture spec start; the base carries fixture scripts for them.
@@ -70,6 +72,11 @@ fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option
 
 /// A temp dir holding the fixture spec and its two fixture images.
 fn fixture_workspace() -> (tempfile::TempDir, PathBuf) {
+    fixture_workspace_with(|_| {})
+}
+
+/// [`fixture_workspace`] with `extra` files in the base.
+fn fixture_workspace_with(extra: impl FnOnce(&mut FileTree)) -> (tempfile::TempDir, PathBuf) {
     require_tool("skopeo", "skopeo");
     let tmp = tempfile::tempdir().unwrap();
     let spec = tmp.path().join("cluster.toml");
@@ -88,6 +95,7 @@ fn fixture_workspace() -> (tempfile::TempDir, PathBuf) {
     let env = Entry::file("# fixture: Debian's zkEnv settings\n", 0o644);
     base.insert("/etc/zookeeper/conf_example/environment", env)
         .unwrap();
+    extra(&mut base);
     write_fixture_image(&tmp.path().join("base-oci"), "base", &base, None);
     let mut node = busybox_tree();
     node.insert(
@@ -585,4 +593,119 @@ fn dist_holds_each_blob_once_unless_archives_are_asked_for() {
     let with = tmp.path().join("with-archives");
     build(&spec, &with, &["--archives"]);
     assert!(with.join("archives/t-agent.tar").is_file());
+}
+
+/// The SBOM of a base image (not mmdebstrap) lists the dpkg packages its layers carry, every
+/// source artifact with its sha256, the baked calico/node image by digest, and passes
+/// `pyspdxtools`.
+#[test]
+fn sbom_lists_source_artifacts_base_packages_and_baked_images() {
+    let (tmp, spec) = fixture_workspace_with(|base| {
+        let status = "Package: busybox-static\nStatus: install ok installed\n\
+                      Architecture: amd64\nVersion: 1:1.35.0-4+b3\n";
+        let copyright = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                         Files: *\nCopyright: 1998-2011 Erik Andersen, Rob Landley, Denys Vlasenko\n\
+                         License: GPL-2\n";
+        base.insert("/var/lib/dpkg/status", Entry::file(status, 0o644))
+            .unwrap();
+        base.insert(
+            "/usr/share/doc/busybox-static/copyright",
+            Entry::file(copyright, 0o644),
+        )
+        .unwrap();
+    });
+    // etcd from a local file rather than from the base.
+    let etcd = b"#!/bin/sh\n# kiln test fixture standing in for etcd (a file source)\n";
+    fs::write(tmp.path().join("etcd-fixture"), etcd).unwrap();
+    let text = fs::read_to_string(&spec).unwrap().replace(
+        "[etcd]\nsource = { base = true }",
+        "[etcd]\nsource = { file = \"etcd-fixture\", dest = \"/usr/bin/etcd\" }",
+    );
+    fs::write(&spec, text).unwrap();
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &[]);
+    let rep = report(&dist);
+    let sboms = checked_sboms(&dist);
+    assert_eq!(
+        sboms.keys().collect::<Vec<_>>(),
+        ["agent", "master"],
+        "one SBOM per role image"
+    );
+    let doc = &sboms["master"];
+    let hex = |d: &serde_json::Value| {
+        d.as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string()
+    };
+    let sha256 = |p: &serde_json::Value| {
+        p["checksums"][0]["checksumValue"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let file = spdx_package(doc, "etcd-fixture");
+    assert_eq!(sha256(file), hex::encode(Sha256::digest(etcd)));
+    assert_eq!(file["checksums"][0]["algorithm"], "SHA256");
+    assert!(file["sourceInfo"]
+        .as_str()
+        .unwrap()
+        .contains("file:etcd-fixture"));
+
+    let role = spdx_package(doc, "kiln-test/t-master");
+    assert_eq!(
+        sha256(role),
+        hex(&image(&rep, "t-master")["manifest_digest"])
+    );
+    assert_eq!(doc["relationships"][0]["relationshipType"], "DESCRIBES");
+    assert_eq!(
+        doc["relationships"][0]["relatedSpdxElement"],
+        role["SPDXID"]
+    );
+
+    // calico/node is baked where Docker runs: the agent.
+    let node = spdx_package(&sboms["agent"], "kiln-fixture/calico-node");
+    assert_eq!(
+        sha256(node),
+        hex(&image(&rep, "calico-node")["manifest_digest"])
+    );
+    assert_eq!(node["versionInfo"], "2.6.12");
+
+    let base = spdx_package(doc, "oci:base-oci:base");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(tmp.path().join("base-oci/index.json")).unwrap()).unwrap();
+    assert_eq!(sha256(base), hex(&index["manifests"][0]["digest"]));
+    let deb = spdx_package(doc, "busybox-static");
+    assert_eq!(deb["versionInfo"], "1:1.35.0-4+b3");
+    assert_eq!(deb["licenseDeclared"], "GPL-2.0-only");
+    assert_eq!(
+        deb["externalRefs"][0]["referenceLocator"],
+        "pkg:deb/debian/busybox-static@1%3A1.35.0-4%2Bb3?arch=amd64"
+    );
+    // Listed exactly where the image has the layer of baked images.
+    for (profile, sbom) in &sboms {
+        let baked = image(&rep, &format!("t-{profile}"))["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["from"] == "images");
+        let listed = sbom["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == node["name"]);
+        assert_eq!(baked, listed, "{profile}");
+    }
+    for p in [file, base, deb] {
+        let id = &p["SPDXID"];
+        assert!(
+            doc["relationships"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["spdxElementId"] == role["SPDXID"] && r["relatedSpdxElement"] == *id),
+            "{id} is not related to the image"
+        );
+    }
 }

@@ -35,3 +35,72 @@ pub fn kiln_code(args: &[&str], code: i32) -> (String, String) {
     );
     (stdout, stderr)
 }
+
+/// `pyspdxtools` (PyPI `spdx-tools`), the independent SPDX validator: on PATH, or in the venv
+/// `./dev test` makes under `target/spdx-tools`.
+pub fn pyspdxtools() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|t| t.join("spdx-tools/bin/pyspdxtools"));
+    kiln_test_support::which("pyspdxtools")
+        .or(venv.filter(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs `pyspdxtools` (PyPI package `spdx-tools`): `./dev test` installs \
+                 it into target/spdx-tools, or `pip install spdx-tools`"
+            )
+        })
+}
+
+/// Validates the SPDX document `file` with `pyspdxtools -i`; panics with its findings.
+pub fn validate_spdx(file: &Path) {
+    let out = Command::new(pyspdxtools())
+        .arg("-i")
+        .arg(file)
+        .output()
+        .expect("running pyspdxtools");
+    assert!(
+        out.status.success(),
+        "pyspdxtools -i {}: {}\n{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The SBOMs a build lists in its report, checked: each file is there with the sha256 the
+/// report gives and passes `pyspdxtools`. Returns profile → parsed document.
+pub fn checked_sboms(dist: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use sha2::{Digest, Sha256};
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dist.join("build-report.json")).unwrap()).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for s in report["sbom"].as_array().expect("the report lists SBOMs") {
+        let file = dist.join(s["path"].as_str().unwrap());
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(
+            s["sha256"].as_str().unwrap(),
+            hex::encode(Sha256::digest(&bytes)),
+            "{}",
+            file.display()
+        );
+        validate_spdx(&file);
+        out.insert(
+            s["profile"].as_str().unwrap().to_string(),
+            serde_json::from_slice(&bytes).unwrap(),
+        );
+    }
+    out
+}
+
+/// The package named `name` of an SPDX document.
+pub fn spdx_package<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let packages = doc["packages"].as_array().unwrap();
+    packages
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+            panic!("no package {name} in the SBOM: {names:?}")
+        })
+}
