@@ -14,14 +14,14 @@
 //! namespace is `https://kiln.invalid/spdx/CLUSTER/PROFILE/<sha256 of the document>`, packages
 //! and relationships are sorted, and SPDX ids are derived from names.
 //!
-//! The base is read once per build ([`BasePackages::read`]): only dpkg's status, the copyright
-//! files and os-release keep their contents, the rest of a tarball or image is streamed past.
+//! The base is not read again: the build's one pass over it (a tarball's or an image's layers,
+//! streamed for the base's metadata tree) keeps the contents of the few files the SBOM reads,
+//! [`reads`] — dpkg's status, the copyright files, os-release; a tree base has them all.
 
 mod dpkg;
 
-pub use dpkg::{BasePackages, DebPackage, LicenseRef};
+pub use dpkg::{reads, BasePackages, DebPackage, LicenseRef};
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
@@ -41,14 +41,6 @@ use crate::sources::{hex_of, BaseSource, Resolved};
 pub enum Error {
     #[error("{action}: {source}")]
     Io { action: String, source: io::Error },
-    #[error("reading the base's package list ({what}): {source}")]
-    Layer {
-        what: String,
-        #[source]
-        source: kiln_layers::Error,
-    },
-    #[error("reading the base image's layers: {0}")]
-    Images(#[from] kiln_images::Error),
     #[error("serialising the SBOM: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -71,59 +63,27 @@ pub struct SbomReport {
 }
 
 impl BasePackages {
-    /// The Debian packages of `base` (none without a base or without a dpkg status). A
-    /// tarball or image base is streamed once, keeping only the files the SBOM reads.
-    pub fn read(base: Option<&BaseSource>) -> Result<Self> {
-        Ok(match base {
-            None => BasePackages::default(),
-            Some(b) => BasePackages::from_tree(&*base_files(b)?),
-        })
-    }
-}
-
-/// The base as a tree holding the contents of [`dpkg::wanted`] files only (a tree base as it
-/// is).
-fn base_files(base: &BaseSource) -> Result<Cow<'_, FileTree>> {
-    let layer_err = |what: String| move |source| Error::Layer { what, source };
-    match base {
-        BaseSource::Tree(t) => Ok(Cow::Borrowed(t)),
-        BaseSource::Tarball { path, .. } => {
-            let f = fs::File::open(path).map_err(io_err(format!("reading {}", path.display())))?;
-            let mut tree = FileTree::new();
-            kiln_layers::apply_layer_selected(&mut tree, io::BufReader::new(f), dpkg::wanted)
-                .map_err(layer_err(path.display().to_string()))?;
-            Ok(Cow::Owned(tree))
-        }
-        BaseSource::Image(img) => {
-            let mut tree = FileTree::new();
-            for l in &img.image.layers {
-                let blob = img.store.open_blob(&l.digest)?;
-                kiln_layers::apply_layer_selected(
-                    &mut tree,
-                    io::BufReader::new(blob),
-                    dpkg::wanted,
-                )
-                .map_err(layer_err(format!("{} layer {}", img.reference, l.digest)))?;
-            }
-            Ok(Cow::Owned(tree))
+    /// The Debian packages of the base: from `tree`, the base as the build ingested it (with
+    /// the contents of [`reads`]), or from a tree base itself. None without a dpkg status.
+    pub fn of(base: Option<&BaseSource>, tree: &FileTree) -> Self {
+        match base {
+            Some(BaseSource::Tree(t)) => BasePackages::from_tree(t),
+            _ => BasePackages::from_tree(tree),
         }
     }
 }
 
-/// Writes the SBOM of every role image in `images` under `dist/sbom/`; the base is read once.
+/// Writes the SBOM of every role image in `images` under `dist/sbom/`. `base` is the base's
+/// tree as the build ingested it (metadata, and the contents of [`reads`]).
 pub fn write_all(
     plan: &Plan,
     resolved: &Resolved,
+    base: &FileTree,
     images: &[ImageReport],
     epoch: u64,
     dist: &Dist,
-    progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<SbomReport>> {
-    let base = BasePackages::read(resolved.base.as_ref())?;
-    progress(&format!(
-        "SBOM: {} Debian package(s) in the base",
-        base.packages.len()
-    ));
+    let base = BasePackages::of(resolved.base.as_ref(), base);
     fs::create_dir_all(dist.sbom_dir()).map_err(io_err("creating sbom/"))?;
     let mut out = Vec::new();
     for image in images.iter().filter(|i| i.kind == "role") {
@@ -618,7 +578,7 @@ Description: highly-available key value store -- daemon
     }
 
     fn doc(plan: &Plan, resolved: &Resolved) -> Document {
-        let base = BasePackages::read(resolved.base.as_ref()).unwrap();
+        let base = BasePackages::of(resolved.base.as_ref(), &FileTree::new());
         let profile = plan.profile("master-agent").unwrap();
         document(plan, profile, &base, resolved, &image(), 1_700_000_000).unwrap()
     }

@@ -272,7 +272,7 @@ fn build_into(
     layout.finish()?;
 
     let epoch = opts.source_date_epoch;
-    let sbom = crate::sbom::write_all(plan, resolved, &images, epoch, &ctx.dist, ctx.progress)?;
+    let sbom = crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)?;
     if opts.archives {
         outputs::archives(&ctx.dist, &ctx.store, &images, epoch, ctx.progress)?;
     }

@@ -397,13 +397,14 @@ fn check(ctx: &Ctx, profile: &Profile, rootfs: &FileTree) -> Result<(), BuildErr
 }
 
 /// The root filesystem of `layers` (OCI whiteouts applied, hostile entries refused), without
-/// file contents: checks need paths, kinds, modes and link targets, and a base of a few GB
-/// must not sit in memory.
+/// file contents but those the SBOM reads: checks need paths, kinds, modes and link targets,
+/// and a base of a few GB must not sit in memory.
 fn flatten(store: &BlobStore, layers: &[Layer]) -> Result<FileTree, BuildError> {
     let mut tree = FileTree::new();
     for l in layers {
         let blob = store.open_blob(&l.digest)?;
-        kiln_layers::apply_layer_metadata(&mut tree, io::BufReader::new(blob))?;
+        let blob = io::BufReader::new(blob);
+        kiln_layers::apply_layer_selected(&mut tree, blob, crate::sbom::reads)?;
     }
     Ok(tree)
 }

@@ -15,7 +15,7 @@ const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 
 /// The files of a base the SBOM reads: dpkg's status, every package's copyright file and
 /// os-release. Everything else of the base is read as metadata only.
-pub fn wanted(path: &str) -> bool {
+pub fn reads(path: &str) -> bool {
     path == STATUS
         || OS_RELEASE.contains(&path)
         || path
@@ -61,7 +61,7 @@ pub struct BasePackages {
 }
 
 impl BasePackages {
-    /// The installed packages of `tree` (a base with the contents of [`wanted`] files); empty
+    /// The installed packages of `tree` (a base with the contents of [`reads`] files); empty
     /// when it has no dpkg status (not a Debian base).
     pub fn from_tree(tree: &FileTree) -> Self {
         let mut out = BasePackages {
@@ -362,14 +362,21 @@ const SPDX_IDS: &[&str] = &[
 ];
 
 /// The SPDX identifier of one DEP-5 license name, when there is one for sure: SPDX's own
-/// spelling in any case, DEP-5's `Expat`, and the GNU licenses as `GPL-2`/`GPL-2+`/`LGPL-2.1+`.
+/// spelling in any case, DEP-5's `Expat`, `WTFPL-2`, `Boost-1.0`, and the GNU licenses as `GPL-2`/`GPL-2+`/`LGPL-2.1+`.
 fn spdx_id(term: &str) -> Option<&'static str> {
     let known = |s: &str| SPDX_IDS.iter().copied().find(|i| i.eq_ignore_ascii_case(s));
     if let Some(id) = known(term) {
         return Some(id);
     }
-    if term.eq_ignore_ascii_case("Expat") {
-        return Some("MIT");
+    // DEP-5's own names for licenses SPDX names otherwise.
+    for (dep5, id) in [
+        ("Expat", "MIT"),
+        ("WTFPL-2", "WTFPL"),
+        ("Boost-1.0", "BSL-1.0"),
+    ] {
+        if term.eq_ignore_ascii_case(dep5) {
+            return Some(id);
+        }
     }
     let (base, later) = match term.strip_suffix('+') {
         Some(b) => (b, true),
@@ -454,6 +461,7 @@ mod tests {
         assert_eq!(spdx("LGPL-2.1+"), "LGPL-2.1-or-later");
         assert_eq!(spdx("GPL-3.0+"), "GPL-3.0-or-later");
         assert_eq!(spdx("Expat"), "MIT");
+        assert_eq!(spdx("Boost-1.0"), "BSL-1.0");
         assert_eq!(spdx("BSD-3-clause"), "BSD-3-Clause");
         assert_eq!(spdx("zlib"), "Zlib");
         assert_eq!(
@@ -581,9 +589,9 @@ Version: 12.2.0-14
     fn a_base_without_dpkg_has_no_packages() {
         let base = BasePackages::from_tree(&tree(&[("/bin/sh", "")]));
         assert!(base.packages.is_empty());
-        assert!(wanted(STATUS));
-        assert!(wanted("/usr/share/doc/bash/copyright"));
-        assert!(!wanted("/usr/share/doc/bash/changelog.gz"));
-        assert!(!wanted("/usr/share/doc/a/b/copyright"));
+        assert!(reads(STATUS));
+        assert!(reads("/usr/share/doc/bash/copyright"));
+        assert!(!reads("/usr/share/doc/bash/changelog.gz"));
+        assert!(!reads("/usr/share/doc/a/b/copyright"));
     }
 }

@@ -137,7 +137,8 @@ pub enum BaseSource {
 }
 
 impl BaseSource {
-    /// The base's paths, kinds, modes and link targets (file contents dropped for a tarball).
+    /// The base's paths, kinds, modes and link targets (file contents dropped for a tarball,
+    /// except the few files the SBOM reads: [`crate::sbom::reads`]).
     pub fn metadata_tree(&self) -> Result<FileTree> {
         match self {
             BaseSource::Tree(t) => Ok(t.clone()),
@@ -145,7 +146,8 @@ impl BaseSource {
                 let f = std::fs::File::open(path)
                     .map_err(Error::io("reading the base tarball", path))?;
                 let mut tree = FileTree::new();
-                kiln_layers::apply_layer_metadata(&mut tree, std::io::BufReader::new(f)).map_err(
+                let f = std::io::BufReader::new(f);
+                kiln_layers::apply_layer_selected(&mut tree, f, crate::sbom::reads).map_err(
                     |source| Error::Layer {
                         what: path.display().to_string(),
                         source,
