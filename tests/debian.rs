@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::kiln_code;
+use crate::util::{checked_sboms, kiln_code, spdx_package};
 use kiln_test_support::{require_tool, verify_unit};
 
 /// `path` resolved inside `root`, following absolute and relative symlinks there (a plain
@@ -120,6 +120,83 @@ fn debian_base_image_runs_real_binaries_and_its_units_verify() {
     etcd_of_the_base_is_masked_on_agents(&agent);
     verify_unit(&agent, "etcd-gateway.service");
     verify_unit(&agent, "docker.service");
+
+    // A second build of the same spec (same cache, so the base layer is not compressed again)
+    // gives the same SBOM bytes.
+    let again = tmp.path().join("dist-again");
+    kiln_code(
+        &["build", s, "-o", again.to_str().unwrap(), "--cache", c],
+        0,
+    );
+    sboms_list_the_debian_packages(&dist, &again, &root);
+}
+
+/// Issue 9, item 8: an SPDX document per role image lists the base's Debian packages with
+/// versions (and licenses from their DEP-5 copyright files), passes `pyspdxtools`, and is
+/// the same bytes in two builds.
+fn sboms_list_the_debian_packages(dist: &Path, again: &Path, root: &Path) {
+    let sboms = checked_sboms(dist);
+    assert_eq!(
+        sboms.keys().collect::<Vec<_>>(),
+        ["agent", "master-agent"],
+        "one SBOM per role image"
+    );
+    for (profile, doc) in &sboms {
+        let rel = format!("sbom/deb-{profile}.spdx.json");
+        assert_eq!(
+            fs::read(dist.join(&rel)).unwrap(),
+            fs::read(again.join(&rel)).unwrap(),
+            "{rel} differs between two builds"
+        );
+        // Every package dpkg says is installed, with its version as dpkg has it.
+        let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+        for name in ["etcd-server", "docker.io", "zookeeper", "systemd"] {
+            let para = status
+                .split("\n\n")
+                .find(|p| p.lines().any(|l| l == format!("Package: {name}")))
+                .unwrap_or_else(|| panic!("{name} is not in the base's dpkg status"));
+            let field = |f: &str| {
+                para.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{f}: ")))
+                    .unwrap()
+            };
+            let p = spdx_package(doc, name);
+            assert_eq!(p["versionInfo"], field("Version"), "{profile}: {name}");
+            let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+            let arch = format!("?arch={}", field("Architecture"));
+            assert!(
+                purl.starts_with(&format!("pkg:deb/debian/{name}@")) && purl.ends_with(&arch),
+                "{purl}"
+            );
+        }
+        let installed = status
+            .split("\n\n")
+            .filter(|p| p.contains("Status: install ok installed"))
+            .count();
+        let debs = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["SPDXID"].as_str().unwrap().starts_with("SPDXRef-deb-"))
+            .count();
+        assert_eq!(debs, installed, "{profile}: every installed package once");
+        // Licenses come from the packages' DEP-5 copyright files where they have one.
+        let zk = spdx_package(doc, "zookeeper")["licenseDeclared"]
+            .as_str()
+            .unwrap();
+        assert!(zk.split(" AND ").any(|l| l == "Apache-2.0"), "{zk}");
+        let licensed = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["licenseDeclared"] != "NOASSERTION")
+            .count();
+        assert!(
+            licensed * 2 > debs,
+            "{profile}: only {licensed} of {debs} have a license"
+        );
+        spdx_package(doc, "debian-bookworm-minbase");
+    }
 }
 
 /// `umoci unpack` of the image `reference` of `dist/oci` into `dir`; returns its rootfs.
