@@ -78,7 +78,8 @@ kiln check cluster.toml --json | jq '.profiles[].services'"
         after_help = "Layout of DIR (default dist/):\n  oci/                 OCI image layout, one ref \
 per image (CLUSTER-PROFILE, calico-node, …); every blob once\n  identity/HOST.tar    each host's identity, placed on its image\n  \
 archives/REF.tar     docker-archive per image, with --archives\n  \
-build-report.json    images, tags, digests, layers\n  SHA256SUMS\n\n\
+sbom/REF.spdx.json   SPDX 2.3 SBOM per role image (Debian packages, sources, baked images)\n  \
+build-report.json    images, tags, digests, layers, SBOMs\n  SHA256SUMS\n\n\
 The base comes from base.debian (mmdebstrap) or base.source.oci (oci:DIR[:REF] or \
 docker-archive:FILE). SOURCE_DATE_EPOCH (default 1980-01-01) sets every timestamp, so the \
 same spec and sources give the same digests. Compressed layers are cached by their inputs \
