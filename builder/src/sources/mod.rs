@@ -95,8 +95,11 @@ impl SourceOptions {
     }
 }
 
-/// `SOURCE_DATE_EPOCH` when none is set: 2024-01-01T00:00:00Z.
-pub const DEFAULT_EPOCH: u64 = 1_704_067_200;
+/// `SOURCE_DATE_EPOCH` when none is set: the build's (1980-01-01). One default for every
+/// command: the mmdebstrap base is keyed by it, and `kiln fetch` with another default filled
+/// the cache with a base `kiln build` never found (regression test
+/// `fetch_and_build_key_the_debian_base_alike`).
+pub const DEFAULT_EPOCH: u64 = crate::build::DEFAULT_EPOCH;
 
 /// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`, else `./.kiln-cache`.
 pub fn default_cache_dir() -> PathBuf {
@@ -293,4 +296,17 @@ where the network is reachable and carry the cache over (`--cache DIR`)",
 /// `sha256:<hex>` → `<hex>`; a bare hex passes through. Lowercased.
 pub fn hex_of(digest: &str) -> String {
     digest.trim_start_matches("sha256:").to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    /// `kiln fetch` and `kiln lock` take their options from [`super::SourceOptions::new`];
+    /// `kiln build` from `build::DEFAULT_EPOCH`: the Debian base's cache key must agree.
+    #[test]
+    fn fetch_and_build_key_the_debian_base_alike() {
+        if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+            let o = super::SourceOptions::new(std::path::Path::new("."));
+            assert_eq!(o.source_date_epoch, crate::build::DEFAULT_EPOCH);
+        }
+    }
 }
