@@ -9,6 +9,7 @@ mod build;
 mod cli;
 mod debian;
 mod invalid;
+mod publish;
 mod real_hosts;
 mod render;
 mod sources;

@@ -336,7 +336,7 @@ fn run(cmd: Command) -> anyhow::Result<()> {
                 Err(_) => kiln::build::DEFAULT_EPOCH,
             };
             // Refuse a foreign output directory before any download.
-            kiln::treedir::replaceable(&output, kiln::build::REPORT, "build")
+            kiln::publish::replaceable(&output, kiln::build::REPORT, "build")
                 .with_context(|| format!("writing {}", output.display()))?;
             let mut src_opts = sources.options(spec.as_deref());
             src_opts.source_date_epoch = epoch;
