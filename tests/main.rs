@@ -6,6 +6,7 @@
 mod util;
 
 mod build;
+mod cache;
 mod cli;
 mod debian;
 mod invalid;

@@ -1,0 +1,110 @@
+//! Cache integrity (issue 9, item 5), seen from `kiln build`: the cache and the output share
+//! no inode with the user's files or with each other.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::build::{build_args, fixture_workspace};
+use crate::util::kiln_code;
+
+/// Every regular file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            out.extend(files(&p));
+        } else if m.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `(device, inode)` → path of every regular file under `dirs`.
+fn inodes(dirs: &[&Path]) -> BTreeMap<(u64, u64), PathBuf> {
+    dirs.iter()
+        .flat_map(|d| files(d))
+        .map(|p| {
+            let m = fs::metadata(&p).unwrap();
+            ((m.dev(), m.ino()), p)
+        })
+        .collect()
+}
+
+/// The largest blob of an OCI layout (its layer), by file name (the digest's hex).
+fn largest_blob(layout: &Path) -> String {
+    files(&layout.join("blobs/sha256"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn build(spec: &Path, dist: &Path, cache: &Path) -> String {
+    kiln_code(&build_args(spec, dist, cache.to_str().unwrap()), 0).1
+}
+
+/// Regression: blobs were hard-linked from the user's OCI layout into the cache and from the
+/// cache into `dist/`, so writing one file changed all three.
+#[test]
+fn cache_and_dist_share_no_inode_with_user_files_or_each_other() {
+    let (tmp, spec) = fixture_workspace();
+    // A `file =` source too.
+    let etcd = tmp.path().join("etcd");
+    fs::write(
+        &etcd,
+        "#!/bin/sh\n# kiln test fixture standing in for etcd\n",
+    )
+    .unwrap();
+    let text = fs::read_to_string(&spec).unwrap();
+    let with_file = text.replacen(
+        "[etcd]\nsource = { base = true }",
+        "[etcd]\nsource = { file = \"etcd\", dest = \"/usr/bin/etcd\", mode = 0o755 }",
+        1,
+    );
+    assert_ne!(with_file, text);
+    fs::write(&spec, with_file).unwrap();
+    let (dist, cache) = (tmp.path().join("dist"), tmp.path().join("cache"));
+    build(&spec, &dist, &cache);
+
+    let user_layouts = [
+        tmp.path().join("base-oci"),
+        tmp.path().join("calico-node-oci"),
+    ];
+    let mut user = inodes(&[&user_layouts[0], &user_layouts[1]]);
+    let m = fs::metadata(&etcd).unwrap();
+    user.insert((m.dev(), m.ino()), etcd.clone());
+    let cached = inodes(&[&cache]);
+    let out = inodes(&[&dist]);
+    // The same blobs are in all three, as separate files.
+    let hex = largest_blob(&user_layouts[0]);
+    assert!(cache.join("blobs/sha256").join(&hex).is_file());
+    assert!(dist.join("oci/blobs/sha256").join(&hex).is_file());
+    for (a, b, what) in [
+        (&user, &cached, "the user's files and the cache"),
+        (&user, &out, "the user's files and dist"),
+        (&cached, &out, "the cache and dist"),
+    ] {
+        let shared: Vec<_> = a
+            .keys()
+            .filter(|k| b.contains_key(k))
+            .map(|k| &a[k])
+            .collect();
+        assert!(shared.is_empty(), "{what} share inodes: {shared:?}");
+    }
+    for p in user.values().chain(cached.values()).chain(out.values()) {
+        assert_eq!(
+            fs::metadata(p).unwrap().nlink(),
+            1,
+            "{} is hard-linked",
+            p.display()
+        );
+    }
+}
