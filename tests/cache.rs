@@ -1,5 +1,6 @@
-//! Cache integrity (issue 9, item 5), seen from `kiln build`: the cache and the output share
-//! no inode with the user's files or with each other.
+//! Cache integrity (issue 9, item 5), seen from `kiln build`: a corrupt entry is named,
+//! removed and restored from its source while the build goes on; the cache and the output
+//! share no inode with the user's files or with each other.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::build::{build_args, fixture_workspace};
 use crate::util::kiln_code;
+use kiln::sources::cache::sha256_hex;
 
 /// Every regular file under `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -35,6 +37,13 @@ fn inodes(dirs: &[&Path]) -> BTreeMap<(u64, u64), PathBuf> {
         .collect()
 }
 
+fn flip_a_byte(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0xff;
+    fs::write(path, bytes).unwrap();
+}
+
 /// The largest blob of an OCI layout (its layer), by file name (the digest's hex).
 fn largest_blob(layout: &Path) -> String {
     files(&layout.join("blobs/sha256"))
@@ -49,6 +58,52 @@ fn largest_blob(layout: &Path) -> String {
 
 fn build(spec: &Path, dist: &Path, cache: &Path) -> String {
     kiln_code(&build_args(spec, dist, cache.to_str().unwrap()), 0).1
+}
+
+/// Regression: a corrupt cache entry was removed and the build stopped ("run again"); it is
+/// now copied again from the local OCI layout it came from, named, and the build goes on.
+#[test]
+fn a_corrupt_blob_from_a_local_oci_layout_is_restored_and_the_build_goes_on() {
+    let (tmp, spec) = fixture_workspace();
+    let (dist, cache) = (tmp.path().join("dist"), tmp.path().join("cache"));
+    build(&spec, &dist, &cache);
+    let sums = fs::read(dist.join("SHA256SUMS")).unwrap();
+    let hex = largest_blob(&tmp.path().join("base-oci"));
+    let entry = cache.join("blobs/sha256").join(&hex);
+    flip_a_byte(&entry);
+    fs::remove_dir_all(&dist).unwrap();
+    let err = build(&spec, &dist, &cache);
+    assert!(
+        err.contains(&format!("cache entry {} was corrupt", entry.display()))
+            && err.contains("restored it from image:oci:base-oci:base"),
+        "{err}"
+    );
+    assert_eq!(sha256_hex(&fs::read(&entry).unwrap()), hex);
+    assert_eq!(fs::read(dist.join("SHA256SUMS")).unwrap(), sums);
+}
+
+/// A corrupt compressed layer in the layer cache is named, removed and compressed anew; the
+/// output is the same as before.
+#[test]
+fn a_corrupt_layer_cache_entry_is_named_and_compressed_anew() {
+    let (tmp, spec) = fixture_workspace();
+    let (dist, cache) = (tmp.path().join("dist"), tmp.path().join("cache"));
+    build(&spec, &dist, &cache);
+    let sums = fs::read(dist.join("SHA256SUMS")).unwrap();
+    let entry = files(&cache.join("layers/blobs/sha256"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    flip_a_byte(&entry);
+    fs::remove_dir_all(&dist).unwrap();
+    let err = build(&spec, &dist, &cache);
+    assert!(
+        err.contains(&format!("layer cache entry {} is corrupt", entry.display())),
+        "{err}"
+    );
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(sha256_hex(&fs::read(&entry).unwrap()), name);
+    assert_eq!(fs::read(dist.join("SHA256SUMS")).unwrap(), sums);
 }
 
 /// Regression: blobs were hard-linked from the user's OCI layout into the cache and from the

@@ -530,6 +530,9 @@ fn spec_dir(spec: Option<&Path>) -> PathBuf {
 
 /// Reports digests recorded for sources that had none pinned.
 fn report_recorded(r: &kiln::sources::Resolved) {
+    for repaired in &r.repaired {
+        eprintln!("warning: {repaired}");
+    }
     for e in &r.recorded {
         eprintln!(
             "recorded {} {} as sha256:{} (no digest was pinned)",

@@ -173,6 +173,21 @@ pub struct Resolved {
     pub lock: Vec<LockEntry>,
     /// Entries recorded in this run (sources without a pinned digest): report them.
     pub recorded: Vec<LockEntry>,
+    /// Corrupt cache entries found in this run, removed and restored from their sources:
+    /// report them.
+    pub repaired: Vec<Repaired>,
+}
+
+/// A cache entry that did not hash to its name: it was removed and restored from its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cache entry {} was corrupt (its sha256 was {actual}); removed it and restored it from {origin}", path.display())]
+pub struct Repaired {
+    /// The entry (`CACHE/blobs/sha256/<hex>`).
+    pub path: PathBuf,
+    /// What its content hashed to.
+    pub actual: String,
+    /// Where it came from again: the lock origin (URL, `deb:…`, `image:…`, `debian:…`).
+    pub origin: String,
 }
 
 /// Something a source needs that could not be provided, with how to provide it.
@@ -201,7 +216,7 @@ pub enum Error {
         pinned_by: String,
     },
     /// A cache entry does not hash to its name; it was removed.
-    #[error("cache entry {path} is corrupt (its sha256 is {actual}); it was removed — run again to fetch it anew, or `kiln cache import FILE`")]
+    #[error("cache entry {} is corrupt (its sha256 is {actual}); it was removed — run again to restore it from its source, or `kiln cache import FILE`", path.display())]
     CorruptCache { path: PathBuf, actual: String },
     /// An HTTP download failed after retries.
     #[error("downloading {url}: {reason}")]
