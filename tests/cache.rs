@@ -1,15 +1,18 @@
 //! Cache integrity (issue 9, item 5), seen from `kiln build`: a corrupt entry is named,
 //! removed and restored from its source while the build goes on; the cache and the output
-//! share no inode with the user's files or with each other.
+//! share no inode with the user's files or with each other; a full disk says so, with the
+//! path; an OS error is said once.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::build::{build_args, fixture_workspace};
 use crate::util::kiln_code;
 use kiln::sources::cache::sha256_hex;
+use kiln_test_support::require_tool;
 
 /// Every regular file under `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -162,4 +165,87 @@ fn cache_and_dist_share_no_inode_with_user_files_or_each_other() {
             p.display()
         );
     }
+}
+
+/// Runs `kiln ARGS` with a `size` tmpfs mounted at `mnt`, in a mount namespace of its own (no
+/// mount outlives it); after kiln, what is left on the tmpfs is listed on stdout. Returns
+/// (exit code, stdout, stderr).
+fn with_full_disk(mnt: &Path, size: &str, args: &[&str]) -> (i32, String, String) {
+    require_tool("unshare", "util-linux");
+    fs::create_dir_all(mnt).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--mount");
+    if !rustix::process::geteuid().is_root() {
+        cmd.arg("--map-root-user");
+    }
+    let script = format!(
+        "mount -t tmpfs -o size={size} kiln-test \"$0\" || exit 99; \"$@\"; rc=$?; ls -A \"$0\"; exit $rc"
+    );
+    let out = cmd
+        .args(["--propagation", "private", "sh", "-c", &script])
+        .arg(mnt)
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("KILN_LOG")
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(
+        code,
+        99,
+        "cannot mount a tmpfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 9, item 5: a full disk says "disk full" with the path, says the OS error once and
+/// does not send the user to `--mirror`; a render cut short by it leaves nothing behind.
+#[test]
+fn a_full_disk_is_named_with_its_path_and_no_mirror_is_suggested() {
+    let (tmp, spec) = fixture_workspace();
+    let full = tmp.path().join("full");
+    let cache = full.join("cache");
+    let dist = tmp.path().join("dist");
+    // The fixture base's layer (about 1 MB) does not fit into the cache.
+    let args = build_args(&spec, &dist, cache.to_str().unwrap());
+    let (code, _, err) = with_full_disk(&full, "256k", &args);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("disk full"), "{err}");
+    assert!(err.contains(&cache.display().to_string()), "{err}");
+    assert!(!err.contains("--mirror"), "{err}");
+    assert_eq!(err.matches("os error 28").count(), 1, "{err}");
+
+    let out = full.join("out");
+    let (code, left, err) = with_full_disk(&full, "16k", &["render", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("disk full") && err.contains(&out.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(err.matches("os error 28").count(), 1, "{err}");
+    assert_eq!(left.trim(), "", "left on the full disk: {left}");
+}
+
+/// Regression: an I/O error printed its OS error once per nesting level ("…: Not a directory
+/// (os error 20): Not a directory (os error 20)").
+#[test]
+fn an_os_error_is_said_once() {
+    let (tmp, spec) = fixture_workspace();
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let cache = file.join("cache");
+    let res = crate::util::kiln(&build_args(
+        &spec,
+        &tmp.path().join("dist"),
+        cache.to_str().unwrap(),
+    ));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert!(err.contains(&cache.display().to_string()), "{err}");
 }

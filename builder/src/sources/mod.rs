@@ -271,6 +271,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether a full disk (or an exhausted quota) caused this: no other source or mirror
+    /// helps then, only space.
+    pub fn is_disk_full(&self) -> bool {
+        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.raw_os_error().is_some_and(|c| full.contains(&c)) {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

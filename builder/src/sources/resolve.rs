@@ -226,8 +226,10 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
             Ok(Some(r)) => ready.push((w, r)),
             Ok(None) => {}
             // Unreachable artifacts are collected so one run names all of them; a digest
-            // mismatch or a malformed artifact stops at once.
-            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. })) => {
+            // mismatch, a malformed artifact or a full disk stops at once.
+            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. }))
+                if !e.is_disk_full() =>
+            {
                 let (component, origin) = w.describe();
                 run.miss(&component, &origin, None, e.to_string());
             }
