@@ -6,11 +6,13 @@
 mod util;
 
 mod build;
+mod cache;
 mod cli;
 mod debian;
 mod invalid;
 mod mutated_specs;
 mod props;
+mod publish;
 mod real_hosts;
 mod real_hosts_calico;
 mod render;

@@ -529,26 +529,46 @@ fn truncated_download_is_caught_and_a_broken_one_resumes() {
     );
 }
 
+/// Issue 9, item 5: a corrupt cache entry is named, removed and fetched again from its
+/// source, and the resolution goes on; offline, where it cannot be, the miss says why.
 #[test]
-fn corrupted_cache_entry_is_named_and_removed() {
+fn a_corrupt_cache_entry_is_named_removed_and_restored_from_its_source() {
     let f = make_fixtures();
     let server = Server::start();
     serve_all(&server, &f);
     let mut s = setup(&spec_all(&server, ""));
     s.resolve().unwrap();
     let blob = s.opts.cache_dir.join("blobs/sha256").join(sha(&f.tarball));
-    let mut bytes = std::fs::read(&blob).unwrap();
-    bytes[10] ^= 0xff;
-    std::fs::write(&blob, bytes).unwrap();
+    let corrupt = || {
+        let mut bytes = std::fs::read(&blob).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&blob, bytes).unwrap();
+    };
+    corrupt();
+    let r = s.resolve().unwrap();
+    assert_eq!(r.repaired.len(), 1, "{:?}", r.repaired);
+    assert_eq!(r.repaired[0].path, blob);
+    assert_eq!(r.repaired[0].origin, server.url("/etcd.tar.gz"));
+    let msg = r.repaired[0].to_string();
+    assert!(
+        msg.contains(&blob.display().to_string()) && msg.contains("corrupt"),
+        "{msg}"
+    );
+    assert_eq!(sha(&std::fs::read(&blob).unwrap()), sha(&f.tarball));
+    assert!(r.trees["etcd"].get("/usr/bin/etcd").is_some());
+    // Offline it cannot be restored: the entry is removed and the miss names it.
+    corrupt();
     s.opts.offline = true;
     let e = s.resolve().unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, Error::CorruptCache { .. }), "{msg}");
-    assert!(msg.contains(&blob.display().to_string()), "{msg}");
+    assert!(matches!(e, Error::Unavailable(_)), "{msg}");
+    assert!(
+        msg.contains(&format!("cache entry {} was corrupt", blob.display())),
+        "{msg}"
+    );
     assert!(!blob.exists(), "the corrupt entry must be removed");
-    // Online again, it is fetched anew.
     s.opts.offline = false;
-    s.resolve().unwrap();
+    assert!(s.resolve().unwrap().repaired.is_empty());
     assert!(blob.exists());
 }
 

@@ -176,6 +176,21 @@ pub struct Resolved {
     pub lock: Vec<LockEntry>,
     /// Entries recorded in this run (sources without a pinned digest): report them.
     pub recorded: Vec<LockEntry>,
+    /// Corrupt cache entries found in this run, removed and restored from their sources:
+    /// report them.
+    pub repaired: Vec<Repaired>,
+}
+
+/// A cache entry that did not hash to its name: it was removed and restored from its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cache entry {} was corrupt (its sha256 was {actual}); removed it and restored it from {origin}", path.display())]
+pub struct Repaired {
+    /// The entry (`CACHE/blobs/sha256/<hex>`).
+    pub path: PathBuf,
+    /// What its content hashed to.
+    pub actual: String,
+    /// Where it came from again: the lock origin (URL, `deb:…`, `image:…`, `debian:…`).
+    pub origin: String,
 }
 
 /// Something a source needs that could not be provided, with how to provide it.
@@ -204,7 +219,7 @@ pub enum Error {
         pinned_by: String,
     },
     /// A cache entry does not hash to its name; it was removed.
-    #[error("cache entry {path} is corrupt (its sha256 is {actual}); it was removed — run again to fetch it anew, or `kiln cache import FILE`")]
+    #[error("cache entry {} is corrupt (its sha256 is {actual}); it was removed — run again to restore it from its source, or `kiln cache import FILE`", path.display())]
     CorruptCache { path: PathBuf, actual: String },
     /// An HTTP download failed after retries.
     #[error("downloading {url}: {reason}")]
@@ -259,6 +274,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether a full disk (or an exhausted quota) caused this: no other source or mirror
+    /// helps then, only space.
+    pub fn is_disk_full(&self) -> bool {
+        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.raw_os_error().is_some_and(|c| full.contains(&c)) {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

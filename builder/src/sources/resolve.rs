@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_images::oci::layout::{resolve_in_store, Layout};
+use kiln_images::oci::layout::{resolve_in_store, Layout, ResolvedImage};
 use kiln_images::registry::client::{Client, ClientOptions};
 use kiln_images::registry::{pull::pull, NoProgress};
 use kiln_images::{Descriptor, Platform};
@@ -15,8 +15,8 @@ use super::cache::{sha256_hex, Cache};
 use super::fetch::Downloader;
 use super::unpack::{self, Placement};
 use super::{
-    debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing, Resolved, Result,
-    SourceOptions,
+    debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing, Repaired,
+    Resolved, Result, SourceOptions,
 };
 use kiln_model::plan::{DebianPlan, Origin, Plan, SourcePlan};
 
@@ -199,7 +199,12 @@ struct Run<'a> {
     missing: Vec<Missing>,
     used: Vec<LockEntry>,
     recorded: Vec<LockEntry>,
+    repaired: Vec<Repaired>,
 }
+
+/// A corrupt cache entry found (and removed) while obtaining an artifact: its path and what
+/// it hashed to.
+type Corrupt = (PathBuf, String);
 
 /// Resolves every source the plan needs; see the [module docs](super).
 pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Resolved> {
@@ -212,6 +217,7 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
         missing: Vec::new(),
         used: Vec::new(),
         recorded: Vec::new(),
+        repaired: Vec::new(),
     };
     let wants = wanted(plan);
     let mut ready = Vec::new();
@@ -220,8 +226,10 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
             Ok(Some(r)) => ready.push((w, r)),
             Ok(None) => {}
             // Unreachable artifacts are collected so one run names all of them; a digest
-            // mismatch or a malformed artifact stops at once.
-            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. })) => {
+            // mismatch, a malformed artifact or a full disk stops at once.
+            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. }))
+                if !e.is_disk_full() =>
+            {
                 let (component, origin) = w.describe();
                 run.miss(&component, &origin, None, e.to_string());
             }
@@ -237,6 +245,7 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
         images: BTreeMap::new(),
         lock: Vec::new(),
         recorded: Vec::new(),
+        repaired: Vec::new(),
     };
     for (w, r) in ready {
         match (w, r) {
@@ -251,10 +260,9 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
                     out.images.insert(component, *img);
                 }
             }
-            (Want::Debian(d), Ready::Blob { hex, name }) => {
-                // Verified by streaming; the build reads it as a layer, never whole.
-                let _ = (d, name);
-                run.cache.verify(&hex)?;
+            (Want::Debian(_), Ready::Blob { hex, .. }) => {
+                // Verified (streamed) when it was obtained; the build reads it as a layer,
+                // never whole.
                 out.base = Some(BaseSource::Tarball {
                     path: run.cache.blob_path(&hex),
                     sha256: hex.clone(),
@@ -315,9 +323,13 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
             opts.lock_path.display()
         );
     }
+    for r in &run.repaired {
+        tracing::info!("{r}");
+    }
     out.lock = run.used;
     out.lock.sort();
     out.recorded = run.recorded;
+    out.repaired = run.repaired;
     Ok(out)
 }
 
@@ -371,6 +383,65 @@ impl Run<'_> {
             digest: digest.map(|d| format!("sha256:{}", hex_of(d))),
             reason: reason.into(),
         });
+    }
+
+    /// Checks a cached blob by streaming it through sha256: `Ok(Some(size))` when whole,
+    /// `Ok(None)` when corrupt (the entry is removed and recorded in `corrupt`).
+    fn check_cached(&self, hex: &str, corrupt: &mut Vec<Corrupt>) -> Result<Option<u64>> {
+        match self.cache.verify(hex) {
+            Ok(size) => Ok(Some(size)),
+            Err(Error::CorruptCache { path, actual }) => {
+                corrupt.push((path, actual));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After an artifact was obtained again: the corrupt entries found on the way were
+    /// restored from `origin`. When it could not be (`--offline`), its miss says why the
+    /// cache no longer has it.
+    fn restored(&mut self, corrupt: Vec<Corrupt>, origin: &str, ok: bool) {
+        if ok {
+            self.repaired
+                .extend(corrupt.into_iter().map(|(path, actual)| Repaired {
+                    path,
+                    actual,
+                    origin: origin.into(),
+                }));
+        } else if let Some(m) = self.missing.last_mut().filter(|_| !corrupt.is_empty()) {
+            let found: Vec<String> = corrupt
+                .iter()
+                .map(|(p, actual)| {
+                    format!("cache entry {} was corrupt (sha256 {actual})", p.display())
+                })
+                .collect();
+            m.reason = format!("{} and was removed; {}", found.join(", "), m.reason);
+        }
+    }
+
+    /// The cache blob a failed image step tripped over, when it is corrupt: removed, and
+    /// returned. `None` when the error is about something else (a corrupt blob in the user's
+    /// layout is an error to report, not to repair).
+    fn corrupt_in_cache(&self, e: &Error) -> Option<Corrupt> {
+        match e {
+            Error::CorruptCache { path, actual } => Some((path.clone(), actual.clone())),
+            Error::Image {
+                source: kiln_images::Error::DigestMismatch { expected, .. },
+                ..
+            } => {
+                let store = self.cache.store();
+                let path = store.path(expected).ok()?;
+                match store.verify(expected) {
+                    Err(kiln_images::Error::DigestMismatch { actual, .. }) => {
+                        std::fs::remove_file(&path).ok()?;
+                        Some((path, hex_of(&actual)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 
     /// `--locked`: refuses (as missing) anything the lock does not list.
@@ -464,16 +535,16 @@ impl Run<'_> {
             );
             return Ok(Some(Ready::Bytes { bytes, name }));
         }
+        let mut corrupt = Vec::new();
         if let Some((hex, _)) = &expected {
             if self.cache.contains(hex) {
-                let size = std::fs::metadata(self.cache.blob_path(hex))
-                    .ok()
-                    .map(|m| m.len());
-                self.record(component, &origin, hex, size, true);
-                return Ok(Some(Ready::Blob {
-                    hex: hex.clone(),
-                    name,
-                }));
+                if let Some(size) = self.check_cached(hex, &mut corrupt)? {
+                    self.record(component, &origin, hex, Some(size), true);
+                    return Ok(Some(Ready::Blob {
+                        hex: hex.clone(),
+                        name,
+                    }));
+                }
             }
         }
         if self.opts.offline {
@@ -488,6 +559,7 @@ impl Run<'_> {
                 expected.as_ref().map(|e| e.0.as_str()),
                 how,
             );
+            self.restored(corrupt, &origin, false);
             return Ok(None);
         }
         let (hex, size, name) = if let Origin::Url(u) = &s.origin {
@@ -504,6 +576,7 @@ impl Run<'_> {
             });
         };
         self.record(component, &origin, &hex, Some(size), expected.is_some());
+        self.restored(corrupt, &origin, true);
         Ok(Some(Ready::Blob { hex, name }))
     }
 
@@ -559,6 +632,9 @@ impl Run<'_> {
         Ok((hex, size, name))
     }
 
+    /// An image into the cache's blob store. A corrupt blob of it in the cache is removed
+    /// and the image obtained again from its source (the registry, the local OCI layout or
+    /// docker-archive), one corrupt blob per pass.
     fn obtain_image(
         &mut self,
         component: &str,
@@ -570,6 +646,30 @@ impl Run<'_> {
         if self.locked_out(component, &origin) {
             return Ok(None);
         }
+        let mut corrupt = Vec::new();
+        loop {
+            match self.image_once(component, key, reference, spec_pin) {
+                Err(e) if corrupt.len() < 256 => match self.corrupt_in_cache(&e) {
+                    Some(c) => corrupt.push(c),
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    self.restored(corrupt, &origin, r.is_some());
+                    return Ok(r);
+                }
+            }
+        }
+    }
+
+    fn image_once(
+        &mut self,
+        component: &str,
+        key: &str,
+        reference: &str,
+        spec_pin: Option<&str>,
+    ) -> Result<Option<Ready>> {
+        let origin = format!("image:{reference}");
         let expected = self.expected(component, &origin, spec_pin, key);
         let exp = expected.as_ref().map(|(h, by)| (h.as_str(), by.as_str()));
         let store = self.cache.store().clone();
@@ -631,19 +731,12 @@ impl Run<'_> {
                 .as_ref()
                 .filter(|(h, _)| self.cache.contains(h))
                 .map(|(h, _)| h.clone());
-            if let Some(hex) = cached {
-                let bytes = self.cache.read_verified(&hex)?;
-                let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("mediaType")
-                            .and_then(|m| m.as_str())
-                            .map(String::from)
-                    })
-                    .unwrap_or_else(|| kiln_images::oci::MEDIA_TYPE_MANIFEST.into());
-                let desc =
-                    Descriptor::new(&media_type, &format!("sha256:{hex}"), bytes.len() as u64);
-                resolve_in_store(&store, desc, &Platform::linux_amd64()).map_err(img_err)?
+            let from_cache = match cached {
+                Some(hex) => self.cached_image(&hex, reference)?,
+                None => None,
+            };
+            if let Some(img) = from_cache {
+                img
             } else if self.opts.offline {
                 self.miss(component, &origin, expected.as_ref().map(|e| e.0.as_str()), "image not in the cache (--offline): use an `oci:DIR:TAG` or `docker-archive:FILE` source, or pull it with `kiln fetch` first");
                 return Ok(None);
@@ -682,6 +775,29 @@ impl Run<'_> {
         }))))
     }
 
+    /// A registry image whose manifest is in the cache, resolved there. `None` when one of
+    /// its blobs is missing and the registry may be asked (online): a pull fetches it.
+    fn cached_image(&self, hex: &str, reference: &str) -> Result<Option<ResolvedImage>> {
+        let bytes = self.cache.read_verified(hex)?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| kiln_images::oci::MEDIA_TYPE_MANIFEST.into());
+        let desc = Descriptor::new(&media_type, &format!("sha256:{hex}"), bytes.len() as u64);
+        match resolve_in_store(self.cache.store(), desc, &Platform::linux_amd64()) {
+            Ok(img) => Ok(Some(img)),
+            Err(kiln_images::Error::MissingBlob(_)) if !self.opts.offline => Ok(None),
+            Err(source) => Err(Error::Image {
+                reference: reference.into(),
+                source,
+            }),
+        }
+    }
+
     fn obtain_debian(&mut self, d: &DebianBase) -> Result<Option<Ready>> {
         let epoch = self.opts.source_date_epoch;
         let inputs = debian::inputs_digest(d, epoch);
@@ -691,26 +807,25 @@ impl Run<'_> {
         }
         let ref_name = format!("debian-{inputs}");
         let name = format!("{}-{}.tar", d.suite, &inputs[..12]);
-        let known = self
-            .lock
-            .get("base", &origin)
-            .map(|e| e.sha256.clone())
-            .filter(|h| self.cache.contains(h))
-            .or_else(|| {
-                self.cache
-                    .get_ref(&ref_name)
-                    .map(|h| hex_of(&h))
-                    .filter(|h| self.cache.contains(h))
-            });
-        if let Some(hex) = known {
-            let size = std::fs::metadata(self.cache.blob_path(&hex))
-                .ok()
-                .map(|m| m.len());
-            self.record("base", &origin, &hex, size, true);
-            return Ok(Some(Ready::Blob { hex, name }));
+        // The tarball the lock names, else the one last built from these inputs; verified
+        // (streamed) here, as the build reads it as a layer and never whole.
+        let candidates = [
+            self.lock.get("base", &origin).map(|e| e.sha256.clone()),
+            self.cache.get_ref(&ref_name).map(|h| hex_of(&h)),
+        ];
+        let mut corrupt = Vec::new();
+        for hex in candidates.into_iter().flatten() {
+            if !self.cache.contains(&hex) {
+                continue;
+            }
+            if let Some(size) = self.check_cached(&hex, &mut corrupt)? {
+                self.record("base", &origin, &hex, Some(size), true);
+                return Ok(Some(Ready::Blob { hex, name }));
+            }
         }
         if self.opts.offline {
             self.miss("base", &origin, None, format!("the {} {} base is not built in the cache (--offline): run `kiln fetch SPEC` where the Debian mirror is reachable", d.suite, d.variant));
+            self.restored(corrupt, &origin, false);
             return Ok(None);
         }
         let tmp = tempfile::Builder::new()
@@ -750,6 +865,7 @@ impl Run<'_> {
             }
         }
         self.record("base", &origin, &hex, Some(size), false);
+        self.restored(corrupt, &origin, true);
         Ok(Some(Ready::Blob { hex, name }))
     }
 }
