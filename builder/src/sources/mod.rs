@@ -31,6 +31,7 @@ pub mod catalog;
 pub mod deb;
 pub mod debian;
 pub mod fetch;
+mod images;
 pub mod lock;
 pub mod presence;
 mod resolve;
@@ -44,9 +45,10 @@ use kiln_images::oci::layout::ResolvedImage;
 use kiln_images::BlobStore;
 use kiln_layers::FileTree;
 
+pub use images::parse_reference;
 pub use lock::{LockEntry, LockFile};
 pub use presence::{check_presence, PresenceError};
-pub use resolve::{lock, parse_reference, resolve};
+pub use resolve::{lock, resolve};
 
 /// The lock file's name; it lives beside the spec.
 pub const LOCK_FILE: &str = "kiln.lock";

@@ -5,10 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_images::oci::layout::{resolve_in_store, Layout, ResolvedImage};
-use kiln_images::registry::client::{Client, ClientOptions};
-use kiln_images::registry::{pull::pull, NoProgress};
-use kiln_images::{Descriptor, Platform};
 use kiln_layers::FileTree;
 
 use super::cache::{sha256_hex, Cache};
@@ -61,7 +57,7 @@ impl Want {
 }
 
 /// What phase 1 made available.
-enum Ready {
+pub(super) enum Ready {
     /// A verified-on-arrival blob in the cache, with a file name for messages.
     Blob {
         hex: String,
@@ -190,16 +186,16 @@ fn file_name_of(origin: &str) -> String {
         .to_string()
 }
 
-struct Run<'a> {
-    spec_dir: &'a Path,
-    opts: &'a SourceOptions,
-    cache: Cache,
-    lock: LockFile,
-    dl: Downloader,
-    missing: Vec<Missing>,
-    used: Vec<LockEntry>,
-    recorded: Vec<LockEntry>,
-    repaired: Vec<Repaired>,
+pub(super) struct Run<'a> {
+    pub(super) spec_dir: &'a Path,
+    pub(super) opts: &'a SourceOptions,
+    pub(super) cache: Cache,
+    pub(super) lock: LockFile,
+    pub(super) dl: Downloader,
+    pub(super) missing: Vec<Missing>,
+    pub(super) used: Vec<LockEntry>,
+    pub(super) recorded: Vec<LockEntry>,
+    pub(super) repaired: Vec<Repaired>,
 }
 
 /// A corrupt cache entry found (and removed) while obtaining an artifact: its path and what
@@ -355,7 +351,7 @@ fn unreachable_tree() -> FileTree {
 
 impl Run<'_> {
     /// The expected digest of `origin` and who pins it.
-    fn expected(
+    pub(super) fn expected(
         &self,
         component: &str,
         origin: &str,
@@ -370,7 +366,7 @@ impl Run<'_> {
             .map(|e| (e.sha256.clone(), self.opts.lock_path.display().to_string()))
     }
 
-    fn miss(
+    pub(super) fn miss(
         &mut self,
         component: &str,
         origin: &str,
@@ -387,7 +383,11 @@ impl Run<'_> {
 
     /// Checks a cached blob by streaming it through sha256: `Ok(Some(size))` when whole,
     /// `Ok(None)` when corrupt (the entry is removed and recorded in `corrupt`).
-    fn check_cached(&self, hex: &str, corrupt: &mut Vec<Corrupt>) -> Result<Option<u64>> {
+    pub(super) fn check_cached(
+        &self,
+        hex: &str,
+        corrupt: &mut Vec<Corrupt>,
+    ) -> Result<Option<u64>> {
         match self.cache.verify(hex) {
             Ok(size) => Ok(Some(size)),
             Err(Error::CorruptCache { path, actual }) => {
@@ -401,7 +401,7 @@ impl Run<'_> {
     /// After an artifact was obtained again: the corrupt entries found on the way were
     /// restored from `origin`. When it could not be (`--offline`), its miss says why the
     /// cache no longer has it.
-    fn restored(&mut self, corrupt: Vec<Corrupt>, origin: &str, ok: bool) {
+    pub(super) fn restored(&mut self, corrupt: Vec<Corrupt>, origin: &str, ok: bool) {
         if ok {
             self.repaired
                 .extend(corrupt.into_iter().map(|(path, actual)| Repaired {
@@ -423,7 +423,7 @@ impl Run<'_> {
     /// The cache blob a failed image step tripped over, when it is corrupt: removed, and
     /// returned. `None` when the error is about something else (a corrupt blob in the user's
     /// layout is an error to report, not to repair).
-    fn corrupt_in_cache(&self, e: &Error) -> Option<Corrupt> {
+    pub(super) fn corrupt_in_cache(&self, e: &Error) -> Option<Corrupt> {
         match e {
             Error::CorruptCache { path, actual } => Some((path.clone(), actual.clone())),
             Error::Image {
@@ -445,7 +445,7 @@ impl Run<'_> {
     }
 
     /// `--locked`: refuses (as missing) anything the lock does not list.
-    fn locked_out(&mut self, component: &str, origin: &str) -> bool {
+    pub(super) fn locked_out(&mut self, component: &str, origin: &str) -> bool {
         if self.opts.locked && self.lock.get(component, origin).is_none() {
             self.miss(
                 component,
@@ -458,7 +458,7 @@ impl Run<'_> {
         false
     }
 
-    fn record(
+    pub(super) fn record(
         &mut self,
         component: &str,
         origin: &str,
@@ -495,7 +495,7 @@ impl Run<'_> {
         }
     }
 
-    fn obtain_files(
+    pub(super) fn obtain_files(
         &mut self,
         component: &str,
         key: &str,
@@ -580,7 +580,12 @@ impl Run<'_> {
         Ok(Some(Ready::Blob { hex, name }))
     }
 
-    fn check(&self, origin: &str, exp: Option<(&str, &str)>, actual: &str) -> Result<()> {
+    pub(super) fn check(
+        &self,
+        origin: &str,
+        exp: Option<(&str, &str)>,
+        actual: &str,
+    ) -> Result<()> {
         match exp {
             Some((want, by)) if want != actual => Err(Error::DigestMismatch {
                 origin: origin.into(),
@@ -593,7 +598,7 @@ impl Run<'_> {
     }
 
     /// `apt-get download PKG[=VERSION]` in a temporary directory, then into the cache.
-    fn apt_download(
+    pub(super) fn apt_download(
         &self,
         pkg: &str,
         origin: &str,
@@ -632,173 +637,7 @@ impl Run<'_> {
         Ok((hex, size, name))
     }
 
-    /// An image into the cache's blob store. A corrupt blob of it in the cache is removed
-    /// and the image obtained again from its source (the registry, the local OCI layout or
-    /// docker-archive), one corrupt blob per pass.
-    fn obtain_image(
-        &mut self,
-        component: &str,
-        key: &str,
-        reference: &str,
-        spec_pin: Option<&str>,
-    ) -> Result<Option<Ready>> {
-        let origin = format!("image:{reference}");
-        if self.locked_out(component, &origin) {
-            return Ok(None);
-        }
-        let mut corrupt = Vec::new();
-        loop {
-            match self.image_once(component, key, reference, spec_pin) {
-                Err(e) if corrupt.len() < 256 => match self.corrupt_in_cache(&e) {
-                    Some(c) => corrupt.push(c),
-                    None => return Err(e),
-                },
-                Err(e) => return Err(e),
-                Ok(r) => {
-                    self.restored(corrupt, &origin, r.is_some());
-                    return Ok(r);
-                }
-            }
-        }
-    }
-
-    fn image_once(
-        &mut self,
-        component: &str,
-        key: &str,
-        reference: &str,
-        spec_pin: Option<&str>,
-    ) -> Result<Option<Ready>> {
-        let origin = format!("image:{reference}");
-        let expected = self.expected(component, &origin, spec_pin, key);
-        let exp = expected.as_ref().map(|(h, by)| (h.as_str(), by.as_str()));
-        let store = self.cache.store().clone();
-        let img_err = |source| Error::Image {
-            reference: reference.into(),
-            source,
-        };
-        let image = if let Some(rest) = reference.strip_prefix("oci:") {
-            let (dir, tag) = split_tag(rest);
-            let layout = Layout::open(self.spec_dir.join(dir)).map_err(img_err)?;
-            let tag = match tag {
-                Some(t) => t.to_string(),
-                None => layout
-                    .refs()
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| "latest".into()),
-            };
-            let img = layout.resolve(&tag).map_err(img_err)?;
-            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-            let mut digests = vec![
-                img.manifest_descriptor.digest.clone(),
-                img.config_descriptor.digest.clone(),
-            ];
-            digests.extend(img.layers.iter().map(|l| l.digest.clone()));
-            for d in digests {
-                store.copy_from(layout.store(), &d).map_err(img_err)?;
-            }
-            resolve_in_store(
-                &store,
-                img.manifest_descriptor.clone(),
-                &Platform::linux_amd64(),
-            )
-            .map_err(img_err)?
-        } else if let Some(rest) = reference.strip_prefix("docker-archive:") {
-            let (file, tag) = split_tag(rest);
-            let imported =
-                kiln_images::archive::read_docker_archive(&self.spec_dir.join(file), &store)
-                    .map_err(img_err)?;
-            let chosen = imported
-                .iter()
-                .find(|i| {
-                    tag.map_or(true, |t| {
-                        i.repo_tags
-                            .iter()
-                            .any(|r| r == t || r.ends_with(&format!(":{t}")))
-                    })
-                })
-                .ok_or_else(|| Error::Source {
-                    key: key.into(),
-                    reason: format!("{file} has no image tagged {}", tag.unwrap_or("")),
-                })?;
-            let img = resolve_in_store(&store, chosen.manifest.clone(), &Platform::linux_amd64())
-                .map_err(img_err)?;
-            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-            img
-        } else {
-            let cached = expected
-                .as_ref()
-                .filter(|(h, _)| self.cache.contains(h))
-                .map(|(h, _)| h.clone());
-            let from_cache = match cached {
-                Some(hex) => self.cached_image(&hex, reference)?,
-                None => None,
-            };
-            if let Some(img) = from_cache {
-                img
-            } else if self.opts.offline {
-                self.miss(component, &origin, expected.as_ref().map(|e| e.0.as_str()), "image not in the cache (--offline): use an `oci:DIR:TAG` or `docker-archive:FILE` source, or pull it with `kiln fetch` first");
-                return Ok(None);
-            } else {
-                let (registry, repo, tag) = parse_reference(reference);
-                let client = Client::new(ClientOptions::new(&registry)).map_err(img_err)?;
-                let want = expected
-                    .as_ref()
-                    .map(|(h, _)| format!("sha256:{h}"))
-                    .unwrap_or(tag);
-                let img = pull(
-                    &client,
-                    &repo,
-                    &want,
-                    &Platform::linux_amd64(),
-                    &store,
-                    &mut NoProgress,
-                )
-                .map_err(img_err)?;
-                self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-                img
-            }
-        };
-        let hex = hex_of(&image.manifest_descriptor.digest);
-        self.record(
-            component,
-            &origin,
-            &hex,
-            Some(image.manifest_descriptor.size),
-            expected.is_some(),
-        );
-        Ok(Some(Ready::Image(Box::new(ImageSource {
-            reference: reference.into(),
-            store,
-            image,
-        }))))
-    }
-
-    /// A registry image whose manifest is in the cache, resolved there. `None` when one of
-    /// its blobs is missing and the registry may be asked (online): a pull fetches it.
-    fn cached_image(&self, hex: &str, reference: &str) -> Result<Option<ResolvedImage>> {
-        let bytes = self.cache.read_verified(hex)?;
-        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("mediaType")
-                    .and_then(|m| m.as_str())
-                    .map(String::from)
-            })
-            .unwrap_or_else(|| kiln_images::oci::MEDIA_TYPE_MANIFEST.into());
-        let desc = Descriptor::new(&media_type, &format!("sha256:{hex}"), bytes.len() as u64);
-        match resolve_in_store(self.cache.store(), desc, &Platform::linux_amd64()) {
-            Ok(img) => Ok(Some(img)),
-            Err(kiln_images::Error::MissingBlob(_)) if !self.opts.offline => Ok(None),
-            Err(source) => Err(Error::Image {
-                reference: reference.into(),
-                source,
-            }),
-        }
-    }
-
-    fn obtain_debian(&mut self, d: &DebianBase) -> Result<Option<Ready>> {
+    pub(super) fn obtain_debian(&mut self, d: &DebianBase) -> Result<Option<Ready>> {
         let epoch = self.opts.source_date_epoch;
         let inputs = debian::inputs_digest(d, epoch);
         let origin = format!("debian:{inputs}");
@@ -867,80 +706,5 @@ impl Run<'_> {
         self.record("base", &origin, &hex, Some(size), false);
         self.restored(corrupt, &origin, true);
         Ok(Some(Ready::Blob { hex, name }))
-    }
-}
-
-/// `DIR:TAG` → (DIR, Some(TAG)); a colon inside the last path component only.
-fn split_tag(s: &str) -> (&str, Option<&str>) {
-    let last = s.rfind('/').map_or(0, |i| i + 1);
-    match s[last..].rfind(':') {
-        Some(i) => (&s[..last + i], Some(&s[last + i + 1..])),
-        None => (s, None),
-    }
-}
-
-/// `[REGISTRY/]REPO[:TAG|@DIGEST]` → (registry host, repository, tag or digest). Docker Hub
-/// names get `registry-1.docker.io` and `library/` for one-component names.
-pub fn parse_reference(r: &str) -> (String, String, String) {
-    let (name, reference) = match r.split_once('@') {
-        Some((n, d)) => (n, d.to_string()),
-        None => match split_tag(r) {
-            (n, Some(t)) => (n, t.to_string()),
-            (n, None) => (n, "latest".to_string()),
-        },
-    };
-    let (registry, repo) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), rest.to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let registry = if registry == "docker.io" || registry == "index.docker.io" {
-        "registry-1.docker.io".to_string()
-    } else {
-        registry
-    };
-    let repo = if registry == "registry-1.docker.io" && !repo.contains('/') {
-        format!("library/{repo}")
-    } else {
-        repo
-    };
-    (registry, repo, reference)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references() {
-        assert_eq!(
-            parse_reference("calico/node:v2.6.12"),
-            (
-                "registry-1.docker.io".into(),
-                "calico/node".into(),
-                "v2.6.12".into()
-            )
-        );
-        assert_eq!(
-            parse_reference("debian:bookworm"),
-            (
-                "registry-1.docker.io".into(),
-                "library/debian".into(),
-                "bookworm".into()
-            )
-        );
-        assert_eq!(
-            parse_reference("quay.io/calico/node"),
-            ("quay.io".into(), "calico/node".into(), "latest".into())
-        );
-        assert_eq!(
-            parse_reference("127.0.0.1:5000/x@sha256:ab"),
-            ("127.0.0.1:5000".into(), "x".into(), "sha256:ab".into())
-        );
-        assert_eq!(split_tag("dir/sub:tag"), ("dir/sub", Some("tag")));
-        assert_eq!(split_tag("a:b/dir"), ("a:b/dir", None));
     }
 }
