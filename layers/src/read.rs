@@ -43,19 +43,35 @@ pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
 /// Applies one layer on top of `base` with OCI whiteout semantics. The whole layer is read and
 /// checked before `base` is touched, so a malformed or refused layer leaves `base` unchanged.
 pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
-    apply(base, r, true)
+    apply(base, r, true, false)
 }
 
 /// Like [`apply_layer`], but regular files are kept empty: for checks that need the paths,
 /// kinds, modes and link targets of a large base image without holding its contents.
 pub fn apply_layer_metadata<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
-    apply(base, r, false)
+    apply(base, r, false, false)
 }
 
-fn apply<R: Read>(base: &mut FileTree, r: R, contents: bool) -> Result<()> {
+/// Like [`apply_layer_metadata`], for a tarball that goes into an image **as it is** (a base
+/// root filesystem streamed into its layer): names (and hard-link targets) with a leading `/`
+/// are refused, like `..`, instead of normalised, because the layer keeps them and readers
+/// other than kiln's may not normalise.
+pub fn apply_layer_metadata_relative<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
+    apply(base, r, false, true)
+}
+
+fn apply<R: Read>(base: &mut FileTree, r: R, contents: bool, relative_only: bool) -> Result<()> {
     let mut reader = TarReader::new(decompressed(r)?);
     let mut layer = Layer::default();
     while let Some(mut raw) = reader.next_entry()? {
+        if relative_only
+            && (raw.name.starts_with('/') || raw.linkname.starts_with('/') && raw.typeflag == b'1')
+        {
+            return Err(unsafe_entry(
+                &raw.name,
+                "absolute name in a tarball that is used as a layer verbatim",
+            ));
+        }
         if !contents {
             raw.data = Vec::new();
         }

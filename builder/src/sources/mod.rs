@@ -150,12 +150,12 @@ impl BaseSource {
                 let f = std::fs::File::open(path)
                     .map_err(Error::io("reading the base tarball", path))?;
                 let mut tree = FileTree::new();
-                kiln_layers::apply_layer_metadata(&mut tree, std::io::BufReader::new(f)).map_err(
-                    |source| Error::Layer {
-                        what: path.display().to_string(),
-                        source,
-                    },
-                )?;
+                // Streamed into its layer as it is: names must already be relative.
+                kiln_layers::apply_layer_metadata_relative(&mut tree, std::io::BufReader::new(f))
+                    .map_err(|source| Error::Layer {
+                    what: path.display().to_string(),
+                    source,
+                })?;
                 Ok(tree)
             }
             BaseSource::Image(_) => Ok(FileTree::new()),
