@@ -120,7 +120,7 @@ impl Run<'_> {
                 self.miss(component, &origin, expected.as_ref().map(|e| e.0.as_str()), "image not in the cache (--offline): use an `oci:DIR:TAG` or `docker-archive:FILE` source, or pull it with `kiln fetch` first");
                 return Ok(None);
             } else {
-                let (registry, repo, tag) = parse_reference(reference);
+                let (registry, repo, tag) = parse_reference(reference)?;
                 let client = Client::new(ClientOptions::new(&registry)).map_err(img_err)?;
                 let want = expected
                     .as_ref()
@@ -187,35 +187,15 @@ pub(super) fn split_tag(s: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// `[REGISTRY/]REPO[:TAG|@DIGEST]` → (registry host, repository, tag or digest). Docker Hub
-/// names get `registry-1.docker.io` and `library/` for one-component names.
-pub fn parse_reference(r: &str) -> (String, String, String) {
-    let (name, reference) = match r.split_once('@') {
-        Some((n, d)) => (n, d.to_string()),
-        None => match split_tag(r) {
-            (n, Some(t)) => (n, t.to_string()),
-            (n, None) => (n, "latest".to_string()),
-        },
-    };
-    let (registry, repo) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), rest.to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let registry = if registry == "docker.io" || registry == "index.docker.io" {
-        "registry-1.docker.io".to_string()
-    } else {
-        registry
-    };
-    let repo = if registry == "registry-1.docker.io" && !repo.contains('/') {
-        format!("library/{repo}")
-    } else {
-        repo
-    };
-    (registry, repo, reference)
+/// Registry, repository and tag or digest of a registry reference (see
+/// [`kiln_model::values::ImageRef::pull_target`]); the reference was checked with the spec.
+pub fn parse_reference(r: &str) -> Result<(String, String, String)> {
+    kiln_model::values::ImageRef::parse(r)
+        .map(|i| i.pull_target())
+        .map_err(|e| Error::Source {
+            key: r.into(),
+            reason: e.problem,
+        })
 }
 
 #[cfg(test)]
@@ -225,7 +205,7 @@ mod tests {
     #[test]
     fn references() {
         assert_eq!(
-            parse_reference("calico/node:v2.6.12"),
+            parse_reference("calico/node:v2.6.12").unwrap(),
             (
                 "registry-1.docker.io".into(),
                 "calico/node".into(),
@@ -233,7 +213,7 @@ mod tests {
             )
         );
         assert_eq!(
-            parse_reference("debian:bookworm"),
+            parse_reference("debian:bookworm").unwrap(),
             (
                 "registry-1.docker.io".into(),
                 "library/debian".into(),
@@ -241,13 +221,15 @@ mod tests {
             )
         );
         assert_eq!(
-            parse_reference("quay.io/calico/node"),
+            parse_reference("quay.io/calico/node").unwrap(),
             ("quay.io".into(), "calico/node".into(), "latest".into())
         );
+        let digest = format!("sha256:{}", "ab".repeat(32));
         assert_eq!(
-            parse_reference("127.0.0.1:5000/x@sha256:ab"),
-            ("127.0.0.1:5000".into(), "x".into(), "sha256:ab".into())
+            parse_reference(&format!("127.0.0.1:5000/x@{digest}")).unwrap(),
+            ("127.0.0.1:5000".into(), "x".into(), digest)
         );
+        assert!(parse_reference("Not A Ref").is_err());
         assert_eq!(split_tag("dir/sub:tag"), ("dir/sub", Some("tag")));
         assert_eq!(split_tag("a:b/dir"), ("a:b/dir", None));
     }
