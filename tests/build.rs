@@ -71,7 +71,7 @@ fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option
 }
 
 /// A temp dir holding the fixture spec and its two fixture images.
-fn fixture_workspace() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn fixture_workspace() -> (tempfile::TempDir, PathBuf) {
     fixture_workspace_with(|_| {})
 }
 
@@ -126,7 +126,7 @@ fn image<'a>(report: &'a serde_json::Value, reference: &str) -> &'a serde_json::
 }
 
 /// `kiln build SPEC -o DIST --offline` with a cache beside the spec: nothing leaves the machine.
-fn build_args<'a>(spec: &'a Path, dist: &'a Path, cache: &'a str) -> Vec<&'a str> {
+pub(crate) fn build_args<'a>(spec: &'a Path, dist: &'a Path, cache: &'a str) -> Vec<&'a str> {
     let (spec, dist) = (spec.to_str().unwrap(), dist.to_str().unwrap());
     vec!["build", spec, "-o", dist, "--offline", "--cache", cache]
 }
@@ -321,7 +321,7 @@ fn a_failed_build_keeps_the_previous_dist() {
     let leftovers: Vec<_> = fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains("kiln-new"))
+        .filter(|e| e.file_name().to_string_lossy().contains(".kiln-"))
         .collect();
     assert!(leftovers.is_empty(), "staging dir left behind");
 }

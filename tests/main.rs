@@ -6,14 +6,18 @@
 mod util;
 
 mod build;
+mod cache;
 mod cli;
 mod debian;
+mod debian_sources;
 mod invalid;
 mod mutated_specs;
 mod props;
+mod publish;
 mod real_hosts;
 mod real_hosts_calico;
 mod render;
 mod shapes;
 mod sources;
+mod sources_server;
 mod validators;

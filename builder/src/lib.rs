@@ -7,7 +7,7 @@
 pub mod build;
 pub mod components;
 pub mod diag;
-
+pub mod publish;
 pub mod push;
 pub mod reference;
 pub mod report;

@@ -234,11 +234,42 @@ fn main() -> ExitCode {
             (None, None) => {
                 // Errors may quote what a spec or a server said: no control characters reach
                 // the terminal.
-                eprintln!("error: {}", escape_controls(&format!("{e:#}")));
+                eprintln!("error: {}", escape_controls(&error_text(&e)));
                 ExitCode::from(EXIT_FAILURE)
             }
         },
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text is already in the
+/// line (a library error that shows its source and also returns it from `source()`) is left
+/// out, so an OS error is not repeated. A full disk is called that, next to the path.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
+    let disk_full = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .find(|io| io.raw_os_error().is_some_and(|c| full.contains(&c)));
+    if let Some(io) = disk_full {
+        let os = io.to_string();
+        text = if text.contains(&os) {
+            text.replacen(&os, &format!("disk full: {os}"), 1)
+        } else {
+            format!("{text} (disk full)")
+        };
+    }
+    text
 }
 
 /// A usage error (exit code 2) that is not clap's: e.g. a spec file that cannot be read.
@@ -337,7 +368,7 @@ fn run(cmd: Command) -> anyhow::Result<()> {
                 Err(_) => kiln::build::DEFAULT_EPOCH,
             };
             // Refuse a foreign output directory before any download.
-            kiln::treedir::replaceable(&output, kiln::build::REPORT, "build")
+            kiln::publish::replaceable(&output, kiln::build::REPORT, "build")
                 .with_context(|| format!("writing {}", output.display()))?;
             let mut src_opts = sources.options(spec.as_deref());
             src_opts.source_date_epoch = epoch;
@@ -531,6 +562,9 @@ fn spec_dir(spec: Option<&Path>) -> PathBuf {
 
 /// Reports digests recorded for sources that had none pinned.
 fn report_recorded(r: &kiln::sources::Resolved) {
+    for repaired in &r.repaired {
+        eprintln!("warning: {repaired}");
+    }
     for e in &r.recorded {
         eprintln!(
             "recorded {} {} as sha256:{} (no digest was pinned)",

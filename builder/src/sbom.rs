@@ -559,6 +559,7 @@ Description: highly-available key value store -- daemon
                 },
             ],
             recorded: Vec::new(),
+            repaired: Vec::new(),
         }
     }
 

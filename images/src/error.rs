@@ -88,6 +88,12 @@ pub enum Error {
     Auth(String),
 }
 
+/// Whether an I/O error says the disk (or the quota) is full.
+pub(crate) fn disk_full(e: &std::io::Error) -> bool {
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
+    e.raw_os_error().is_some_and(|c| full.contains(&c))
+}
+
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

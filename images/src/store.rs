@@ -202,7 +202,10 @@ impl BlobStore {
         Ok((digest, size))
     }
 
-    /// Copies a blob from another store (hard link when possible), verifying its digest.
+    /// Copies a blob from another store, verifying its digest. The copy is a reflink where the
+    /// filesystem has them (`FICLONE`: its own inode, extents shared copy-on-write), else a
+    /// plain copy; never a hard link, so a write to one store's file cannot change the other's
+    /// (a user's OCI layout, the cache, an output). A blob already in this store is kept.
     pub fn copy_from(&self, other: &BlobStore, digest: &str) -> Result<()> {
         let dest = self.path(digest)?;
         if dest.is_file() {
@@ -212,17 +215,48 @@ impl BlobStore {
         if src == dest {
             return Ok(());
         }
-        // A hard link shares the (immutable) content without copying it; fall back to a copy
-        // across filesystems. Either way the content is verified.
-        if fs::hard_link(&src, &dest).is_ok() {
-            if let Err(e) = self.verify(digest) {
-                let _ = fs::remove_file(&dest);
-                return Err(e);
-            }
+        let file = other.open_blob(digest)?;
+        if self.reflink_in(&file, &src, digest)? {
             return Ok(());
         }
-        self.put_reader(other.open_blob(digest)?, Some(digest))?;
+        self.put_reader(file, Some(digest)).map_err(|e| match e {
+            // Name the blob that is wrong: the source.
+            Error::DigestMismatch {
+                expected, actual, ..
+            } => Error::DigestMismatch {
+                what: src.display().to_string(),
+                expected,
+                actual,
+            },
+            e => e,
+        })?;
         Ok(())
+    }
+
+    /// Reflinks `src` into the store as `digest` after checking the clone's content; `false`
+    /// when the filesystem cannot reflink it (nothing is left behind then).
+    fn reflink_in(&self, src: &File, src_path: &Path, digest: &str) -> Result<bool> {
+        let dir = self.root.join("sha256");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("creating temporary blob", &dir, e))?;
+        if rustix::fs::ioctl_ficlone(tmp.as_file(), src).is_err() {
+            return Ok(false);
+        }
+        let (actual, _) = hash_reader(tmp.as_file_mut())
+            .map_err(|e| Error::io("reading blob", tmp.path().to_path_buf(), e))?;
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                what: src_path.display().to_string(),
+                expected: digest.into(),
+                actual,
+            });
+        }
+        let dest = self.path(digest)?;
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("renaming blob into place", &dest, e.error))?;
+        Ok(true)
     }
 }
 
@@ -256,6 +290,37 @@ mod tests {
         assert!(digest_hex("sha256:abc").is_err());
         assert!(digest_hex("sha512:e3b0").is_err());
         assert!(digest_hex(&d.to_uppercase()).is_err());
+    }
+
+    /// Regression: blobs were hard-linked between stores, so the cache shared inodes with a
+    /// user's OCI layout and outputs with the cache.
+    #[test]
+    fn copy_from_never_shares_an_inode_and_checks_the_content() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BlobStore::open(dir.path().join("a")).expect("store");
+        let b = BlobStore::open(dir.path().join("b")).expect("store");
+        let (d, _) = a.put_bytes(b"layer").expect("put");
+        b.copy_from(&a, &d).expect("copy");
+        let ino = |s: &BlobStore| fs::metadata(s.path(&d).expect("path")).expect("stat").ino();
+        assert_ne!(ino(&a), ino(&b));
+        assert_eq!(b.read_verified(&d).expect("read"), b"layer");
+        // A corrupt source is refused, named, and nothing is stored.
+        let (d2, _) = a.put_bytes(b"other").expect("put");
+        fs::write(a.path(&d2).expect("path"), b"0ther").expect("corrupt");
+        let c = BlobStore::open(dir.path().join("c")).expect("store");
+        let e = c.copy_from(&a, &d2).expect_err("corrupt source");
+        assert!(
+            e.to_string()
+                .contains(&a.path(&d2).expect("path").display().to_string()),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path().join("c/sha256"))
+                .expect("ls")
+                .count(),
+            0
+        );
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub use cpio::{read_cpio, write_cpio};
 pub use decompress::{decompress_all, decompressed};
 pub use digest::{Digest, HashingWriter};
 pub use extract::extract_to_dir;
-pub use read::{apply_layer, apply_layer_metadata, apply_layer_selected, read_layer};
+pub use read::{
+    apply_layer, apply_layer_metadata, apply_layer_metadata_relative, apply_layer_selected,
+    read_layer,
+};
 pub use tar::write_tar;
 pub use tree::{resolve_parents, Entry, EntryKind, FileTree, TreeError};
 

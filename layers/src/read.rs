@@ -43,29 +43,52 @@ pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
 /// Applies one layer on top of `base` with OCI whiteout semantics. The whole layer is read and
 /// checked before `base` is touched, so a malformed or refused layer leaves `base` unchanged.
 pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
-    apply(base, r, &|_| true)
+    apply(base, r, &|_| true, false)
 }
 
 /// Like [`apply_layer`], but regular files are kept empty: for checks that need the paths,
 /// kinds, modes and link targets of a large base image without holding its contents.
 pub fn apply_layer_metadata<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
-    apply(base, r, &|_| false)
+    apply(base, r, &|_| false, false)
 }
 
-/// Like [`apply_layer_metadata`], but regular files whose path (`/var/lib/dpkg/status`)
-/// `keep` accepts keep their contents: a few files of a large base, read in one pass.
+/// Like [`apply_layer_metadata`], for a tarball that goes into an image **as it is** (a base
+/// root filesystem streamed into its layer): names (and hard-link targets) with a leading `/`
+/// are refused, like `..`, instead of normalised, because the layer keeps them and readers
+/// other than kiln's may not normalise.
+pub fn apply_layer_metadata_relative<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
+    apply(base, r, &|_| false, true)
+}
+
+/// Like [`apply_layer_metadata`] (or, with `relative_only`, [`apply_layer_metadata_relative`]),
+/// but regular files whose path (`/var/lib/dpkg/status`) `keep` accepts keep their contents: a
+/// few files of a large base, read in the same pass.
 pub fn apply_layer_selected<R: Read>(
     base: &mut FileTree,
     r: R,
     keep: impl Fn(&str) -> bool,
+    relative_only: bool,
 ) -> Result<()> {
-    apply(base, r, &keep)
+    apply(base, r, &keep, relative_only)
 }
 
-fn apply<R: Read>(base: &mut FileTree, r: R, keep: &dyn Fn(&str) -> bool) -> Result<()> {
+fn apply<R: Read>(
+    base: &mut FileTree,
+    r: R,
+    keep: &dyn Fn(&str) -> bool,
+    relative_only: bool,
+) -> Result<()> {
     let mut reader = TarReader::new(decompressed(r)?);
     let mut layer = Layer::default();
     while let Some(mut raw) = reader.next_entry()? {
+        if relative_only
+            && (raw.name.starts_with('/') || raw.linkname.starts_with('/') && raw.typeflag == b'1')
+        {
+            return Err(unsafe_entry(
+                &raw.name,
+                "absolute name in a tarball that is used as a layer verbatim",
+            ));
+        }
         if !raw.data.is_empty() && !clean(&raw.name, &raw.name)?.is_some_and(|p| keep(&p)) {
             raw.data = Vec::new();
         }

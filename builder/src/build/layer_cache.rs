@@ -4,15 +4,16 @@
 //! kiln's version. An unchanged layer is never compressed twice, across builds and specs.
 //!
 //! Entries live under `CACHE/layers/`: `KEY.json` (the layer's digests and size) and the blob
-//! under `blobs/sha256/HEX`. A hit is copied into the output (`copy_file_range`, which
-//! reflinks where the filesystem can): output and cache never share an inode, so a write to
-//! one cannot corrupt the other. An entry whose blob is missing or has the wrong size is a
-//! miss and is rewritten.
+//! under `blobs/sha256/HEX`. A hit is copied into the output, checked against its digest (a
+//! reflink where the filesystem can, else a copy): output and cache never share an inode, so
+//! a write to one cannot corrupt the other. An entry whose blob is missing, has the wrong size
+//! or the wrong content is a miss and is rewritten.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_images::BlobStore;
 use kiln_layers::{Compression, FileTree, LayerBlob, LayerOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -112,25 +113,39 @@ impl LayerCache {
     }
 
     /// The cached layer for `key`, copied into the OCI layout at `oci` when present and
-    /// whole; `None` on a miss.
+    /// whole; `None` on a miss. The copy is checked against the layer's digest: a corrupt
+    /// entry is named, removed and reported as a miss, so the layer is compressed anew and
+    /// the entry rewritten.
     pub fn fetch(&self, key: &str, oci: &Path) -> Option<CachedLayer> {
-        let text = fs::read_to_string(self.entry(key)?).ok()?;
+        let entry = self.entry(key)?;
+        let text = fs::read_to_string(&entry).ok()?;
         let layer: CachedLayer = serde_json::from_str(&text).ok()?;
         let hex = layer.digest.strip_prefix("sha256:")?;
         let src = self.blob(hex)?;
         if fs::metadata(&src).ok()?.len() != layer.size {
             return None;
         }
-        let dst_dir = oci.join("blobs/sha256");
-        fs::create_dir_all(&dst_dir).ok()?;
-        let dst = dst_dir.join(hex);
+        let dst = oci.join("blobs/sha256").join(hex);
         if fs::metadata(&dst).is_ok_and(|m| m.len() == layer.size) {
             return Some(layer);
         }
-        let tmp = dst_dir.join(format!(".{hex}.partial"));
-        fs::copy(&src, &tmp).ok()?;
-        fs::rename(&tmp, &dst).ok()?;
-        Some(layer)
+        let cache = BlobStore::open(self.root.as_ref()?.join("blobs")).ok()?;
+        let out = BlobStore::open(oci.join("blobs")).ok()?;
+        match out.copy_from(&cache, &layer.digest) {
+            Ok(()) => Some(layer),
+            Err(kiln_images::Error::DigestMismatch { actual, .. }) => {
+                tracing::warn!(
+                    "layer cache entry {} is corrupt (its sha256 is {}); removed it, the layer \
+                     is compressed anew",
+                    src.display(),
+                    actual.trim_start_matches("sha256:")
+                );
+                let _ = fs::remove_file(&src);
+                let _ = fs::remove_file(&entry);
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Records a layer just written into the OCI layout at `oci`. Failures only cost a later

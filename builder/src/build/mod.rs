@@ -54,6 +54,8 @@ pub enum BuildError {
     #[error(transparent)]
     Presence(#[from] PresenceError),
     #[error(transparent)]
+    Publish(#[from] crate::publish::Error),
+    #[error(transparent)]
     Sbom(#[from] crate::sbom::Error),
     #[error(
         "profile {profile}: {} file(s) the units need are in no source:\n{}",
@@ -162,6 +164,8 @@ pub fn build(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
     let key = build_key(plan, resolved, opts);
+    // Leftovers of a killed build first: one may hold the output to compare with.
+    crate::publish::recover_output(&opts.dist)?;
     if let Some(report) = unchanged(&Dist::new(&opts.dist), &key) {
         return Ok(Built {
             report,
@@ -170,25 +174,19 @@ pub fn build(
             layers_compressed: 0,
         });
     }
-    let staging = staging_dir(&opts.dist)?;
-    let result = build_into(plan, rendered, resolved, opts, &staging, key, progress);
-    match result {
-        Ok(built) => {
-            crate::treedir::swap_in(&staging, &opts.dist)
-                .map_err(io_err(format!("publishing {}", opts.dist.display())))?;
-            Ok(built)
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            Err(e)
-        }
-    }
-}
-
-fn staging_dir(dist: &Path) -> Result<PathBuf, BuildError> {
-    let staging = crate::treedir::stage(dist, REPORT, "build")
-        .map_err(io_err(format!("preparing {}", dist.display())))?;
-    Ok(staging)
+    // Removed when dropped unpublished (a failed build); see `crate::publish`.
+    let staging = crate::publish::Staging::new(&opts.dist, REPORT, "build")?;
+    let built = build_into(
+        plan,
+        rendered,
+        resolved,
+        opts,
+        staging.path(),
+        key,
+        progress,
+    )?;
+    staging.publish()?;
+    Ok(built)
 }
 
 /// What [`build`] did. The layer counts are not in the report: the output must not depend on

@@ -404,7 +404,7 @@ fn flatten(store: &BlobStore, layers: &[Layer]) -> Result<FileTree, BuildError> 
     for l in layers {
         let blob = store.open_blob(&l.digest)?;
         let blob = io::BufReader::new(blob);
-        kiln_layers::apply_layer_selected(&mut tree, blob, crate::sbom::reads)?;
+        kiln_layers::apply_layer_selected(&mut tree, blob, crate::sbom::reads, false)?;
     }
     Ok(tree)
 }

@@ -31,6 +31,7 @@ pub mod catalog;
 pub mod deb;
 pub mod debian;
 pub mod fetch;
+mod images;
 pub mod lock;
 pub mod presence;
 mod resolve;
@@ -44,9 +45,10 @@ use kiln_images::oci::layout::ResolvedImage;
 use kiln_images::BlobStore;
 use kiln_layers::FileTree;
 
+pub use images::parse_reference;
 pub use lock::{LockEntry, LockFile};
 pub use presence::{check_presence, PresenceError};
-pub use resolve::{lock, parse_reference, resolve};
+pub use resolve::{lock, resolve};
 
 /// The lock file's name; it lives beside the spec.
 pub const LOCK_FILE: &str = "kiln.lock";
@@ -95,8 +97,11 @@ impl SourceOptions {
     }
 }
 
-/// `SOURCE_DATE_EPOCH` when none is set: 2024-01-01T00:00:00Z.
-pub const DEFAULT_EPOCH: u64 = 1_704_067_200;
+/// `SOURCE_DATE_EPOCH` when none is set: the build's (1980-01-01). One default for every
+/// command: the mmdebstrap base is keyed by it, and `kiln fetch` with another default filled
+/// the cache with a base `kiln build` never found (regression test
+/// `fetch_and_build_key_the_debian_base_alike`).
+pub const DEFAULT_EPOCH: u64 = crate::build::DEFAULT_EPOCH;
 
 /// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`, else `./.kiln-cache`.
 pub fn default_cache_dir() -> PathBuf {
@@ -146,8 +151,9 @@ impl BaseSource {
                 let f = std::fs::File::open(path)
                     .map_err(Error::io("reading the base tarball", path))?;
                 let mut tree = FileTree::new();
+                // Streamed into its layer as it is: names must already be relative.
                 let f = std::io::BufReader::new(f);
-                kiln_layers::apply_layer_selected(&mut tree, f, crate::sbom::reads).map_err(
+                kiln_layers::apply_layer_selected(&mut tree, f, crate::sbom::reads, true).map_err(
                     |source| Error::Layer {
                         what: path.display().to_string(),
                         source,
@@ -175,6 +181,21 @@ pub struct Resolved {
     pub lock: Vec<LockEntry>,
     /// Entries recorded in this run (sources without a pinned digest): report them.
     pub recorded: Vec<LockEntry>,
+    /// Corrupt cache entries found in this run, removed and restored from their sources:
+    /// report them.
+    pub repaired: Vec<Repaired>,
+}
+
+/// A cache entry that did not hash to its name: it was removed and restored from its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cache entry {} was corrupt (its sha256 was {actual}); removed it and restored it from {origin}", path.display())]
+pub struct Repaired {
+    /// The entry (`CACHE/blobs/sha256/<hex>`).
+    pub path: PathBuf,
+    /// What its content hashed to.
+    pub actual: String,
+    /// Where it came from again: the lock origin (URL, `deb:…`, `image:…`, `debian:…`).
+    pub origin: String,
 }
 
 /// Something a source needs that could not be provided, with how to provide it.
@@ -203,7 +224,7 @@ pub enum Error {
         pinned_by: String,
     },
     /// A cache entry does not hash to its name; it was removed.
-    #[error("cache entry {path} is corrupt (its sha256 is {actual}); it was removed — run again to fetch it anew, or `kiln cache import FILE`")]
+    #[error("cache entry {} is corrupt (its sha256 is {actual}); it was removed — run again to restore it from its source, or `kiln cache import FILE`", path.display())]
     CorruptCache { path: PathBuf, actual: String },
     /// An HTTP download failed after retries.
     #[error("downloading {url}: {reason}")]
@@ -258,6 +279,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether a full disk (or an exhausted quota) caused this: no other source or mirror
+    /// helps then, only space.
+    pub fn is_disk_full(&self) -> bool {
+        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.raw_os_error().is_some_and(|c| full.contains(&c)) {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
@@ -295,4 +332,17 @@ where the network is reachable and carry the cache over (`--cache DIR`)",
 /// `sha256:<hex>` → `<hex>`; a bare hex passes through. Lowercased.
 pub fn hex_of(digest: &str) -> String {
     digest.trim_start_matches("sha256:").to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    /// `kiln fetch` and `kiln lock` take their options from [`super::SourceOptions::new`];
+    /// `kiln build` from `build::DEFAULT_EPOCH`: the Debian base's cache key must agree.
+    #[test]
+    fn fetch_and_build_key_the_debian_base_alike() {
+        if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+            let o = super::SourceOptions::new(std::path::Path::new("."));
+            assert_eq!(o.source_date_epoch, crate::build::DEFAULT_EPOCH);
+        }
+    }
 }

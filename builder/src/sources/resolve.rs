@@ -5,18 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_images::oci::layout::{resolve_in_store, Layout};
-use kiln_images::registry::client::{Client, ClientOptions};
-use kiln_images::registry::{pull::pull, NoProgress};
-use kiln_images::{Descriptor, Platform};
 use kiln_layers::FileTree;
 
 use super::cache::{sha256_hex, Cache};
 use super::fetch::Downloader;
 use super::unpack::{self, Placement};
 use super::{
-    debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing, Resolved, Result,
-    SourceOptions,
+    debian, hex_of, BaseSource, Error, ImageSource, LockEntry, LockFile, Missing, Repaired,
+    Resolved, Result, SourceOptions,
 };
 use kiln_model::plan::{DebianPlan, Origin, Plan, SourcePlan};
 
@@ -61,7 +57,7 @@ impl Want {
 }
 
 /// What phase 1 made available.
-enum Ready {
+pub(super) enum Ready {
     /// A verified-on-arrival blob in the cache, with a file name for messages.
     Blob {
         hex: String,
@@ -190,16 +186,21 @@ fn file_name_of(origin: &str) -> String {
         .to_string()
 }
 
-struct Run<'a> {
-    spec_dir: &'a Path,
-    opts: &'a SourceOptions,
-    cache: Cache,
-    lock: LockFile,
-    dl: Downloader,
-    missing: Vec<Missing>,
-    used: Vec<LockEntry>,
-    recorded: Vec<LockEntry>,
+pub(super) struct Run<'a> {
+    pub(super) spec_dir: &'a Path,
+    pub(super) opts: &'a SourceOptions,
+    pub(super) cache: Cache,
+    pub(super) lock: LockFile,
+    pub(super) dl: Downloader,
+    pub(super) missing: Vec<Missing>,
+    pub(super) used: Vec<LockEntry>,
+    pub(super) recorded: Vec<LockEntry>,
+    pub(super) repaired: Vec<Repaired>,
 }
+
+/// A corrupt cache entry found (and removed) while obtaining an artifact: its path and what
+/// it hashed to.
+type Corrupt = (PathBuf, String);
 
 /// Resolves every source the plan needs; see the [module docs](super).
 pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Resolved> {
@@ -212,6 +213,7 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
         missing: Vec::new(),
         used: Vec::new(),
         recorded: Vec::new(),
+        repaired: Vec::new(),
     };
     let wants = wanted(plan);
     let mut ready = Vec::new();
@@ -220,8 +222,10 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
             Ok(Some(r)) => ready.push((w, r)),
             Ok(None) => {}
             // Unreachable artifacts are collected so one run names all of them; a digest
-            // mismatch or a malformed artifact stops at once.
-            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. })) => {
+            // mismatch, a malformed artifact or a full disk stops at once.
+            Err(e @ (Error::Download { .. } | Error::Tool { .. } | Error::Image { .. }))
+                if !e.is_disk_full() =>
+            {
                 let (component, origin) = w.describe();
                 run.miss(&component, &origin, None, e.to_string());
             }
@@ -237,6 +241,7 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
         images: BTreeMap::new(),
         lock: Vec::new(),
         recorded: Vec::new(),
+        repaired: Vec::new(),
     };
     for (w, r) in ready {
         match (w, r) {
@@ -251,10 +256,9 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
                     out.images.insert(component, *img);
                 }
             }
-            (Want::Debian(d), Ready::Blob { hex, name }) => {
-                // Verified by streaming; the build reads it as a layer, never whole.
-                let _ = (d, name);
-                run.cache.verify(&hex)?;
+            (Want::Debian(_), Ready::Blob { hex, .. }) => {
+                // Verified (streamed) when it was obtained; the build reads it as a layer,
+                // never whole.
                 out.base = Some(BaseSource::Tarball {
                     path: run.cache.blob_path(&hex),
                     sha256: hex.clone(),
@@ -315,9 +319,13 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
             opts.lock_path.display()
         );
     }
+    for r in &run.repaired {
+        tracing::info!("{r}");
+    }
     out.lock = run.used;
     out.lock.sort();
     out.recorded = run.recorded;
+    out.repaired = run.repaired;
     Ok(out)
 }
 
@@ -343,7 +351,7 @@ fn unreachable_tree() -> FileTree {
 
 impl Run<'_> {
     /// The expected digest of `origin` and who pins it.
-    fn expected(
+    pub(super) fn expected(
         &self,
         component: &str,
         origin: &str,
@@ -358,7 +366,7 @@ impl Run<'_> {
             .map(|e| (e.sha256.clone(), self.opts.lock_path.display().to_string()))
     }
 
-    fn miss(
+    pub(super) fn miss(
         &mut self,
         component: &str,
         origin: &str,
@@ -373,8 +381,71 @@ impl Run<'_> {
         });
     }
 
+    /// Checks a cached blob by streaming it through sha256: `Ok(Some(size))` when whole,
+    /// `Ok(None)` when corrupt (the entry is removed and recorded in `corrupt`).
+    pub(super) fn check_cached(
+        &self,
+        hex: &str,
+        corrupt: &mut Vec<Corrupt>,
+    ) -> Result<Option<u64>> {
+        match self.cache.verify(hex) {
+            Ok(size) => Ok(Some(size)),
+            Err(Error::CorruptCache { path, actual }) => {
+                corrupt.push((path, actual));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After an artifact was obtained again: the corrupt entries found on the way were
+    /// restored from `origin`. When it could not be (`--offline`), its miss says why the
+    /// cache no longer has it.
+    pub(super) fn restored(&mut self, corrupt: Vec<Corrupt>, origin: &str, ok: bool) {
+        if ok {
+            self.repaired
+                .extend(corrupt.into_iter().map(|(path, actual)| Repaired {
+                    path,
+                    actual,
+                    origin: origin.into(),
+                }));
+        } else if let Some(m) = self.missing.last_mut().filter(|_| !corrupt.is_empty()) {
+            let found: Vec<String> = corrupt
+                .iter()
+                .map(|(p, actual)| {
+                    format!("cache entry {} was corrupt (sha256 {actual})", p.display())
+                })
+                .collect();
+            m.reason = format!("{} and was removed; {}", found.join(", "), m.reason);
+        }
+    }
+
+    /// The cache blob a failed image step tripped over, when it is corrupt: removed, and
+    /// returned. `None` when the error is about something else (a corrupt blob in the user's
+    /// layout is an error to report, not to repair).
+    pub(super) fn corrupt_in_cache(&self, e: &Error) -> Option<Corrupt> {
+        match e {
+            Error::CorruptCache { path, actual } => Some((path.clone(), actual.clone())),
+            Error::Image {
+                source: kiln_images::Error::DigestMismatch { expected, .. },
+                ..
+            } => {
+                let store = self.cache.store();
+                let path = store.path(expected).ok()?;
+                match store.verify(expected) {
+                    Err(kiln_images::Error::DigestMismatch { actual, .. }) => {
+                        std::fs::remove_file(&path).ok()?;
+                        Some((path, hex_of(&actual)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// `--locked`: refuses (as missing) anything the lock does not list.
-    fn locked_out(&mut self, component: &str, origin: &str) -> bool {
+    pub(super) fn locked_out(&mut self, component: &str, origin: &str) -> bool {
         if self.opts.locked && self.lock.get(component, origin).is_none() {
             self.miss(
                 component,
@@ -387,7 +458,7 @@ impl Run<'_> {
         false
     }
 
-    fn record(
+    pub(super) fn record(
         &mut self,
         component: &str,
         origin: &str,
@@ -424,7 +495,7 @@ impl Run<'_> {
         }
     }
 
-    fn obtain_files(
+    pub(super) fn obtain_files(
         &mut self,
         component: &str,
         key: &str,
@@ -464,16 +535,16 @@ impl Run<'_> {
             );
             return Ok(Some(Ready::Bytes { bytes, name }));
         }
+        let mut corrupt = Vec::new();
         if let Some((hex, _)) = &expected {
             if self.cache.contains(hex) {
-                let size = std::fs::metadata(self.cache.blob_path(hex))
-                    .ok()
-                    .map(|m| m.len());
-                self.record(component, &origin, hex, size, true);
-                return Ok(Some(Ready::Blob {
-                    hex: hex.clone(),
-                    name,
-                }));
+                if let Some(size) = self.check_cached(hex, &mut corrupt)? {
+                    self.record(component, &origin, hex, Some(size), true);
+                    return Ok(Some(Ready::Blob {
+                        hex: hex.clone(),
+                        name,
+                    }));
+                }
             }
         }
         if self.opts.offline {
@@ -488,6 +559,7 @@ impl Run<'_> {
                 expected.as_ref().map(|e| e.0.as_str()),
                 how,
             );
+            self.restored(corrupt, &origin, false);
             return Ok(None);
         }
         let (hex, size, name) = if let Origin::Url(u) = &s.origin {
@@ -504,10 +576,16 @@ impl Run<'_> {
             });
         };
         self.record(component, &origin, &hex, Some(size), expected.is_some());
+        self.restored(corrupt, &origin, true);
         Ok(Some(Ready::Blob { hex, name }))
     }
 
-    fn check(&self, origin: &str, exp: Option<(&str, &str)>, actual: &str) -> Result<()> {
+    pub(super) fn check(
+        &self,
+        origin: &str,
+        exp: Option<(&str, &str)>,
+        actual: &str,
+    ) -> Result<()> {
         match exp {
             Some((want, by)) if want != actual => Err(Error::DigestMismatch {
                 origin: origin.into(),
@@ -520,7 +598,7 @@ impl Run<'_> {
     }
 
     /// `apt-get download PKG[=VERSION]` in a temporary directory, then into the cache.
-    fn apt_download(
+    pub(super) fn apt_download(
         &self,
         pkg: &str,
         origin: &str,
@@ -559,130 +637,7 @@ impl Run<'_> {
         Ok((hex, size, name))
     }
 
-    fn obtain_image(
-        &mut self,
-        component: &str,
-        key: &str,
-        reference: &str,
-        spec_pin: Option<&str>,
-    ) -> Result<Option<Ready>> {
-        let origin = format!("image:{reference}");
-        if self.locked_out(component, &origin) {
-            return Ok(None);
-        }
-        let expected = self.expected(component, &origin, spec_pin, key);
-        let exp = expected.as_ref().map(|(h, by)| (h.as_str(), by.as_str()));
-        let store = self.cache.store().clone();
-        let img_err = |source| Error::Image {
-            reference: reference.into(),
-            source,
-        };
-        let image = if let Some(rest) = reference.strip_prefix("oci:") {
-            let (dir, tag) = split_tag(rest);
-            let layout = Layout::open(self.spec_dir.join(dir)).map_err(img_err)?;
-            let tag = match tag {
-                Some(t) => t.to_string(),
-                None => layout
-                    .refs()
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| "latest".into()),
-            };
-            let img = layout.resolve(&tag).map_err(img_err)?;
-            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-            let mut digests = vec![
-                img.manifest_descriptor.digest.clone(),
-                img.config_descriptor.digest.clone(),
-            ];
-            digests.extend(img.layers.iter().map(|l| l.digest.clone()));
-            for d in digests {
-                store.copy_from(layout.store(), &d).map_err(img_err)?;
-            }
-            resolve_in_store(
-                &store,
-                img.manifest_descriptor.clone(),
-                &Platform::linux_amd64(),
-            )
-            .map_err(img_err)?
-        } else if let Some(rest) = reference.strip_prefix("docker-archive:") {
-            let (file, tag) = split_tag(rest);
-            let imported =
-                kiln_images::archive::read_docker_archive(&self.spec_dir.join(file), &store)
-                    .map_err(img_err)?;
-            let chosen = imported
-                .iter()
-                .find(|i| {
-                    tag.map_or(true, |t| {
-                        i.repo_tags
-                            .iter()
-                            .any(|r| r == t || r.ends_with(&format!(":{t}")))
-                    })
-                })
-                .ok_or_else(|| Error::Source {
-                    key: key.into(),
-                    reason: format!("{file} has no image tagged {}", tag.unwrap_or("")),
-                })?;
-            let img = resolve_in_store(&store, chosen.manifest.clone(), &Platform::linux_amd64())
-                .map_err(img_err)?;
-            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-            img
-        } else {
-            let cached = expected
-                .as_ref()
-                .filter(|(h, _)| self.cache.contains(h))
-                .map(|(h, _)| h.clone());
-            if let Some(hex) = cached {
-                let bytes = self.cache.read_verified(&hex)?;
-                let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("mediaType")
-                            .and_then(|m| m.as_str())
-                            .map(String::from)
-                    })
-                    .unwrap_or_else(|| kiln_images::oci::MEDIA_TYPE_MANIFEST.into());
-                let desc =
-                    Descriptor::new(&media_type, &format!("sha256:{hex}"), bytes.len() as u64);
-                resolve_in_store(&store, desc, &Platform::linux_amd64()).map_err(img_err)?
-            } else if self.opts.offline {
-                self.miss(component, &origin, expected.as_ref().map(|e| e.0.as_str()), "image not in the cache (--offline): use an `oci:DIR:TAG` or `docker-archive:FILE` source, or pull it with `kiln fetch` first");
-                return Ok(None);
-            } else {
-                let (registry, repo, tag) = parse_reference(reference);
-                let client = Client::new(ClientOptions::new(&registry)).map_err(img_err)?;
-                let want = expected
-                    .as_ref()
-                    .map(|(h, _)| format!("sha256:{h}"))
-                    .unwrap_or(tag);
-                let img = pull(
-                    &client,
-                    &repo,
-                    &want,
-                    &Platform::linux_amd64(),
-                    &store,
-                    &mut NoProgress,
-                )
-                .map_err(img_err)?;
-                self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-                img
-            }
-        };
-        let hex = hex_of(&image.manifest_descriptor.digest);
-        self.record(
-            component,
-            &origin,
-            &hex,
-            Some(image.manifest_descriptor.size),
-            expected.is_some(),
-        );
-        Ok(Some(Ready::Image(Box::new(ImageSource {
-            reference: reference.into(),
-            store,
-            image,
-        }))))
-    }
-
-    fn obtain_debian(&mut self, d: &DebianBase) -> Result<Option<Ready>> {
+    pub(super) fn obtain_debian(&mut self, d: &DebianBase) -> Result<Option<Ready>> {
         let epoch = self.opts.source_date_epoch;
         let inputs = debian::inputs_digest(d, epoch);
         let origin = format!("debian:{inputs}");
@@ -691,26 +646,25 @@ impl Run<'_> {
         }
         let ref_name = format!("debian-{inputs}");
         let name = format!("{}-{}.tar", d.suite, &inputs[..12]);
-        let known = self
-            .lock
-            .get("base", &origin)
-            .map(|e| e.sha256.clone())
-            .filter(|h| self.cache.contains(h))
-            .or_else(|| {
-                self.cache
-                    .get_ref(&ref_name)
-                    .map(|h| hex_of(&h))
-                    .filter(|h| self.cache.contains(h))
-            });
-        if let Some(hex) = known {
-            let size = std::fs::metadata(self.cache.blob_path(&hex))
-                .ok()
-                .map(|m| m.len());
-            self.record("base", &origin, &hex, size, true);
-            return Ok(Some(Ready::Blob { hex, name }));
+        // The tarball the lock names, else the one last built from these inputs; verified
+        // (streamed) here, as the build reads it as a layer and never whole.
+        let candidates = [
+            self.lock.get("base", &origin).map(|e| e.sha256.clone()),
+            self.cache.get_ref(&ref_name).map(|h| hex_of(&h)),
+        ];
+        let mut corrupt = Vec::new();
+        for hex in candidates.into_iter().flatten() {
+            if !self.cache.contains(&hex) {
+                continue;
+            }
+            if let Some(size) = self.check_cached(&hex, &mut corrupt)? {
+                self.record("base", &origin, &hex, Some(size), true);
+                return Ok(Some(Ready::Blob { hex, name }));
+            }
         }
         if self.opts.offline {
             self.miss("base", &origin, None, format!("the {} {} base is not built in the cache (--offline): run `kiln fetch SPEC` where the Debian mirror is reachable", d.suite, d.variant));
+            self.restored(corrupt, &origin, false);
             return Ok(None);
         }
         let tmp = tempfile::Builder::new()
@@ -750,81 +704,7 @@ impl Run<'_> {
             }
         }
         self.record("base", &origin, &hex, Some(size), false);
+        self.restored(corrupt, &origin, true);
         Ok(Some(Ready::Blob { hex, name }))
-    }
-}
-
-/// `DIR:TAG` → (DIR, Some(TAG)); a colon inside the last path component only.
-fn split_tag(s: &str) -> (&str, Option<&str>) {
-    let last = s.rfind('/').map_or(0, |i| i + 1);
-    match s[last..].rfind(':') {
-        Some(i) => (&s[..last + i], Some(&s[last + i + 1..])),
-        None => (s, None),
-    }
-}
-
-/// `[REGISTRY/]REPO[:TAG|@DIGEST]` → (registry host, repository, tag or digest). Docker Hub
-/// names get `registry-1.docker.io` and `library/` for one-component names.
-pub fn parse_reference(r: &str) -> (String, String, String) {
-    let (name, reference) = match r.split_once('@') {
-        Some((n, d)) => (n, d.to_string()),
-        None => match split_tag(r) {
-            (n, Some(t)) => (n, t.to_string()),
-            (n, None) => (n, "latest".to_string()),
-        },
-    };
-    let (registry, repo) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), rest.to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let registry = if registry == "docker.io" || registry == "index.docker.io" {
-        "registry-1.docker.io".to_string()
-    } else {
-        registry
-    };
-    let repo = if registry == "registry-1.docker.io" && !repo.contains('/') {
-        format!("library/{repo}")
-    } else {
-        repo
-    };
-    (registry, repo, reference)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references() {
-        assert_eq!(
-            parse_reference("calico/node:v2.6.12"),
-            (
-                "registry-1.docker.io".into(),
-                "calico/node".into(),
-                "v2.6.12".into()
-            )
-        );
-        assert_eq!(
-            parse_reference("debian:bookworm"),
-            (
-                "registry-1.docker.io".into(),
-                "library/debian".into(),
-                "bookworm".into()
-            )
-        );
-        assert_eq!(
-            parse_reference("quay.io/calico/node"),
-            ("quay.io".into(), "calico/node".into(), "latest".into())
-        );
-        assert_eq!(
-            parse_reference("127.0.0.1:5000/x@sha256:ab"),
-            ("127.0.0.1:5000".into(), "x".into(), "sha256:ab".into())
-        );
-        assert_eq!(split_tag("dir/sub:tag"), ("dir/sub", Some("tag")));
-        assert_eq!(split_tag("a:b/dir"), ("a:b/dir", None));
     }
 }

@@ -10,95 +10,15 @@ use super::Checker;
 use crate::spec::{Role, Spec};
 
 impl Checker {
-    /// The hosts that passed every check, in spec order, with ZooKeeper ids given.
+    /// The hosts that passed every check, in spec order.
     pub(super) fn hosts(&mut self, spec: &Spec, domain: &DomainName) -> Vec<HostPlan> {
-        let mut out = Vec::new();
-        let mut names: HashMap<HostName, usize> = HashMap::new();
-        let mut ips: HashMap<Ipv4Addr, usize> = HashMap::new();
-        let mut macs: HashMap<MacAddr, usize> = HashMap::new();
-        for (i, h) in spec.hosts.iter().enumerate() {
-            let k = |f: &str| format!("hosts[{i}].{f}");
-            let name: Option<HostName> = self.named(&k("name"), "host name", &h.name);
-            if let Some(n) = &name {
-                if let Some(j) = names.insert(n.clone(), i) {
-                    self.err(
-                        &k("name"),
-                        format!("duplicate host name {} (also hosts[{j}])", quote(&h.name)),
-                        "give every host its own name",
-                    );
-                }
-            }
-            let roles = self.roles(i, h.name.as_str(), &h.roles);
-            let address: Option<HostAddr> = if h.address.contains('/') {
-                self.val(&k("address"), &h.address)
-            } else {
-                self.err(
-                    &k("address"),
-                    format!("address {} has no prefix length", quote(&h.address)),
-                    "write it with its prefix, e.g. \"10.0.0.11/24\"",
-                );
-                None
-            };
-            if let Some(a) = &address {
-                if let Some(j) = ips.insert(a.ip(), i) {
-                    self.err(
-                        &k("address"),
-                        format!("duplicate IP address {} (also hosts[{j}])", a.ip()),
-                        "give every host its own address",
-                    );
-                }
-            }
-            let mac: Option<MacAddr> = self.val(&k("mac"), &h.mac);
-            if let Some(m) = &mac {
-                if let Some(j) = macs.insert(*m, i) {
-                    self.err(
-                        &k("mac"),
-                        format!("duplicate MAC address {m} (also hosts[{j}])"),
-                        "every host needs its own MAC: PXE configs are chosen by MAC",
-                    );
-                }
-            }
-            let gateway = h
-                .gateway
-                .as_deref()
-                .and_then(|g| self.gateway(&k("gateway"), g, address.as_ref()));
-            let mut dns = Vec::new();
-            for (d, s) in h.dns.iter().enumerate() {
-                match s.parse::<IpAddr>() {
-                    Ok(a) => dns.push(a),
-                    Err(_) => self.err(
-                        &format!("hosts[{i}].dns[{d}]"),
-                        format!("{} is not an IP address", quote(s)),
-                        "list DNS servers by address, e.g. [\"10.0.0.2\"]",
-                    ),
-                }
-            }
-            let interface = self.val(&k("interface"), &h.interface);
-            let fqdn = name.as_ref().and_then(|n| match Fqdn::new(n, domain) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    self.err(&k("name"), e.problem, e.help);
-                    None
-                }
-            });
-            if let (Some(name), Some(fqdn), Some(roles), Some(address), Some(mac), Some(iface)) =
-                (name, fqdn, roles, address, mac, interface)
-            {
-                out.push(HostPlan {
-                    name,
-                    fqdn,
-                    roles,
-                    profile: String::new(),
-                    address,
-                    mac,
-                    gateway,
-                    dns,
-                    interface: iface,
-                    etcd_name: None,
-                    zk_id: None,
-                });
-            }
-        }
+        let checked: Vec<Option<HostPlan>> = spec
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| self.host(i, h, domain))
+            .collect();
+        let out = self.unique_hosts(checked);
         let masters = out.iter().filter(|h| h.roles.master).count();
         if spec.hosts.is_empty() {
             self.err(
@@ -119,6 +39,104 @@ impl Checker {
                 "no host has the agent role: nothing will run tasks",
                 "give at least one host roles = [\"agent\"]",
             );
+        }
+        out
+    }
+
+    /// One `[[hosts]]` table checked on its own.
+    fn host(&mut self, i: usize, h: &crate::spec::Host, domain: &DomainName) -> Option<HostPlan> {
+        let k = |f: &str| format!("hosts[{i}].{f}");
+        let name: Option<HostName> = self.named(&k("name"), "host name", &h.name);
+        let roles = self.roles(i, h.name.as_str(), &h.roles);
+        let address: Option<HostAddr> = if h.address.contains('/') {
+            self.val(&k("address"), &h.address)
+        } else {
+            self.err(
+                &k("address"),
+                format!("address {} has no prefix length", quote(&h.address)),
+                "write it with its prefix, e.g. \"10.0.0.11/24\"",
+            );
+            None
+        };
+        let mac: Option<MacAddr> = self.val(&k("mac"), &h.mac);
+        let gateway = h
+            .gateway
+            .as_deref()
+            .and_then(|g| self.gateway(&k("gateway"), g, address.as_ref()));
+        let mut dns = Vec::new();
+        for (d, s) in h.dns.iter().enumerate() {
+            match s.parse::<IpAddr>() {
+                Ok(a) => dns.push(a),
+                Err(_) => self.err(
+                    &format!("hosts[{i}].dns[{d}]"),
+                    format!("{} is not an IP address", quote(s)),
+                    "list DNS servers by address, e.g. [\"10.0.0.2\"]",
+                ),
+            }
+        }
+        let interface = self.val(&k("interface"), &h.interface);
+        let fqdn = name.as_ref().and_then(|n| match Fqdn::new(n, domain) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.err(&k("name"), e.problem, e.help);
+                None
+            }
+        });
+        Some(HostPlan {
+            name: name?,
+            fqdn: fqdn?,
+            roles: roles?,
+            profile: String::new(),
+            address: address?,
+            mac: mac?,
+            gateway,
+            dns,
+            interface: interface?,
+            etcd_name: None,
+            zk_id: None,
+        })
+    }
+
+    /// Duplicate names, addresses and MACs; the hosts that are unique and whole.
+    fn unique_hosts(&mut self, checked: Vec<Option<HostPlan>>) -> Vec<HostPlan> {
+        let mut names: HashMap<HostName, usize> = HashMap::new();
+        let mut ips: HashMap<Ipv4Addr, usize> = HashMap::new();
+        let mut macs: HashMap<MacAddr, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, h) in checked.into_iter().enumerate() {
+            let Some(h) = h else { continue };
+            let k = |f: &str| format!("hosts[{i}].{f}");
+            let mut ok = true;
+            if let Some(j) = names.insert(h.name.clone(), i) {
+                self.err(
+                    &k("name"),
+                    format!(
+                        "duplicate host name {} (also hosts[{j}])",
+                        quote(h.name.as_str())
+                    ),
+                    "give every host its own name",
+                );
+                ok = false;
+            }
+            if let Some(j) = ips.insert(h.ip(), i) {
+                self.err(
+                    &k("address"),
+                    format!("duplicate IP address {} (also hosts[{j}])", h.ip()),
+                    "give every host its own address",
+                );
+                ok = false;
+            }
+            if let Some(j) = macs.insert(h.mac, i) {
+                self.err(
+                    &k("mac"),
+                    format!("duplicate MAC address {} (also hosts[{j}])", h.mac),
+                    "every host needs its own MAC: PXE configs are chosen by MAC",
+                );
+                ok = false;
+            }
+            if ok {
+                out.push(h);
+            }
         }
         out
     }

@@ -190,7 +190,9 @@ fn fetch_blob(
                 store
                     .put_reader(resp.into_reader().take(desc.size + 1), Some(digest))
                     .map_err(|e| match e {
-                        Error::Io { source, .. } => {
+                        // A read from the connection failed (retried); a full disk is a
+                        // write error on the named file, and retrying does not help.
+                        Error::Io { source, .. } if !crate::error::disk_full(&source) => {
                             Error::stream(format!("downloading {url}"), source)
                         }
                         other => other,

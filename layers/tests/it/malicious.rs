@@ -35,6 +35,21 @@ fn absolute_names_stay_inside_the_root() {
     assert!(!std::path::Path::new("/abs/file").exists());
 }
 
+/// A tarball used verbatim as a layer (the mmdebstrap base) must have relative names: a
+/// reader that does not normalise would write `/abs/file` outside its root. The same name in
+/// a layer kiln only reads is normalised (above).
+#[test]
+fn absolute_names_are_refused_in_a_tarball_kept_verbatim() {
+    let layer = raw_tar(&[("/abs/file", b'0', "", b"in")]);
+    let mut t = FileTree::new();
+    match kiln_layers::apply_layer_metadata_relative(&mut t, &layer[..]) {
+        Err(Error::UnsafeEntry { entry, .. }) => assert_eq!(entry, "/abs/file"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let ok = raw_tar(&[("./rel/file", b'0', "", b"in")]);
+    kiln_layers::apply_layer_metadata_relative(&mut FileTree::new(), &ok[..]).unwrap();
+}
+
 #[test]
 fn writing_through_a_symlinked_parent_is_refused() {
     let outside = tempfile::tempdir().unwrap();

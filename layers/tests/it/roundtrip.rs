@@ -143,7 +143,13 @@ fn selected_application_keeps_only_the_contents_asked_for() {
         ("usr/bin/tool", b'0', "", b"#!/bin/sh\n"),
         ("usr/share/doc/.wh.a", b'0', "", b""),
     ]);
-    apply_layer_selected(&mut base, &layer[..], |p| p == "/var/lib/dpkg/status").unwrap();
+    apply_layer_selected(
+        &mut base,
+        &layer[..],
+        |p| p == "/var/lib/dpkg/status",
+        false,
+    )
+    .unwrap();
     let status = base.get("/var/lib/dpkg/status").unwrap();
     assert_eq!(status.data(), Some(&b"Package: a\n"[..]));
     assert_eq!(base.get("/usr/bin/tool").unwrap().data(), Some(&b""[..]));

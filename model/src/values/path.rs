@@ -284,6 +284,28 @@ impl ImageRef {
         self.0.split_once('@').map(|(_, d)| d)
     }
 
+    /// Where to pull it: registry host, repository and reference (tag, `latest` when none, or
+    /// the digest), with Docker Hub's names filled in (`debian` is
+    /// `registry-1.docker.io`, `library/debian`). The one place kiln splits a reference.
+    pub fn pull_target(&self) -> (String, String, String) {
+        let reference = match (self.digest(), self.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let registry = match self.domain() {
+            None | Some("docker.io") | Some("index.docker.io") => "registry-1.docker.io",
+            Some(d) => d,
+        };
+        let repo = self.repository();
+        let repo = if registry == "registry-1.docker.io" && !repo.contains('/') {
+            format!("library/{repo}")
+        } else {
+            repo.to_string()
+        };
+        (registry.to_string(), repo, reference)
+    }
+
     /// `REGISTRY/PREFIX/SELF`: the name the image has in the cluster's own registry.
     pub fn with_registry(&self, registry: &HostPort, prefix: &RepoPrefix) -> ImageRef {
         ImageRef(format!("{registry}/{prefix}/{}", self.0))
