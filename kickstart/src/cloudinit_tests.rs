@@ -237,3 +237,25 @@ fn an_empty_identity_is_still_valid_cloud_config() {
         .args(["schema", "--config-file"])
         .arg(&ud));
 }
+
+/// The rendered seed of the test host, byte for byte (`KILN_BLESS=1` rewrites the snapshot
+/// under `kickstart/snapshots/m1/` after a deliberate change).
+#[test]
+fn seed_matches_its_snapshot() {
+    let seed = render(&host(), &identity()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/m1");
+    let bless = std::env::var_os("KILN_BLESS").is_some();
+    if bless {
+        fs::create_dir_all(&dir).unwrap();
+    }
+    for (name, text) in seed.files() {
+        let path = dir.join(name);
+        if bless {
+            fs::write(&path, text).unwrap();
+            continue;
+        }
+        let want = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; create it with KILN_BLESS=1", path.display()));
+        assert_eq!(text, want, "{name} differs from its snapshot");
+    }
+}
