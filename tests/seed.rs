@@ -154,3 +154,38 @@ fn without_xorriso_the_build_stops_first_naming_the_package() {
     assert!(stderr.contains("apt-get install xorriso"), "{stderr}");
     assert!(!dist.exists(), "nothing is written");
 }
+
+/// The seeds of the built-in demo's hosts, rendered from their identity trees (not placed on a
+/// base: no build here), byte for byte; `KILN_BLESS=1` rewrites `snapshots/demo-seed/`.
+#[test]
+fn demo_seeds_match_their_snapshot_and_cloud_init_accepts_them() {
+    require_tool("cloud-init", "cloud-init");
+    let src = kiln::read_spec(None).unwrap();
+    let loaded = kiln::validate::load(&src).unwrap();
+    let rendered = kiln::components::render(&loaded.plan).unwrap();
+    let snapshots = crate::util::tests_dir().join("snapshots/demo-seed");
+    let bless = std::env::var_os("KILN_BLESS").is_some();
+    let tmp = tempfile::tempdir().unwrap();
+    for host in &loaded.plan.hosts {
+        let name = host.name.as_str();
+        let files = kiln::build::identity_files(name, &rendered.hosts[name]).unwrap();
+        let seed = kiln_kickstart::cloudinit::render(host, &files).unwrap();
+        let dir = snapshots.join(name);
+        for (file, text) in seed.files() {
+            if bless {
+                fs::create_dir_all(&dir).unwrap();
+                fs::write(dir.join(file), text).unwrap();
+                continue;
+            }
+            let want = fs::read_to_string(dir.join(file)).unwrap_or_else(|e| {
+                panic!("{name}/{file}: {e}; create the snapshot with KILN_BLESS=1")
+            });
+            assert_eq!(text, want, "{name}/{file} differs from its snapshot");
+        }
+        let ud = tmp.path().join(format!("{name}-user-data"));
+        fs::write(&ud, &seed.user_data).unwrap();
+        run(Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(&ud));
+    }
+}

@@ -23,6 +23,7 @@ mod seed;
 mod stages;
 
 pub use dist::{Dist, REPORT};
+pub use seed::identity_files;
 
 use std::fs;
 use std::io;

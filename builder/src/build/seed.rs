@@ -35,11 +35,9 @@ pub(super) fn require_xorriso() -> Result<(), BuildError> {
     }
 }
 
-/// The regular files of a placed identity tree (directories are the image's already).
-pub(super) fn identity_files(
-    host: &str,
-    placed: &FileTree,
-) -> Result<Vec<IdentityFile>, BuildError> {
+/// The regular files of a host's identity tree, for its seed (directories are the image's
+/// already; anything but a file or directory is refused).
+pub fn identity_files(host: &str, placed: &FileTree) -> Result<Vec<IdentityFile>, BuildError> {
     let mut files = Vec::new();
     for (path, e) in placed.iter() {
         match &e.kind {
