@@ -226,7 +226,8 @@ fn build_key(plan: &Plan, resolved: &Resolved, opts: &BuildOptions) -> String {
         h.update(s.as_bytes());
         h.update(b"\n");
     };
-    part("kiln-build-key-1");
+    // 2: outputs gained cloud-init/ (an older output is not "unchanged").
+    part("kiln-build-key-2");
     part(env!("CARGO_PKG_VERSION"));
     part(&plan.spec_sha256);
     for e in &resolved.lock {
