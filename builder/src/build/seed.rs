@@ -75,6 +75,8 @@ pub(super) fn write(
         write_private(&dir.join(file), text.as_bytes())?;
     }
     let iso = dist.seed_iso(name);
+    // Created 0600 first: xorriso writes into it and the mode stays (no readable moment).
+    write_private(&iso, b"")?;
     let out = Command::new("xorriso")
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .args([
@@ -101,6 +103,7 @@ pub(super) fn write(
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    // In case the file was replaced rather than written into.
     fs::set_permissions(&iso, fs::Permissions::from_mode(0o600)).map_err(io_err(format!(
         "setting the mode of {}",
         Dist::seed_iso_rel(name)
