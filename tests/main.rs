@@ -17,6 +17,7 @@ mod publish;
 mod real_hosts;
 mod real_hosts_calico;
 mod render;
+mod seed;
 mod shapes;
 mod sources;
 mod sources_server;

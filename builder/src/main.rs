@@ -77,6 +77,8 @@ kiln check cluster.toml --json | jq '.profiles[].services'"
     #[command(
         after_help = "Layout of DIR (default dist/):\n  oci/                 OCI image layout, one ref \
 per image (CLUSTER-PROFILE, calico-node, …); every blob once\n  identity/HOST.tar    each host's identity, placed on its image\n  \
+cloud-init/HOST/     its cloud-init NoCloud seed (meta-data, user-data, network-config)\n  \
+cloud-init/HOST-cidata.iso  the seed as a cidata ISO (needs xorriso)\n  \
 archives/REF.tar     docker-archive per image, with --archives\n  \
 sbom/REF.spdx.json   SPDX 2.3 SBOM per role image (Debian packages, sources, baked images)\n  \
 build-report.json    images, tags, digests, layers, SBOMs\n  SHA256SUMS\n\n\

@@ -54,6 +54,26 @@ impl Dist {
     pub fn sbom_rel(reference: &str) -> String {
         format!("sbom/{reference}.spdx.json")
     }
+    /// `cloud-init/`: per-host NoCloud seeds.
+    pub fn cloud_init(&self) -> PathBuf {
+        self.root.join("cloud-init")
+    }
+    /// `cloud-init/HOST/`: `meta-data`, `user-data` and `network-config` of one host.
+    pub fn seed_dir(&self, host: &str) -> PathBuf {
+        self.root.join(Self::seed_dir_rel(host))
+    }
+    /// `cloud-init/HOST`, relative to the root.
+    pub fn seed_dir_rel(host: &str) -> String {
+        format!("cloud-init/{host}")
+    }
+    /// `cloud-init/HOST-cidata.iso`: the seed as an ISO 9660 volume labelled `cidata`.
+    pub fn seed_iso(&self, host: &str) -> PathBuf {
+        self.root.join(Self::seed_iso_rel(host))
+    }
+    /// `cloud-init/HOST-cidata.iso`, relative to the root.
+    pub fn seed_iso_rel(host: &str) -> String {
+        format!("cloud-init/{host}-cidata.iso")
+    }
     /// `build-report.json`.
     pub fn report(&self) -> PathBuf {
         self.root.join(REPORT)

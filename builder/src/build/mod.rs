@@ -7,6 +7,8 @@
 //! - `archives/REF.tar`: a docker-archive per image, only with `--archives`.
 //! - `identity/HOST.tar`: each host's identity tree placed on its image.
 //! - `sbom/REF.spdx.json`: an SPDX 2.3 document per role image ([`crate::sbom`]).
+//! - `cloud-init/HOST/{meta-data,user-data,network-config}` and `cloud-init/HOST-cidata.iso`:
+//!   each host's NoCloud seed carrying that identity (mode 0600).
 //! - `build-report.json`: every image with its name, tags, digests and layers.
 //! - `SHA256SUMS`: every file above.
 //!
@@ -18,9 +20,11 @@
 mod dist;
 pub mod layer_cache;
 mod outputs;
+mod seed;
 mod stages;
 
 pub use dist::{Dist, REPORT};
+pub use seed::identity_files;
 
 use std::fs;
 use std::io;
@@ -57,6 +61,16 @@ pub enum BuildError {
     Publish(#[from] crate::publish::Error),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::Error),
+    #[error(transparent)]
+    Seed(#[from] kiln_kickstart::Error),
+    #[error(
+        "`{tool}` is needed: {why}; install the Debian package with `apt-get install {package}`"
+    )]
+    Tool {
+        tool: &'static str,
+        package: &'static str,
+        why: &'static str,
+    },
     #[error(
         "profile {profile}: {} file(s) the units need are in no source:\n{}",
         missing.len(),
@@ -153,6 +167,12 @@ pub struct IdentityReport {
     pub sha256: String,
     /// The files it holds, as placed on the image.
     pub files: Vec<String>,
+    /// cloud-init's `instance-id` in the host's seed (from the identity's digest).
+    #[serde(default)]
+    pub instance_id: String,
+    /// `cloud-init/HOST-cidata.iso`, the NoCloud seed, under the output directory.
+    #[serde(default)]
+    pub seed_iso: String,
 }
 
 /// Builds every image of the plan into `opts.dist` (swapped in only when complete).
@@ -164,6 +184,9 @@ pub fn build(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
     let key = build_key(plan, resolved, opts);
+    if !plan.hosts.is_empty() {
+        seed::require_xorriso()?;
+    }
     // Leftovers of a killed build first: one may hold the output to compare with.
     crate::publish::recover_output(&opts.dist)?;
     if let Some(report) = unchanged(&Dist::new(&opts.dist), &key) {
@@ -209,7 +232,9 @@ fn build_key(plan: &Plan, resolved: &Resolved, opts: &BuildOptions) -> String {
         h.update(s.as_bytes());
         h.update(b"\n");
     };
-    part("kiln-build-key-2");
+    // 2: outputs gained sbom/ and cloud-init/; 3: both together (an older output is not
+    // "unchanged").
+    part("kiln-build-key-3");
     part(env!("CARGO_PKG_VERSION"));
     part(&plan.spec_sha256);
     for e in &resolved.lock {

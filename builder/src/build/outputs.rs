@@ -95,7 +95,8 @@ pub(super) fn archives(
 }
 
 /// Each host's identity tree, placed on the base, as a deterministic tar under `identity/`:
-/// what boot-time delivery (cloud-init, kickstart) writes onto the role image.
+/// what boot-time delivery (cloud-init, kickstart) writes onto the role image; and its
+/// cloud-init seed under `cloud-init/` ([`super::seed`]).
 pub(super) fn identities(
     plan: &Plan,
     rendered: &Rendered,
@@ -115,6 +116,8 @@ pub(super) fn identities(
         kiln_layers::write_tar(&placed, epoch, &mut bytes)?;
         let rel = Dist::identity_rel(h.name.as_str());
         fs::write(dist.root().join(&rel), &bytes).map_err(io_err(format!("writing {rel}")))?;
+        let files = super::seed::identity_files(h.name.as_str(), &placed)?;
+        let seed = super::seed::write(dist, h, &files, epoch)?;
         reports.push(IdentityReport {
             host: h.name.to_string(),
             profile: h.profile.clone(),
@@ -125,6 +128,8 @@ pub(super) fn identities(
                 .filter(|(_, e)| e.kind != kiln_layers::EntryKind::Dir)
                 .map(|(p, _)| p.to_string())
                 .collect(),
+            instance_id: seed.instance_id,
+            seed_iso: Dist::seed_iso_rel(h.name.as_str()),
         });
     }
     Ok(reports)

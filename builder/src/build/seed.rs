@@ -1,0 +1,127 @@
+//! Per-host cloud-init NoCloud seeds under `cloud-init/`: the three files rendered by
+//! [`kiln_kickstart::cloudinit`] from the identity tree placed on the role image, and an
+//! ISO 9660 volume labelled `cidata` made by `xorriso` (Debian package `xorriso`), byte-identical
+//! across builds under one `SOURCE_DATE_EPOCH`. Every file is mode 0600: a seed is per host
+//! and is where secrets (SSH keys, password hashes) will go.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use kiln_kickstart::cloudinit::{self, IdentityFile, Seed};
+use kiln_layers::{EntryKind, FileTree};
+use kiln_model::plan::HostPlan;
+
+use super::{io_err, BuildError, Dist};
+
+/// Fails early, before anything is built, when `xorriso` cannot run.
+pub(super) fn require_xorriso() -> Result<(), BuildError> {
+    let ok = Command::new("xorriso")
+        .arg("-version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(BuildError::Tool {
+            tool: "xorriso",
+            package: "xorriso",
+            why: "it makes each host's cloud-init seed ISO (cloud-init/HOST-cidata.iso)",
+        })
+    }
+}
+
+/// The regular files of a host's identity tree, for its seed (directories are the image's
+/// already; anything but a file or directory is refused).
+pub fn identity_files(host: &str, placed: &FileTree) -> Result<Vec<IdentityFile>, BuildError> {
+    let mut files = Vec::new();
+    for (path, e) in placed.iter() {
+        match &e.kind {
+            EntryKind::File(data) => files.push(IdentityFile {
+                path: path.to_string(),
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                data: data.clone(),
+            }),
+            EntryKind::Dir => {}
+            other => {
+                return Err(BuildError::Source(format!(
+                    "identity of host {host}: {path} is a {}; a cloud-init seed carries regular files only",
+                    other.name()
+                )))
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Writes `cloud-init/HOST/{meta-data,network-config,user-data}` and `cloud-init/HOST-cidata.iso`.
+pub(super) fn write(
+    dist: &Dist,
+    host: &HostPlan,
+    files: &[IdentityFile],
+    epoch: u64,
+) -> Result<Seed, BuildError> {
+    let name = host.name.as_str();
+    let seed = cloudinit::render(host, files)?;
+    let dir = dist.seed_dir(name);
+    fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", Dist::seed_dir_rel(name))))?;
+    for (file, text) in seed.files() {
+        write_private(&dir.join(file), text.as_bytes())?;
+    }
+    let iso = dist.seed_iso(name);
+    // Created 0600 first: xorriso writes into it and the mode stays (no readable moment).
+    write_private(&iso, b"")?;
+    let out = Command::new("xorriso")
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
+        .args([
+            "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock",
+        ])
+        // SOURCE_DATE_EPOCH fixes the volume's dates, not the files': those and the owners
+        // would come from the build machine.
+        .args(["-uid", "0", "-gid", "0", "--set_all_file_dates"])
+        .arg(format!("={epoch}"))
+        .arg("-o")
+        .arg(&iso)
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io_err(format!(
+            "running xorriso for {}",
+            Dist::seed_iso_rel(name)
+        )))?;
+    if !out.status.success() {
+        return Err(BuildError::Source(format!(
+            "xorriso failed making {} ({}): {}",
+            Dist::seed_iso_rel(name),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // In case the file was replaced rather than written into.
+    fs::set_permissions(&iso, fs::Permissions::from_mode(0o600)).map_err(io_err(format!(
+        "setting the mode of {}",
+        Dist::seed_iso_rel(name)
+    )))?;
+    Ok(seed)
+}
+
+/// Writes `path` with mode 0600 from the start (never readable by others, even briefly).
+fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = || io_err(format!("writing {}", path.display()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err())?;
+    f.write_all(data).map_err(err())
+}

@@ -1,0 +1,197 @@
+//! cloud-init NoCloud seeds: a host's identity delivered at boot.
+//!
+//! From a [`HostPlan`] and the host's identity tree as placed on its role image
+//! ([`IdentityFile`]s) this renders the three files of a NoCloud seed ([`Seed`]):
+//!
+//! - `meta-data`: `instance-id` derived from the identity digest ([`identity_digest`]), so a
+//!   changed identity makes cloud-init run its per-instance modules again and an unchanged one
+//!   does not; `local-hostname`.
+//! - `user-data`: `#cloud-config` whose `write_files` carry exactly the identity files
+//!   (base64, with mode and owner). Nothing is installed (no `packages`, no `runcmd`);
+//!   `preserve_hostname` and `manage_etc_hosts: false` leave `/etc/hostname` and `/etc/hosts`
+//!   to kiln's files.
+//! - `network-config`: version 2, the interface matched by its MAC (lowercase, quoted) and
+//!   renamed with `set-name`, the static address, a default route
+//!   (`to: 0.0.0.0/0`: cloud-init 22.4, Debian 12's, refuses `to: default`) and nameservers.
+//!
+//! The output is a function of its inputs only: files are ordered by path.
+
+use base64::Engine;
+use kiln_model::plan::HostPlan;
+use kiln_model::templates::Templates;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// One regular file of a host's identity tree, as placed on the role image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFile {
+    /// Absolute path on the host.
+    pub path: String,
+    /// Permission bits (`0o644`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub data: Vec<u8>,
+}
+
+/// A host's NoCloud seed: the contents of `meta-data`, `user-data` and `network-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// `meta-data`'s `instance-id`.
+    pub instance_id: String,
+    pub meta_data: String,
+    pub user_data: String,
+    pub network_config: String,
+}
+
+impl Seed {
+    /// The seed's files, named as on a `cidata` volume, in a fixed order.
+    pub fn files(&self) -> [(&'static str, &str); 3] {
+        [
+            ("meta-data", &self.meta_data),
+            ("network-config", &self.network_config),
+            ("user-data", &self.user_data),
+        ]
+    }
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("meta-data", include_str!("../templates/meta-data.j2")),
+    ("user-data", include_str!("../templates/user-data.j2")),
+    (
+        "network-config",
+        include_str!("../templates/network-config.j2"),
+    ),
+];
+
+/// sha256 (hex) over the identity files: per file, sorted by path, its path, mode, owner,
+/// size and bytes. Everything `write_files` carries is covered, nothing else.
+pub fn identity_digest(files: &[IdentityFile]) -> String {
+    let mut sorted: Vec<&IdentityFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut h = Sha256::new();
+    h.update(b"kiln-identity-1\n");
+    for f in sorted {
+        h.update(
+            format!(
+                "{}\0{:o} {}:{} {}\n",
+                f.path,
+                f.mode & 0o7777,
+                f.uid,
+                f.gid,
+                f.data.len()
+            )
+            .as_bytes(),
+        );
+        h.update(&f.data);
+    }
+    hex::encode(h.finalize())
+}
+
+/// `HOST-` and the first 16 hex digits of the identity digest.
+pub fn instance_id(host: &HostPlan, files: &[IdentityFile]) -> String {
+    format!("{}-{}", host.name, &identity_digest(files)[..16])
+}
+
+/// Renders the seed of `host` carrying `files`.
+pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
+    let templates = Templates::new(TEMPLATES)?;
+    let instance_id = instance_id(host, files);
+    let meta_data = templates.render(
+        "meta-data",
+        MetaData {
+            instance_id: &instance_id,
+            hostname: host.name.as_str(),
+        },
+    )?;
+
+    let mut sorted: Vec<&IdentityFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let files = sorted
+        .into_iter()
+        .map(|f| {
+            if f.uid != 0 || f.gid != 0 {
+                return Err(Error::Owner {
+                    path: f.path.clone(),
+                    uid: f.uid,
+                    gid: f.gid,
+                });
+            }
+            Ok(WriteFile {
+                path: quote(&f.path),
+                content: b64.encode(&f.data),
+                permissions: quote(&format!("{:04o}", f.mode & 0o7777)),
+                owner: quote("root:root"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let user_data = templates.render(
+        "user-data",
+        UserData {
+            host: host.name.as_str(),
+            files,
+        },
+    )?;
+
+    let network_config = templates.render(
+        "network-config",
+        NetworkConfig {
+            host: host.name.as_str(),
+            id: quote(host.interface.as_str()),
+            mac: quote(&host.mac.to_string()),
+            ifname: quote(host.interface.as_str()),
+            address: quote(&host.address.to_string()),
+            gateway: host.gateway.map(|g| quote(&g.to_string())),
+            dns: host.dns.iter().map(|d| quote(&d.to_string())).collect(),
+        },
+    )?;
+    Ok(Seed {
+        instance_id,
+        meta_data,
+        user_data,
+        network_config,
+    })
+}
+
+/// A YAML double-quoted scalar (JSON's string syntax is a subset of it).
+fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[derive(Serialize)]
+struct MetaData<'a> {
+    instance_id: &'a str,
+    hostname: &'a str,
+}
+
+#[derive(Serialize)]
+struct UserData<'a> {
+    host: &'a str,
+    files: Vec<WriteFile>,
+}
+
+#[derive(Serialize)]
+struct WriteFile {
+    path: String,
+    content: String,
+    permissions: String,
+    owner: String,
+}
+
+#[derive(Serialize)]
+struct NetworkConfig<'a> {
+    host: &'a str,
+    id: String,
+    mac: String,
+    ifname: String,
+    address: String,
+    gateway: Option<String>,
+    dns: Vec<String>,
+}
+
+#[cfg(test)]
+#[path = "cloudinit_tests.rs"]
+mod tests;

@@ -1,0 +1,261 @@
+//! Render-level tests of the NoCloud seed, checked by cloud-init itself and by Python's YAML
+//! parser (independent of kiln's templates).
+
+use std::fs;
+use std::process::Command;
+
+use kiln_model::plan::{HostPlan, Roles};
+use kiln_model::values::{Fqdn, HostAddr, HostName, IfName, MacAddr};
+use kiln_test_support::{require_tool, run, tempdir};
+
+use super::*;
+
+fn host() -> HostPlan {
+    HostPlan {
+        name: HostName::parse("m1").unwrap(),
+        fqdn: Fqdn::parse("m1.example.test").unwrap(),
+        roles: Roles {
+            master: true,
+            agent: false,
+        },
+        profile: "master".into(),
+        address: HostAddr::parse("10.0.0.11/24").unwrap(),
+        mac: MacAddr::parse("52-54-00-AB-CD-EF").unwrap(),
+        gateway: Some("10.0.0.1".parse().unwrap()),
+        dns: vec!["10.0.0.1".parse().unwrap(), "fd00::53".parse().unwrap()],
+        interface: IfName::parse("eth0").unwrap(),
+        etcd_name: None,
+        zk_id: Some(1),
+    }
+}
+
+fn file(path: &str, data: &str) -> IdentityFile {
+    IdentityFile {
+        path: path.into(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+fn identity() -> Vec<IdentityFile> {
+    vec![
+        file(
+            "/etc/kiln/identity.env",
+            "KILN_NAME=m1\nKILN_IP=10.0.0.11\n",
+        ),
+        file("/etc/hostname", "m1\n"),
+        file("/var/lib/zookeeper/myid", "1\n"),
+        IdentityFile {
+            mode: 0o600,
+            ..file("/etc/kiln/binary", "\0\u{1}\u{ff}: - |\n")
+        },
+    ]
+}
+
+/// `file` parsed by Python's YAML loader, as JSON.
+fn yaml(file: &std::path::Path) -> serde_json::Value {
+    require_tool("python3", "python3");
+    let out = run(Command::new("python3")
+        .arg("-c")
+        .arg("import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))")
+        .arg(file));
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn user_data_passes_cloud_inits_schema_and_carries_exactly_the_identity() {
+    require_tool("cloud-init", "cloud-init");
+    let seed = render(&host(), &identity()).unwrap();
+    let dir = tempdir();
+    let ud = dir.path().join("user-data");
+    fs::write(&ud, &seed.user_data).unwrap();
+    let out = run(Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&ud));
+    assert!(out.contains("Valid cloud-config"), "{out}");
+
+    let doc = yaml(&ud);
+    assert!(seed.user_data.starts_with("#cloud-config\n"));
+    assert_eq!(doc["preserve_hostname"], true);
+    assert_eq!(doc["manage_etc_hosts"], false);
+    for key in ["packages", "runcmd", "bootcmd", "package_update"] {
+        assert!(doc.get(key).is_none(), "{key} in user-data");
+    }
+    let mut got: Vec<(String, String, String, Vec<u8>)> = doc["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["encoding"], "b64");
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(f["content"].as_str().unwrap())
+                .unwrap();
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["permissions"].as_str().unwrap().to_string(),
+                f["owner"].as_str().unwrap().to_string(),
+                data,
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<_> = identity()
+        .into_iter()
+        .map(|f| {
+            (
+                f.path,
+                format!("{:04o}", f.mode),
+                "root:root".to_string(),
+                f.data,
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn network_config_matches_the_mac_and_cloud_init_converts_it() {
+    require_tool("cloud-init", "cloud-init");
+    let seed = render(&host(), &identity()).unwrap();
+    assert!(
+        seed.network_config
+            .contains("macaddress: \"52:54:00:ab:cd:ef\""),
+        "{}",
+        seed.network_config
+    );
+    let dir = tempdir();
+    let nc = dir.path().join("network-config");
+    fs::write(&nc, &seed.network_config).unwrap();
+    let doc = yaml(&nc);
+    let eth = &doc["ethernets"]["eth0"];
+    assert_eq!(doc["version"], 2);
+    assert_eq!(eth["set-name"], "eth0");
+    assert_eq!(eth["addresses"], serde_json::json!(["10.0.0.11/24"]));
+    assert_eq!(
+        eth["routes"],
+        serde_json::json!([{"to": "0.0.0.0/0", "via": "10.0.0.1"}])
+    );
+    assert_eq!(
+        eth["nameservers"]["addresses"],
+        serde_json::json!(["10.0.0.1", "fd00::53"])
+    );
+
+    // cloud-init's own parser and networkd renderer accept it (22.4 refuses `to: default`).
+    let out = dir.path().join("out");
+    run(Command::new("cloud-init")
+        .args([
+            "devel",
+            "net-convert",
+            "-k",
+            "yaml",
+            "-D",
+            "debian",
+            "-O",
+            "networkd",
+        ])
+        .arg("-p")
+        .arg(&nc)
+        .arg("-d")
+        .arg(&out));
+    let mut rendered = String::new();
+    for e in walk(&out) {
+        rendered.push_str(&fs::read_to_string(e).unwrap());
+    }
+    assert!(
+        rendered.contains("MACAddress=52:54:00:ab:cd:ef"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("Address=10.0.0.11/24"), "{rendered}");
+    assert!(rendered.contains("Gateway=10.0.0.1"), "{rendered}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn instance_id_follows_the_identity_digest() {
+    let a = render(&host(), &identity()).unwrap();
+    // Unchanged identity (in another order): same instance-id, same bytes.
+    let mut reordered = identity();
+    reordered.reverse();
+    let b = render(&host(), &reordered).unwrap();
+    assert_eq!(a, b);
+    assert!(a
+        .meta_data
+        .starts_with(&format!("instance-id: {}\n", a.instance_id)));
+    assert!(a.meta_data.contains("local-hostname: m1\n"));
+
+    // Any change to a file's bytes, mode or the set of files: a new instance-id.
+    let mut changed = identity();
+    changed[2].data = b"2\n".to_vec();
+    assert_ne!(
+        render(&host(), &changed).unwrap().instance_id,
+        a.instance_id
+    );
+    let mut mode = identity();
+    mode[0].mode = 0o600;
+    assert_ne!(render(&host(), &mode).unwrap().instance_id, a.instance_id);
+    let fewer = &identity()[1..];
+    assert_ne!(render(&host(), fewer).unwrap().instance_id, a.instance_id);
+}
+
+#[test]
+fn non_root_owners_are_refused() {
+    let mut files = identity();
+    files[0].uid = 107;
+    let err = render(&host(), &files).unwrap_err().to_string();
+    assert!(
+        err.contains("/etc/hostname") || err.contains("identity.env"),
+        "{err}"
+    );
+    assert!(err.contains("107:0"), "{err}");
+}
+
+#[test]
+fn an_empty_identity_is_still_valid_cloud_config() {
+    require_tool("cloud-init", "cloud-init");
+    let seed = render(&host(), &[]).unwrap();
+    // cloud-init refuses an empty `write_files` list: the key is left out.
+    assert!(!seed.user_data.contains("write_files"));
+    let dir = tempdir();
+    let ud = dir.path().join("user-data");
+    fs::write(&ud, &seed.user_data).unwrap();
+    run(Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&ud));
+}
+
+/// The rendered seed of the test host, byte for byte (`KILN_BLESS=1` rewrites the snapshot
+/// under `kickstart/snapshots/m1/` after a deliberate change).
+#[test]
+fn seed_matches_its_snapshot() {
+    let seed = render(&host(), &identity()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/m1");
+    let bless = std::env::var_os("KILN_BLESS").is_some();
+    if bless {
+        fs::create_dir_all(&dir).unwrap();
+    }
+    for (name, text) in seed.files() {
+        let path = dir.join(name);
+        if bless {
+            fs::write(&path, text).unwrap();
+            continue;
+        }
+        let want = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; create it with KILN_BLESS=1", path.display()));
+        assert_eq!(text, want, "{name} differs from its snapshot");
+    }
+}
