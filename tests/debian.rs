@@ -72,19 +72,7 @@ fn debian_base_image_runs_real_binaries_and_its_units_verify() {
     );
     kiln_code(&["build", s, "-o", d, "--cache", c], 0);
 
-    let bundle = tmp.path().join("bundle");
-    let image = format!("{}:deb-master-agent", dist.join("oci").display());
-    let out = Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = bundle.join("rootfs");
+    let root = unpack(&dist, "deb-master-agent", &tmp.path().join("bundle"));
     // The real etcd from the base, and zoo.cfg placed behind Debian's alternatives link.
     let etcd = Command::new(root.join("usr/bin/etcd"))
         .arg("--version")

@@ -158,7 +158,7 @@ pub fn document(
         let name = match (&plan.base.debian, base, e.origin.strip_prefix("image:")) {
             (Some(d), true, _) => format!("debian-{}-{}", d.suite, d.variant),
             (_, _, Some(reference)) => reference.to_string(),
-            _ => file_name(&e.origin),
+            _ => crate::sources::file_name_of(&e.origin),
         };
         let id = ids.get(&format!("{}-{name}", e.component));
         let url = e.origin.starts_with("https://") || e.origin.starts_with("http://");
@@ -296,16 +296,6 @@ impl Ids {
         }
         id
     }
-}
-
-/// The last path component of an origin (`https://…/etcd-v3.4.23-linux-amd64.tar.gz`,
-/// `file:vendor/etcd`, `deb:etcd-server=3.4.23-4`).
-fn file_name(origin: &str) -> String {
-    let o = origin.split(['?', '#']).next().unwrap_or(origin);
-    o.rsplit(['/', ':'])
-        .find(|n| !n.is_empty())
-        .unwrap_or(origin)
-        .to_string()
 }
 
 /// `name:tag` → (`name`, `tag`); `latest` without a tag (a registry port is not a tag).
@@ -695,8 +685,11 @@ Description: highly-available key value store -- daemon
             ids.get("deb-libstdc--6-amd64"),
             "SPDXRef-deb-libstdc--6-amd64-2"
         );
-        assert_eq!(file_name("deb:etcd-server=3.4"), "etcd-server=3.4");
-        assert_eq!(file_name("file:vendor/etcd"), "etcd");
+        assert_eq!(
+            crate::sources::file_name_of("deb:etcd-server=3.4"),
+            "etcd-server=3.4"
+        );
+        assert_eq!(crate::sources::file_name_of("file:vendor/etcd"), "etcd");
         assert_eq!(
             oci_purl("calico/node", "sha256:ab", Some("v2.6.12")),
             "pkg:oci/node@sha256%3Aab?repository_url=calico/node&tag=v2.6.12"

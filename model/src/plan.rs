@@ -646,10 +646,6 @@ impl Plan {
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
     }
-    /// The host named `name`.
-    pub fn host(&self, name: &str) -> Option<&HostPlan> {
-        self.hosts.iter().find(|h| h.name.as_str() == name)
-    }
     /// Hosts that are masters, in spec order.
     pub fn masters(&self) -> impl Iterator<Item = &HostPlan> {
         self.hosts.iter().filter(|h| h.roles.master)

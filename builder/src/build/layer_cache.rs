@@ -172,16 +172,4 @@ impl LayerCache {
             tracing::warn!("layer cache: could not record {}: {e}", blob.digest);
         }
     }
-
-    /// Number of blobs in the cache (for tests and reports).
-    pub fn blob_count(&self) -> usize {
-        self.root
-            .as_ref()
-            .and_then(|r| fs::read_dir(r.join("blobs/sha256")).ok())
-            .map_or(0, |d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| !e.file_name().to_string_lossy().ends_with("partial"))
-                    .count()
-            })
-    }
 }

@@ -137,12 +137,8 @@ pub static REGISTRY: &[&dyn Component] = &[
 ];
 
 /// The registered component `id`.
-pub fn component(id: ComponentId) -> &'static dyn Component {
-    REGISTRY
-        .iter()
-        .copied()
-        .find(|c| c.id() == id)
-        .unwrap_or(&host::Host)
+pub fn component(id: ComponentId) -> Option<&'static dyn Component> {
+    REGISTRY.iter().copied().find(|c| c.id() == id)
 }
 
 /// The services of a profile, in start order.

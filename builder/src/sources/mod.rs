@@ -48,6 +48,7 @@ use kiln_layers::FileTree;
 pub use images::parse_reference;
 pub use lock::{LockEntry, LockFile};
 pub use presence::{check_presence, PresenceError};
+pub(crate) use resolve::file_name_of;
 pub use resolve::{lock, resolve};
 
 /// The lock file's name; it lives beside the spec.

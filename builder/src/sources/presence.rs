@@ -52,10 +52,12 @@ pub fn source_key(
     component: ComponentId,
     exec: &str,
 ) -> Option<(&'static str, String)> {
-    if exec == crate::components::DOCKER_CLI {
-        return crate::components::component(ComponentId::Docker).program_source(plan);
-    }
-    crate::components::component(component).program_source(plan)
+    let id = if exec == crate::components::DOCKER_CLI {
+        ComponentId::Docker
+    } else {
+        component
+    };
+    crate::components::component(id).and_then(|c| c.program_source(plan))
 }
 
 /// Follows `path` inside `tree` (symlinks in any component, at most 40 hops). Returns the

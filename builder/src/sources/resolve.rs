@@ -177,11 +177,12 @@ fn origin_of(s: &SourcePlan) -> String {
     }
 }
 
-fn file_name_of(origin: &str) -> String {
+/// The file name an origin (`https://…/etcd.tgz`, `deb:etcd-server`, `file:vendor/etcd`)
+/// names: its last non-empty path or scheme component, without query or fragment.
+pub(crate) fn file_name_of(origin: &str) -> String {
     let o = origin.split(['?', '#']).next().unwrap_or(origin);
     o.rsplit(['/', ':'])
-        .next()
-        .filter(|n| !n.is_empty())
+        .find(|n| !n.is_empty())
         .unwrap_or("artifact")
         .to_string()
 }

@@ -1,6 +1,8 @@
 //! etcd: members, the v2 API, and how hosts without a member reach it.
 
-use kiln_model::plan::{CalicoPlan, Endpoint, EtcdAccess, EtcdMember, EtcdPlan, HostPlan};
+use kiln_model::plan::{
+    CalicoPlan, DockerPlan, Endpoint, EtcdAccess, EtcdMember, EtcdPlan, HostPlan, StorePlan,
+};
 use kiln_model::values::{quote, HttpUrl, Version};
 
 use super::Checker;
@@ -12,13 +14,14 @@ impl Checker {
         spec: &Spec,
         hosts: &[HostPlan],
         calico: Option<&CalicoPlan>,
+        docker: Option<&DockerPlan>,
     ) -> Option<EtcdPlan> {
         let e = &spec.etcd;
         let version = self.version("etcd.version", &e.version);
         let source = self.source("etcd.source", e.source.as_ref());
-        let docker_major = Version::parse(&spec.docker.version).map_or(0, |v| v.major);
-        let store_on_etcd =
-            spec.docker.enabled && spec.docker.cluster_store == "etcd" && docker_major < 23;
+        // A Docker plan exists only without errors, so a refused store (Docker ≥ 23) is no
+        // v2 client here.
+        let store_on_etcd = docker.is_some_and(|d| d.cluster_store == Some(StorePlan::Etcd));
         let calico_v2 =
             calico.is_some_and(|c| (c.node.is_some() || c.cni.is_some()) && c.version.major <= 2);
         let v2_clients = store_on_etcd || calico_v2;

@@ -226,7 +226,6 @@ impl Checker {
         };
         let masters = hosts.iter().filter(|h| h.roles.master).count();
         let calico = self.calico(spec, &hosts);
-        let etcd = self.etcd(spec, &hosts, calico.as_ref());
         let zookeeper = self.zookeeper(spec, &hosts);
         let mut mesos = self.mesos(spec, masters, zookeeper.as_ref());
         let agent_cni = self.agent_cni_dirs(spec);
@@ -235,6 +234,7 @@ impl Checker {
         }
         let marathon = self.marathon(spec, zookeeper.as_ref());
         let docker = self.docker(spec);
+        let etcd = self.etcd(spec, &hosts, calico.as_ref(), docker.as_ref());
         let firewall = self.firewall(spec);
         let registry = self.registry(spec);
         let images = self.images(spec);
