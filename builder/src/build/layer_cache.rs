@@ -27,7 +27,7 @@ pub enum LayerInput<'a> {
     /// A file tree, written as a deterministic tar.
     Tree(&'a FileTree),
     /// A root filesystem tarball streamed into a layer, known by its sha256.
-    Tarball { path: &'a Path, sha256: &'a str },
+    Tarball { sha256: &'a str },
 }
 
 /// A cached layer's description.
@@ -83,7 +83,7 @@ impl LayerCache {
                 kiln_layers::write_tar(t, opts.source_date_epoch, &mut h)?;
                 format!("tree:{}", hex::encode(h.0.finalize()))
             }
-            LayerInput::Tarball { sha256, .. } => format!("tarball:{sha256}"),
+            LayerInput::Tarball { sha256 } => format!("tarball:{sha256}"),
         };
         let compression = match opts.compression {
             Compression::None => "none".to_string(),

@@ -86,7 +86,7 @@ pub(super) fn ingest_base<'a>(ctx: &mut Ctx<'a>) -> Result<Base<'a>, BuildError>
         }
         Some(b @ BaseSource::Tarball { path, sha256 }) => {
             let opts = ctx.layer_opts();
-            let key = LayerCache::key(LayerInput::Tarball { path, sha256 }, &opts)?;
+            let key = LayerCache::key(LayerInput::Tarball { sha256 }, &opts)?;
             let layer = match ctx.cache.fetch(&key, &ctx.dist.oci()) {
                 Some(hit) => {
                     (ctx.progress)("base layer unchanged (layer cache)");
