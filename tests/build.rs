@@ -54,8 +54,8 @@ fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option
     let mut layout = LayoutWriter::create(dir).unwrap();
     let store = BlobStore::open(dir.join("blobs")).unwrap();
     let layer = kiln_images::Layer {
-        digest: blob.digest.clone(),
-        diff_id: blob.diff_id.clone(),
+        digest: blob.digest,
+        diff_id: blob.diff_id,
         size: blob.size,
         media_type: blob.media_type.into(),
     };

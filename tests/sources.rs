@@ -567,8 +567,8 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
         kiln_layers::write_layer_to_dir(&t, &kiln_layers::LayerOptions::default(), &layout_dir)
             .unwrap();
     let layer = kiln_images::Layer {
-        digest: blob.digest.clone(),
-        diff_id: blob.diff_id.clone(),
+        digest: blob.digest,
+        diff_id: blob.diff_id,
         size: blob.size,
         media_type: blob.media_type.to_string(),
     };
@@ -603,7 +603,7 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
     let lock = std::fs::read_to_string(s.dir.path().join("kiln.lock")).unwrap();
     assert!(
         lock.contains("origin = \"image:oci:images:v1\"")
-            && lock.contains(written.manifest.digest.trim_start_matches("sha256:")),
+            && lock.contains(&written.manifest.digest.hex()),
         "{lock}"
     );
     // A changed image under the same tag no longer matches the lock.
@@ -619,7 +619,7 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
     )
     .unwrap();
     let layer2 = kiln_images::Layer {
-        digest: blob2.digest.clone(),
+        digest: blob2.digest,
         diff_id: blob2.diff_id,
         size: blob2.size,
         media_type: blob2.media_type.to_string(),

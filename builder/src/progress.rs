@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use kiln_images::registry::{Progress, ProgressEvent};
+use kiln_layers::Digest;
 
 /// Draws push/pull progress on stderr.
 pub struct Bars {
@@ -27,9 +28,8 @@ impl Bars {
     }
 }
 
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+fn short(digest: &Digest) -> String {
+    digest.hex()[..12].to_string()
 }
 
 impl Progress for Bars {

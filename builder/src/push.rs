@@ -99,7 +99,7 @@ pub fn push_dist(
                 image: repository.clone(),
                 source,
             })?;
-        let top = Descriptor::new(&img.manifest_media_type, &img.manifest_digest, size);
+        let top = Descriptor::new(&img.manifest_media_type, img.manifest_digest, size);
         let tags: Vec<&str> = img.tags.iter().map(String::as_str).collect();
         let mut po = PushOptions::new(&repository, &tags);
         po.mount_from = previous.clone();

@@ -27,10 +27,10 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use kiln_layers::FileTree;
+use kiln_layers::{Digest, FileTree};
 use kiln_model::plan::{Plan, Profile};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::build::{Dist, ImageReport};
 use crate::components::{self, LOAD_UNIT};
@@ -129,7 +129,7 @@ pub fn document(
     let mut packages = vec![Package {
         primary_package_purpose: Some("CONTAINER".into()),
         version_info: image.tags.first().cloned(),
-        checksums: vec![Checksum::sha256(&image.manifest_digest)],
+        checksums: vec![Checksum::of_digest(&image.manifest_digest)],
         external_refs: vec![ExternalRef::purl(oci_purl(
             &image.repository,
             &image.manifest_digest,
@@ -193,7 +193,7 @@ pub fn document(
             let p = Package {
                 primary_package_purpose: Some("CONTAINER".into()),
                 version_info: Some(tag.to_string()),
-                checksums: vec![Checksum::sha256(digest)],
+                checksums: vec![Checksum::of_digest(digest)],
                 external_refs: vec![ExternalRef::purl(oci_purl(repo, digest, Some(tag)))],
                 source_info: Some(format!("kiln image {}: {}", b.name, img.reference)),
                 ..Package::new(ids.get(&format!("container-{}", b.name)), repo)
@@ -333,12 +333,13 @@ fn deb_purl(distro: &str, d: &DebPackage) -> String {
 }
 
 /// `pkg:oci/NAME@sha256%3AHEX?repository_url=REPO[&tag=TAG]`.
-fn oci_purl(repository: &str, digest: &str, tag: Option<&str>) -> String {
+fn oci_purl(repository: &str, digest: &Digest, tag: Option<&str>) -> String {
     let name = repository.rsplit('/').next().unwrap_or(repository);
     let mut p = format!(
-        "pkg:oci/{}@sha256%3A{}?repository_url={}",
+        "pkg:oci/{}@{}%3A{}?repository_url={}",
         purl_escape(&name.to_ascii_lowercase()),
-        hex_of(digest),
+        digest.algorithm(),
+        digest.hex(),
         purl_escape(repository).replace("%2F", "/")
     );
     if let Some(t) = tag {
@@ -446,6 +447,14 @@ impl Checksum {
         Checksum {
             algorithm: "SHA256".into(),
             checksum_value: hex_of(digest),
+        }
+    }
+
+    /// The checksum an OCI digest carries (SPDX `SHA256` or `SHA512`).
+    fn of_digest(digest: &Digest) -> Self {
+        Checksum {
+            algorithm: digest.algorithm().name().to_ascii_uppercase(),
+            checksum_value: digest.hex(),
         }
     }
 }
@@ -561,9 +570,9 @@ Description: highly-available key value store -- daemon
             repository: "kiln/demo-master-agent".into(),
             push_name: "demo-master-agent".into(),
             tags: vec!["latest".into()],
-            manifest_digest: format!("sha256:{}", "c".repeat(64)),
+            manifest_digest: format!("sha256:{}", "c".repeat(64)).parse().unwrap(),
             manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            config_digest: format!("sha256:{}", "d".repeat(64)),
+            config_digest: format!("sha256:{}", "d".repeat(64)).parse().unwrap(),
             layers: Vec::new(),
         }
     }
@@ -691,8 +700,9 @@ Description: highly-available key value store -- daemon
         );
         assert_eq!(crate::sources::file_name_of("file:vendor/etcd"), "etcd");
         assert_eq!(
-            oci_purl("calico/node", "sha256:ab", Some("v2.6.12")),
-            "pkg:oci/node@sha256%3Aab?repository_url=calico/node&tag=v2.6.12"
+            oci_purl("calico/node", &Digest::sha256_of(b""), Some("v2.6.12")),
+            "pkg:oci/node@sha256%3Ae3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\
+             ?repository_url=calico/node&tag=v2.6.12"
         );
     }
 }

@@ -15,6 +15,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use flate2::read::GzDecoder;
+use kiln_layers::{Digest, HashingReader};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::manifest::{parse_config, parse_manifest, ImageManifest};
@@ -22,7 +23,7 @@ use crate::oci::{
     canonical_json, Descriptor, Layer, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
 };
-use crate::store::{digest_hex, sha256_digest, BlobStore, HashingReader};
+use crate::store::{check, BlobStore};
 use crate::{Error, Result};
 
 /// One image of a docker-archive: a manifest in the blob store and the tags it gets.
@@ -81,10 +82,13 @@ fn uncompressed(store: &BlobStore, layer: &Layer) -> Result<Box<dyn Read>> {
 /// Checks blob digest and diff ID of a layer in one pass; returns the uncompressed size.
 fn verify_layer(store: &BlobStore, layer: &Layer) -> Result<u64> {
     let what = |kind: &str| format!("{kind} of layer {}", layer.digest);
-    let compressed = HashingReader::new(BufReader::new(store.open_blob(&layer.digest)?));
+    let compressed = HashingReader::with_algorithm(
+        BufReader::new(store.open_blob(&layer.digest)?),
+        layer.digest.algorithm(),
+    );
     let (blob, (diff_id, size)) = if is_gzip_layer(&layer.media_type)? {
         let mut dec = GzDecoder::new(compressed);
-        let mut tar = HashingReader::new(&mut dec);
+        let mut tar = HashingReader::with_algorithm(&mut dec, layer.diff_id.algorithm());
         io::copy(&mut tar, &mut io::sink()).map_err(|e| Error::stream(what("decompressing"), e))?;
         let tar = tar.finish();
         let mut compressed = dec.into_inner();
@@ -92,25 +96,24 @@ fn verify_layer(store: &BlobStore, layer: &Layer) -> Result<u64> {
             .map_err(|e| Error::stream(what("reading"), e))?;
         (compressed.finish().0, tar)
     } else {
+        // An uncompressed layer: blob and tar are the same bytes, hashed once per algorithm.
         let mut r = compressed;
         io::copy(&mut r, &mut io::sink()).map_err(|e| Error::stream(what("reading"), e))?;
         let (d, n) = r.finish();
-        (d.clone(), (d, n))
+        let diff_id = if layer.diff_id.algorithm() == d.algorithm() {
+            d
+        } else {
+            let (d, _) = kiln_layers::hash_reader(
+                BufReader::new(store.open_blob(&layer.digest)?),
+                layer.diff_id.algorithm(),
+            )
+            .map_err(|e| Error::stream(what("reading"), e))?;
+            d
+        };
+        (d, (diff_id, n))
     };
-    if blob != layer.digest {
-        return Err(Error::DigestMismatch {
-            what: what("blob"),
-            expected: layer.digest.clone(),
-            actual: blob,
-        });
-    }
-    if diff_id != layer.diff_id {
-        return Err(Error::DigestMismatch {
-            what: what("diff_id"),
-            expected: layer.diff_id.clone(),
-            actual: diff_id,
-        });
-    }
+    check(&what("blob"), &layer.digest, blob)?;
+    check(&what("diff_id"), &layer.diff_id, diff_id)?;
     Ok(size)
 }
 
@@ -149,11 +152,11 @@ pub fn write_docker_archive<W: Write>(
         let config_bytes = store.read_verified(&manifest.config.digest)?;
         let config = parse_config(&config_bytes)?;
         let layers = crate::oci::layout::layers_of(&manifest, &config)?;
-        let config_name = format!("{}.json", digest_hex(&manifest.config.digest)?);
+        let config_name = format!("{}.json", manifest.config.digest.hex());
         entries.insert(config_name.clone(), Source::Bytes(config_bytes));
         let mut layer_names = Vec::new();
         for layer in layers {
-            let dir = digest_hex(&layer.diff_id)?.to_string();
+            let dir = layer.diff_id.hex();
             let name = format!("{dir}/layer.tar");
             entries.insert(format!("{dir}/"), Source::Dir);
             layer_names.push(name.clone());
@@ -207,7 +210,10 @@ pub fn write_docker_archive<W: Write>(
                 // in the header); the second streams it. Nothing is held in memory.
                 let size = verify_layer(store, layer)?;
                 let mut h = header(tar::EntryType::Regular, 0o644, size, mtime);
-                let mut reader = HashingReader::new(uncompressed(store, layer)?.take(size));
+                let mut reader = HashingReader::with_algorithm(
+                    uncompressed(store, layer)?.take(size),
+                    layer.diff_id.algorithm(),
+                );
                 builder
                     .append_data(&mut h, name, &mut reader)
                     .map_err(|e| werr(name, e))?;
@@ -215,8 +221,8 @@ pub fn write_docker_archive<W: Write>(
                 if diff_id != layer.diff_id || n != size {
                     return Err(Error::DigestMismatch {
                         what: format!("layer {} changed while writing", layer.digest),
-                        expected: layer.diff_id.clone(),
-                        actual: diff_id,
+                        expected: Box::new(layer.diff_id),
+                        actual: Box::new(diff_id),
                     });
                 }
             }
@@ -365,11 +371,12 @@ impl ArchiveIndex {
     }
 }
 
-/// The digest a member name implies (`<hex>.json`, `blobs/sha256/<hex>`), if any.
-fn implied_digest(name: &str) -> Option<String> {
-    let base = name.rsplit('/').next()?.trim_end_matches(".json");
-    let d = format!("sha256:{base}");
-    digest_hex(&d).is_ok().then_some(d)
+/// The digest a member name implies (`<hex>.json`, `blobs/<algorithm>/<hex>`), if any.
+fn implied_digest(name: &str) -> Option<Digest> {
+    let mut parts = name.rsplit('/');
+    let base = parts.next()?.trim_end_matches(".json");
+    let algo = parts.next().filter(|a| *a == "sha512").unwrap_or("sha256");
+    format!("{algo}:{base}").parse().ok()
 }
 
 /// Lists the images of a docker-archive (its `manifest.json`).
@@ -389,15 +396,10 @@ pub fn read_docker_archive(path: &Path, store: &BlobStore) -> Result<Vec<Importe
     let mut imported = Vec::new();
     for entry in entries {
         let config_bytes = index.read(&entry.config)?;
-        let config_digest = sha256_digest(&config_bytes);
+        let config_digest = Digest::sha256_of(&config_bytes);
         if let Some(expected) = implied_digest(&entry.config) {
-            if expected != config_digest {
-                return Err(Error::DigestMismatch {
-                    what: entry.config.clone(),
-                    expected,
-                    actual: config_digest,
-                });
-            }
+            let actual = Digest::of(expected.algorithm(), &config_bytes);
+            check(&entry.config, &expected, actual)?;
         }
         let config = parse_config(&config_bytes)?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
@@ -425,8 +427,8 @@ pub fn read_docker_archive(path: &Path, store: &BlobStore) -> Result<Vec<Importe
                 MEDIA_TYPE_LAYER_TAR
             };
             let layer = Layer {
-                digest: digest.clone(),
-                diff_id: diff_id.clone(),
+                digest,
+                diff_id: *diff_id,
                 size,
                 media_type: media_type.into(),
             };
@@ -434,7 +436,7 @@ pub fn read_docker_archive(path: &Path, store: &BlobStore) -> Result<Vec<Importe
             layers.push(layer);
         }
         let config_desc =
-            Descriptor::new(MEDIA_TYPE_CONFIG, &config_digest, config_bytes.len() as u64);
+            Descriptor::new(MEDIA_TYPE_CONFIG, config_digest, config_bytes.len() as u64);
         let manifest = ImageManifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_MANIFEST.into()),
@@ -447,7 +449,7 @@ pub fn read_docker_archive(path: &Path, store: &BlobStore) -> Result<Vec<Importe
             repo_tags: entry.repo_tags,
             config: config_desc,
             layers,
-            manifest: Descriptor::new(MEDIA_TYPE_MANIFEST, &digest, size),
+            manifest: Descriptor::new(MEDIA_TYPE_MANIFEST, digest, size),
         });
     }
     Ok(imported)

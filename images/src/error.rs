@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use kiln_layers::{Digest, ParseDigestError};
+
 /// Everything that can go wrong while writing, reading, pushing or pulling images.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,22 +27,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Content did not hash to the digest that names it.
+    /// Content did not hash to the digest that names it. (The digests are boxed: a sha512
+    /// digest is 64 bytes, and every `Result` of the crate carries this enum.)
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
         /// What was verified.
         what: String,
         /// The digest it should have had.
-        expected: String,
-        /// The digest it had.
-        actual: String,
+        expected: Box<Digest>,
+        /// The digest it had (same algorithm as `expected`).
+        actual: Box<Digest>,
     },
-    /// A digest string is not `sha256:<64 lowercase hex>`.
-    #[error("invalid digest {0:?} (expected sha256:<64 hex digits>)")]
-    InvalidDigest(String),
+    /// A digest string is not `sha256:<64 hex>` or `sha512:<128 hex>` (lowercase).
+    #[error(transparent)]
+    InvalidDigest(#[from] ParseDigestError),
     /// A blob is not in the store.
     #[error("blob {0} is not in the blob store")]
-    MissingBlob(String),
+    MissingBlob(Digest),
     /// JSON could not be parsed or produced.
     #[error("{what}: {source}")]
     Json {

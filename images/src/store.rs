@@ -1,4 +1,5 @@
-//! Content-addressed blob store: `DIR/sha256/<hex>`, the `blobs/` directory of an OCI layout.
+//! Content-addressed blob store: `DIR/<algorithm>/<hex>` (`sha256`, `sha512`), the `blobs/`
+//! directory of an OCI layout.
 //!
 //! Every write goes to a temporary file in the same directory and is renamed into place only
 //! after its digest has been checked, so a blob path never holds partial or wrong content.
@@ -7,75 +8,11 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
+use kiln_layers::{hash_reader, Algorithm, Digest, HashingReader};
 
 use crate::{Error, Result};
 
-/// Returns the hex part of a `sha256:<hex>` digest after checking its form.
-pub fn digest_hex(digest: &str) -> Result<&str> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .ok_or_else(|| Error::InvalidDigest(digest.to_string()))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(Error::InvalidDigest(digest.to_string()));
-    }
-    Ok(hex)
-}
-
-/// `sha256:<hex>` of a byte slice.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// A reader that hashes (sha256) and counts what passes through it.
-#[derive(Debug)]
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// Bytes read so far.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    /// `sha256:<hex>` and byte count of everything read.
-    pub fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.count,
-        )
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// Hashes a whole stream; returns `(sha256:<hex>, size)`.
-pub fn hash_reader(reader: impl Read) -> io::Result<(String, u64)> {
-    let mut h = HashingReader::new(reader);
-    io::copy(&mut h, &mut io::sink())?;
-    Ok(h.finish())
-}
-
-/// A blob directory laid out as `ROOT/sha256/<hex>`.
+/// A blob directory laid out as `ROOT/<algorithm>/<hex>`.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
@@ -85,7 +22,7 @@ impl BlobStore {
     /// Opens (creating if needed) a blob store rooted at `root` (the `blobs` directory).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        let dir = root.join("sha256");
+        let dir = root.join(Algorithm::Sha256.name());
         fs::create_dir_all(&dir).map_err(|e| Error::io("creating blob store", &dir, e))?;
         Ok(BlobStore { root })
     }
@@ -96,31 +33,35 @@ impl BlobStore {
     }
 
     /// Where the blob named `digest` lives (whether or not it exists).
-    pub fn path(&self, digest: &str) -> Result<PathBuf> {
-        Ok(self.root.join("sha256").join(digest_hex(digest)?))
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.algorithm_dir(digest.algorithm()).join(digest.hex())
+    }
+
+    fn algorithm_dir(&self, algo: Algorithm) -> PathBuf {
+        self.root.join(algo.name())
     }
 
     /// Whether the blob is present (not verified).
-    pub fn contains(&self, digest: &str) -> bool {
-        self.path(digest).map(|p| p.is_file()).unwrap_or(false)
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
     }
 
     /// Size of a present blob.
-    pub fn size(&self, digest: &str) -> Result<u64> {
-        let path = self.path(digest)?;
+    pub fn size(&self, digest: &Digest) -> Result<u64> {
+        let path = self.path(digest);
         match fs::metadata(&path) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingBlob(digest.into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingBlob(*digest)),
             Err(e) => Err(Error::io("reading blob metadata", path, e)),
         }
     }
 
     /// Opens a blob for streaming (not verified; see [`BlobStore::verify`]).
-    pub fn open_blob(&self, digest: &str) -> Result<File> {
-        let path = self.path(digest)?;
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let path = self.path(digest);
         File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                Error::MissingBlob(digest.to_string())
+                Error::MissingBlob(*digest)
             } else {
                 Error::io("opening blob", path, e)
             }
@@ -128,72 +69,53 @@ impl BlobStore {
     }
 
     /// Reads a (small) blob whole and checks its digest.
-    pub fn read_verified(&self, digest: &str) -> Result<Vec<u8>> {
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        let path = self.path(digest)?;
+        let path = self.path(digest);
         self.open_blob(digest)?
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io("reading blob", &path, e))?;
-        let actual = sha256_digest(&bytes);
-        if actual != digest {
-            return Err(Error::DigestMismatch {
-                what: path.display().to_string(),
-                expected: digest.to_string(),
-                actual,
-            });
-        }
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        check(&path.display().to_string(), digest, actual)?;
         Ok(bytes)
     }
 
-    /// Streams a blob through sha256 and checks it; returns its size.
-    pub fn verify(&self, digest: &str) -> Result<u64> {
-        let path = self.path(digest)?;
-        let (actual, size) = hash_reader(self.open_blob(digest)?)
+    /// Streams a blob through its digest's algorithm and checks it; returns its size.
+    pub fn verify(&self, digest: &Digest) -> Result<u64> {
+        let path = self.path(digest);
+        let (actual, size) = hash_reader(self.open_blob(digest)?, digest.algorithm())
             .map_err(|e| Error::io("reading blob", &path, e))?;
-        if actual != digest {
-            return Err(Error::DigestMismatch {
-                what: path.display().to_string(),
-                expected: digest.to_string(),
-                actual,
-            });
-        }
+        check(&path.display().to_string(), digest, actual)?;
         Ok(size)
     }
 
-    /// Stores bytes; returns `(digest, size)`. Idempotent.
-    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(String, u64)> {
-        let digest = sha256_digest(bytes);
+    /// Stores bytes under their sha256; returns `(digest, size)`. Idempotent.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
+        let digest = Digest::sha256_of(bytes);
         if !self.contains(&digest) {
             self.put_reader(bytes, Some(&digest))?;
         }
         Ok((digest, bytes.len() as u64))
     }
 
-    /// Streams `reader` into the store. With `expected`, the content must hash to it (otherwise
-    /// nothing is stored and [`Error::DigestMismatch`] is returned). Returns `(digest, size)`.
-    pub fn put_reader(&self, reader: impl Read, expected: Option<&str>) -> Result<(String, u64)> {
-        if let Some(d) = expected {
-            digest_hex(d)?;
-        }
-        let dir = self.root.join("sha256");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io("creating temporary blob", &dir, e))?;
-        let mut hashing = HashingReader::new(reader);
+    /// Streams `reader` into the store. With `expected`, the content is hashed with its
+    /// algorithm and must match (otherwise nothing is stored and [`Error::DigestMismatch`] is
+    /// returned); without, it is stored under its sha256. Returns `(digest, size)`.
+    pub fn put_reader(
+        &self,
+        reader: impl Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
+        let algo = expected.map_or(Algorithm::Sha256, Digest::algorithm);
+        let mut tmp = self.temp_file(algo)?;
+        let mut hashing = HashingReader::with_algorithm(reader, algo);
         io::copy(&mut hashing, tmp.as_file_mut())
             .map_err(|e| Error::io("writing blob", tmp.path().to_path_buf(), e))?;
         let (digest, size) = hashing.finish();
         if let Some(expected) = expected {
-            if expected != digest {
-                return Err(Error::DigestMismatch {
-                    what: "blob being stored".into(),
-                    expected: expected.into(),
-                    actual: digest,
-                });
-            }
+            check("blob being stored", expected, digest)?;
         }
-        let dest = self.path(&digest)?;
+        let dest = self.path(&digest);
         tmp.as_file_mut()
             .flush()
             .map_err(|e| Error::io("writing blob", &dest, e))?;
@@ -206,12 +128,12 @@ impl BlobStore {
     /// filesystem has them (`FICLONE`: its own inode, extents shared copy-on-write), else a
     /// plain copy; never a hard link, so a write to one store's file cannot change the other's
     /// (a user's OCI layout, the cache, an output). A blob already in this store is kept.
-    pub fn copy_from(&self, other: &BlobStore, digest: &str) -> Result<()> {
-        let dest = self.path(digest)?;
+    pub fn copy_from(&self, other: &BlobStore, digest: &Digest) -> Result<()> {
+        let dest = self.path(digest);
         if dest.is_file() {
             return Ok(());
         }
-        let src = other.path(digest)?;
+        let src = other.path(digest);
         if src == dest {
             return Ok(());
         }
@@ -235,28 +157,44 @@ impl BlobStore {
 
     /// Reflinks `src` into the store as `digest` after checking the clone's content; `false`
     /// when the filesystem cannot reflink it (nothing is left behind then).
-    fn reflink_in(&self, src: &File, src_path: &Path, digest: &str) -> Result<bool> {
-        let dir = self.root.join("sha256");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io("creating temporary blob", &dir, e))?;
+    fn reflink_in(&self, src: &File, src_path: &Path, digest: &Digest) -> Result<bool> {
+        let mut tmp = self.temp_file(digest.algorithm())?;
         if rustix::fs::ioctl_ficlone(tmp.as_file(), src).is_err() {
             return Ok(false);
         }
-        let (actual, _) = hash_reader(tmp.as_file_mut())
+        let (actual, _) = hash_reader(tmp.as_file_mut(), digest.algorithm())
             .map_err(|e| Error::io("reading blob", tmp.path().to_path_buf(), e))?;
-        if actual != digest {
-            return Err(Error::DigestMismatch {
-                what: src_path.display().to_string(),
-                expected: digest.into(),
-                actual,
-            });
-        }
-        let dest = self.path(digest)?;
+        check(&src_path.display().to_string(), digest, actual)?;
+        let dest = self.path(digest);
         tmp.persist(&dest)
             .map_err(|e| Error::io("renaming blob into place", &dest, e.error))?;
         Ok(true)
+    }
+
+    /// A temporary file in the directory of `algo`'s blobs (created if needed), to be renamed
+    /// into place once its content is checked.
+    fn temp_file(&self, algo: Algorithm) -> Result<tempfile::NamedTempFile> {
+        let dir = self.algorithm_dir(algo);
+        if algo != Algorithm::Sha256 {
+            fs::create_dir_all(&dir).map_err(|e| Error::io("creating blob store", &dir, e))?;
+        }
+        tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("creating temporary blob", &dir, e))
+    }
+}
+
+/// [`Error::DigestMismatch`] naming `what` unless `actual` is `expected`.
+pub(crate) fn check(what: &str, expected: &Digest, actual: Digest) -> Result<()> {
+    if actual == *expected {
+        Ok(())
+    } else {
+        Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: Box::new(*expected),
+            actual: Box::new(actual),
+        })
     }
 }
 
@@ -280,16 +218,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digest_hex_checks_form() {
-        let d = sha256_digest(b"");
+    fn stores_and_verifies_a_sha512_blob_under_blobs_sha512() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path()).expect("store");
+        let d = Digest::of(Algorithm::Sha512, b"from a sha512 registry");
+        let (got, n) = store
+            .put_reader(&b"from a sha512 registry"[..], Some(&d))
+            .expect("put");
+        assert_eq!((got, n), (d, 22));
+        assert_eq!(store.path(&d), dir.path().join("sha512").join(d.hex()));
+        assert!(store.contains(&d));
+        assert_eq!(store.verify(&d).expect("verify"), 22);
         assert_eq!(
-            d,
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            store.read_verified(&d).expect("read"),
+            b"from a sha512 registry"
         );
-        assert!(digest_hex(&d).is_ok());
-        assert!(digest_hex("sha256:abc").is_err());
-        assert!(digest_hex("sha512:e3b0").is_err());
-        assert!(digest_hex(&d.to_uppercase()).is_err());
+        // The same bytes under sha256 are another blob.
+        assert!(!store.contains(&Digest::sha256_of(b"from a sha512 registry")));
+        // Content that does not match is refused with both sha512 digests named.
+        let wrong = Digest::of(Algorithm::Sha512, b"other");
+        let e = store
+            .put_reader(&b"content"[..], Some(&wrong))
+            .expect_err("mismatch");
+        assert!(
+            e.to_string().contains(&wrong.to_string())
+                && e.to_string()
+                    .contains(&Digest::of(Algorithm::Sha512, b"content").to_string()),
+            "{e}"
+        );
+        fs::write(store.path(&d), b"tampered").expect("corrupt");
+        assert!(matches!(
+            store.verify(&d),
+            Err(Error::DigestMismatch { .. })
+        ));
+        let other = BlobStore::open(dir.path().join("other")).expect("store");
+        assert!(other.copy_from(&store, &d).is_err());
     }
 
     /// Regression: blobs were hard-linked between stores, so the cache shared inodes with a
@@ -302,17 +265,16 @@ mod tests {
         let b = BlobStore::open(dir.path().join("b")).expect("store");
         let (d, _) = a.put_bytes(b"layer").expect("put");
         b.copy_from(&a, &d).expect("copy");
-        let ino = |s: &BlobStore| fs::metadata(s.path(&d).expect("path")).expect("stat").ino();
+        let ino = |s: &BlobStore| fs::metadata(s.path(&d)).expect("stat").ino();
         assert_ne!(ino(&a), ino(&b));
         assert_eq!(b.read_verified(&d).expect("read"), b"layer");
         // A corrupt source is refused, named, and nothing is stored.
         let (d2, _) = a.put_bytes(b"other").expect("put");
-        fs::write(a.path(&d2).expect("path"), b"0ther").expect("corrupt");
+        fs::write(a.path(&d2), b"0ther").expect("corrupt");
         let c = BlobStore::open(dir.path().join("c")).expect("store");
         let e = c.copy_from(&a, &d2).expect_err("corrupt source");
         assert!(
-            e.to_string()
-                .contains(&a.path(&d2).expect("path").display().to_string()),
+            e.to_string().contains(&a.path(&d2).display().to_string()),
             "{e}"
         );
         assert_eq!(
@@ -327,7 +289,7 @@ mod tests {
     fn put_reader_rejects_wrong_digest_and_stores_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = BlobStore::open(dir.path()).expect("store");
-        let wrong = sha256_digest(b"other");
+        let wrong = Digest::sha256_of(b"other");
         let err = store
             .put_reader(&b"content"[..], Some(&wrong))
             .expect_err("mismatch");

@@ -11,7 +11,7 @@
 //! Since block boundaries depend only on the input, the bytes are the same for any thread
 //! count.
 
-use crate::digest::HashingWriter;
+use crate::digest::{Digest, HashingWriter};
 use crate::tar::write_tar;
 use crate::{Error, FileTree, Result};
 use flate2::{Compress, FlushCompress, Status};
@@ -102,23 +102,16 @@ impl Default for LayerOptions {
 /// What [`write_layer`] produced: the facts an OCI manifest and config need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerBlob {
-    /// `sha256:<hex>` of the uncompressed tar (the config's `rootfs.diff_ids`).
-    pub diff_id: String,
-    /// `sha256:<hex>` of the blob as written (the manifest's layer digest).
-    pub digest: String,
+    /// sha256 of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// sha256 of the blob as written (the manifest's layer digest).
+    pub digest: Digest,
     /// Size of the blob in bytes.
     pub size: u64,
     /// Size of the uncompressed tar in bytes.
     pub uncompressed_size: u64,
     /// The OCI media type of the blob.
     pub media_type: &'static str,
-}
-
-impl LayerBlob {
-    /// The hex part of [`LayerBlob::digest`] (the blob's file name).
-    pub fn digest_hex(&self) -> &str {
-        self.digest.trim_start_matches("sha256:")
-    }
 }
 
 /// Writes `tree` as a deterministic tar layer, compressed as `opts` says, to `out`, and
@@ -160,8 +153,8 @@ fn write_blob<W: Write>(
     let (mut out, digest, size) = blob.finish();
     out.flush().map_err(Error::io("writing layer"))?;
     Ok(LayerBlob {
-        diff_id: diff_id.oci(),
-        digest: digest.oci(),
+        diff_id,
+        digest,
         size,
         uncompressed_size,
         media_type: opts.compression.media_type(),
@@ -202,7 +195,7 @@ fn blob_to_dir(
         .map_err(Error::path_io("setting mode of", tmp.path()))?;
     file.sync_all()
         .map_err(Error::path_io("syncing", tmp.path()))?;
-    let dest = dir.join(blob.digest_hex());
+    let dest = dir.join(blob.digest.hex());
     tmp.persist(&dest)
         .map_err(|e| Error::path_io("renaming blob to", &dest)(e.error))?;
     Ok(blob)

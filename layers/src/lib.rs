@@ -63,7 +63,9 @@ pub use compress::{
 };
 pub use cpio::{read_cpio, write_cpio};
 pub use decompress::{decompress_all, decompressed};
-pub use digest::{Digest, HashingWriter};
+pub use digest::{
+    hash_reader, Algorithm, Digest, Hasher, HashingReader, HashingWriter, ParseDigestError,
+};
 pub use extract::extract_to_dir;
 pub use read::{
     apply_layer, apply_layer_metadata, apply_layer_metadata_relative, apply_layer_selected,

@@ -14,9 +14,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use kiln_images::BlobStore;
-use kiln_layers::{Compression, FileTree, LayerBlob, LayerOptions};
+use kiln_layers::{Compression, Digest, FileTree, LayerBlob, LayerOptions};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// Bumped whenever the layer bytes for the same inputs would change.
 const FORMAT: &str = "kiln-layer-cache-1";
@@ -33,8 +33,8 @@ pub enum LayerInput<'a> {
 /// A cached layer's description.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CachedLayer {
-    pub digest: String,
-    pub diff_id: String,
+    pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
     pub media_type: String,
 }
@@ -42,8 +42,8 @@ pub struct CachedLayer {
 impl From<&LayerBlob> for CachedLayer {
     fn from(b: &LayerBlob) -> Self {
         CachedLayer {
-            digest: b.digest.clone(),
-            diff_id: b.diff_id.clone(),
+            digest: b.digest,
+            diff_id: b.diff_id,
             size: b.size,
             media_type: b.media_type.to_string(),
         }
@@ -120,12 +120,12 @@ impl LayerCache {
         let entry = self.entry(key)?;
         let text = fs::read_to_string(&entry).ok()?;
         let layer: CachedLayer = serde_json::from_str(&text).ok()?;
-        let hex = layer.digest.strip_prefix("sha256:")?;
-        let src = self.blob(hex)?;
+        let hex = layer.digest.hex();
+        let src = self.blob(&hex)?;
         if fs::metadata(&src).ok()?.len() != layer.size {
             return None;
         }
-        let dst = oci.join("blobs/sha256").join(hex);
+        let dst = oci.join("blobs/sha256").join(&hex);
         if fs::metadata(&dst).is_ok_and(|m| m.len() == layer.size) {
             return Some(layer);
         }
@@ -138,7 +138,7 @@ impl LayerCache {
                     "layer cache entry {} is corrupt (its sha256 is {}); removed it, the layer \
                      is compressed anew",
                     src.display(),
-                    actual.trim_start_matches("sha256:")
+                    actual.hex()
                 );
                 let _ = fs::remove_file(&src);
                 let _ = fs::remove_file(&entry);
@@ -151,7 +151,7 @@ impl LayerCache {
     /// Records a layer just written into the OCI layout at `oci`. Failures only cost a later
     /// recompression, so they are logged, not fatal.
     pub fn store(&self, key: &str, blob: &LayerBlob, oci: &Path) {
-        let (Some(entry), Some(dst)) = (self.entry(key), self.blob(blob.digest_hex())) else {
+        let (Some(entry), Some(dst)) = (self.entry(key), self.blob(&blob.digest.hex())) else {
             return;
         };
         let result = (|| -> io::Result<()> {
@@ -160,7 +160,7 @@ impl LayerCache {
             }
             if !fs::metadata(&dst).is_ok_and(|m| m.len() == blob.size) {
                 let tmp = dst.with_extension("partial");
-                fs::copy(oci.join("blobs/sha256").join(blob.digest_hex()), &tmp)?;
+                fs::copy(oci.join("blobs/sha256").join(blob.digest.hex()), &tmp)?;
                 fs::rename(&tmp, &dst)?;
             }
             let json = serde_json::to_string(&CachedLayer::from(blob)).map_err(io::Error::other)?;

@@ -32,10 +32,10 @@ use std::path::{Path, PathBuf};
 
 use kiln_images::oci::layout::LayoutWriter;
 use kiln_images::BlobStore;
-use kiln_layers::{Compression, FileTree};
+use kiln_layers::{Compression, Digest, FileTree};
 use kiln_model::plan::Plan;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::components::Rendered;
 use crate::sources::{PresenceError, Resolved};
@@ -107,8 +107,8 @@ pub struct BuildOptions {
 pub struct LayerReport {
     /// `base`, or the component whose files it holds.
     pub from: String,
-    pub digest: String,
-    pub diff_id: String,
+    pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
 }
 
@@ -127,9 +127,9 @@ pub struct ImageReport {
     /// (`demo-master-agent`, `calico/node`).
     pub push_name: String,
     pub tags: Vec<String>,
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     pub manifest_media_type: String,
-    pub config_digest: String,
+    pub config_digest: Digest,
     pub layers: Vec<LayerReport>,
 }
 

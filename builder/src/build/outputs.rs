@@ -41,17 +41,17 @@ pub(super) fn component_images(
             push_name: push_name.to_string(),
             repository: repository.to_string(),
             tags: vec![tag.to_string()],
-            manifest_digest: b.image.manifest_descriptor.digest.clone(),
+            manifest_digest: b.image.manifest_descriptor.digest,
             manifest_media_type: b.image.manifest_descriptor.media_type.clone(),
-            config_digest: b.image.config_descriptor.digest.clone(),
+            config_digest: b.image.config_descriptor.digest,
             layers: b
                 .image
                 .layers
                 .iter()
                 .map(|l| LayerReport {
                     from: b.runs_as.clone(),
-                    digest: l.digest.clone(),
-                    diff_id: l.diff_id.clone(),
+                    digest: l.digest,
+                    diff_id: l.diff_id,
                     size: l.size,
                 })
                 .collect(),
@@ -72,7 +72,7 @@ pub(super) fn archives(
     for img in images {
         let manifest = kiln_images::Descriptor::new(
             &img.manifest_media_type,
-            &img.manifest_digest,
+            img.manifest_digest,
             store.size(&img.manifest_digest)?,
         );
         let repo_tags = img

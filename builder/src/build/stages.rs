@@ -54,8 +54,8 @@ pub(super) struct Base<'a> {
 
 fn layer_of(b: &super::layer_cache::CachedLayer) -> Layer {
     Layer {
-        digest: b.digest.clone(),
-        diff_id: b.diff_id.clone(),
+        digest: b.digest,
+        diff_id: b.diff_id,
         size: b.size,
         media_type: b.media_type.clone(),
     }
@@ -367,15 +367,15 @@ pub(super) fn assemble(
             push_name: reference.clone(),
             repository,
             tags: tags.clone(),
-            manifest_digest: written.manifest.digest.clone(),
+            manifest_digest: written.manifest.digest,
             manifest_media_type: written.manifest.media_type.clone(),
-            config_digest: written.config.digest.clone(),
+            config_digest: written.config.digest,
             layers: layers
                 .iter()
                 .map(|(label, l)| LayerReport {
                     from: label.clone(),
-                    digest: l.digest.clone(),
-                    diff_id: l.diff_id.clone(),
+                    digest: l.digest,
+                    diff_id: l.diff_id,
                     size: l.size,
                 })
                 .collect(),

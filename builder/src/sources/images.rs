@@ -8,7 +8,7 @@ use kiln_images::registry::{pull::pull, NoProgress};
 use kiln_images::{Descriptor, Platform};
 
 use super::resolve::{Ready, Run};
-use super::{hex_of, Error, ImageSource, Result};
+use super::{Error, ImageSource, Result};
 
 impl Run<'_> {
     /// An image into the cache's blob store. A corrupt blob of it in the cache is removed
@@ -68,12 +68,9 @@ impl Run<'_> {
                     .unwrap_or_else(|| "latest".into()),
             };
             let img = layout.resolve(&tag).map_err(img_err)?;
-            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
-            let mut digests = vec![
-                img.manifest_descriptor.digest.clone(),
-                img.config_descriptor.digest.clone(),
-            ];
-            digests.extend(img.layers.iter().map(|l| l.digest.clone()));
+            self.check(&origin, exp, &img.manifest_descriptor.digest.hex())?;
+            let mut digests = vec![img.manifest_descriptor.digest, img.config_descriptor.digest];
+            digests.extend(img.layers.iter().map(|l| l.digest));
             for d in digests {
                 store.copy_from(layout.store(), &d).map_err(img_err)?;
             }
@@ -103,7 +100,7 @@ impl Run<'_> {
                 })?;
             let img = resolve_in_store(&store, chosen.manifest.clone(), &Platform::linux_amd64())
                 .map_err(img_err)?;
-            self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
+            self.check(&origin, exp, &img.manifest_descriptor.digest.hex())?;
             img
         } else {
             let cached = expected
@@ -135,11 +132,11 @@ impl Run<'_> {
                     &mut NoProgress,
                 )
                 .map_err(img_err)?;
-                self.check(&origin, exp, &hex_of(&img.manifest_descriptor.digest))?;
+                self.check(&origin, exp, &img.manifest_descriptor.digest.hex())?;
                 img
             }
         };
-        let hex = hex_of(&image.manifest_descriptor.digest);
+        let hex = image.manifest_descriptor.digest.hex();
         self.record(
             component,
             &origin,
@@ -166,14 +163,18 @@ impl Run<'_> {
                     .map(String::from)
             })
             .unwrap_or_else(|| kiln_images::oci::MEDIA_TYPE_MANIFEST.into());
-        let desc = Descriptor::new(&media_type, &format!("sha256:{hex}"), bytes.len() as u64);
+        let image_err = |source| Error::Image {
+            reference: reference.into(),
+            source,
+        };
+        let digest = format!("sha256:{hex}")
+            .parse()
+            .map_err(|e| image_err(kiln_images::Error::InvalidDigest(e)))?;
+        let desc = Descriptor::new(&media_type, digest, bytes.len() as u64);
         match resolve_in_store(self.cache.store(), desc, &Platform::linux_amd64()) {
             Ok(img) => Ok(Some(img)),
             Err(kiln_images::Error::MissingBlob(_)) if !self.opts.offline => Ok(None),
-            Err(source) => Err(Error::Image {
-                reference: reference.into(),
-                source,
-            }),
+            Err(source) => Err(image_err(source)),
         }
     }
 }

@@ -432,11 +432,11 @@ impl Run<'_> {
                 ..
             } => {
                 let store = self.cache.store();
-                let path = store.path(expected).ok()?;
+                let path = store.path(expected);
                 match store.verify(expected) {
                     Err(kiln_images::Error::DigestMismatch { actual, .. }) => {
                         std::fs::remove_file(&path).ok()?;
-                        Some((path, hex_of(&actual)))
+                        Some((path, actual.hex()))
                     }
                     _ => None,
                 }

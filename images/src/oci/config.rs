@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use kiln_layers::Digest;
 use serde::{Deserialize, Serialize};
 
 /// The image config document. Unknown fields of foreign configs (Docker's `container_config`,
@@ -78,8 +79,8 @@ pub struct RootFs {
     /// Always `layers`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// `sha256:<hex>` of each uncompressed layer tar, bottom first.
-    pub diff_ids: Vec<String>,
+    /// Digest of each uncompressed layer tar, bottom first.
+    pub diff_ids: Vec<Digest>,
 }
 
 /// One history entry.
@@ -104,7 +105,7 @@ pub struct History {
 
 impl ImageConfig {
     /// Diff IDs of the layers that are not marked empty in history (all of `rootfs.diff_ids`).
-    pub fn diff_ids(&self) -> &[String] {
+    pub fn diff_ids(&self) -> &[Digest] {
         &self.rootfs.diff_ids
     }
 }
@@ -132,14 +133,14 @@ mod tests {
             }),
             rootfs: RootFs {
                 kind: "layers".into(),
-                diff_ids: vec!["sha256:00".into()],
+                diff_ids: vec![Digest::sha256_of(b"")],
             },
             history: vec![],
         };
         let json = serde_json::to_string(&cfg).expect("json");
         assert_eq!(
             json,
-            r#"{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux","config":{"Env":["B=2","A=1"],"Cmd":["sh"],"Labels":{"a":"2","z":"1"}},"rootfs":{"type":"layers","diff_ids":["sha256:00"]}}"#
+            r#"{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux","config":{"Env":["B=2","A=1"],"Cmd":["sh"],"Labels":{"a":"2","z":"1"}},"rootfs":{"type":"layers","diff_ids":["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]}}"#
         );
         let back: ImageConfig = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, cfg);

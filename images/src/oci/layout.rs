@@ -264,8 +264,8 @@ pub fn layers_of(manifest: &ImageManifest, config: &ImageConfig) -> Result<Vec<L
         .iter()
         .zip(&config.rootfs.diff_ids)
         .map(|(d, diff_id)| Layer {
-            digest: d.digest.clone(),
-            diff_id: diff_id.clone(),
+            digest: d.digest,
+            diff_id: *diff_id,
             size: d.size,
             media_type: d.media_type.clone(),
         })

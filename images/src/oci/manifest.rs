@@ -10,7 +10,7 @@ use super::{
     canonical_json, rfc3339, Descriptor, Layer, Platform, ANNOTATION_CREATED, MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
-use crate::store::{digest_hex, BlobStore};
+use crate::store::BlobStore;
 use crate::{Error, Result};
 
 /// An image manifest. Also parses Docker v2 schema 2 manifests (same shape).
@@ -169,7 +169,7 @@ impl ImageSpec {
             config: Some(run),
             rootfs: RootFs {
                 kind: "layers".into(),
-                diff_ids: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
+                diff_ids: self.layers.iter().map(|l| l.diff_id).collect(),
             },
             history,
         }
@@ -189,7 +189,6 @@ pub struct WrittenImage {
 /// the store with the declared size. Deterministic: the same spec gives the same digests.
 pub fn write_image(store: &BlobStore, spec: &ImageSpec) -> Result<WrittenImage> {
     for layer in &spec.layers {
-        digest_hex(&layer.diff_id)?;
         let size = store.size(&layer.digest)?;
         if size != layer.size {
             return Err(Error::invalid(
@@ -200,7 +199,7 @@ pub fn write_image(store: &BlobStore, spec: &ImageSpec) -> Result<WrittenImage> 
     }
     let config_bytes = canonical_json("image config", &spec.config())?;
     let (config_digest, config_size) = store.put_bytes(&config_bytes)?;
-    let config = Descriptor::new(MEDIA_TYPE_CONFIG, &config_digest, config_size);
+    let config = Descriptor::new(MEDIA_TYPE_CONFIG, config_digest, config_size);
     let mut annotations = spec.annotations.clone();
     annotations.insert(ANNOTATION_CREATED.into(), rfc3339(spec.created_epoch));
     let manifest = ImageManifest {
@@ -212,7 +211,7 @@ pub fn write_image(store: &BlobStore, spec: &ImageSpec) -> Result<WrittenImage> 
     };
     let (digest, size) = store.put_bytes(&manifest.to_json()?)?;
     Ok(WrittenImage {
-        manifest: Descriptor::new(MEDIA_TYPE_MANIFEST, &digest, size),
+        manifest: Descriptor::new(MEDIA_TYPE_MANIFEST, digest, size),
         config,
     })
 }
@@ -220,7 +219,7 @@ pub fn write_image(store: &BlobStore, spec: &ImageSpec) -> Result<WrittenImage> 
 /// Writes an OCI image index over `manifests` into `store`; returns its descriptor.
 pub fn write_index(store: &BlobStore, manifests: Vec<Descriptor>) -> Result<Descriptor> {
     let (digest, size) = store.put_bytes(&ImageIndex::new(manifests).to_json()?)?;
-    Ok(Descriptor::new(MEDIA_TYPE_INDEX, &digest, size))
+    Ok(Descriptor::new(MEDIA_TYPE_INDEX, digest, size))
 }
 
 /// Parses a manifest blob (OCI or Docker schema 2).
@@ -256,7 +255,7 @@ mod tests {
         let (digest, size) = store.put_bytes(b"not really a tar").expect("put");
         let layer = Layer {
             digest,
-            diff_id: crate::store::sha256_digest(b"tar"),
+            diff_id: kiln_layers::Digest::sha256_of(b"tar"),
             size,
             media_type: super::super::MEDIA_TYPE_LAYER_GZIP.into(),
         };
@@ -294,7 +293,7 @@ mod tests {
             write_image(&store, &spec),
             Err(Error::Invalid { .. })
         ));
-        layer.digest = crate::store::sha256_digest(b"absent");
+        layer.digest = kiln_layers::Digest::sha256_of(b"absent");
         let spec = ImageSpec::new("x", "y", vec![layer], 0);
         assert!(matches!(
             write_image(&store, &spec),

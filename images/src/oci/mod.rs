@@ -6,6 +6,7 @@ pub mod manifest;
 
 use std::collections::BTreeMap;
 
+use kiln_layers::Digest;
 use serde::{Deserialize, Serialize};
 
 /// `application/vnd.oci.image.manifest.v1+json`
@@ -37,10 +38,10 @@ pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 /// A layer blob already in a blob store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
-    /// `sha256:<hex>` of the blob as stored (compressed).
-    pub digest: String,
-    /// `sha256:<hex>` of the uncompressed tar.
-    pub diff_id: String,
+    /// Digest of the blob as stored (compressed).
+    pub digest: Digest,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
     /// Size of the blob in bytes.
     pub size: u64,
     /// e.g. [`MEDIA_TYPE_LAYER_GZIP`].
@@ -50,7 +51,7 @@ pub struct Layer {
 impl Layer {
     /// The layer's content descriptor.
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor::new(&self.media_type, &self.digest, self.size)
+        Descriptor::new(&self.media_type, self.digest, self.size)
     }
 }
 
@@ -60,8 +61,8 @@ impl Layer {
 pub struct Descriptor {
     /// Media type of the referenced content.
     pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// The content's digest (`sha256:<hex>` or `sha512:<hex>`).
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
     /// Platform (in an index).
@@ -74,10 +75,10 @@ pub struct Descriptor {
 
 impl Descriptor {
     /// A descriptor without platform or annotations.
-    pub fn new(media_type: &str, digest: &str, size: u64) -> Self {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
         Descriptor {
             media_type: media_type.to_string(),
-            digest: digest.to_string(),
+            digest,
             size,
             platform: None,
             annotations: BTreeMap::new(),

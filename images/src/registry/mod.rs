@@ -13,6 +13,8 @@ pub use client::{Client, ClientOptions, RetryPolicy};
 pub use pull::pull;
 pub use push::{push, BlobOutcome, PushOptions, PushReport};
 
+use kiln_layers::Digest;
+
 use crate::Error;
 
 /// Something that happened during a push or pull.
@@ -21,14 +23,14 @@ pub enum ProgressEvent<'a> {
     /// Work on a blob begins.
     BlobStarted {
         /// Its digest.
-        digest: &'a str,
+        digest: &'a Digest,
         /// Its size.
         size: u64,
     },
     /// Bytes of a blob sent or received so far (reported about every MiB and at the end).
     BlobBytes {
         /// Its digest.
-        digest: &'a str,
+        digest: &'a Digest,
         /// Bytes done.
         done: u64,
         /// Total size.
@@ -37,14 +39,14 @@ pub enum ProgressEvent<'a> {
     /// A blob is done.
     BlobFinished {
         /// Its digest.
-        digest: &'a str,
+        digest: &'a Digest,
         /// What happened to it.
         outcome: BlobOutcome,
     },
     /// An upload or download failed and starts over.
     Restarted {
         /// The blob.
-        digest: &'a str,
+        digest: &'a Digest,
         /// Attempt about to start (2 = first retry).
         attempt: u32,
         /// Why.
@@ -55,7 +57,7 @@ pub enum ProgressEvent<'a> {
         /// Tag or digest.
         reference: &'a str,
         /// Manifest digest.
-        digest: &'a str,
+        digest: &'a Digest,
     },
 }
 

@@ -3,6 +3,8 @@
 
 use std::io::Read;
 
+use kiln_layers::{Algorithm, Digest};
+
 use super::client::{expect_status, is_retryable, Body, Client};
 use super::{validate_repository, Progress, ProgressEvent};
 use crate::oci::layout::{layers_of, select_platform, ResolvedImage};
@@ -11,7 +13,7 @@ use crate::oci::{
     Descriptor, Platform, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
     MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
-use crate::store::{sha256_digest, BlobStore};
+use crate::store::{check, BlobStore};
 use crate::{Error, Result};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -22,7 +24,7 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 /// Largest manifest accepted.
 const MAX_MANIFEST: u64 = 4 << 20;
 
-/// Pulls `repository:reference` (a tag or `sha256:` digest) into `store`. An index or manifest
+/// Pulls `repository:reference` (a tag or a `sha256:`/`sha512:` digest) into `store`. An index or manifest
 /// list resolves to `platform`'s manifest. Blobs already in the store are verified, not
 /// fetched again. Returns the resolved image (manifest, config, layers).
 pub fn pull(
@@ -38,10 +40,13 @@ pub fn pull(
     let mut reference = reference.to_string();
     for _ in 0..4 {
         let (desc, bytes) = fetch_manifest(client, repository, &reference, &scopes)?;
-        store.put_bytes(&bytes)?;
+        // Stored under the digest that names it (sha512 if the registry uses that).
+        store.put_reader(bytes.as_slice(), Some(&desc.digest))?;
         if desc.media_type == MEDIA_TYPE_INDEX || desc.media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
         {
-            reference = select_platform(&parse_index(&bytes)?, platform)?.digest;
+            reference = select_platform(&parse_index(&bytes)?, platform)?
+                .digest
+                .to_string();
             continue;
         }
         let manifest = parse_manifest(&bytes)?;
@@ -96,7 +101,15 @@ fn fetch_manifest(
     let header_type = resp
         .header("content-type")
         .map(|t| t.split(';').next().unwrap_or(t).trim().to_string());
-    let header_digest = resp.header("docker-content-digest").map(String::from);
+    // A digest reference names the content; otherwise the registry's digest (in whichever
+    // algorithm it uses) does, when it sends one.
+    let expected: Option<Digest> = if reference.contains(':') {
+        Some(reference.parse()?)
+    } else {
+        resp.header("docker-content-digest")
+            .map(str::parse)
+            .transpose()?
+    };
     let mut bytes = Vec::new();
     resp.into_reader()
         .take(MAX_MANIFEST + 1)
@@ -108,20 +121,10 @@ fn fetch_manifest(
             "larger than 4 MiB",
         ));
     }
-    let digest = sha256_digest(&bytes);
-    let expected = if reference.starts_with("sha256:") {
-        Some(reference.to_string())
-    } else {
-        header_digest
-    };
+    let algo = expected.map_or(Algorithm::Sha256, |d| d.algorithm());
+    let digest = Digest::of(algo, &bytes);
     if let Some(expected) = expected {
-        if expected != digest {
-            return Err(Error::DigestMismatch {
-                what: format!("manifest {url}"),
-                expected,
-                actual: digest,
-            });
-        }
+        check(&format!("manifest {url}"), &expected, digest)?;
     }
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -153,7 +156,7 @@ fn fetch_manifest(
             .to_string()
         });
     Ok((
-        Descriptor::new(&media_type, &digest, bytes.len() as u64),
+        Descriptor::new(&media_type, digest, bytes.len() as u64),
         bytes,
     ))
 }
@@ -166,7 +169,7 @@ fn fetch_blob(
     scopes: &[String],
     progress: &mut dyn Progress,
 ) -> Result<()> {
-    let digest = desc.digest.as_str();
+    let digest = &desc.digest;
     progress.on_event(&ProgressEvent::BlobStarted {
         digest,
         size: desc.size,

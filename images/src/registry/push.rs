@@ -1,11 +1,13 @@
 //! Pushing images: blobs (skip if present, cross-repository mount, monolithic or chunked
 //! upload), then manifests by digest and tag.
 
+use kiln_layers::{Algorithm, Digest};
+
 use super::client::{expect_status, is_retryable, Body, Client};
 use super::{validate_repository, Progress, ProgressEvent};
 use crate::oci::manifest::{parse_index, parse_manifest};
 use crate::oci::{Descriptor, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX};
-use crate::store::BlobStore;
+use crate::store::{check, BlobStore};
 use crate::{Error, Result};
 
 /// What to push where.
@@ -50,7 +52,7 @@ pub enum BlobOutcome {
 }
 
 /// Counts of what a push did, e.g. to check that re-pushing an unchanged image uploads nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushReport {
     /// Blobs uploaded (monolithic or chunked).
     pub blobs_uploaded: u32,
@@ -67,7 +69,7 @@ pub struct PushReport {
     /// Upload sessions started over after a failure.
     pub upload_restarts: u32,
     /// Digest of the pushed top-level manifest or index.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 struct Pusher<'a> {
@@ -102,7 +104,16 @@ pub fn push(
         store,
         opts,
         progress,
-        report: PushReport::default(),
+        report: PushReport {
+            blobs_uploaded: 0,
+            blobs_chunked: 0,
+            blobs_skipped: 0,
+            blobs_mounted: 0,
+            bytes_uploaded: 0,
+            manifests_pushed: 0,
+            upload_restarts: 0,
+            digest: top.digest,
+        },
         scopes,
         session: None,
     };
@@ -111,22 +122,21 @@ pub fn push(
         for child in parse_index(&bytes)?.manifests {
             let child_bytes = store.read_verified(&child.digest)?;
             p.push_image_blobs(&child_bytes)?;
-            p.put_manifest(&child.digest, &child.media_type, &child_bytes)?;
+            p.put_manifest(&child.digest.to_string(), &child.media_type, &child_bytes)?;
         }
     } else {
         p.push_image_blobs(&bytes)?;
     }
     if opts.tags.is_empty() {
-        p.put_manifest(&top.digest, &top.media_type, &bytes)?;
+        p.put_manifest(&top.digest.to_string(), &top.media_type, &bytes)?;
     }
     for tag in &opts.tags {
         p.put_manifest(tag, &top.media_type, &bytes)?;
     }
-    p.report.digest = top.digest.clone();
     Ok(p.report)
 }
 
-fn with_digest(location: &str, digest: &str) -> String {
+fn with_digest(location: &str, digest: &Digest) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}digest={digest}")
 }
@@ -156,7 +166,7 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    fn blob_exists(&self, digest: &str) -> Result<bool> {
+    fn blob_exists(&self, digest: &Digest) -> Result<bool> {
         let url = self.repo_path(&format!("blobs/{digest}"));
         let resp = self
             .client
@@ -168,7 +178,7 @@ impl Pusher<'_> {
         }
     }
 
-    fn push_blob(&mut self, digest: &str, size: u64) -> Result<()> {
+    fn push_blob(&mut self, digest: &Digest, size: u64) -> Result<()> {
         self.progress
             .on_event(&ProgressEvent::BlobStarted { digest, size });
         let started = std::time::Instant::now();
@@ -210,7 +220,7 @@ impl Pusher<'_> {
 
     /// One whole attempt: HEAD, then mount or a fresh upload session. A failed attempt is
     /// started over from the HEAD; a session that died half-way is cancelled first.
-    fn try_push_blob(&mut self, digest: &str, size: u64) -> Result<BlobOutcome> {
+    fn try_push_blob(&mut self, digest: &Digest, size: u64) -> Result<BlobOutcome> {
         if self.blob_exists(digest)? {
             return Ok(BlobOutcome::Skipped);
         }
@@ -227,7 +237,7 @@ impl Pusher<'_> {
         }
         let mut location = self.location(&resp, &start_url)?;
         self.session = Some(location.clone());
-        let path = self.store.path(digest)?;
+        let path = self.store.path(digest);
         let chunked = size > self.opts.chunk_threshold;
         if chunked {
             let chunk = self.opts.chunk_size.max(1);
@@ -314,15 +324,19 @@ impl Pusher<'_> {
             true,
         )?;
         let resp = expect_status("PUT", &url, resp, &[200, 201, 202])?;
-        let digest = crate::store::sha256_digest(bytes);
-        if let Some(server) = resp.header("docker-content-digest") {
-            if server != digest {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest {url} (registry's digest)"),
-                    expected: digest,
-                    actual: server.into(),
-                });
-            }
+        // The registry may name the manifest in another algorithm (sha512): check it in that.
+        let server: Option<Digest> = resp
+            .header("docker-content-digest")
+            .map(str::parse)
+            .transpose()?;
+        let algo = server.map_or(Algorithm::Sha256, |d| d.algorithm());
+        let digest = Digest::of(algo, bytes);
+        if let Some(server) = server {
+            check(
+                &format!("manifest {url} (registry's digest)"),
+                &digest,
+                server,
+            )?;
         }
         self.report.manifests_pushed += 1;
         self.progress.on_event(&ProgressEvent::ManifestPushed {

@@ -60,15 +60,8 @@ fn docker_archive_is_deterministic_and_reads_back() {
     assert_eq!(imported.len(), 2);
     assert_eq!(imported[0].config.digest, wa.config.digest);
     assert_eq!(imported[1].config.digest, wb.config.digest);
-    let diff_ids: Vec<_> = imported[0]
-        .layers
-        .iter()
-        .map(|l| l.diff_id.clone())
-        .collect();
-    assert_eq!(
-        diff_ids,
-        vec![layers[0].diff_id.clone(), layers[1].diff_id.clone()]
-    );
+    let diff_ids: Vec<_> = imported[0].layers.iter().map(|l| l.diff_id).collect();
+    assert_eq!(diff_ids, vec![layers[0].diff_id, layers[1].diff_id]);
     // Layers were written uncompressed, so their blob digest is their diff ID.
     assert_eq!(imported[0].layers[0].digest, layers[0].diff_id);
     for image in &imported {

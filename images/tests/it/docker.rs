@@ -49,7 +49,7 @@ fn docker_load_accepts_the_archive_and_shows_the_config_digest_as_image_id() {
     assert!(out.contains(&reference), "docker load said: {out}");
     let id =
         run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &reference]));
-    assert_eq!(id.trim(), written.config.digest);
+    assert_eq!(id.trim(), written.config.digest.to_string());
     let out = run(Command::new("docker").args(["run", "--rm", "--network", "none", &reference]));
     assert_eq!(out.trim(), "ok");
 
@@ -66,12 +66,8 @@ fn docker_load_accepts_the_archive_and_shows_the_config_digest_as_image_id() {
     assert_eq!(imported.len(), 1);
     assert_eq!(imported[0].repo_tags, vec![reference.clone()]);
     assert_eq!(imported[0].config.digest, written.config.digest);
-    let diff_ids: Vec<_> = imported[0]
-        .layers
-        .iter()
-        .map(|l| l.diff_id.clone())
-        .collect();
-    assert_eq!(diff_ids, vec![spec.layers[0].diff_id.clone()]);
+    let diff_ids: Vec<_> = imported[0].layers.iter().map(|l| l.diff_id).collect();
+    assert_eq!(diff_ids, vec![spec.layers[0].diff_id]);
 }
 
 #[test]
@@ -107,13 +103,13 @@ fn docker_pulls_what_we_pushed_and_runs_busybox() {
         &reference,
     ]));
     assert!(
-        digests.contains(&written.manifest.digest),
+        digests.contains(&written.manifest.digest.to_string()),
         "RepoDigests {digests} lacks {}",
         written.manifest.digest
     );
     let id =
         run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &reference]));
-    assert_eq!(id.trim(), written.config.digest);
+    assert_eq!(id.trim(), written.config.digest.to_string());
     let out = run(Command::new("docker").args([
         "run",
         "--rm",

@@ -59,7 +59,7 @@ fn layout_with_two_images_sharing_a_layer_is_read_by_skopeo_and_umoci() {
         let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo json");
         assert_eq!(
             v["Digest"],
-            written.manifest.digest.as_str(),
+            written.manifest.digest.to_string(),
             "skopeo digest of {name}"
         );
         let got: Vec<&str> = v["Layers"]
@@ -68,7 +68,10 @@ fn layout_with_two_images_sharing_a_layer_is_read_by_skopeo_and_umoci() {
             .iter()
             .filter_map(|l| l.as_str())
             .collect();
-        assert_eq!(got, vec![layers[0].digest.as_str(), top.digest.as_str()]);
+        assert_eq!(
+            got,
+            vec![layers[0].digest.to_string(), top.digest.to_string()]
+        );
         assert_eq!(v["Os"], "linux");
         assert_eq!(v["Architecture"], "amd64");
     }
@@ -133,9 +136,7 @@ fn resolve_detects_a_corrupted_layer() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("oci");
     let (_, _, layers) = write_sample_layout(&dir);
-    let path = dir
-        .join("blobs/sha256")
-        .join(layers[1].digest.trim_start_matches("sha256:"));
+    let path = dir.join("blobs/sha256").join(layers[1].digest.hex());
     let mut bytes = std::fs::read(&path).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;

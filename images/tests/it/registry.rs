@@ -1,5 +1,5 @@
 //! Registry push/pull against Debian's docker-registry, through a faulty proxy, and the Bearer
-//! token flow against a fake server.
+//! token flow and sha512 digests against a fake server.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -10,11 +10,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kiln_images::oci::layout::Layout;
+use kiln_images::oci::manifest::ImageManifest;
+use kiln_images::oci::{Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
 use kiln_images::registry::auth::Credentials;
 use kiln_images::registry::{
     pull, push, Client, ClientOptions, NoProgress, ProgressEvent, PushOptions, RetryPolicy,
 };
-use kiln_images::{BlobStore, ImageSpec, Platform};
+use kiln_images::{BlobStore, Error, ImageSpec, Platform};
+use kiln_layers::{Algorithm, Digest};
 
 use crate::layout::write_sample_layout;
 use crate::util::{sample_layers, Fault, Proxy, EPOCH};
@@ -83,7 +86,7 @@ fn push_to_registry_is_read_by_skopeo_and_a_repush_uploads_nothing() {
             .args(["inspect", "--tls-verify=false"])
             .arg(format!("docker://{host}/{repo}")));
         let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(v["Digest"], written.manifest.digest.as_str(), "{repo}");
+        assert_eq!(v["Digest"], written.manifest.digest.to_string(), "{repo}");
     }
     let other = tmp.path().join("copied");
     run(Command::new("skopeo")
@@ -207,7 +210,7 @@ fn push_completes_through_a_proxy_that_drops_connections() {
         .args(["inspect", "--tls-verify=false"])
         .arg(format!("docker://{}/kiln/faulty:v1", registry.host())));
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(v["Digest"], written.manifest.digest.as_str());
+    assert_eq!(v["Digest"], written.manifest.digest.to_string());
     // Every blob arrived intact: pull directly and verify.
     let direct = self::client(&registry.host());
     let pulled_dir = tempfile::tempdir().expect("tempdir");
@@ -227,13 +230,19 @@ fn push_completes_through_a_proxy_that_drops_connections() {
 /// Token requests seen: request target and Authorization header.
 type TokenLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
-/// A fake registry with token auth: one request per connection, bounded.
+/// A fake registry with token auth: one request per connection, bounded. It serves
+/// `kiln/x:v1` (with `manifest_digest` as its `Docker-Content-Digest`, if given) and the blobs
+/// of `store`.
 struct FakeTokenRegistry {
     port: u16,
     token_requests: TokenLog,
 }
 
-fn start_fake_token_registry(store: BlobStore, manifest: Vec<u8>) -> FakeTokenRegistry {
+fn start_fake_token_registry(
+    store: BlobStore,
+    manifest: Vec<u8>,
+    manifest_digest: Option<Digest>,
+) -> FakeTokenRegistry {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let token_requests: TokenLog = Arc::new(Mutex::new(Vec::new()));
@@ -311,10 +320,13 @@ fn start_fake_token_registry(store: BlobStore, manifest: Vec<u8>) -> FakeTokenRe
                     "200 OK",
                     kiln_images::oci::MEDIA_TYPE_MANIFEST,
                     manifest.clone(),
-                    String::new(),
+                    manifest_digest
+                        .map(|d| format!("Docker-Content-Digest: {d}\r\n"))
+                        .unwrap_or_default(),
                 )
             } else if let Some(d) = target.strip_prefix("/v2/kiln/x/blobs/") {
-                match store.read_verified(d) {
+                let blob = d.parse().map_err(Error::from);
+                match blob.and_then(|d| store.read_verified(&d)) {
                     Ok(b) => ("200 OK", "application/octet-stream", b, String::new()),
                     Err(_) => (
                         "404 Not Found",
@@ -345,6 +357,17 @@ fn start_fake_token_registry(store: BlobStore, manifest: Vec<u8>) -> FakeTokenRe
     }
 }
 
+/// A client of the fake registry with the credentials it accepts.
+fn token_client(port: u16) -> Client {
+    let mut opts = ClientOptions::new(&format!("127.0.0.1:{port}"));
+    opts.insecure = true;
+    opts.credentials = Some(Credentials {
+        username: "alice".into(),
+        password: "pw".into(),
+    });
+    Client::new(opts).expect("client")
+}
+
 #[test]
 fn bearer_token_flow_fetches_a_token_with_basic_credentials_and_retries() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -356,15 +379,8 @@ fn bearer_token_flow_fetches_a_token_with_basic_credentials_and_retries() {
     let manifest = store
         .read_verified(&written.manifest.digest)
         .expect("manifest");
-    let fake = start_fake_token_registry(store, manifest);
-
-    let mut opts = ClientOptions::new(&format!("127.0.0.1:{}", fake.port));
-    opts.insecure = true;
-    opts.credentials = Some(Credentials {
-        username: "alice".into(),
-        password: "pw".into(),
-    });
-    let client = Client::new(opts).expect("client");
+    let fake = start_fake_token_registry(store, manifest, None);
+    let client = token_client(fake.port);
     let out = tempfile::tempdir().expect("tempdir");
     let out_store = BlobStore::open(out.path()).expect("store");
     let pulled = pull(
@@ -429,10 +445,7 @@ fn index_push_and_pull_of_docker_schema2_resolve_to_linux_amd64() {
     let raw = run(Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(format!("docker://{}/kiln/multi:v1", registry.host())));
-    assert_eq!(
-        kiln_images::store::sha256_digest(raw.as_bytes()),
-        index.digest
-    );
+    assert_eq!(Digest::sha256_of(raw.as_bytes()), index.digest);
 
     let out = tempfile::tempdir().expect("tempdir");
     let store = BlobStore::open(out.path()).expect("store");
@@ -474,7 +487,75 @@ fn index_push_and_pull_of_docker_schema2_resolve_to_linux_amd64() {
         pulled_docker.manifest_descriptor.media_type,
         kiln_images::oci::MEDIA_TYPE_DOCKER_MANIFEST
     );
-    let digests =
-        |l: &[kiln_images::Layer]| l.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>();
+    let digests = |l: &[kiln_images::Layer]| l.iter().map(|l| l.diff_id).collect::<Vec<_>>();
     assert_eq!(digests(&pulled_docker.layers), digests(&pulled.layers));
+}
+
+/// A registry may name content with sha512: the `Docker-Content-Digest` of the manifest and
+/// the manifest's descriptors. The pull verifies each with sha512 and stores it under
+/// `blobs/sha512/`; a sha512 header that does not match the manifest is refused.
+#[test]
+fn pull_accepts_and_verifies_sha512_digests() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = BlobStore::open(tmp.path()).expect("store");
+    let (base, _, _) = sample_layers(&store);
+    let sha512 = |b: &[u8]| Digest::of(Algorithm::Sha512, b);
+    let put512 = |bytes: &[u8]| {
+        let d = sha512(bytes);
+        store.put_reader(bytes, Some(&d)).expect("put sha512 blob");
+        d
+    };
+    let layer = put512(&store.read_verified(&base.digest).expect("layer"));
+    let spec = ImageSpec::new("kiln/x", "v1", vec![base.clone()], EPOCH);
+    let config_bytes = serde_json::to_vec(&spec.config()).expect("config json");
+    let config = put512(&config_bytes);
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_MANIFEST.into()),
+        config: Descriptor::new(MEDIA_TYPE_CONFIG, config, config_bytes.len() as u64),
+        layers: vec![Descriptor::new(&base.media_type, layer, base.size)],
+        annotations: BTreeMap::new(),
+    }
+    .to_json()
+    .expect("manifest json");
+    let manifest_digest = sha512(&manifest);
+    let fake = start_fake_token_registry(store.clone(), manifest.clone(), Some(manifest_digest));
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let out_store = BlobStore::open(out.path()).expect("store");
+    let pulled = pull(
+        &token_client(fake.port),
+        "kiln/x",
+        "v1",
+        &Platform::linux_amd64(),
+        &out_store,
+        &mut NoProgress,
+    )
+    .expect("pull from a sha512 registry");
+    assert_eq!(pulled.manifest_descriptor.digest, manifest_digest);
+    assert_eq!(pulled.config_descriptor.digest, config);
+    assert_eq!(pulled.layers[0].digest, layer);
+    assert_eq!(pulled.layers[0].diff_id, base.diff_id);
+    for d in [manifest_digest, config, layer] {
+        assert_eq!(out_store.path(&d), out.path().join("sha512").join(d.hex()));
+        out_store.verify(&d).expect("stored blob verifies");
+    }
+
+    let wrong = sha512(b"not the manifest");
+    let liar = start_fake_token_registry(store, manifest, Some(wrong));
+    let out = tempfile::tempdir().expect("tempdir");
+    let e = pull(
+        &token_client(liar.port),
+        "kiln/x",
+        "v1",
+        &Platform::linux_amd64(),
+        &BlobStore::open(out.path()).expect("store"),
+        &mut NoProgress,
+    )
+    .expect_err("a wrong sha512 is refused");
+    assert!(
+        matches!(&e, Error::DigestMismatch { expected, actual, .. }
+            if **expected == wrong && **actual == manifest_digest),
+        "{e}"
+    );
 }

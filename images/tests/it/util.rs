@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use kiln_images::oci::MEDIA_TYPE_LAYER_GZIP;
-use kiln_images::store::sha256_digest;
 use kiln_images::{BlobStore, Layer};
+use kiln_layers::Digest;
 
 pub const EPOCH: i64 = 1_700_000_000;
 
@@ -65,7 +65,7 @@ pub fn make_layer(store: &BlobStore, entries: &[Entry]) -> Layer {
     let (digest, size) = store.put_bytes(&blob).expect("store layer");
     Layer {
         digest,
-        diff_id: sha256_digest(&tar),
+        diff_id: Digest::sha256_of(&tar),
         size,
         media_type: MEDIA_TYPE_LAYER_GZIP.into(),
     }

@@ -50,7 +50,7 @@ fn every_compression_reads_back_the_same_tree() {
         let info = write_layer(&tree, &opts(c), &mut blob).unwrap();
         assert_eq!(info.size, blob.len() as u64);
         assert_eq!(
-            info.digest,
+            info.digest.to_string(),
             format!("sha256:{}", hex::encode(Sha256::digest(&blob)))
         );
         assert_eq!(info.media_type, c.media_type());
@@ -60,7 +60,7 @@ fn every_compression_reads_back_the_same_tree() {
         let n = write_tar(&tree, EPOCH, &mut tar).unwrap();
         assert_eq!(info.uncompressed_size, n);
         assert_eq!(
-            info.diff_id,
+            info.diff_id.to_string(),
             format!("sha256:{}", hex::encode(Sha256::digest(&tar)))
         );
     }
@@ -174,11 +174,11 @@ fn layer_blob_lands_in_the_store_under_its_digest() {
     let dir = tempfile::tempdir().unwrap();
     let info =
         write_layer_to_dir(&sample_tree(), &opts(Compression::default()), dir.path()).unwrap();
-    let path = dir.path().join("blobs/sha256").join(info.digest_hex());
+    let path = dir.path().join("blobs/sha256").join(info.digest.hex());
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len() as u64, info.size);
     assert_eq!(
-        info.digest,
+        info.digest.to_string(),
         format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
     );
     // Only the blob: the temporary file was renamed, not copied.
