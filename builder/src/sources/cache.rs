@@ -11,7 +11,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use kiln_images::BlobStore;
-use sha2::{Digest, Sha256};
 
 use super::{hex_of, Error, Result};
 
@@ -27,27 +26,14 @@ fn is_hex64(s: &str) -> bool {
 }
 
 /// Streams `r` through sha256; returns `(hex, size)`.
-pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => {
-                h.update(&buf[..k]);
-                n += k as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((hex::encode(h.finalize()), n))
+pub fn hash_reader(r: impl Read) -> io::Result<(String, u64)> {
+    let (digest, n) = kiln_layers::hash_reader(r, kiln_layers::Algorithm::Sha256)?;
+    Ok((digest.hex(), n))
 }
 
 /// sha256 hex of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    kiln_layers::Digest::sha256_of(bytes).hex()
 }
 
 impl Cache {
