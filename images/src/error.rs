@@ -89,6 +89,38 @@ pub enum Error {
     /// Authentication with a registry failed.
     #[error("registry authentication: {0}")]
     Auth(String),
+    /// An external program is not installed.
+    #[error("`{tool}` is not installed (Debian package `{package}`: apt-get install {package})")]
+    MissingTool {
+        /// The program.
+        tool: &'static str,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
+    /// An external program failed.
+    #[error("{tool} failed: {detail}")]
+    Tool {
+        /// The program.
+        tool: &'static str,
+        /// Its exit status and the end of its error output.
+        detail: String,
+    },
+    /// The root filesystem lacks something a bootable image needs.
+    #[error("image {image}: {what} (the base must include the Debian package `{package}`)")]
+    MissingInRootfs {
+        /// The image name.
+        image: String,
+        /// What is missing and where it was looked for.
+        what: String,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+    /// A template failed to render (a bug in kiln).
+    #[error(transparent)]
+    Template(#[from] kiln_model::templates::TemplateError),
+    /// Writing an archive (cpio) failed.
+    #[error(transparent)]
+    Layers(#[from] kiln_layers::Error),
 }
 
 /// Whether an I/O error says the disk (or the quota) is full.

@@ -4,11 +4,14 @@
 //!   image layout writer/reader ([`oci::layout`]).
 //! - [`archive`]: docker-archive (`docker load`) writer and reader.
 //! - [`registry`]: a blocking OCI distribution client (push, pull, auth).
+//! - [`boot`]: bootable artifacts (kernel, initramfs, dm-verity squashfs root, raw/qcow2
+//!   disk) from a flattened root filesystem tarball.
 //! - [`store`]: the content-addressed blob store everything reads from and writes to.
 //!
 //! Input is a set of layer blobs already in a [`BlobStore`]; see [`Layer`].
 
 pub mod archive;
+pub mod boot;
 mod error;
 pub mod oci;
 pub mod registry;
