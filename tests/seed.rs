@@ -16,7 +16,8 @@ const SEED_FILES: [&str; 3] = ["meta-data", "network-config", "user-data"];
 const SAME_FILES: &str = r#"
 import base64, sys, tarfile, yaml
 tar = {m.name.lstrip("./").lstrip("/"): (tar_f.extractfile(m).read(), "%04o" % m.mode)
-       for tar_f in [tarfile.open(sys.argv[1])] for m in tar_f.getmembers() if m.isfile()}
+       for tar_f in [tarfile.open(sys.argv[1])] for m in tar_f.getmembers() if m.isfile()
+       and m.name.lstrip("./").lstrip("/") != "etc/systemd/network/10-kiln.network"}
 for m in tarfile.open(sys.argv[1]).getmembers():
     assert not m.isfile() or (m.uid, m.gid) == (0, 0), m.name
 doc = yaml.safe_load(open(sys.argv[2]))

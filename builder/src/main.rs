@@ -68,6 +68,8 @@ kiln check cluster.toml --json | jq '.profiles[].services'"
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Print the JSON Schema of the spec (for editors and CI).
     #[command(after_help = "Example:\n  kiln schema > kiln-spec.schema.json")]
@@ -111,6 +113,8 @@ kiln push dist --to 127.0.0.1:5000/kiln --insecure"
         #[arg(long)]
         strict: bool,
         #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
         sources: SourceArgs,
     },
     /// Push every image of a build to a registry (OCI distribution API).
@@ -142,6 +146,8 @@ kiln lock cluster.toml --mirror http://mirror.local/kiln   # air-gapped: upstrea
         /// The cluster spec (default: the built-in demo; kiln.lock goes to the current dir).
         spec: Option<PathBuf>,
         #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
         sources: SourceArgs,
     },
     /// Fill the cache with every artifact of a spec ahead of a build (e.g. before going offline).
@@ -152,6 +158,8 @@ kiln fetch cluster.toml --cache /srv/kiln-cache\n  kiln fetch cluster.toml --loc
     Fetch {
         /// The cluster spec (default: the built-in demo).
         spec: Option<PathBuf>,
+        #[command(flatten)]
+        plan: PlanArgs,
         #[command(flatten)]
         sources: SourceArgs,
     },
@@ -175,6 +183,8 @@ replaced only if it is empty or an earlier render.\n\nExample:\n  kiln render cl
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
 }
 
@@ -280,7 +290,11 @@ fn error_text(e: &anyhow::Error) -> String {
 struct Usage(String);
 
 /// Loads and validates a spec, printing warnings; `--strict` turns them into a rejection.
-fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::validate::Loaded> {
+fn load(
+    spec: Option<&Path>,
+    strict: bool,
+    plan: &PlanArgs,
+) -> anyhow::Result<kiln::validate::Loaded> {
     let src = kiln::read_spec(spec).map_err(|e| -> anyhow::Error {
         match e {
             kiln::ReadSpecError::NotUtf8(d) => Rejected {
@@ -296,7 +310,7 @@ fn load(spec: Option<&Path>, strict: bool) -> anyhow::Result<kiln::validate::Loa
             }
         }
     })?;
-    let loaded = kiln::validate::load(&src)?;
+    let loaded = kiln::validate::load_with(&src, &plan.options())?;
     if strict && !loaded.warnings.is_empty() {
         let mut diagnostics = loaded.warnings.clone();
         for d in &mut diagnostics {
@@ -332,8 +346,13 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Check { spec, json, strict } => {
-            let kiln::validate::Loaded { plan, warnings } = load(spec.as_deref(), strict)?;
+        Command::Check {
+            spec,
+            json,
+            strict,
+            plan,
+        } => {
+            let kiln::validate::Loaded { plan, warnings } = load(spec.as_deref(), strict, &plan)?;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
             let report = kiln::report::build(&plan, &warnings, &rendered);
             let out = if json {
@@ -357,9 +376,10 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             threads,
             archives,
             strict,
+            plan,
             sources,
         } => {
-            let plan = load(spec.as_deref(), strict)?.plan;
+            let plan = load(spec.as_deref(), strict, &plan)?.plan;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
             let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => v.parse().map_err(|_| {
@@ -439,8 +459,12 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Lock { spec, sources } => {
-            let plan = load(spec.as_deref(), false)?.plan;
+        Command::Lock {
+            spec,
+            plan,
+            sources,
+        } => {
+            let plan = load(spec.as_deref(), false, &plan)?.plan;
             let opts = sources.options(spec.as_deref());
             let (resolved, lock) = kiln::sources::lock(&plan, &spec_dir(spec.as_deref()), &opts)?;
             report_recorded(&resolved);
@@ -451,8 +475,12 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Fetch { spec, sources } => {
-            let plan = load(spec.as_deref(), false)?.plan;
+        Command::Fetch {
+            spec,
+            plan,
+            sources,
+        } => {
+            let plan = load(spec.as_deref(), false, &plan)?.plan;
             let mut opts = sources.options(spec.as_deref());
             opts.progress = true;
             let resolved = kiln::sources::resolve(&plan, &spec_dir(spec.as_deref()), &opts)?;
@@ -479,8 +507,9 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             spec,
             output,
             strict,
+            plan,
         } => {
-            let kiln::validate::Loaded { plan, warnings } = load(spec.as_deref(), strict)?;
+            let kiln::validate::Loaded { plan, warnings } = load(spec.as_deref(), strict, &plan)?;
             let rendered = kiln::components::render(&plan).context("rendering the plan")?;
             let mut json =
                 serde_json::to_string_pretty(&kiln::report::build(&plan, &warnings, &rendered))?;
@@ -501,6 +530,32 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// What goes into the plan besides the spec: flags shared by every command that loads one.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct PlanArgs {
+    /// Leave upstream components out of the plan, with their units and ports: `mesos`,
+    /// `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their
+    /// releases). The plan and the build report list what was left out; nothing stands in.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["mesos", "marathon", "calico", "upstream"])]
+    leave_out: Vec<String>,
+}
+
+impl PlanArgs {
+    fn options(&self) -> kiln::validate::LoadOptions {
+        use kiln_model::plan::Upstream;
+        let mut leave_out = Vec::new();
+        for name in &self.leave_out {
+            match name.as_str() {
+                "upstream" => leave_out.extend(Upstream::ALL),
+                "mesos" => leave_out.push(Upstream::Mesos),
+                "marathon" => leave_out.push(Upstream::Marathon),
+                _ => leave_out.push(Upstream::Calico),
+            }
+        }
+        kiln::validate::LoadOptions { leave_out }
     }
 }
 

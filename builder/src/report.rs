@@ -175,6 +175,32 @@ pub fn text(r: &CheckReport) -> String {
             if e.v2 { "on" } else { "off" }
         );
     }
+    if let Some(b) = &plan.boot {
+        let mut disks: Vec<&str> = Vec::new();
+        if b.raw {
+            disks.push("raw");
+        }
+        if b.qcow2 {
+            disks.push("qcow2");
+        }
+        let _ = writeln!(
+            o,
+            "  boot       kernel, initramfs, verified root{}{}; state {} MiB",
+            if disks.is_empty() {
+                String::new()
+            } else {
+                format!(", {} disks", disks.join("+"))
+            },
+            b.rootfs_tarball
+                .as_ref()
+                .map(|t| format!(", rootfs.{t}"))
+                .unwrap_or_default(),
+            b.state_size_mib
+        );
+    }
+    for l in &plan.left_out {
+        let _ = writeln!(o, "  left out   {}: {} ({})", l.component, l.what, l.reason);
+    }
     for h in &r.hosts {
         let _ = writeln!(o, "\nhost {} ({})", h.host.name, h.host.fqdn);
         let _ = writeln!(o, "  roles      {}", h.roles_list.join(", "));

@@ -51,6 +51,45 @@ pub struct Spec {
     /// Names and tags of the images `kiln build` writes.
     #[serde(default)]
     pub images: Images,
+    /// Bootable outputs per role: kernel, initramfs, verified root image and disks.
+    #[serde(default)]
+    pub boot: Boot,
+}
+
+/// Bootable outputs per role image (`dist/boot/PROFILE/`): the kernel of the image, an
+/// initramfs built by kiln, a read-only squashfs root with a dm-verity hash tree, and
+/// self-booting disks. Identity comes at boot from each host's cloud-init seed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Boot {
+    /// Build the bootable outputs; default: when the base is a Debian base with a kernel
+    /// (`base.debian.kernel`). Turning it on adds `busybox-static`, `cryptsetup-bin`,
+    /// `cloud-init` and `qemu-guest-agent` to the Debian base's packages: the initramfs takes
+    /// busybox and `veritysetup` from the image, cloud-init places each host's identity, and
+    /// the guest agent lets `kiln boot` check a VM's health.
+    pub enabled: Option<bool>,
+    /// Size of the persistent state partition of the disks in MiB (`/etc`, `/var`, `/root`
+    /// and `/home` keep their changes there); 0 for none (changes live in RAM).
+    pub state_size_mib: u32,
+    /// Extra kernel arguments. Docker needs `apparmor=0` on a base without AppArmor's tools.
+    pub kernel_args: Vec<String>,
+    /// Disk formats to write: `raw`, `qcow2`.
+    pub disks: Vec<String>,
+    /// Also write the root filesystem as a tarball (`rootfs.tar.gz` or `rootfs.tar.xz`), for
+    /// kickstart's `liveimg`: `"tar.gz"`, `"tar.xz"` or `""` for none.
+    pub rootfs_tarball: String,
+}
+
+impl Default for Boot {
+    fn default() -> Self {
+        Boot {
+            enabled: None,
+            state_size_mib: 2048,
+            kernel_args: vec!["apparmor=0".into()],
+            disks: vec!["raw".into(), "qcow2".into()],
+            rootfs_tarball: String::new(),
+        }
+    }
 }
 
 /// How built images are named: `REPOSITORY_PREFIX/CLUSTER-PROFILE:TAG`.

@@ -8,6 +8,11 @@ use serde::Serialize;
 /// Every template, by name. The name is also the file under `builder/templates/` minus `.j2`.
 const TEMPLATES: &[(&str, &str)] = &[
     ("calico.env", include_str!("../templates/calico.env.j2")),
+    ("cloud.cfg", include_str!("../templates/cloud.cfg.j2")),
+    (
+        "cloud-init.service",
+        include_str!("../templates/cloud-init.service.j2"),
+    ),
     (
         "container.service",
         include_str!("../templates/container.service.j2"),

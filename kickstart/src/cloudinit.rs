@@ -8,8 +8,9 @@
 //!   does not; `local-hostname`.
 //! - `user-data`: `#cloud-config` whose `write_files` carry exactly the identity files
 //!   (base64, with mode and owner). Nothing is installed (no `packages`, no `runcmd`);
-//!   `preserve_hostname` and `manage_etc_hosts: false` leave `/etc/hostname` and `/etc/hosts`
-//!   to kiln's files.
+//!   `manage_etc_hosts: false` leaves `/etc/hosts` to kiln's file. `local-hostname` is the
+//!   identity's `/etc/hostname` (the Calico node name), which cloud-init's `set_hostname`
+//!   makes the kernel hostname on first boot (the role image sets `preserve_hostname: false`).
 //! - `network-config`: version 2, the interface matched by its MAC (lowercase, quoted) and
 //!   renamed with `set-name`, the static address, a default route
 //!   (`to: 0.0.0.0/0`: cloud-init 22.4, Debian 12's, refuses `to: default`) and nameservers.
@@ -99,11 +100,17 @@ pub fn instance_id(host: &HostPlan, files: &[IdentityFile]) -> String {
 pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
     let templates = Templates::new(TEMPLATES)?;
     let instance_id = instance_id(host, files);
+    let hostname = files
+        .iter()
+        .find(|f| f.path == "/etc/hostname")
+        .map(|f| String::from_utf8_lossy(&f.data).trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| host.name.to_string());
     let meta_data = templates.render(
         "meta-data",
         MetaData {
             instance_id: &instance_id,
-            hostname: host.name.as_str(),
+            hostname: &hostname,
         },
     )?;
 

@@ -78,7 +78,8 @@ fn user_data_passes_cloud_inits_schema_and_carries_exactly_the_identity() {
 
     let doc = yaml(&ud);
     assert!(seed.user_data.starts_with("#cloud-config\n"));
-    assert_eq!(doc["preserve_hostname"], true);
+    // The hostname comes from meta-data's local-hostname (set_hostname), not kept.
+    assert!(doc.get("preserve_hostname").is_none());
     assert_eq!(doc["manage_etc_hosts"], false);
     for key in ["packages", "runcmd", "bootcmd", "package_update"] {
         assert!(doc.get(key).is_none(), "{key} in user-data");

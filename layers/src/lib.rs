@@ -53,6 +53,7 @@ pub mod cpio;
 pub mod decompress;
 pub mod digest;
 pub mod extract;
+pub mod flatten;
 pub mod read;
 pub mod tar;
 pub mod tree;
@@ -67,6 +68,7 @@ pub use digest::{
     hash_reader, Algorithm, Digest, Hasher, HashingReader, HashingWriter, ParseDigestError,
 };
 pub use extract::extract_to_dir;
+pub use flatten::flatten_tar;
 pub use read::{
     apply_layer, apply_layer_metadata, apply_layer_metadata_relative, apply_layer_selected,
     read_layer,

@@ -98,10 +98,10 @@ fn apply<R: Read>(
 }
 
 /// One entry as read from the stream, after PAX overrides.
-struct RawEntry {
+pub(crate) struct RawEntry {
     /// Offset of the entry's first header in the stream.
     offset: u64,
-    name: String,
+    pub(crate) name: String,
     typeflag: u8,
     mode: u32,
     uid: u32,
@@ -127,6 +127,44 @@ fn unsafe_entry(entry: &str, reason: impl Into<String>) -> Error {
     Error::UnsafeEntry {
         entry: entry.to_string(),
         reason: reason.into(),
+    }
+}
+
+/// A tar name as an absolute tree path (`None` for the root), with [`clean`]'s checks.
+pub(crate) fn clean_name(name: &str) -> Result<Option<String>> {
+    clean(name, name)
+}
+
+impl RawEntry {
+    /// The entry at `path` (the cleaned name), for a stream read without a tree: a hard link
+    /// keeps its cleaned target as it is.
+    pub(crate) fn into_entry(self, path: &str) -> Result<Entry> {
+        let kind = match self.typeflag {
+            b'0' | b'\0' | b'7' => EntryKind::File(self.data),
+            b'5' => EntryKind::Dir,
+            b'2' => EntryKind::Symlink(self.linkname),
+            b'3' => EntryKind::CharDevice(self.dev.0, self.dev.1),
+            b'4' => EntryKind::BlockDevice(self.dev.0, self.dev.1),
+            b'6' => EntryKind::Fifo,
+            b'1' => match clean(path, &self.linkname)? {
+                Some(t) => EntryKind::Hardlink(t),
+                None => return Err(unsafe_entry(path, "hard link to the root")),
+            },
+            t => {
+                return Err(Error::Malformed {
+                    offset: self.offset,
+                    reason: format!("entry {path:?} has unsupported type {:?}", t as char),
+                })
+            }
+        };
+        Ok(Entry {
+            kind,
+            mode: self.mode & 0o7777,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: Some(self.mtime),
+            xattrs: self.xattrs,
+        })
     }
 }
 
@@ -280,7 +318,7 @@ impl Layer {
 }
 
 /// A minimal streaming tar reader.
-struct TarReader<R> {
+pub(crate) struct TarReader<R> {
     r: R,
     offset: u64,
     done: bool,
@@ -353,7 +391,7 @@ fn parse_pax(offset: u64, data: &[u8], into: &mut BTreeMap<String, Vec<u8>>) -> 
 }
 
 impl<R: Read> TarReader<R> {
-    fn new(r: R) -> Self {
+    pub(crate) fn new(r: R) -> Self {
         TarReader {
             r,
             offset: 0,
@@ -402,7 +440,7 @@ impl<R: Read> TarReader<R> {
         Ok(data)
     }
 
-    fn next_entry(&mut self) -> Result<Option<RawEntry>> {
+    pub(crate) fn next_entry(&mut self) -> Result<Option<RawEntry>> {
         let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;

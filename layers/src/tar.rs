@@ -18,7 +18,7 @@ use crate::{Entry, EntryKind, Error, FileTree, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
-const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 
 /// Hard-link groups of a tree, resolved so that every member points at one leader.
 pub(crate) struct Links<'a> {
@@ -112,19 +112,34 @@ pub fn clamp_mtime(mtime: Option<u64>, source_date_epoch: u64) -> u64 {
 /// Writes `tree` as a deterministic tar stream to `out` and returns the number of bytes
 /// written. `out` is written in entry-sized pieces; wrap it in a `BufWriter` if it is slow.
 pub fn write_tar<W: Write>(tree: &FileTree, source_date_epoch: u64, mut out: W) -> Result<u64> {
+    let written = write_tree_except(tree, &Default::default(), source_date_epoch, &mut out)?;
+    out.write_all(&[0u8; 2 * BLOCK])
+        .map_err(Error::io("writing tar trailer"))?;
+    Ok(written + 2 * BLOCK as u64)
+}
+
+/// Writes the entries of `tree` but those in `skip`, without the trailer (for
+/// [`crate::flatten`]). Hard links inside `tree` are resolved as in [`write_tar`].
+pub(crate) fn write_tree_except<W: Write>(
+    tree: &FileTree,
+    skip: &std::collections::HashSet<String>,
+    source_date_epoch: u64,
+    out: &mut W,
+) -> Result<u64> {
     let links = Links::resolve(tree)?;
     let mut written = 0u64;
     for (path, entry) in tree.iter() {
+        if skip.contains(path) {
+            continue;
+        }
         let (kind_entry, link_to) = match links.get(path) {
             Some(info) if info.leader == path => (info.content, None),
             Some(info) => (info.content, Some(info.leader)),
             None => (entry, None),
         };
-        written += write_entry(&mut out, path, kind_entry, link_to, source_date_epoch)?;
+        written += write_entry(out, path, kind_entry, link_to, source_date_epoch)?;
     }
-    out.write_all(&[0u8; 2 * BLOCK])
-        .map_err(Error::io("writing tar trailer"))?;
-    Ok(written + 2 * BLOCK as u64)
+    Ok(written)
 }
 
 /// The fields of one ustar header before encoding.
@@ -140,7 +155,7 @@ struct Fields<'a> {
     dev: (u32, u32),
 }
 
-fn write_entry<W: Write>(
+pub(crate) fn write_entry<W: Write>(
     out: &mut W,
     path: &str,
     entry: &Entry,

@@ -33,6 +33,8 @@ pub enum ComponentId {
     Docker,
     Calico,
     Firewall,
+    /// What a bootable image needs: cloud-init's configuration and the state mount point.
+    Boot,
 }
 
 impl ComponentId {
@@ -48,6 +50,7 @@ impl ComponentId {
             ComponentId::Docker => "docker",
             ComponentId::Calico => "calico",
             ComponentId::Firewall => "firewall",
+            ComponentId::Boot => "boot",
         }
     }
 }
@@ -620,6 +623,72 @@ pub struct ImagesPlan {
     pub tags: Vec<Tag>,
 }
 
+/// Bootable outputs of every role image.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootPlan {
+    /// MiB of the disks' persistent state partition; 0: none (changes live in RAM).
+    pub state_size_mib: u32,
+    /// Kernel arguments added to kiln's own.
+    pub kernel_args: Vec<FlagValue>,
+    pub raw: bool,
+    pub qcow2: bool,
+    /// `tar.gz` or `tar.xz`: also write the root filesystem as `rootfs.<ext>`.
+    pub rootfs_tarball: Option<String>,
+}
+
+/// Debian packages a bootable role image needs besides the kernel: the initramfs takes
+/// `busybox` and `veritysetup` from the image, cloud-init places the host's identity, and
+/// the guest agent answers `kiln boot`'s health checks.
+pub const BOOT_PACKAGES: [&str; 4] = [
+    "busybox-static",
+    "cryptsetup-bin",
+    "cloud-init",
+    "qemu-guest-agent",
+];
+
+/// An upstream component left out of the plan on request (`--leave-out`), e.g. because its
+/// release cannot be fetched on this machine. Nothing stands in for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upstream {
+    Mesos,
+    Marathon,
+    Calico,
+}
+
+impl Upstream {
+    pub const ALL: [Upstream; 3] = [Upstream::Mesos, Upstream::Marathon, Upstream::Calico];
+    pub fn name(self) -> &'static str {
+        match self {
+            Upstream::Mesos => "mesos",
+            Upstream::Marathon => "marathon",
+            Upstream::Calico => "calico",
+        }
+    }
+    /// What leaving it out takes away.
+    pub fn what(self) -> &'static str {
+        match self {
+            Upstream::Mesos => "the Mesos master and agent (units, ports, flags)",
+            Upstream::Marathon => "Marathon (unit, ports)",
+            Upstream::Calico => "calico-node, calico-libnetwork and the calico CNI plugins",
+        }
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A component the plan leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    pub component: Upstream,
+    pub what: &'static str,
+    pub reason: String,
+}
+
 /// A validated, resolved cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -639,6 +708,10 @@ pub struct Plan {
     pub firewall: Option<FirewallPlan>,
     pub registry: Option<RegistryPlan>,
     pub images: ImagesPlan,
+    /// Bootable outputs; `None`: only images.
+    pub boot: Option<BootPlan>,
+    /// Upstream components left out on request; empty for a whole cluster.
+    pub left_out: Vec<LeftOut>,
 }
 
 impl Plan {

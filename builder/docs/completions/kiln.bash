@@ -112,7 +112,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__build)
-            opts="-o -v -h --output --zstd --threads --archives --strict --cache --offline --mirror --locked --verbose --help"
+            opts="-o -v -h --output --zstd --threads --archives --strict --leave-out --cache --offline --mirror --locked --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -128,6 +128,10 @@ _kiln() {
                     ;;
                 --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --leave-out)
+                    COMPREPLY=($(compgen -W "mesos marathon calico upstream" -- "${cur}"))
                     return 0
                     ;;
                 --cache)
@@ -220,12 +224,16 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__check)
-            opts="-v -h --json --strict --verbose --help"
+            opts="-v -h --json --strict --leave-out --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --leave-out)
+                    COMPREPLY=($(compgen -W "mesos marathon calico upstream" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -234,12 +242,16 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__fetch)
-            opts="-v -h --cache --offline --mirror --locked --verbose --help"
+            opts="-v -h --leave-out --cache --offline --mirror --locked --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --leave-out)
+                    COMPREPLY=($(compgen -W "mesos marathon calico upstream" -- "${cur}"))
+                    return 0
+                    ;;
                 --cache)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -438,12 +450,16 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__lock)
-            opts="-v -h --cache --offline --mirror --locked --verbose --help"
+            opts="-v -h --leave-out --cache --offline --mirror --locked --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --leave-out)
+                    COMPREPLY=($(compgen -W "mesos marathon calico upstream" -- "${cur}"))
+                    return 0
+                    ;;
                 --cache)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -478,7 +494,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__render)
-            opts="-o -v -h --output --strict --verbose --help"
+            opts="-o -v -h --output --strict --leave-out --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -490,6 +506,10 @@ _kiln() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --leave-out)
+                    COMPREPLY=($(compgen -W "mesos marathon calico upstream" -- "${cur}"))
                     return 0
                     ;;
                 *)

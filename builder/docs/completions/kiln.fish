@@ -40,6 +40,10 @@ complete -c kiln -n "__fish_kiln_needs_command" -f -a "help" -d 'Print this mess
 complete -c kiln -n "__fish_kiln_using_subcommand init" -l force -d 'Overwrite an existing file'
 complete -c kiln -n "__fish_kiln_using_subcommand init" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand init" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand check" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
+marathon\t''
+calico\t''
+upstream\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand check" -l json -d 'Print the plan as JSON'
 complete -c kiln -n "__fish_kiln_using_subcommand check" -l strict -d 'Treat warnings as errors'
 complete -c kiln -n "__fish_kiln_using_subcommand check" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
@@ -48,6 +52,10 @@ complete -c kiln -n "__fish_kiln_using_subcommand schema" -s v -l verbose -d 'Mo
 complete -c kiln -n "__fish_kiln_using_subcommand schema" -s h -l help -d 'Print help'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -s o -l output -d 'Output directory' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l threads -d 'Compression threads per layer (0: all cores). Output is identical for any value' -r
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
+marathon\t''
+calico\t''
+upstream\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l zstd -d 'Compress layers with zstd instead of gzip'
@@ -61,12 +69,20 @@ complete -c kiln -n "__fish_kiln_using_subcommand push" -l to -d 'Destination `R
 complete -c kiln -n "__fish_kiln_using_subcommand push" -l insecure -d 'Plain HTTP (a registry without TLS)'
 complete -c kiln -n "__fish_kiln_using_subcommand push" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand push" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand lock" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
+marathon\t''
+calico\t''
+upstream\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand lock" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand lock" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
 complete -c kiln -n "__fish_kiln_using_subcommand lock" -l offline -d 'Use only the cache; fail listing every missing artifact'
 complete -c kiln -n "__fish_kiln_using_subcommand lock" -l locked -d 'Refuse any artifact that kiln.lock does not list'
 complete -c kiln -n "__fish_kiln_using_subcommand lock" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand lock" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
+marathon\t''
+calico\t''
+upstream\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l mirror -d 'Read upstream URLs from a mirror: https://HOST/PATH becomes MIRROR/HOST/PATH' -r
 complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l offline -d 'Use only the cache; fail listing every missing artifact'
@@ -83,6 +99,10 @@ complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcomm
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kiln -n "__fish_kiln_using_subcommand render" -s o -l output -d 'Output directory' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand render" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
+marathon\t''
+calico\t''
+upstream\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand render" -l strict -d 'Treat warnings as errors'
 complete -c kiln -n "__fish_kiln_using_subcommand render" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand render" -s h -l help -d 'Print help'

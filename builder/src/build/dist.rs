@@ -74,6 +74,14 @@ impl Dist {
     pub fn seed_iso_rel(host: &str) -> String {
         format!("cloud-init/{host}-cidata.iso")
     }
+    /// `boot/PROFILE`, relative to the root: a role image's bootable outputs.
+    pub fn boot_dir_rel(profile: &str) -> String {
+        format!("boot/{profile}")
+    }
+    /// `boot/PROFILE/`.
+    pub fn boot_dir(&self, profile: &str) -> PathBuf {
+        self.root.join(Self::boot_dir_rel(profile))
+    }
     /// `build-report.json`.
     pub fn report(&self) -> PathBuf {
         self.root.join(REPORT)

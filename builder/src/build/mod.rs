@@ -17,12 +17,14 @@
 //! (spec, sources, options, kiln version) equal those of the output it would replace does
 //! nothing and says so.
 
+mod boot;
 mod dist;
 pub mod layer_cache;
 mod outputs;
 mod seed;
 mod stages;
 
+pub use boot::BootReport;
 pub use dist::{Dist, REPORT};
 pub use seed::identity_files;
 
@@ -155,6 +157,20 @@ pub struct BuildReport {
     /// Per role image: `sbom/REF.spdx.json`, its SPDX 2.3 document.
     #[serde(default)]
     pub sbom: Vec<crate::sbom::SbomReport>,
+    /// Per role image: its bootable outputs under `boot/PROFILE/` (when the plan has boot).
+    #[serde(default)]
+    pub boot: Vec<BootReport>,
+    /// Upstream components the plan left out (`--leave-out`), and why.
+    #[serde(default)]
+    pub left_out: Vec<LeftOutReport>,
+}
+
+/// A component left out of the build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeftOutReport {
+    pub component: String,
+    pub what: String,
+    pub reason: String,
 }
 
 /// One host's identity archive.
@@ -183,7 +199,7 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
-    let key = build_key(plan, resolved, opts);
+    let key = build_key(plan, rendered, resolved, opts);
     if !plan.hosts.is_empty() {
         seed::require_xorriso()?;
     }
@@ -226,15 +242,20 @@ pub struct Built {
 }
 
 /// Everything the output depends on, as one digest.
-fn build_key(plan: &Plan, resolved: &Resolved, opts: &BuildOptions) -> String {
+fn build_key(plan: &Plan, rendered: &Rendered, resolved: &Resolved, opts: &BuildOptions) -> String {
     let mut h = Sha256::new();
+    // What kiln rendered (its templates may change without its version).
+    for tree in rendered.profiles.values().chain(rendered.hosts.values()) {
+        let _ = kiln_layers::write_tar(tree, 0, &mut h);
+    }
     let mut part = |s: &str| {
         h.update(s.as_bytes());
         h.update(b"\n");
     };
     // 2: outputs gained sbom/ and cloud-init/; 3: both together (an older output is not
     // "unchanged").
-    part("kiln-build-key-3");
+    // 4: outputs gained boot/.
+    part("kiln-build-key-4");
     part(env!("CARGO_PKG_VERSION"));
     part(&plan.spec_sha256);
     for e in &resolved.lock {
@@ -294,6 +315,10 @@ fn build_into(
     images.extend(outputs::component_images(plan, &baked, &mut layout)?);
     layout.finish()?;
 
+    let boot = match &plan.boot {
+        Some(b) => boot::write_all(&mut ctx, b, &base, &lp, &images)?,
+        None => Vec::new(),
+    };
     let epoch = opts.source_date_epoch;
     let sbom = crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)?;
     if opts.archives {
@@ -309,6 +334,16 @@ fn build_into(
         images,
         identity: outputs::identities(plan, rendered, &base.tree, epoch, &ctx.dist)?,
         sbom,
+        boot,
+        left_out: plan
+            .left_out
+            .iter()
+            .map(|l| LeftOutReport {
+                component: l.component.to_string(),
+                what: l.what.into(),
+                reason: l.reason.clone(),
+            })
+            .collect(),
     };
     let mut json =
         serde_json::to_string_pretty(&report).map_err(|e| BuildError::Source(e.to_string()))?;

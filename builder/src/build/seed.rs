@@ -36,10 +36,15 @@ pub(super) fn require_xorriso() -> Result<(), BuildError> {
 }
 
 /// The regular files of a host's identity tree, for its seed (directories are the image's
-/// already; anything but a file or directory is refused).
+/// already; anything but a file or directory is refused). The networkd file is left out: the
+/// seed's `network-config` describes the same network and cloud-init renders it before
+/// networkd starts, while `write_files` runs too late for networkd's first start.
 pub fn identity_files(host: &str, placed: &FileTree) -> Result<Vec<IdentityFile>, BuildError> {
     let mut files = Vec::new();
     for (path, e) in placed.iter() {
+        if path == crate::components::NETWORK_FILE {
+            continue;
+        }
         match &e.kind {
             EntryKind::File(data) => files.push(IdentityFile {
                 path: path.to_string(),

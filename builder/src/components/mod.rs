@@ -1,6 +1,7 @@
 //! One module per component: the units and ports it runs ([`services`]), and the files it puts
 //! in a profile's tree and in a host's identity tree ([`render`]).
 
+mod boot;
 pub(crate) mod calico;
 mod docker;
 mod etcd;
@@ -9,6 +10,7 @@ mod host;
 mod marathon;
 mod mesos;
 mod network;
+pub(crate) use network::NETWORK_FILE;
 mod zookeeper;
 
 use std::collections::BTreeMap;
@@ -134,6 +136,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &docker::Docker,
     &calico::Calico,
     &firewall::Firewall,
+    &boot::Boot,
 ];
 
 /// The registered component `id`.

@@ -10,6 +10,7 @@
 //!   component registry what each profile runs and masks;
 //! - **cross-checks** ([`ports`]) look at the derived plan (two services on one port).
 
+mod boot;
 mod calico;
 mod derive;
 mod docker;
@@ -22,7 +23,7 @@ mod sources;
 
 use std::str::FromStr;
 
-use kiln_model::plan::Plan;
+use kiln_model::plan::{Plan, Upstream};
 use kiln_model::values::{quote, AbsPath, ValueError, Version};
 
 use crate::diag::{Diagnostic, Severity, SpecSource};
@@ -87,12 +88,29 @@ pub fn parse(src: &SpecSource) -> Result<Spec, Rejected> {
     })
 }
 
+/// How a spec is loaded besides its text.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Upstream components to leave out of the plan (`--leave-out`), with their units and
+    /// ports; the plan records each under `left_out`.
+    pub leave_out: Vec<Upstream>,
+}
+
 /// Parses, checks and derives a spec. `Ok` carries the plan and its warnings; `Err` carries
 /// every error and warning found, located in the source.
 pub fn load(src: &SpecSource) -> Result<Loaded, Rejected> {
-    let spec = parse(src)?;
+    load_with(src, &LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(src: &SpecSource, opts: &LoadOptions) -> Result<Loaded, Rejected> {
+    let mut spec = parse(src)?;
+    let left_out = boot::leave_out(&mut spec, &opts.leave_out);
     let mut c = Checker { diags: Vec::new() };
-    let plan = c.plan(&spec, src);
+    let plan = c.plan(&spec, src).map(|mut p| {
+        p.left_out = left_out;
+        p
+    });
     let mut diags = c.diags;
     src.attach(&mut diags);
     match plan {
@@ -219,7 +237,11 @@ impl Checker {
     fn plan(&mut self, spec: &Spec, src: &SpecSource) -> Option<Plan> {
         let cluster = self.named("cluster.name", "cluster name", &spec.cluster.name);
         let domain = self.val("cluster.domain", &spec.cluster.domain);
-        let base = self.base(spec);
+        let boot = self.boot(spec);
+        let mut base = self.base(spec);
+        if let (Some(Some(_)), Some(d)) = (&boot, base.as_mut().and_then(|b| b.debian.as_mut())) {
+            d.packages = boot::with_boot_packages(std::mem::take(&mut d.packages));
+        }
         let hosts = match &domain {
             Some(d) => self.hosts(spec, d),
             None => Vec::new(),
@@ -258,6 +280,8 @@ impl Checker {
             registry,
             images: images?,
             profiles: Vec::new(),
+            boot: boot?,
+            left_out: Vec::new(),
         });
         self.ports(&plan, src);
         self.paths(&plan, src);

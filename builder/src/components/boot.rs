@@ -1,0 +1,42 @@
+//! What a bootable role image carries besides its services (only when the plan has
+//! [`BootPlan`](kiln_model::plan::BootPlan)): cloud-init's configuration, so that each host's
+//! NoCloud seed gives it its identity at boot. (The initramfs mounts the state partition
+//! below `/run`, so the read-only root needs no mount point of kiln's.)
+//!
+//! Ordering: kiln's units are `After=cloud-init.service` (which runs `write_files` and
+//! `set_hostname`). Debian's `cloud-init.service` is also `Before=sysinit.target`, which with
+//! firewalld in the image is an ordering cycle that systemd breaks by dropping cloud-init
+//! (seen booting the demo: no identity, etcd restart-looping on its missing environment
+//! file); kiln replaces the unit with one without that ordering.
+
+use kiln_model::plan::ComponentId;
+
+use super::{Component, Ctx, RenderError};
+
+/// cloud-init's drop-in: `cloud.cfg.d` files are read in order, so `90-` wins over Debian's.
+pub(crate) const CLOUD_CFG: &str = "/etc/cloud/cloud.cfg.d/90-kiln.cfg";
+
+/// kiln's replacement of Debian's unit (see the module doc).
+pub(crate) const CLOUD_INIT_UNIT: &str = "/etc/systemd/system/cloud-init.service";
+
+/// The boot component.
+pub(crate) struct Boot;
+
+impl Component for Boot {
+    fn id(&self) -> ComponentId {
+        ComponentId::Boot
+    }
+
+    fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
+        if ctx.plan.boot.is_none() {
+            return Ok(());
+        }
+        ctx.template(CLOUD_CFG, 0o644, "cloud.cfg", minijinja::context! {})?;
+        ctx.template(
+            CLOUD_INIT_UNIT,
+            0o644,
+            "cloud-init.service",
+            minijinja::context! {},
+        )
+    }
+}
