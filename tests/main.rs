@@ -5,6 +5,7 @@
 
 mod util;
 
+mod boot;
 mod build;
 mod cache;
 mod cli;

@@ -141,7 +141,7 @@ log "opening $ROOTDEV with dm-verity, root hash $ROOTHASH"
 veritysetup open "$ROOTDEV" kiln-root "$ROOTDEV" "$ROOTHASH" --hash-offset="$HASHOFFSET" ||
   fail "dm-verity refused $ROOTDEV (veritysetup open failed): root hash or hash tree does not match"
 mount -t squashfs -o ro /dev/mapper/kiln-root /newroot ||
-  fail "the root filesystem on $ROOTDEV failed verification (mount failed, corrupted data?)"
+  fail "the root filesystem on $ROOTDEV failed verification (mount failed: its data or hash tree does not match the root hash)"
 log "root verified and mounted read-only"
 
 # /run is a tmpfs as systemd would mount it; the state lives below it, so the image needs no

@@ -48,7 +48,7 @@ pub struct BootInputs<'a> {
     pub kernel_args: Vec<String>,
     /// Bytes of the ext4 state partition (rounded up to 1 MiB); 0: none (state in RAM).
     pub state_size: u64,
-    /// Write `disk.raw` (kept also when only `qcow2` is asked for? no: removed then).
+    /// Keep `disk.raw` (with only `qcow2`, the raw disk is made, converted and removed).
     pub raw: bool,
     /// Write `disk.qcow2`.
     pub qcow2: bool,
