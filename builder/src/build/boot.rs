@@ -6,6 +6,13 @@
 //!
 //! The flattened tar is scratch: it is removed once the outputs are written, or compressed
 //! into `rootfs.tar.gz`/`rootfs.tar.xz` when the spec asks for it.
+//!
+//! Boot outputs take minutes (a gigabyte flattened, squashed, hashed, put on disks), and they
+//! depend only on the role image and the boot settings, not on host identities: they are
+//! cached under `CACHE/boot/KEY/` (KEY from the image's manifest digest, the settings and
+//! kiln's version) and copied from there (never linked) when an image did not change, e.g.
+//! after a change to a host's address. A cache entry is complete or absent (written beside
+//! and renamed); a copy that fails falls back to building.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read};
@@ -69,6 +76,18 @@ pub(super) fn write_all(
         let rel_dir = Dist::boot_dir_rel(&profile.name);
         let dir = ctx.dist.root().join(&rel_dir);
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {rel_dir}")))?;
+        let seed = seed(&image.manifest_digest.to_string(), &profile.name, boot);
+        let cached = ctx
+            .opts
+            .layer_cache
+            .as_ref()
+            .and_then(|l| l.parent())
+            .map(|c| c.join("boot").join(hex::encode(seed)));
+        if let Some(hit) = cached.as_deref().and_then(|c| from_cache(c, &dir)) {
+            (ctx.progress)(&format!("boot {}: unchanged (boot cache)", profile.name));
+            reports.push(hit);
+            continue;
+        }
         let tar = dir.join("rootfs.tar");
         (ctx.progress)(&format!("boot {}: flattening the root filesystem", profile.name));
         flatten(ctx, base, lp, &upper, &tar)?;
@@ -79,7 +98,7 @@ pub(super) fn write_all(
         let inputs = BootInputs {
             rootfs_tar: &tar,
             name: &image.reference,
-            seed: seed(&image.manifest_digest.to_string(), &profile.name, boot),
+            seed,
             source_date_epoch: ctx.opts.source_date_epoch,
             kernel_args: boot.kernel_args.iter().map(ToString::to_string).collect(),
             state_size: u64::from(boot.state_size_mib) << 20,
@@ -97,15 +116,70 @@ pub(super) fn write_all(
             None => None,
         };
         fs::remove_file(&tar).map_err(io_err(format!("removing {rel_dir}/rootfs.tar")))?;
-        reports.push(report(
+        let r = report(
             &rel_dir,
             &profile.name,
             &image.reference,
             &art,
             rootfs_tarball,
-        ));
+        );
+        if let Some(c) = &cached {
+            if let Err(e) = to_cache(c, &dir, &r) {
+                tracing::warn!("boot cache: not storing {}: {e}", c.display());
+            }
+        }
+        reports.push(r);
     }
     Ok(reports)
+}
+
+const CACHED_REPORT: &str = "boot-report.json";
+
+/// The outputs of a cache entry copied into `dir`, and their report; `None` (and `dir`
+/// emptied) when there is no complete entry.
+fn from_cache(entry: &Path, dir: &Path) -> Option<BootReport> {
+    let report: BootReport =
+        serde_json::from_str(&fs::read_to_string(entry.join(CACHED_REPORT)).ok()?).ok()?;
+    let copied = (|| -> io::Result<()> {
+        for f in fs::read_dir(entry)? {
+            let f = f?;
+            if f.file_name() != CACHED_REPORT {
+                fs::copy(f.path(), dir.join(f.file_name()))?;
+            }
+        }
+        Ok(())
+    })();
+    if copied.is_err() {
+        let _ = fs::remove_dir_all(dir).and_then(|()| fs::create_dir_all(dir));
+        return None;
+    }
+    Some(report)
+}
+
+/// Stores the outputs in `dir` as the cache entry `entry` (complete or not at all).
+fn to_cache(entry: &Path, dir: &Path, report: &BootReport) -> io::Result<()> {
+    let parent = entry.parent().unwrap_or(entry);
+    fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+    for f in fs::read_dir(dir)? {
+        let f = f?;
+        fs::copy(f.path(), tmp.path().join(f.file_name()))?;
+    }
+    let json = serde_json::to_string_pretty(report).map_err(io::Error::other)?;
+    fs::write(tmp.path().join(CACHED_REPORT), json)?;
+    let tmp = tmp.keep();
+    match fs::rename(&tmp, entry) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another build stored the same entry first.
+            if entry.join(CACHED_REPORT).is_file() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 fn report(
@@ -142,6 +216,7 @@ fn seed(manifest_digest: &str, profile: &str, boot: &BootPlan) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
         "kiln-boot-1",
+        env!("CARGO_PKG_VERSION"),
         manifest_digest,
         profile,
         &format!("{boot:?}"),
