@@ -4,6 +4,7 @@
 //! [`components::render`] → file trees; see `shared/DESIGN.md`. Nothing here knows about clap:
 //! every entry point takes plain values so tests call it directly.
 
+pub mod boot;
 pub mod build;
 pub mod components;
 pub mod diag;

@@ -67,7 +67,13 @@ pub fn flatten_tar<R: Read, W: Write>(
                 if dropped.contains(target) || upper.get(target).is_some() {
                     continue;
                 }
-                write_entry(&mut out, &path, &base_entry, Some(target), source_date_epoch)?
+                write_entry(
+                    &mut out,
+                    &path,
+                    &base_entry,
+                    Some(target),
+                    source_date_epoch,
+                )?
             }
             _ => write_entry(&mut out, &path, &base_entry, None, source_date_epoch)?,
         };
@@ -112,30 +118,47 @@ mod tests {
             .unwrap();
         base.insert("/etc/keep", Entry::file("k", 0o600).owned(5, 6))
             .unwrap();
-        base.insert("/lib/systemd/system/etcd.service", Entry::file("[Unit]\n", 0o644))
+        base.insert(
+            "/lib/systemd/system/etcd.service",
+            Entry::file("[Unit]\n", 0o644),
+        )
+        .unwrap();
+        base.insert("/opt/old/file", Entry::file("x", 0o644))
             .unwrap();
-        base.insert("/opt/old/file", Entry::file("x", 0o644)).unwrap();
-        base.insert("/usr/bin/a", Entry::file("aaa", 0o755)).unwrap();
-        base.insert("/usr/bin/b", Entry {
-            kind: EntryKind::Hardlink("/usr/bin/a".into()),
-            ..Entry::file("", 0o755)
-        })
+        base.insert("/usr/bin/a", Entry::file("aaa", 0o755))
+            .unwrap();
+        base.insert(
+            "/usr/bin/b",
+            Entry {
+                kind: EntryKind::Hardlink("/usr/bin/a".into()),
+                ..Entry::file("", 0o755)
+            },
+        )
         .unwrap();
         let mut upper = FileTree::new();
         upper.insert("/etc", Entry::dir(0o750)).unwrap();
-        upper.insert("/etc/hostname", Entry::file("node1\n", 0o644))
+        upper
+            .insert("/etc/hostname", Entry::file("node1\n", 0o644))
             .unwrap();
         upper
-            .insert("/lib/systemd/system/etcd.service", Entry::symlink("/dev/null"))
+            .insert(
+                "/lib/systemd/system/etcd.service",
+                Entry::symlink("/dev/null"),
+            )
             .unwrap();
         upper.insert("/opt/old", Entry::symlink("/srv")).unwrap();
-        upper.insert("/var/lib/new", Entry::file("n", 0o644)).unwrap();
+        upper
+            .insert("/var/lib/new", Entry::file("n", 0o644))
+            .unwrap();
 
         let mut out = Vec::new();
         flatten_tar(&tar_of(&base)[..], &upper, 100, &mut out).unwrap();
         let t = read_layer(&out[..]).unwrap();
         assert_eq!(t.get("/etc").unwrap().mode, 0o750);
-        assert_eq!(t.get("/etc/hostname").unwrap().data(), Some(&b"node1\n"[..]));
+        assert_eq!(
+            t.get("/etc/hostname").unwrap().data(),
+            Some(&b"node1\n"[..])
+        );
         assert_eq!(t.get("/etc/keep").unwrap().uid, 5);
         assert_eq!(
             t.get("/lib/systemd/system/etcd.service").unwrap().kind,

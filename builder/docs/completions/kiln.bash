@@ -16,6 +16,9 @@ _kiln() {
             ",$1")
                 cmd="kiln"
                 ;;
+            kiln,boot)
+                cmd="kiln__subcmd__boot"
+                ;;
             kiln,build)
                 cmd="kiln__subcmd__build"
                 ;;
@@ -58,6 +61,9 @@ _kiln() {
             kiln__subcmd__cache__subcmd__help,import)
                 cmd="kiln__subcmd__cache__subcmd__help__subcmd__import"
                 ;;
+            kiln__subcmd__help,boot)
+                cmd="kiln__subcmd__help__subcmd__boot"
+                ;;
             kiln__subcmd__help,build)
                 cmd="kiln__subcmd__help__subcmd__build"
                 ;;
@@ -98,12 +104,46 @@ _kiln() {
 
     case "${cmd}" in
         kiln)
-            opts="-v -h -V --verbose --help --version init check schema build push lock fetch cache render help"
+            opts="-v -h -V --verbose --help --version init check schema build boot push lock fetch cache render help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kiln__subcmd__boot)
+            opts="-v -h --host --all --json --keep --timeout --accel --memory --run-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --accel)
+                    COMPREPLY=($(compgen -W "auto kvm tcg" -- "${cur}"))
+                    return 0
+                    ;;
+                --memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --run-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -268,8 +308,22 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__help)
-            opts="init check schema build push lock fetch cache render help"
+            opts="init check schema build boot push lock fetch cache render help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kiln__subcmd__help__subcmd__boot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

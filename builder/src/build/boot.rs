@@ -89,7 +89,10 @@ pub(super) fn write_all(
             continue;
         }
         let tar = dir.join("rootfs.tar");
-        (ctx.progress)(&format!("boot {}: flattening the root filesystem", profile.name));
+        (ctx.progress)(&format!(
+            "boot {}: flattening the root filesystem",
+            profile.name
+        ));
         flatten(ctx, base, lp, &upper, &tar)?;
         (ctx.progress)(&format!(
             "boot {}: kernel, initramfs, verified root and disks",
@@ -133,6 +136,30 @@ pub(super) fn write_all(
     Ok(reports)
 }
 
+/// `boot/manifest.json`: what `kiln boot` starts and checks ([`crate::boot::manifest`]).
+pub(super) fn write_manifest(
+    plan: &kiln_model::plan::Plan,
+    boot: &[BootReport],
+    dist: &Dist,
+) -> Result<(), BuildError> {
+    let profiles = boot
+        .iter()
+        .map(|b| crate::boot::ProfileBoot {
+            name: b.profile.clone(),
+            disk_raw: b.disk_raw.clone().unwrap_or_default(),
+            disk_qcow2: b.disk_qcow2.clone().unwrap_or_default(),
+            root_hash: b.root_hash.clone(),
+            cmdline: b.cmdline.clone(),
+        })
+        .collect();
+    let m = crate::boot::manifest(plan, profiles);
+    let mut json =
+        serde_json::to_string_pretty(&m).map_err(|e| BuildError::Source(e.to_string()))?;
+    json.push('\n');
+    fs::write(dist.boot_manifest(), json)
+        .map_err(io_err(format!("writing {}", Dist::boot_manifest_rel())))
+}
+
 const CACHED_REPORT: &str = "boot-report.json";
 
 /// The outputs of a cache entry copied into `dir`, and their report; `None` (and `dir`
@@ -160,7 +187,9 @@ fn from_cache(entry: &Path, dir: &Path) -> Option<BootReport> {
 fn to_cache(entry: &Path, dir: &Path, report: &BootReport) -> io::Result<()> {
     let parent = entry.parent().unwrap_or(entry);
     fs::create_dir_all(parent)?;
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(parent)?;
     for f in fs::read_dir(dir)? {
         let f = f?;
         fs::copy(f.path(), tmp.path().join(f.file_name()))?;
@@ -238,9 +267,9 @@ fn flatten(
     out: &Path,
 ) -> Result<(), BuildError> {
     let stream: Box<dyn Read> = match &ctx.resolved.base {
-        Some(BaseSource::Tarball { path, .. }) => Box::new(
-            fs::File::open(path).map_err(io_err(format!("reading {}", path.display())))?,
-        ),
+        Some(BaseSource::Tarball { path, .. }) => {
+            Box::new(fs::File::open(path).map_err(io_err(format!("reading {}", path.display())))?)
+        }
         Some(BaseSource::Image(img)) => match img.image.layers.as_slice() {
             [one] => Box::new(ctx.store.open_blob(&one.digest)?),
             more => {
@@ -272,12 +301,10 @@ fn flatten(
         ctx.opts.source_date_epoch,
         &mut w,
     )?;
-    let f = w
-        .into_inner()
-        .map_err(|e| BuildError::Io {
-            action: format!("writing {}", out.display()),
-            source: e.into_error(),
-        })?;
+    let f = w.into_inner().map_err(|e| BuildError::Io {
+        action: format!("writing {}", out.display()),
+        source: e.into_error(),
+    })?;
     f.sync_all()
         .map_err(io_err(format!("writing {}", out.display())))
 }
@@ -294,11 +321,8 @@ fn compress(tar: &Path, out: &Path, ext: &str, threads: usize) -> Result<(), Bui
     match ext {
         "tar.gz" => {
             let f = fs::File::create(out).map_err(err())?;
-            let mut enc = kiln_layers::compress::ParallelGzEncoder::new(
-                BufWriter::new(f),
-                6,
-                threads,
-            );
+            let mut enc =
+                kiln_layers::compress::ParallelGzEncoder::new(BufWriter::new(f), 6, threads);
             io::copy(&mut input, &mut enc).map_err(err())?;
             io::Write::flush(&mut enc.finish().map_err(err())?).map_err(err())?;
         }

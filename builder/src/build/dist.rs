@@ -74,6 +74,18 @@ impl Dist {
     pub fn seed_iso_rel(host: &str) -> String {
         format!("cloud-init/{host}-cidata.iso")
     }
+    /// `boot/`: a bootable disk per profile and the boot manifest.
+    pub fn boot(&self) -> PathBuf {
+        self.root.join("boot")
+    }
+    /// `boot/manifest.json`: what `kiln boot` starts and checks (see [`crate::boot::manifest`]).
+    pub fn boot_manifest(&self) -> PathBuf {
+        self.root.join(Self::boot_manifest_rel())
+    }
+    /// `boot/manifest.json`, relative to the root.
+    pub fn boot_manifest_rel() -> &'static str {
+        "boot/manifest.json"
+    }
     /// `boot/PROFILE`, relative to the root: a role image's bootable outputs.
     pub fn boot_dir_rel(profile: &str) -> String {
         format!("boot/{profile}")

@@ -254,8 +254,8 @@ fn build_key(plan: &Plan, rendered: &Rendered, resolved: &Resolved, opts: &Build
     };
     // 2: outputs gained sbom/ and cloud-init/; 3: both together (an older output is not
     // "unchanged").
-    // 4: outputs gained boot/.
-    part("kiln-build-key-4");
+    // 4: outputs gained boot/; 5: and boot/manifest.json.
+    part("kiln-build-key-5");
     part(env!("CARGO_PKG_VERSION"));
     part(&plan.spec_sha256);
     for e in &resolved.lock {
@@ -319,6 +319,9 @@ fn build_into(
         Some(b) => boot::write_all(&mut ctx, b, &base, &lp, &images)?,
         None => Vec::new(),
     };
+    if !boot.is_empty() {
+        boot::write_manifest(plan, &boot, &ctx.dist)?;
+    }
     let epoch = opts.source_date_epoch;
     let sbom = crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)?;
     if opts.archives {

@@ -3,7 +3,7 @@
 
 mod boot;
 pub(crate) mod calico;
-mod docker;
+pub(crate) mod docker;
 mod etcd;
 mod firewall;
 mod host;

@@ -18,7 +18,12 @@ impl Checker {
         if !b.enabled.unwrap_or(has_kernel) {
             return Some(None);
         }
-        if spec.base.debian.as_ref().is_some_and(|d| d.kernel.is_empty()) {
+        if spec
+            .base
+            .debian
+            .as_ref()
+            .is_some_and(|d| d.kernel.is_empty())
+        {
             self.err(
                 "base.debian.kernel",
                 "no kernel package, and boot outputs (boot.enabled) need the image's kernel",

@@ -1,0 +1,456 @@
+//! Starting hosts as QEMU VMs without root: a qcow2 overlay per host over the built disk (the
+//! disk itself is never written), the host's seed ISO as a CD-ROM, one NIC with the host's MAC
+//! on a private L2 network shared by the VMs of one run (a UDP multicast socket netdev on
+//! 127.0.0.1, group and port random per run), the serial console in a log file and the guest
+//! agent's virtio-serial channel on a unix socket. See `shared/BOOT-NOTES.md` for why: KVM is
+//! probed with a real boot, VMs use `-smp 1` and start one after another.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{BootError, Result};
+
+/// The QEMU programs a run needs.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub qemu: PathBuf,
+    pub qemu_img: PathBuf,
+}
+
+impl Tools {
+    /// Finds `qemu-system-x86_64` and `qemu-img` on `PATH`.
+    pub fn find() -> Result<Tools> {
+        Ok(Tools {
+            qemu: which("qemu-system-x86_64").ok_or(BootError::Tool {
+                tool: "qemu-system-x86_64",
+                package: "qemu-system-x86",
+            })?,
+            qemu_img: which("qemu-img").ok_or(BootError::Tool {
+                tool: "qemu-img",
+                package: "qemu-utils",
+            })?,
+        })
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The accelerator VMs run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// What the user asked for: `auto` probes KVM with a short real boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccelChoice {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// How a VM boots.
+#[derive(Debug, Clone)]
+pub enum BootFrom {
+    /// A disk image (through SeaBIOS), behind a qcow2 overlay in the run directory.
+    Disk { image: PathBuf, format: DiskFormat },
+    /// A kernel and initramfs given to QEMU directly (test fixtures).
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+}
+
+/// Format of a disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// A private L2 network: every VM of a run joins the same multicast group on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct L2Net {
+    pub group: Ipv4Addr,
+    pub port: u16,
+}
+
+impl L2Net {
+    /// A group in 239.255.0.0/16 (organisation-local) and a port, random per run so parallel
+    /// runs do not share a network.
+    pub fn random() -> L2Net {
+        let r = random_u64();
+        let b = r.to_le_bytes();
+        L2Net {
+            group: Ipv4Addr::new(239, 255, b[0], b[1].max(1)),
+            port: 20000 + (u16::from_le_bytes([b[2], b[3]]) % 40000),
+        }
+    }
+    fn netdev(&self, id: &str) -> String {
+        format!(
+            "socket,id={id},mcast={}:{},localaddr=127.0.0.1",
+            self.group, self.port
+        )
+    }
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// One VM to start.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Host name: names the files in the run directory.
+    pub name: String,
+    pub boot: BootFrom,
+    /// A CD-ROM (the host's `cidata` seed ISO).
+    pub cdrom: Option<PathBuf>,
+    /// The NIC's MAC, on `net`.
+    pub mac: String,
+    pub net: Option<L2Net>,
+    pub memory_mib: u32,
+}
+
+/// A running VM. Killed (and its overlay removed) on drop unless kept.
+#[derive(Debug)]
+pub struct Vm {
+    pub name: String,
+    pub pid: u32,
+    /// The serial console (ttyS0).
+    pub serial_log: PathBuf,
+    /// QEMU's own messages.
+    pub qemu_log: PathBuf,
+    /// The guest agent's socket.
+    pub qga_socket: PathBuf,
+    overlay: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+impl Vm {
+    /// Whether QEMU still runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+    /// Leaves the VM running after this handle is gone (`--keep`).
+    pub fn keep(mut self) -> u32 {
+        self.child = None;
+        self.overlay = None;
+        self.pid
+    }
+    /// Stops QEMU now.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(o) = self.overlay.take() {
+            let _ = fs::remove_file(o);
+        }
+    }
+    /// The last `lines` lines of the serial console.
+    pub fn console_tail(&self, lines: usize) -> Vec<String> {
+        tail(&self.serial_log, lines)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of a text file (at most its last 256 KiB), control characters but
+/// tab removed.
+pub fn tail(path: &Path, lines: usize) -> Vec<String> {
+    let Ok(mut f) = File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<String> = text
+        .lines()
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect()
+        })
+        .collect();
+    all[all.len().saturating_sub(lines)..].to_vec()
+}
+
+/// Starts one VM in `run_dir` with `accel`. With `keep`, QEMU runs in its own process group
+/// and outlives kiln; otherwise it is killed when kiln dies (see [`die_with_parent`]).
+pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: bool) -> Result<Vm> {
+    let name = &spec.name;
+    let serial_log = run_dir.join(format!("{name}.serial.log"));
+    let qemu_log = run_dir.join(format!("{name}.qemu.log"));
+    let qga_socket = run_dir.join(format!("{name}.qga"));
+    let _ = fs::remove_file(&qga_socket);
+    let mut cmd = Command::new(&tools.qemu);
+    cmd.args([
+        "-name",
+        name,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+    ])
+    .args(["-machine", "q35", "-smp", "1", "-accel", accel.name()])
+    .arg("-m")
+    .arg(spec.memory_mib.to_string())
+    .arg("-serial")
+    .arg(format!("file:{}", serial_log.display()));
+    let mut overlay = None;
+    match &spec.boot {
+        BootFrom::Disk { image, format } => {
+            let o = run_dir.join(format!("{name}.qcow2"));
+            create_overlay(tools, image, *format, &o)?;
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=none,id=disk0,format=qcow2,file={}",
+                    o.display()
+                ))
+                .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
+            overlay = Some(o);
+        }
+        BootFrom::Kernel {
+            kernel,
+            initrd,
+            append,
+        } => {
+            cmd.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .arg("-append")
+                .arg(append);
+        }
+    }
+    if let Some(iso) = &spec.cdrom {
+        cmd.arg("-drive")
+            .arg(format!(
+                "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file={}",
+                iso.display()
+            ))
+            .args(["-device", "ide-cd,drive=cd0"]);
+    }
+    if let Some(net) = &spec.net {
+        cmd.arg("-netdev")
+            .arg(net.netdev("n0"))
+            .arg("-device")
+            .arg(format!(
+                "virtio-net-pci,netdev=n0,mac={},romfile=",
+                spec.mac
+            ));
+    }
+    cmd.args(["-device", "virtio-serial-pci"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=qga0,path={},server=on,wait=off",
+            qga_socket.display()
+        ))
+        .arg("-device")
+        .arg(format!(
+            "virtserialport,chardev=qga0,name={}",
+            super::qga::CHANNEL
+        ));
+    let log = File::create(&qemu_log)
+        .map_err(BootError::io(format!("creating {}", qemu_log.display())))?;
+    cmd.stdin(Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map_err(BootError::io("duplicating a file handle"))?,
+        )
+        .stderr(log);
+    if keep {
+        cmd.process_group(0);
+    } else {
+        die_with_parent(&mut cmd);
+    }
+    tracing::debug!(?cmd, "starting VM {name}");
+    let child = cmd
+        .spawn()
+        .map_err(BootError::io(format!("running {}", tools.qemu.display())))?;
+    Ok(Vm {
+        name: name.clone(),
+        pid: child.id(),
+        serial_log,
+        qemu_log,
+        qga_socket,
+        overlay,
+        child: Some(child),
+    })
+}
+
+/// QEMU gets SIGKILL when the thread that started it ends (Ctrl-C, a crash, `kill -9`), so
+/// no VM outlives a run that was not asked to keep them. Drop kills them on a normal exit.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and makes a single prctl system call,
+    // which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+fn create_overlay(tools: &Tools, image: &Path, format: DiskFormat, overlay: &Path) -> Result<()> {
+    let image = fs::canonicalize(image).map_err(|e| BootError::Missing {
+        what: "disk image".into(),
+        path: image.to_path_buf(),
+        source: e,
+    })?;
+    let out = Command::new(&tools.qemu_img)
+        .args(["create", "-q", "-f", "qcow2", "-F", format.name(), "-b"])
+        .arg(&image)
+        .arg(overlay)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(BootError::io(format!(
+            "running {}",
+            tools.qemu_img.display()
+        )))?;
+    if !out.status.success() {
+        return Err(BootError::Qemu {
+            host: overlay.display().to_string(),
+            detail: format!(
+                "qemu-img create failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Console lines that show a kernel past early boot (timer calibration done).
+pub const PAST_EARLY_BOOT: &[&str] = &[
+    "kiln-initramfs:",
+    "Run /init as init process",
+    "systemd[1]:",
+    "Welcome to",
+    "kiln-fixture:",
+];
+
+/// Waits until the VM's console shows one of `markers` (returned), QEMU exits (an error with
+/// its messages), or `timeout` passes (`None`).
+pub fn wait_console(vm: &mut Vm, markers: &[&str], timeout: Duration) -> Result<Option<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = fs::read(&vm.serial_log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        if let Some(m) = markers.iter().find(|m| text.contains(**m)) {
+            return Ok(Some((*m).to_string()));
+        }
+        if !vm.running() {
+            return Err(BootError::Qemu {
+                host: vm.name.clone(),
+                detail: format!("QEMU exited: {}", tail(&vm.qemu_log, 10).join(" | ")),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The outcome of choosing an accelerator.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccelPick {
+    pub accel: Accel,
+    /// Why, for the log and the report.
+    pub why: String,
+}
+
+/// Picks the accelerator: `auto` boots `probe` under KVM in `run_dir` and uses KVM only when
+/// its console shows a kernel within `timeout` (KVM that exists but hangs guests is common in
+/// nested setups); else TCG.
+pub fn pick_accel(
+    tools: &Tools,
+    choice: AccelChoice,
+    probe: &BootFrom,
+    run_dir: &Path,
+    timeout: Duration,
+) -> Result<AccelPick> {
+    let pick = |accel, why: &str| {
+        Ok(AccelPick {
+            accel,
+            why: why.to_string(),
+        })
+    };
+    match choice {
+        AccelChoice::Kvm => return pick(Accel::Kvm, "--accel kvm"),
+        AccelChoice::Tcg => return pick(Accel::Tcg, "--accel tcg"),
+        AccelChoice::Auto => {}
+    }
+    if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        return pick(Accel::Tcg, &format!("/dev/kvm is not usable ({e}): TCG"));
+    }
+    let spec = VmSpec {
+        name: "kvm-probe".into(),
+        boot: probe.clone(),
+        cdrom: None,
+        mac: "52:54:00:00:00:01".into(),
+        net: None,
+        memory_mib: 512,
+    };
+    let mut vm = start(tools, Accel::Kvm, &spec, run_dir, false)?;
+    let mut markers = vec!["Linux version"];
+    markers.extend_from_slice(PAST_EARLY_BOOT);
+    let seen = wait_console(&mut vm, &markers, timeout);
+    vm.kill();
+    match seen {
+        Ok(Some(m)) => pick(Accel::Kvm, &format!("KVM probe boot reached {m:?}")),
+        Ok(None) => pick(
+            Accel::Tcg,
+            &format!("a KVM guest printed no kernel line within {timeout:?}: TCG"),
+        ),
+        Err(e) => pick(Accel::Tcg, &format!("a KVM guest failed ({e}): TCG")),
+    }
+}
