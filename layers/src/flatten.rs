@@ -52,7 +52,7 @@ pub fn flatten_tar<R: Read, W: Write>(
             dropped.insert(path);
             continue;
         }
-        let base_entry = raw.into_entry(&path)?;
+        let base_entry = raw.into_entry()?;
         if let Some(up) = upper.get(&path) {
             if up.kind == EntryKind::Dir && base_entry.kind == EntryKind::Dir {
                 written += write_entry(&mut out, &path, up, None, source_date_epoch)?;

@@ -136,9 +136,10 @@ pub(crate) fn clean_name(name: &str) -> Result<Option<String>> {
 }
 
 impl RawEntry {
-    /// The entry at `path` (the cleaned name), for a stream read without a tree: a hard link
-    /// keeps its cleaned target as it is.
-    pub(crate) fn into_entry(self, path: &str) -> Result<Entry> {
+    /// The entry, its kind from the type flag; a hard link's target is cleaned but not looked
+    /// up (callers with a tree check it).
+    pub(crate) fn into_entry(self) -> Result<Entry> {
+        let name = self.name.as_str();
         let kind = match self.typeflag {
             b'0' | b'\0' | b'7' => EntryKind::File(self.data),
             b'5' => EntryKind::Dir,
@@ -146,14 +147,14 @@ impl RawEntry {
             b'3' => EntryKind::CharDevice(self.dev.0, self.dev.1),
             b'4' => EntryKind::BlockDevice(self.dev.0, self.dev.1),
             b'6' => EntryKind::Fifo,
-            b'1' => match clean(path, &self.linkname)? {
+            b'1' => match clean(name, &self.linkname)? {
                 Some(t) => EntryKind::Hardlink(t),
-                None => return Err(unsafe_entry(path, "hard link to the root")),
+                None => return Err(unsafe_entry(name, "hard link to the root")),
             },
             t => {
                 return Err(Error::Malformed {
                     offset: self.offset,
-                    reason: format!("entry {path:?} has unsupported type {:?}", t as char),
+                    reason: format!("entry {name:?} has unsupported type {:?}", t as char),
                 })
             }
         };
@@ -248,47 +249,23 @@ impl Layer {
             }
             return Ok(());
         }
-        let kind = match raw.typeflag {
-            b'0' | b'\0' | b'7' => EntryKind::File(raw.data),
-            b'5' => EntryKind::Dir,
-            b'2' => EntryKind::Symlink(raw.linkname),
-            b'3' => EntryKind::CharDevice(raw.dev.0, raw.dev.1),
-            b'4' => EntryKind::BlockDevice(raw.dev.0, raw.dev.1),
-            b'6' => EntryKind::Fifo,
-            b'1' => {
-                let Some(target) = clean(entry_name, &raw.linkname)? else {
-                    return Err(unsafe_entry(entry_name, "hard link to the root"));
-                };
-                let found = self.lookup(base, &target).ok_or_else(|| {
-                    unsafe_entry(
-                        entry_name,
-                        format!("hard link target {target} is not present before it"),
-                    )
-                })?;
-                match &found.kind {
-                    EntryKind::Dir => {
-                        return Err(unsafe_entry(entry_name, "hard link to a directory"))
-                    }
-                    // Point at the content, not at another link.
-                    EntryKind::Hardlink(t) => EntryKind::Hardlink(t.clone()),
-                    _ => EntryKind::Hardlink(target),
-                }
+        let entry_name = raw.name.clone();
+        let entry_name = entry_name.as_str();
+        let mut entry = raw.into_entry()?;
+        if let EntryKind::Hardlink(target) = &entry.kind {
+            let found = self.lookup(base, target).ok_or_else(|| {
+                unsafe_entry(
+                    entry_name,
+                    format!("hard link target {target} is not present before it"),
+                )
+            })?;
+            match &found.kind {
+                EntryKind::Dir => return Err(unsafe_entry(entry_name, "hard link to a directory")),
+                // Point at the content, not at another link.
+                EntryKind::Hardlink(t) => entry.kind = EntryKind::Hardlink(t.clone()),
+                _ => {}
             }
-            t => {
-                return Err(Error::Malformed {
-                    offset: raw.offset,
-                    reason: format!("entry {entry_name:?} has unsupported type {:?}", t as char),
-                })
-            }
-        };
-        let entry = Entry {
-            kind,
-            mode: raw.mode & 0o7777,
-            uid: raw.uid,
-            gid: raw.gid,
-            mtime: Some(raw.mtime),
-            xattrs: raw.xattrs,
-        };
+        }
         self.upper.replace(&path, entry)?;
         self.explicit.insert(path);
         Ok(())
