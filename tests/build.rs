@@ -32,7 +32,7 @@ const STAND_INS: &[&str] = &[
     "/lib/systemd/systemd-networkd",
 ];
 
-fn busybox_tree() -> FileTree {
+pub(crate) fn busybox_tree() -> FileTree {
     let mut t = FileTree::new();
     t.insert("/bin/busybox", Entry::file(busybox(), 0o755))
         .unwrap();
@@ -45,7 +45,12 @@ fn busybox_tree() -> FileTree {
 }
 
 /// Writes a one-layer OCI layout `dir` with ref `reference`.
-fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option<Vec<String>>) {
+pub(crate) fn write_fixture_image(
+    dir: &Path,
+    reference: &str,
+    tree: &FileTree,
+    cmd: Option<Vec<String>>,
+) {
     let opts = LayerOptions {
         source_date_epoch: 1_600_000_000,
         ..LayerOptions::default()

@@ -9,6 +9,7 @@ mod boot;
 mod build;
 mod cache;
 mod cli;
+mod cluster;
 mod debian;
 mod debian_sources;
 mod invalid;

@@ -104,3 +104,12 @@ pub fn spdx_package<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_jso
             panic!("no package {name} in the SBOM: {names:?}")
         })
 }
+
+/// Held by every test while its QEMU guests run: two TCG guests that start at the same moment
+/// on 2 cores can hang in timer calibration (`shared/BOOT-NOTES.md`), and one guest per core
+/// keeps boot times within the tests' timeouts.
+pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

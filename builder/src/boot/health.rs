@@ -68,6 +68,17 @@ fn script(probe: &Probe) -> String {
             "systemctl show -p ActiveState,SubState,NRestarts,Result {} 2>&1",
             sh_quote(unit)
         ),
+        Probe::HostLink { mac, address } => format!(
+            // busybox (on every bootable image) when the image has no iproute2.
+            "command -v ip >/dev/null || ip() {{ busybox ip \"$@\"; }}; \
+             for d in /sys/class/net/*; do [ \"$(cat $d/address)\" = {m} ] && i=${{d##*/}}; done; \
+             [ -n \"$i\" ] || {{ echo no NIC with MAC {m}; exit 1; }}; \
+             ip link set \"$i\" up || exit 1; \
+             ip -o -4 addr show dev \"$i\" | grep -q ' {a} ' || ip addr add {a} dev \"$i\" || exit 1; \
+             ip -o -4 addr show dev \"$i\" | grep -q ' {a} ' && echo \"$i {a}\"",
+            m = sh_quote(mac),
+            a = address,
+        ),
     }
 }
 
@@ -161,6 +172,13 @@ pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
                 ProbeResult::new(true, format!("{path} present"))
             } else {
                 ProbeResult::new(false, format!("{path} missing"))
+            }
+        }
+        Probe::HostLink { .. } => {
+            if out.success() {
+                ProbeResult::new(true, first_line(text.trim()))
+            } else {
+                ProbeResult::new(false, first_err())
             }
         }
         Probe::Unit { .. } => {

@@ -97,6 +97,9 @@ pub enum Probe {
     File { path: String },
     /// A systemd unit is `ActiveState=active` with `NRestarts=0`.
     Unit { unit: String },
+    /// Not from the manifest: `kiln boot` brings up the VM's host link (the NIC with `mac`)
+    /// with `address` and checks that it holds it. Idempotent, so it is re-run like a check.
+    HostLink { mac: String, address: String },
 }
 
 /// The boot manifest of a plan whose disks `kiln build` made: `profiles` as built, hosts and

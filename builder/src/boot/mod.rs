@@ -231,6 +231,20 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                 source,
             })?;
         }
+        let link = qemu::host_link_mac(&h.mac);
+        let mut checks = vec![Check {
+            id: "host-link".into(),
+            about: format!(
+                "host link {} up (the build host is {})",
+                qemu::HOST_LINK_ADDR,
+                qemu::HOST_LINK_HOST
+            ),
+            probe: Probe::HostLink {
+                mac: link.clone(),
+                address: qemu::HOST_LINK_ADDR.into(),
+            },
+        }];
+        checks.extend(h.checks.iter().cloned());
         specs.push((
             qemu::VmSpec {
                 name: h.name.clone(),
@@ -238,9 +252,10 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                 cdrom: Some(seed),
                 mac: h.mac.clone(),
                 net: Some(net),
+                host_link: Some(link),
                 memory_mib: opts.memory_mib,
             },
-            h.checks.clone(),
+            checks,
         ));
     }
     let run_dir = run_dir(opts.run_dir.as_deref())?;

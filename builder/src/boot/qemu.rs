@@ -147,7 +147,27 @@ pub struct VmSpec {
     /// The NIC's MAC, on `net`.
     pub mac: String,
     pub net: Option<L2Net>,
+    /// A second NIC with this MAC on the VM's own QEMU user network: the host link, through
+    /// which the guest reaches the build host's loopback at [`HOST_LINK_HOST`] (see
+    /// [`host_link_mac`]). The image does not configure it; `kiln boot` does, through the guest
+    /// agent (the `host-link` check).
+    pub host_link: Option<String>,
     pub memory_mib: u32,
+}
+
+/// The build host as a guest sees it on its host link (QEMU user networking's gateway, which
+/// forwards to the host's 127.0.0.1).
+pub const HOST_LINK_HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// The guest's address on its host link, with prefix.
+pub const HOST_LINK_ADDR: &str = "10.0.2.15/24";
+
+/// The host link's MAC for a host whose NIC has `mac`: the same bytes with the first one
+/// `5a` (locally administered, unicast), so it is stable per host and differs from the NIC.
+pub fn host_link_mac(mac: &str) -> String {
+    match mac.split_once(':') {
+        Some((_, rest)) => format!("5a:{}", rest.to_lowercase()),
+        None => mac.to_lowercase(),
+    }
 }
 
 /// A running VM. Killed (and its overlay removed) on drop unless kept.
@@ -286,6 +306,12 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
                 "virtio-net-pci,netdev=n0,mac={},romfile=",
                 spec.mac
             ));
+    }
+    if let Some(mac) = &spec.host_link {
+        // restrict=off: the guest may open connections to the host (that is the link's use);
+        // nothing forwards into the guest.
+        cmd.args(["-netdev", "user,id=h0,restrict=off", "-device"])
+            .arg(format!("virtio-net-pci,netdev=h0,mac={mac},romfile="));
     }
     cmd.args(["-device", "virtio-serial-pci"])
         .arg("-chardev")
@@ -438,6 +464,7 @@ pub fn pick_accel(
         cdrom: None,
         mac: "52:54:00:00:00:01".into(),
         net: None,
+        host_link: None,
         memory_mib: 512,
     };
     let mut vm = start(tools, Accel::Kvm, &spec, run_dir, false)?;

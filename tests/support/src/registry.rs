@@ -41,9 +41,17 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// [`Registry::start`] on a given port (for guests that must find it at a fixed address);
+    /// panics, saying so, when something already listens there.
+    pub fn start_on(port: u16) -> Self {
         require_tool("docker-registry", "docker-registry");
+        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+            panic!("this test runs a registry on 127.0.0.1:{port}, which is taken ({e}): free it");
+        }
         let dir = tempdir();
-        let port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
