@@ -211,3 +211,38 @@ fn invalid_fixture_headers_parse() {
         );
     }
 }
+
+/// A password typed where its hash belongs is never echoed: the message does not quote it,
+/// and the source line under the diagnostic shows it masked (the caret still under it).
+#[test]
+fn a_plaintext_password_is_never_echoed() {
+    for (file, password) in [
+        ("access-plaintext-password.toml", "hunter2"),
+        (
+            "access-host-plaintext-password.toml",
+            "correct horse battery staple",
+        ),
+    ] {
+        let path = fixture("invalid").join(file);
+        for args in [&["check"][..], &["check", "--json"]] {
+            let mut args = args.to_vec();
+            args.push(path.to_str().unwrap());
+            let out = kiln(&args);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(2), "{all}");
+            assert!(
+                !all.contains(password),
+                "{file}: the password is shown:\n{all}"
+            );
+            assert!(all.contains("plaintext password"), "{all}");
+        }
+        let out = kiln(&["check", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let masked = format!("root_password_hash = \"{}\"", "*".repeat(password.len()));
+        assert!(stderr.contains(&masked), "{stderr}");
+    }
+}

@@ -19,6 +19,7 @@ mod publish;
 mod real_hosts;
 mod real_hosts_calico;
 mod render;
+mod secrets;
 mod seed;
 mod shapes;
 mod sources;

@@ -128,6 +128,10 @@ pub struct Diagnostic {
     pub key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The value at `key` may be a secret (a password typed where its hash belongs): the
+    /// source line is shown with the value masked.
+    #[serde(skip)]
+    pub secret: bool,
 }
 
 impl Diagnostic {
@@ -146,7 +150,14 @@ impl Diagnostic {
             help: None,
             key: key.into(),
             location: None,
+            secret: false,
         }
+    }
+    /// Marks the value at the key as possibly secret: [`SpecSource::attach`] masks it in the
+    /// source line shown (the caret still points at it).
+    pub fn secret(mut self) -> Self {
+        self.secret = true;
+        self
     }
     /// Adds how to fix it.
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -403,6 +414,7 @@ impl SpecSource {
                 .as_ref()
                 .and_then(|doc| span_of(doc, &KeyPath::parse(&d.key)));
             d.location = Some(match span {
+                Some(s) if d.secret => mask(self.locate(s)),
                 Some(s) => self.locate(s),
                 // No key in the file (a missing table or a whole-spec problem): point at line 1.
                 None => {
@@ -413,6 +425,28 @@ impl SpecSource {
             });
         }
     }
+}
+
+/// `loc` with the characters of its span written as `*` (a quoted value keeps its quotes).
+fn mask(mut loc: Location) -> Location {
+    let start = loc.column.saturating_sub(1);
+    let end = start + loc.width;
+    let chars: Vec<char> = loc.line_text.chars().collect();
+    let quoted = |i: usize| {
+        loc.width >= 2 && (i == start || i + 1 == end) && matches!(chars.get(i), Some('"' | '\''))
+    };
+    loc.line_text = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if (start..end).contains(&i) && !quoted(i) {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect();
+    loc
 }
 
 /// The diagnostic for a file that is not UTF-8, pointing at the first invalid byte.
@@ -637,6 +671,24 @@ mod tests {
         let (at, width) = caret(&caret_line);
         let under: String = line.chars().skip(at).take(width).collect();
         assert_eq!(under, r#""\u{1b}]0;x\u{7}""#);
+    }
+
+    #[test]
+    fn a_secret_value_is_masked_in_the_line_and_the_caret_stays() {
+        let src = SpecSource {
+            name: "c.toml".into(),
+            text: "[access]\nroot_password_hash = \"hunter2\" # x\n".into(),
+        };
+        let mut d = [Diagnostic::error("access.root_password_hash", "m").secret()];
+        src.attach(&mut d);
+        let shown = d[0].to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("root_password_hash = \"*******\" # x"),
+            "{shown}"
+        );
+        assert!(shown.contains("c.toml:2:22"), "{shown}");
+        assert!(shown.contains("                     ^^^^^^^^^"), "{shown}");
     }
 
     #[test]

@@ -54,6 +54,29 @@ pub struct Spec {
     /// Bootable outputs per role: kernel, initramfs, verified root image and disks.
     #[serde(default)]
     pub boot: Boot,
+    /// Root's login secrets for every host (a host's own `ssh_authorized_keys` and
+    /// `root_password_hash` replace these). They reach only each host's own artifacts (its
+    /// cloud-init seed, mode 0600), never an image, a layer or the build report.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Root's login secrets. Delivered only per host: in the host's cloud-init seed
+/// (`dist/cloud-init/HOST/user-data`, mode 0600), never in a role image or a shared layer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// SSH public keys written to root's `/root/.ssh/authorized_keys`, one `TYPE BASE64
+    /// [COMMENT]` line each (no options), e.g. `["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA…
+    /// admin@example.com"]`. Types: `ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256/384/521`,
+    /// `sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    /// Root's password as a crypt(3) hash, the output of `mkpasswd -m sha-512`, e.g.
+    /// `$6$salt$…` (`$y$`, `$5$`, `$2b$` and `$1$` are taken too). Never a plaintext password:
+    /// that is refused. Unset: root's password stays locked.
+    #[serde(default)]
+    pub root_password_hash: Option<String>,
 }
 
 /// Bootable outputs per role image (`dist/boot/PROFILE/`): the kernel of the image, an
@@ -253,6 +276,14 @@ pub struct Host {
     /// Name of the boot interface inside the host (systemd predictable name).
     #[serde(default = "d::interface")]
     pub interface: String,
+    /// This host's SSH public keys for root, replacing `access.ssh_authorized_keys` (`[]` for
+    /// none), e.g. `["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… admin@example.com"]`.
+    #[serde(default)]
+    pub ssh_authorized_keys: Option<Vec<String>>,
+    /// This host's root password hash (`mkpasswd -m sha-512` output), replacing
+    /// `access.root_password_hash`, e.g. `$6$salt$…`.
+    #[serde(default)]
+    pub root_password_hash: Option<String>,
 }
 
 /// ZooKeeper ensemble on the masters.

@@ -11,6 +11,16 @@
 //!   `manage_etc_hosts: false` leaves `/etc/hosts` to kiln's file. `local-hostname` is the
 //!   identity's `/etc/hostname` (the Calico node name), which cloud-init's `set_hostname`
 //!   makes the kernel hostname on first boot (the role image sets `preserve_hostname: false`).
+//! - root's login secrets ([`HostPlan::access`]), only here: the SSH keys as a `write_files`
+//!   entry for `/root/.ssh/authorized_keys` (0600; the role image has `/root/.ssh` at 0700,
+//!   since `write_files` would create it 0755), and the password hash as `users: [{name:
+//!   root, hashed_passwd, lock_passwd: false}]` for the `users-groups` module. That module is
+//!   what sets the hash of an existing user on cloud-init 22.4 (`hashed_passwd` "is applied
+//!   even if the user is pre-existing", through `chpasswd -e`; `passwd` is not, and
+//!   `set-passwords`' `chpasswd` would also expire the password unless told not to, and touch
+//!   sshd's config). The image's `90-kiln.cfg` enables the module with `users: []`, so the
+//!   distro's default user (`debian`) is never created; this `users` list replaces that one.
+//!   Secrets count in the instance-id too: a changed key or hash is delivered again.
 //! - `network-config`: version 2, the interface matched by its MAC (lowercase, quoted) and
 //!   renamed with `set-name`, the static address, a default route
 //!   (`to: 0.0.0.0/0`: cloud-init 22.4, Debian 12's, refuses `to: default`) and nameservers.
@@ -91,10 +101,31 @@ pub fn identity_digest(files: &[IdentityFile]) -> String {
     hex::encode(h.finalize())
 }
 
-/// `HOST-` and the first 16 hex digits of the identity digest.
+/// `HOST-` and the first 16 hex digits of the identity digest — with the host's secrets,
+/// when it has any, hashed in too (so a rotated key or password makes cloud-init run its
+/// per-instance modules again; a digest reveals neither).
 pub fn instance_id(host: &HostPlan, files: &[IdentityFile]) -> String {
-    format!("{}-{}", host.name, &identity_digest(files)[..16])
+    let mut digest = identity_digest(files);
+    let access = &host.access;
+    if !access.is_empty() {
+        let mut h = Sha256::new();
+        h.update(b"kiln-seed-1\n");
+        h.update(digest.as_bytes());
+        for k in &access.ssh_authorized_keys {
+            h.update(b"\nkey ");
+            h.update(k.line().as_bytes());
+        }
+        if let Some(p) = &access.root_password_hash {
+            h.update(b"\nhash ");
+            h.update(p.expose().as_bytes());
+        }
+        digest = hex::encode(h.finalize());
+    }
+    format!("{}-{}", host.name, &digest[..16])
 }
+
+/// Where root's SSH keys go.
+pub const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
 
 /// Renders the seed of `host` carrying `files`.
 pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
@@ -135,11 +166,24 @@ pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let keys = &host.access.ssh_authorized_keys;
+    let authorized_keys = (!keys.is_empty()).then(|| WriteFile {
+        path: quote(AUTHORIZED_KEYS),
+        content: quote(&keys.iter().map(|k| k.line() + "\n").collect::<String>()),
+        permissions: quote("0600"),
+        owner: quote("root:root"),
+    });
     let user_data = templates.render(
         "user-data",
         UserData {
             host: host.name.as_str(),
             files,
+            authorized_keys,
+            root_password_hash: host
+                .access
+                .root_password_hash
+                .as_ref()
+                .map(|h| quote(h.expose())),
         },
     )?;
 
@@ -177,7 +221,11 @@ struct MetaData<'a> {
 #[derive(Serialize)]
 struct UserData<'a> {
     host: &'a str,
+    /// The identity files, base64.
     files: Vec<WriteFile>,
+    /// Root's `authorized_keys`, plain text (one quoted YAML string).
+    authorized_keys: Option<WriteFile>,
+    root_password_hash: Option<String>,
 }
 
 #[derive(Serialize)]

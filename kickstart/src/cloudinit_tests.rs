@@ -4,8 +4,8 @@
 use std::fs;
 use std::process::Command;
 
-use kiln_model::plan::{HostPlan, Roles};
-use kiln_model::values::{Fqdn, HostAddr, HostName, IfName, MacAddr};
+use kiln_model::plan::{AccessPlan, HostPlan, Roles};
+use kiln_model::values::{Fqdn, HostAddr, HostName, IfName, MacAddr, PasswordHash, SshPublicKey};
 use kiln_test_support::{require_tool, run, tempdir};
 
 use super::*;
@@ -26,6 +26,27 @@ fn host() -> HostPlan {
         interface: IfName::parse("eth0").unwrap(),
         etcd_name: None,
         zk_id: Some(1),
+        access: AccessPlan::default(),
+    }
+}
+
+/// Test secrets: a throwaway key made with `ssh-keygen -t ed25519` and the sha512crypt hash
+/// of "kiln" (`mkpasswd -m sha-512`).
+pub(crate) const TEST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtIe7kPEAXCJt+AmYd+hNmM7P7js86e6VqK3CNj/wel test@kiln";
+pub(crate) const TEST_HASH: &str = "$6$QgEBUdDXg9lV89I2$/MnwmTKrhqU65dSBZGDej/xeq5cLhSDGNik/Vik6jShsAsZNiRKOUJXwhJU.zw2D0WUK6Kcy8zraOUPXcIso51";
+
+/// [`host`] with root's SSH keys and password hash.
+fn host_with_secrets() -> HostPlan {
+    HostPlan {
+        access: AccessPlan {
+            ssh_authorized_keys: vec![
+                SshPublicKey::parse(TEST_KEY).unwrap(),
+                SshPublicKey::parse("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBJhoYZNcR2wvRVm22FNDNk3Ov4OyqdtEg86I9sL83f+FPmm0QJ4F6XwcwRm52UUZT7+Iv1XBcBbofvIhBQ6tnaQ= ec@kiln").unwrap(),
+            ],
+            root_password_hash: Some(PasswordHash::parse(TEST_HASH).unwrap()),
+        },
+        ..host()
     }
 }
 
@@ -115,6 +136,64 @@ fn user_data_passes_cloud_inits_schema_and_carries_exactly_the_identity() {
         .collect();
     want.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn secrets_are_in_user_data_as_cloud_init_reads_them_and_its_schema_accepts_them() {
+    require_tool("cloud-init", "cloud-init");
+    let plain = render(&host(), &identity()).unwrap();
+    let seed = render(&host_with_secrets(), &identity()).unwrap();
+    let dir = tempdir();
+    let ud = dir.path().join("user-data");
+    fs::write(&ud, &seed.user_data).unwrap();
+    let out = run(Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&ud));
+    assert!(out.contains("Valid cloud-config"), "{out}");
+
+    let doc = yaml(&ud);
+    // users-groups: hashed_passwd applies to the existing root, which stays unlocked; no
+    // other user (no `default`) is named.
+    assert_eq!(
+        doc["users"],
+        serde_json::json!([{"name": "root", "hashed_passwd": TEST_HASH, "lock_passwd": false}])
+    );
+    let keys: Vec<&serde_json::Value> = doc["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["path"] == AUTHORIZED_KEYS)
+        .collect();
+    assert_eq!(keys.len(), 1, "{}", seed.user_data);
+    assert_eq!(keys[0]["permissions"], "0600");
+    assert_eq!(keys[0]["owner"], "root:root");
+    let text = keys[0]["content"].as_str().unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.starts_with(&format!("{TEST_KEY}\n")), "{text}");
+    // The identity files are the same as without secrets; only the instance-id moves.
+    assert_ne!(seed.instance_id, plain.instance_id);
+    assert_eq!(seed.network_config, plain.network_config);
+    // Without secrets, no `users` key: the image's `users: []` stands.
+    assert!(!plain.user_data.contains("users:"), "{}", plain.user_data);
+    assert!(!plain.user_data.contains(AUTHORIZED_KEYS));
+}
+
+#[test]
+fn a_rotated_key_or_hash_gives_a_new_instance_id() {
+    let a = render(&host_with_secrets(), &identity()).unwrap();
+    assert_eq!(a, render(&host_with_secrets(), &identity()).unwrap());
+    let mut fewer = host_with_secrets();
+    fewer.access.ssh_authorized_keys.pop();
+    assert_ne!(
+        render(&fewer, &identity()).unwrap().instance_id,
+        a.instance_id
+    );
+    let mut no_hash = host_with_secrets();
+    no_hash.access.root_password_hash = None;
+    assert_ne!(
+        render(&no_hash, &identity()).unwrap().instance_id,
+        a.instance_id
+    );
 }
 
 #[test]
@@ -239,15 +318,18 @@ fn an_empty_identity_is_still_valid_cloud_config() {
         .arg(&ud));
 }
 
-/// The rendered seed of the test host, byte for byte (`KILN_BLESS=1` rewrites the snapshot
-/// under `kickstart/snapshots/m1/` after a deliberate change).
+/// The seed of the test host with secrets (`snapshots/m1-secrets/`), byte for byte.
 #[test]
-fn seed_matches_its_snapshot() {
-    let seed = render(&host(), &identity()).unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/m1");
+fn seed_with_secrets_matches_its_snapshot() {
+    let seed = render(&host_with_secrets(), &identity()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/m1-secrets");
+    compare_snapshot(&dir, &seed);
+}
+
+fn compare_snapshot(dir: &std::path::Path, seed: &Seed) {
     let bless = std::env::var_os("KILN_BLESS").is_some();
     if bless {
-        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(dir).unwrap();
     }
     for (name, text) in seed.files() {
         let path = dir.join(name);
@@ -259,4 +341,13 @@ fn seed_matches_its_snapshot() {
             .unwrap_or_else(|e| panic!("{}: {e}; create it with KILN_BLESS=1", path.display()));
         assert_eq!(text, want, "{name} differs from its snapshot");
     }
+}
+
+/// The rendered seed of the test host, byte for byte (`KILN_BLESS=1` rewrites the snapshot
+/// under `kickstart/snapshots/m1/` after a deliberate change).
+#[test]
+fn seed_matches_its_snapshot() {
+    let seed = render(&host(), &identity()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/m1");
+    compare_snapshot(&dir, &seed);
 }

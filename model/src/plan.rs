@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::values::{
     AbsPath, Backend, Containerizer, DebPackage, DomainName, FlagName, FlagValue, Fqdn, HostAddr,
     HostName, HostPort, HttpUrl, IfName, ImageRef, IpipMode, Isolator, MacAddr, MirrorUrl,
-    NodeNameMode, RepoPrefix, Sha256Hex, StoreUrl, Tag, Version,
+    NodeNameMode, PasswordHash, RepoPrefix, Sha256Hex, SshPublicKey, StoreUrl, Tag, Version,
 };
 
 /// Every component kiln knows, in render order. One module per component in `builder`
@@ -107,6 +107,27 @@ pub struct HostPlan {
     pub etcd_name: Option<HostName>,
     /// ZooKeeper `myid`, for hosts in the ensemble.
     pub zk_id: Option<u32>,
+    /// Root's login secrets on this host; delivered only in its own artifacts.
+    #[serde(skip_serializing_if = "AccessPlan::is_empty")]
+    pub access: AccessPlan,
+}
+
+/// Root's login secrets of one host: the spec's `[access]`, with the host's own keys and hash
+/// in their place where it sets them. Serialised (in `kiln check --json` and the build
+/// report) as key fingerprints and the hash's scheme only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccessPlan {
+    /// Lines of root's `authorized_keys`.
+    pub ssh_authorized_keys: Vec<SshPublicKey>,
+    /// Root's password hash; `None`: the password stays locked.
+    pub root_password_hash: Option<PasswordHash>,
+}
+
+impl AccessPlan {
+    /// Whether there is nothing to deliver.
+    pub fn is_empty(&self) -> bool {
+        self.ssh_authorized_keys.is_empty() && self.root_password_hash.is_none()
+    }
 }
 
 impl HostPlan {

@@ -11,6 +11,8 @@
 
 use kiln_model::plan::ComponentId;
 
+use kiln_layers::Entry;
+
 use super::{Component, Ctx, RenderError};
 
 /// cloud-init's drop-in: `cloud.cfg.d` files are read in order, so `90-` wins over Debian's.
@@ -32,6 +34,11 @@ impl Component for Boot {
             return Ok(());
         }
         ctx.template(CLOUD_CFG, 0o644, "cloud.cfg", minijinja::context! {})?;
+        // A seed's write_files would create /root/.ssh 0755 for root's authorized_keys
+        // (cloud-init 22.4 makes missing parents with the default mode); sshd wants it
+        // private. /root is written too, or the layer would give it the parents' 0755.
+        ctx.add("/root", Entry::dir(0o700))?;
+        ctx.add("/root/.ssh", Entry::dir(0o700))?;
         ctx.template(
             CLOUD_INIT_UNIT,
             0o644,

@@ -105,6 +105,17 @@ pub(super) fn with_boot_packages(mut packages: Vec<DebPackage>) -> Vec<DebPackag
     packages
 }
 
+/// `passwd` added to a Debian base's list (once) when a host sets root's password: cloud-init
+/// sets it with `chpasswd -e`, which is in `passwd` (priority required, not essential: a
+/// minbase has it only when something such as `adduser` pulls it in).
+pub(super) fn with_password_tools(mut packages: Vec<DebPackage>) -> Vec<DebPackage> {
+    let p: DebPackage = "passwd".parse().expect("a valid package name");
+    if !packages.contains(&p) {
+        packages.push(p);
+    }
+    packages
+}
+
 /// Turns off the components `leave_out` names, before the spec is checked, and says so.
 pub(super) fn leave_out(spec: &mut Spec, leave_out: &[Upstream]) -> Vec<LeftOut> {
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use kiln_model::plan::{HostPlan, Roles};
+use kiln_model::plan::{AccessPlan, HostPlan, Roles};
 use kiln_model::values::{quote, DomainName, Fqdn, HostAddr, HostName, MacAddr};
 
 use super::Checker;
@@ -11,12 +11,17 @@ use crate::spec::{Role, Spec};
 
 impl Checker {
     /// The hosts that passed every check, in spec order.
-    pub(super) fn hosts(&mut self, spec: &Spec, domain: &DomainName) -> Vec<HostPlan> {
+    pub(super) fn hosts(
+        &mut self,
+        spec: &Spec,
+        domain: &DomainName,
+        access: &AccessPlan,
+    ) -> Vec<HostPlan> {
         let checked: Vec<Option<HostPlan>> = spec
             .hosts
             .iter()
             .enumerate()
-            .map(|(i, h)| self.host(i, h, domain))
+            .map(|(i, h)| self.host(i, h, domain, access))
             .collect();
         let out = self.unique_hosts(checked);
         let masters = out.iter().filter(|h| h.roles.master).count();
@@ -44,7 +49,13 @@ impl Checker {
     }
 
     /// One `[[hosts]]` table checked on its own.
-    fn host(&mut self, i: usize, h: &crate::spec::Host, domain: &DomainName) -> Option<HostPlan> {
+    fn host(
+        &mut self,
+        i: usize,
+        h: &crate::spec::Host,
+        domain: &DomainName,
+        access: &AccessPlan,
+    ) -> Option<HostPlan> {
         let k = |f: &str| format!("hosts[{i}].{f}");
         let name: Option<HostName> = self.named(&k("name"), "host name", &h.name);
         let roles = self.roles(i, h.name.as_str(), &h.roles);
@@ -75,6 +86,7 @@ impl Checker {
             }
         }
         let interface = self.val(&k("interface"), &h.interface);
+        let access = self.host_access(i, h, access);
         let fqdn = name.as_ref().and_then(|n| match Fqdn::new(n, domain) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -94,6 +106,7 @@ impl Checker {
             interface: interface?,
             etcd_name: None,
             zk_id: None,
+            access: access?,
         })
     }
 

@@ -10,6 +10,7 @@
 //!   component registry what each profile runs and masks;
 //! - **cross-checks** ([`ports`]) look at the derived plan (two services on one port).
 
+mod access;
 mod boot;
 mod calico;
 mod derive;
@@ -242,10 +243,19 @@ impl Checker {
         if let (Some(Some(_)), Some(d)) = (&boot, base.as_mut().and_then(|b| b.debian.as_mut())) {
             d.packages = boot::with_boot_packages(std::mem::take(&mut d.packages));
         }
+        let access = self.cluster_access(&spec.access);
         let hosts = match &domain {
-            Some(d) => self.hosts(spec, d),
+            Some(d) => self.hosts(spec, d, &access),
             None => Vec::new(),
         };
+        let sets_password = hosts.iter().any(|h| h.access.root_password_hash.is_some());
+        if let (Some(Some(_)), Some(d), true) = (
+            &boot,
+            base.as_mut().and_then(|b| b.debian.as_mut()),
+            sets_password,
+        ) {
+            d.packages = boot::with_password_tools(std::mem::take(&mut d.packages));
+        }
         let masters = hosts.iter().filter(|h| h.roles.master).count();
         let calico = self.calico(spec, &hosts);
         let zookeeper = self.zookeeper(spec, &hosts);

@@ -23,6 +23,7 @@ const KILN_DIRS: &[&str] = &[
     "/usr/lib/sysusers.d",
     "/usr/lib/tmpfiles.d",
     "/var/lib/kiln",
+    "/root/.ssh",
 ];
 
 /// `a` is `b` or below it.

@@ -6,12 +6,14 @@
 //! Each type has `parse`, [`std::str::FromStr`], `Display` (its canonical text), and
 //! serialises as that text.
 
+mod access;
 mod enums;
 mod names;
 mod net;
 mod path;
 mod version;
 
+pub use access::{HashScheme, PasswordHash, SshPublicKey};
 pub use enums::{Backend, ClusterStore, Containerizer, IpipMode, Isolator, NodeNameMode, StoreUrl};
 pub use names::{
     DebPackage, DomainName, FlagName, FlagValue, Fqdn, HostName, IfName, RepoPrefix, Sha256Hex, Tag,
