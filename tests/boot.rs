@@ -6,7 +6,8 @@
 //!
 //! The base (mmdebstrap minbase + systemd, systemd-sysv, linux-image-amd64, busybox-static,
 //! cryptsetup-bin) is built once through kiln's own Debian helper and cached under
-//! target/tmp/kiln-boot-base/, keyed by its inputs (or in `$KILN_BOOT_BASE_CACHE`).
+//! `test-bases/` of the machine's test cache (`kiln_test_support::machine_cache`), keyed by its
+//! inputs (or in `$KILN_BOOT_BASE_CACHE`).
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -40,7 +41,7 @@ fn base_tarball() -> PathBuf {
     };
     let dir = std::env::var_os("KILN_BOOT_BASE_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-boot-base"));
+        .unwrap_or_else(|| kiln_test_support::machine_cache().join("test-bases"));
     fs::create_dir_all(&dir).unwrap();
     let tar = dir.join(format!(
         "{}.tar",

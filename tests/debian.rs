@@ -2,7 +2,8 @@
 //! and CNI plugins. The presence check runs against the real packages, and every unit kiln
 //! rendered passes `systemd-analyze verify` inside the unpacked image (its programs are the
 //! real ones, not stand-ins). mmdebstrap reaches Debian's mirror (the package registry); its
-//! output is cached under target/ so later runs are offline.
+//! output is cached in the machine's test cache (`kiln_test_support::machine_cache`), so later
+//! runs are offline.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ fn debian_base_image_runs_real_binaries_and_its_units_verify() {
     require_tool("umoci", "umoci");
     require_tool("systemd-analyze", "systemd");
     let tmp = tempfile::tempdir().unwrap();
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-debian-full-cache");
+    let cache = kiln_test_support::machine_cache();
     // A copy: kiln writes kiln.lock beside the spec, which must not land in the source tree.
     let spec = tmp.path().join("debian.toml");
     fs::copy(crate::util::fixture("specs/debian.toml"), &spec).unwrap();

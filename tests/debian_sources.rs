@@ -2,7 +2,6 @@
 //! a real `.deb` fetched with `apt-get download`, and the mmdebstrap base, built and checked
 //! for reproducibility. Split from `sources.rs`, whose helpers they use.
 
-use std::path::Path;
 use std::process::Command;
 
 use kiln::sources;
@@ -39,14 +38,14 @@ fn real_debian_etcd_server_deb_is_extracted_and_runs() {
     assert!(r.lock[0].origin == "deb:etcd-server" && r.recorded.len() == 1);
 }
 
-/// mmdebstrap minbase + one small package. Slow (~30–80 s), so the cache lives under
-/// target/ and later runs reuse it (the test then checks the offline path).
+/// mmdebstrap minbase + one small package. Slow (~30–80 s), so the cache is the machine's
+/// test cache and later runs reuse it (the test then checks the offline path).
 #[test]
 fn debian_base_from_mmdebstrap() {
     require_tool("mmdebstrap", "mmdebstrap");
     let spec = format!("{HEAD}\n[base.debian]\nsuite = \"bookworm\"\nvariant = \"minbase\"\npackages = [\"hello\"]\nkernel = \"\"\n\n[etcd]\nsource = {{ base = true }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
     let mut s = setup(&spec);
-    s.opts.cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-debian-cache");
+    s.opts.cache_dir = kiln_test_support::machine_cache();
     let started = std::time::Instant::now();
     let r = s.resolve().unwrap();
     eprintln!("debian base resolved in {:.1?}", started.elapsed());

@@ -107,9 +107,31 @@ pub fn spdx_package<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_jso
 
 /// Held by every test while its QEMU guests run: two TCG guests that start at the same moment
 /// on 2 cores can hang in timer calibration (`shared/BOOT-NOTES.md`), and one guest per core
-/// keeps boot times within the tests' timeouts.
-pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
+/// keeps boot times within the tests' timeouts. A mutex within this process and an exclusive
+/// `flock` on `$TMPDIR/kiln-vm.lock` across processes (other test binaries, a developer's
+/// own boot runs).
+pub struct VmLock {
+    _file: std::fs::File,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Waits for [`VmLock`].
+pub fn vm_lock() -> VmLock {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    let guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = std::env::temp_dir().join("kiln-vm.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    VmLock {
+        _file: file,
+        _guard: guard,
+    }
 }

@@ -47,6 +47,23 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where tests keep what is slow to make and keyed by its inputs (mmdebstrap bases, boot
+/// outputs), across runs and clones: `$KILN_TEST_CACHE`, else kiln's own default cache
+/// (`$XDG_CACHE_HOME/kiln`, `~/.cache/kiln`), which `./dev demo` fills too. Every entry is
+/// content-addressed, so sharing it never changes a result, only how long a run takes.
+pub fn machine_cache() -> PathBuf {
+    if let Some(d) = std::env::var_os("KILN_TEST_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("kiln");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".cache/kiln"),
+        None => std::env::temp_dir().join("kiln-test-cache"),
+    }
+}
+
 /// A fresh temporary directory, removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
