@@ -122,7 +122,9 @@ kiln push dist --to 127.0.0.1:5000/kiln --insecure"
         after_help = "Each host boots its role's disk (DIST/boot/PROFILE/disk.qcow2, behind an \
 overlay, so the build is never written) with its cloud-init seed as a CD-ROM and its NIC (the \
 spec's MAC) on one private L2 network shared by the VMs of the run (QEMU multicast socket \
-on 127.0.0.1, no root). VMs start one after another. The checks come from the plan \
+on 127.0.0.1, no root), plus a second NIC, the host link (QEMU user networking, brought up \
+as 10.0.2.15/24 through the guest agent), through which the hosts reach the build host's \
+127.0.0.1 at 10.0.2.2, e.g. a registry for the cluster. VMs start one after another. The checks come from the plan \
 (DIST/boot/manifest.json) and run inside each guest through the QEMU guest agent: etcd \
 /version and /health, the local etcd proxy or gateway, ZooKeeper srvr, docker info and the \
 cluster store, Docker's node key in etcd, CNI plugins and config, Mesos and Marathon where \
