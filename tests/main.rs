@@ -6,6 +6,7 @@
 mod util;
 
 mod boot;
+mod boot_runner;
 mod build;
 mod cache;
 mod cli;

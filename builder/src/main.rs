@@ -523,6 +523,15 @@ fn run(cmd: Command) -> anyhow::Result<()> {
             } else {
                 print!("{table}");
             }
+            for (host, fw) in &report.forwards {
+                let list: Vec<String> = fw
+                    .iter()
+                    .map(|f| format!("{} -> {}", f.host, f.guest_port))
+                    .collect();
+                if !list.is_empty() {
+                    eprintln!("{host}: ports on this machine: {}", list.join(", "));
+                }
+            }
             for vm in &run.kept {
                 eprintln!(
                     "kept {}: pid {}, console {}, agent {}",

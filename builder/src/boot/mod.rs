@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod qemu;
 pub mod qga;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,8 @@ pub struct BootReport {
     /// Seconds from the first VM's start to the end of the checks.
     pub elapsed_secs: f64,
     pub hosts: Vec<HostHealth>,
+    /// Per host, its services' ports reachable from the build host (through its host link).
+    pub forwards: BTreeMap<String, Vec<qemu::Forward>>,
 }
 
 impl BootReport {
@@ -213,6 +216,7 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
     let tools = qemu::Tools::find()?;
     let net = L2Net::random();
     let mut specs = Vec::new();
+    let mut forwarded = BTreeMap::new();
     for h in &hosts {
         let p = m.profile(&h.profile).ok_or_else(|| BootError::Qemu {
             host: h.name.clone(),
@@ -245,6 +249,8 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
             },
         }];
         checks.extend(h.checks.iter().cloned());
+        let forwards = qemu::Forward::to_free_ports(&service_ports(h))?;
+        forwarded.insert(h.name.clone(), forwards.clone());
         specs.push((
             qemu::VmSpec {
                 name: h.name.clone(),
@@ -252,7 +258,10 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                 cdrom: Some(seed),
                 mac: h.mac.clone(),
                 net: Some(net),
-                host_link: Some(link),
+                host_link: Some(qemu::HostLink {
+                    mac: link,
+                    forwards,
+                }),
                 memory_mib: opts.memory_mib,
             },
             checks,
@@ -263,7 +272,28 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
     let probe = specs[0].0.boot.clone();
     let pick = qemu::pick_accel(&tools, opts.accel, &probe, &run_dir, opts.kvm_probe_timeout)?;
     progress(&format!("accelerator {:?}: {}", pick.accel, pick.why));
-    run(&tools, &pick, specs, &run_dir, net, opts, progress)
+    let mut run = run(&tools, &pick, specs, &run_dir, net, opts, progress)?;
+    run.report.forwards = forwarded;
+    Ok(run)
+}
+
+/// The TCP ports a host's checks reach on its own address (etcd, ZooKeeper, Mesos,
+/// Marathon…): the ones forwarded from the build host.
+fn service_ports(h: &HostBoot) -> Vec<u16> {
+    let me = h.address.to_string();
+    let mut ports: Vec<u16> = h
+        .checks
+        .iter()
+        .filter_map(|c| match &c.probe {
+            Probe::Http { host, port, .. } | Probe::ZkSrvr { host, port } if *host == me => {
+                Some(*port)
+            }
+            _ => None,
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// Starts `vms` one after another and waits for their checks: the part of [`boot`] after the
@@ -318,6 +348,7 @@ pub fn run(
         network: net,
         elapsed_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         hosts,
+        forwards: BTreeMap::new(),
     };
     let kept = if opts.keep {
         running

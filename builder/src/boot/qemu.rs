@@ -151,8 +151,51 @@ pub struct VmSpec {
     /// which the guest reaches the build host's loopback at [`HOST_LINK_HOST`] (see
     /// [`host_link_mac`]). The image does not configure it; `kiln boot` does, through the guest
     /// agent (the `host-link` check).
-    pub host_link: Option<String>,
+    pub host_link: Option<HostLink>,
     pub memory_mib: u32,
+}
+
+/// A VM's host link: its MAC and the ports forwarded from the build host into the guest.
+#[derive(Debug, Clone)]
+pub struct HostLink {
+    pub mac: String,
+    pub forwards: Vec<Forward>,
+}
+
+/// A TCP port of the guest reachable from the build host (QEMU `hostfwd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forward {
+    /// The service's port in the guest (on its host link address).
+    pub guest_port: u16,
+    /// `127.0.0.1:PORT` on the build host.
+    pub host: String,
+}
+
+impl Forward {
+    /// Forwards for `guest_ports`, each to a free port on the build host's 127.0.0.1 (free when
+    /// asked: another program may take it before QEMU binds it, which QEMU then reports).
+    pub fn to_free_ports(guest_ports: &[u16]) -> Result<Vec<Forward>> {
+        // Held together so no two forwards get the same port.
+        let listeners = guest_ports
+            .iter()
+            .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(BootError::io("finding free ports on 127.0.0.1"))?;
+        guest_ports
+            .iter()
+            .zip(&listeners)
+            .map(|(&guest_port, l)| {
+                let port = l
+                    .local_addr()
+                    .map_err(BootError::io("reading a bound port"))?
+                    .port();
+                Ok(Forward {
+                    guest_port,
+                    host: format!("127.0.0.1:{port}"),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The build host as a guest sees it on its host link (QEMU user networking's gateway, which
@@ -307,11 +350,17 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
                 spec.mac
             ));
     }
-    if let Some(mac) = &spec.host_link {
-        // restrict=off: the guest may open connections to the host (that is the link's use);
-        // nothing forwards into the guest.
-        cmd.args(["-netdev", "user,id=h0,restrict=off", "-device"])
-            .arg(format!("virtio-net-pci,netdev=h0,mac={mac},romfile="));
+    if let Some(link) = &spec.host_link {
+        // restrict=off: the guest may open connections to the host (that is the link's use).
+        let guest = HOST_LINK_ADDR.split('/').next().unwrap_or(HOST_LINK_ADDR);
+        let mut netdev = "user,id=h0,restrict=off".to_string();
+        for f in &link.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:{}-{guest}:{}", f.host, f.guest_port));
+        }
+        cmd.args(["-netdev", &netdev, "-device"]).arg(format!(
+            "virtio-net-pci,netdev=h0,mac={},romfile=",
+            link.mac
+        ));
     }
     cmd.args(["-device", "virtio-serial-pci"])
         .arg("-chardev")
