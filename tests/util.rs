@@ -128,7 +128,7 @@ pub fn vm_lock() -> VmLock {
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    file.lock()
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
     VmLock {
         _file: file,
