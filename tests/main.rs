@@ -14,6 +14,7 @@ mod cluster;
 mod debian;
 mod debian_sources;
 mod invalid;
+mod kickstart;
 mod mutated_specs;
 mod props;
 mod publish;

@@ -135,3 +135,19 @@ pub fn vm_lock() -> VmLock {
         _guard: guard,
     }
 }
+
+/// `ksvalidator` (PyPI `pykickstart`), the independent kickstart checker: on PATH, or in the
+/// venv `./dev test` makes under `target/pykickstart`.
+pub fn ksvalidator() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|t| t.join("pykickstart/bin/ksvalidator"));
+    kiln_test_support::which("ksvalidator")
+        .or(venv.filter(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs `ksvalidator` (PyPI package `pykickstart`): `./dev test` installs \
+                 it into target/pykickstart, or `pip install pykickstart`"
+            )
+        })
+}

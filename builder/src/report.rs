@@ -217,13 +217,16 @@ pub fn text(r: &CheckReport) -> String {
             let _ = writeln!(o, "  zk myid    {id}");
         }
         // Fingerprints and the hash's scheme only (their Display); the secrets themselves
-        // are only in the host's seed.
+        // are only in the host's seed and kickstart.
         let a = &h.host.access;
         for k in &a.ssh_authorized_keys {
             let _ = writeln!(o, "  ssh key    {k}");
         }
         if let Some(p) = &a.root_password_hash {
-            let _ = writeln!(o, "  root pw    {p} (in the seed only)");
+            let _ = writeln!(
+                o,
+                "  root pw    {p} (only in the host's seed and kickstart)"
+            );
         }
         if let Some(p) = r.profiles.iter().find(|p| p.name == h.host.profile) {
             let units: Vec<&str> = p.services.iter().map(|s| s.unit.as_str()).collect();

@@ -54,11 +54,102 @@ pub struct Spec {
     /// Bootable outputs per role: kernel, initramfs, verified root image and disks.
     #[serde(default)]
     pub boot: Boot,
+    /// A kickstart per host (`dist/kickstart/HOST.ks`) for installing CentOS hosts with
+    /// Anaconda.
+    #[serde(default)]
+    pub kickstart: Kickstart,
     /// Root's login secrets for every host (a host's own `ssh_authorized_keys` and
     /// `root_password_hash` replace these). They reach only each host's own artifacts (its
     /// cloud-init seed, mode 0600), never an image, a layer or the build report.
     #[serde(default)]
     pub access: Access,
+}
+
+/// Kickstarts per host: network (matched by MAC), hostname, disk layout, root's password hash
+/// and SSH keys, timezone, SELinux, firewall ports and services of the host's role, and the
+/// role itself in one of three modes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kickstart {
+    /// Write `dist/kickstart/HOST.ks` for every host.
+    pub enabled: bool,
+    /// The CentOS release installed: `centos7`, `stream8` or `stream9` (checked with
+    /// `ksvalidator -v RHEL7`, `RHEL8`, `RHEL9`).
+    pub target: String,
+    /// `image`: the role's rootfs tarball (`liveimg`; a RHEL-family base and
+    /// `boot.rootfs_tarball`); `bootc`: the role image from the cluster registry
+    /// (`ostreecontainer`; Stream 9 and a `base.bootc` base); `packages`: the target's
+    /// packages from `install_url` and `repos`, then kiln's files for the role in `%post`.
+    pub mode: String,
+    /// Base URL where the dist is published (`kiln serve`, or any web server), e.g.
+    /// `http://10.0.0.5:8080`; required when enabled.
+    pub url: Option<String>,
+    /// Time zone (tz database name), e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// SELinux: `enforcing`, `permissive` or `disabled`.
+    pub selinux: String,
+    /// The only disk installed to, e.g. `vda`; unset: every disk (all are cleared).
+    pub disk: Option<String>,
+    /// Partitions; empty: `autopart`.
+    pub partitions: Vec<Partition>,
+    /// The installer's kernel for PXE, relative to the PXE tree, e.g. `images/pxeboot/vmlinuz`.
+    pub installer_kernel: String,
+    /// The installer's initrd for PXE, e.g. `images/pxeboot/initrd.img`.
+    pub installer_initrd: String,
+    /// `packages` mode: the installation source (BaseOS), e.g.
+    /// `http://mirror.example.com/centos/9-stream/BaseOS/x86_64/os`.
+    pub install_url: Option<String>,
+    /// `packages` mode: further repositories, e.g. AppStream.
+    pub repos: Vec<KickstartRepo>,
+    /// `packages` mode: packages installed besides the target's minimal set, e.g.
+    /// `["etcd", "docker-ce"]`.
+    pub packages: Vec<String>,
+}
+
+impl Default for Kickstart {
+    fn default() -> Self {
+        Kickstart {
+            enabled: false,
+            target: "stream9".into(),
+            mode: "image".into(),
+            url: None,
+            timezone: "UTC".into(),
+            selinux: "enforcing".into(),
+            disk: None,
+            partitions: Vec::new(),
+            installer_kernel: "images/pxeboot/vmlinuz".into(),
+            installer_initrd: "images/pxeboot/initrd.img".into(),
+            install_url: None,
+            repos: Vec::new(),
+            packages: Vec::new(),
+        }
+    }
+}
+
+/// A partition of a kickstart's disk layout.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// Mount point (`/`, `/boot`, `/var`) or `swap`.
+    pub mount: String,
+    /// Size in MiB (the minimum, with `grow`).
+    pub size_mib: u32,
+    /// `xfs`, `ext4`, `vfat`, `swap` or `biosboot`.
+    #[serde(default = "d::fstype")]
+    pub fstype: String,
+    /// Grow to fill the rest of the disk.
+    #[serde(default)]
+    pub grow: bool,
+}
+
+/// A package repository.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KickstartRepo {
+    /// Repository id, e.g. `appstream`.
+    pub name: String,
+    /// Base URL, e.g. `http://mirror.example.com/centos/9-stream/AppStream/x86_64/os`.
+    pub url: String,
 }
 
 /// Root's login secrets. Delivered only per host: in the host's cloud-init seed
@@ -160,6 +251,16 @@ pub struct Base {
     /// the digest of its inputs; takes precedence over `image` and `source`.
     #[serde(default)]
     pub debian: Option<DebianBase>,
+    /// The base's distribution family, `rhel` or `debian`; default `debian` with
+    /// `base.debian`, else unknown. Kickstart's `liveimg` (`kickstart.mode = "image"`) needs a
+    /// `rhel` root: Anaconda runs its own tools inside it.
+    #[serde(default)]
+    pub family: Option<String>,
+    /// The base image is a bootc image (e.g. `quay.io/centos-bootc/centos-bootc:stream9`), so
+    /// role images built on it install with kickstart's `ostreecontainer`
+    /// (`kickstart.mode = "bootc"`). Needs `family = "rhel"`.
+    #[serde(default)]
+    pub bootc: bool,
 }
 
 /// A Debian root filesystem built with `mmdebstrap` (root mode) from a suite, a variant and a
@@ -605,6 +706,9 @@ mod d {
     pub fn debian_variant() -> String {
         "minbase".into()
     }
+    pub fn fstype() -> String {
+        "xfs".into()
+    }
     pub fn debian_kernel() -> String {
         "linux-image-amd64".into()
     }
@@ -616,6 +720,8 @@ impl Default for Base {
             image: d::base_image(),
             source: None,
             debian: None,
+            family: None,
+            bootc: false,
         }
     }
 }

@@ -12,9 +12,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Serialize;
 
 use crate::values::{
-    AbsPath, Backend, Containerizer, DebPackage, DomainName, FlagName, FlagValue, Fqdn, HostAddr,
-    HostName, HostPort, HttpUrl, IfName, ImageRef, IpipMode, Isolator, MacAddr, MirrorUrl,
-    NodeNameMode, PasswordHash, RepoPrefix, Sha256Hex, SshPublicKey, StoreUrl, Tag, Version,
+    AbsPath, Backend, BaseFamily, Containerizer, DebPackage, DomainName, FlagName, FlagValue, Fqdn,
+    HostAddr, HostName, HostPort, HttpUrl, IfName, ImageRef, IpipMode, Isolator, KsMode, KsTarget,
+    MacAddr, MirrorUrl, NodeNameMode, PartFs, PasswordHash, RepoPrefix, SelinuxMode, Sha256Hex,
+    SshPublicKey, StoreUrl, Tag, Version,
 };
 
 /// Every component kiln knows, in render order. One module per component in `builder`
@@ -359,6 +360,10 @@ pub struct BasePlan {
     pub image: ImageRef,
     pub source: Option<SourcePlan>,
     pub debian: Option<DebianPlan>,
+    /// Its distribution family, when known (declared, or `debian` for a Debian base).
+    pub family: Option<BaseFamily>,
+    /// Declared a bootc image (kickstart's `ostreecontainer` can install roles built on it).
+    pub bootc: bool,
 }
 
 /// ZooKeeper on the masters.
@@ -657,6 +662,48 @@ pub struct BootPlan {
     pub rootfs_tarball: Option<String>,
 }
 
+/// A partition of a kickstart's disk layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionPlan {
+    /// A mount point, or `swap`.
+    pub mount: String,
+    pub size_mib: u32,
+    pub fstype: PartFs,
+    /// Grow to fill the disk.
+    pub grow: bool,
+}
+
+/// A package repository of a `packages` kickstart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepoPlan {
+    pub name: HostName,
+    pub url: HttpUrl,
+}
+
+/// Kickstarts per host (`dist/kickstart/HOST.ks`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KickstartPlan {
+    pub target: KsTarget,
+    pub mode: KsMode,
+    /// Where `kiln serve` (or a web server) publishes the dist, without a trailing `/`.
+    pub url: HttpUrl,
+    /// A tz database name (`UTC`, `Europe/Berlin`).
+    pub timezone: String,
+    pub selinux: SelinuxMode,
+    /// The only disk used (`vda`), or every disk.
+    pub disk: Option<String>,
+    /// Empty: `autopart`.
+    pub partitions: Vec<PartitionPlan>,
+    /// Installer kernel and initrd, relative to the PXE tree (`images/pxeboot/vmlinuz`).
+    pub installer_kernel: String,
+    pub installer_initrd: String,
+    /// `packages` mode: the installation source (`url --url=`) and further repositories.
+    pub install_url: Option<HttpUrl>,
+    pub repos: Vec<RepoPlan>,
+    /// `packages` mode: `%packages` besides the target's minimal set.
+    pub packages: Vec<String>,
+}
+
 /// Debian packages a bootable role image needs besides the kernel: the initramfs takes
 /// `busybox` and `veritysetup` from the image, cloud-init places the host's identity, and
 /// the guest agent answers `kiln boot`'s health checks.
@@ -731,6 +778,8 @@ pub struct Plan {
     pub images: ImagesPlan,
     /// Bootable outputs; `None`: only images.
     pub boot: Option<BootPlan>,
+    /// Kickstarts per host; `None`: none.
+    pub kickstart: Option<KickstartPlan>,
     /// Upstream components left out on request; empty for a whole cluster.
     pub left_out: Vec<LeftOut>,
 }

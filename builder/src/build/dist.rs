@@ -74,6 +74,14 @@ impl Dist {
     pub fn seed_iso_rel(host: &str) -> String {
         format!("cloud-init/{host}-cidata.iso")
     }
+    /// `kickstart/`: a kickstart per host.
+    pub fn kickstart_dir(&self) -> PathBuf {
+        self.root.join("kickstart")
+    }
+    /// `kickstart/HOST.ks`, relative to the root.
+    pub fn kickstart_rel(host: &str) -> String {
+        format!("kickstart/{host}.ks")
+    }
     /// `boot/`: a bootable disk per profile and the boot manifest.
     pub fn boot(&self) -> PathBuf {
         self.root.join("boot")

@@ -19,6 +19,7 @@
 
 mod boot;
 mod dist;
+mod kickstart;
 pub mod layer_cache;
 mod outputs;
 mod seed;
@@ -26,6 +27,7 @@ mod stages;
 
 pub use boot::BootReport;
 pub use dist::{Dist, REPORT};
+pub use kickstart::{render_host as render_kickstart, KickstartReport};
 pub use seed::identity_files;
 
 use std::fs;
@@ -160,6 +162,9 @@ pub struct BuildReport {
     /// Per role image: its bootable outputs under `boot/PROFILE/` (when the plan has boot).
     #[serde(default)]
     pub boot: Vec<BootReport>,
+    /// Per host: `kickstart/HOST.ks` (when the plan has kickstarts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kickstart: Vec<KickstartReport>,
     /// Upstream components the plan left out (`--leave-out`), and why.
     #[serde(default)]
     pub left_out: Vec<LeftOutReport>,
@@ -327,6 +332,11 @@ fn build_into(
     if opts.archives {
         outputs::archives(&ctx.dist, &ctx.store, &images, epoch, ctx.progress)?;
     }
+    let identity = outputs::identities(plan, rendered, &base.tree, epoch, &ctx.dist)?;
+    let kickstart = match &plan.kickstart {
+        Some(k) => kickstart::write_all(plan, k, rendered, &base.tree, &boot, &ctx.dist)?,
+        None => Vec::new(),
+    };
     let report = BuildReport {
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         cluster: plan.cluster.to_string(),
@@ -335,9 +345,10 @@ fn build_into(
         build_key,
         archives: opts.archives,
         images,
-        identity: outputs::identities(plan, rendered, &base.tree, epoch, &ctx.dist)?,
+        identity,
         sbom,
         boot,
+        kickstart,
         left_out: plan
             .left_out
             .iter()

@@ -17,6 +17,7 @@ mod derive;
 mod docker;
 mod etcd;
 mod hosts;
+mod kickstart;
 mod masters;
 mod paths;
 mod ports;
@@ -270,6 +271,7 @@ impl Checker {
         let firewall = self.firewall(spec);
         let registry = self.registry(spec);
         let images = self.images(spec);
+        let kickstart = self.kickstart(spec, base.as_ref(), boot.as_ref(), registry.is_some());
         self.dependencies(spec);
         if self.failed() {
             return None;
@@ -291,6 +293,7 @@ impl Checker {
             images: images?,
             profiles: Vec::new(),
             boot: boot?,
+            kickstart: kickstart?,
             left_out: Vec::new(),
         });
         self.ports(&plan, src);

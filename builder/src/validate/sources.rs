@@ -1,7 +1,7 @@
 //! `[base]`, `[base.debian]` and every `source` table: where artifacts come from.
 
 use kiln_model::plan::{BasePlan, DebianPlan, Origin, SourcePlan};
-use kiln_model::values::{check_text, quote, DebPackage, ImageRef, Sha256Hex};
+use kiln_model::values::{check_text, quote, BaseFamily, DebPackage, ImageRef, Sha256Hex};
 
 use super::Checker;
 use crate::spec::{DebianBase, Source, Spec};
@@ -44,10 +44,34 @@ impl Checker {
                 "remove one of them",
             );
         }
+        let family = match (&b.family, &debian) {
+            (Some(f), _) => {
+                let f = self.val::<BaseFamily>("base.family", f)?;
+                if f != BaseFamily::Debian && debian.is_some() {
+                    self.err(
+                        "base.family",
+                        format!("base.debian builds a Debian root, not a {f} one"),
+                        "remove base.family, or base.debian to start from a RHEL-family image",
+                    );
+                }
+                Some(f)
+            }
+            (None, Some(_)) => Some(BaseFamily::Debian),
+            (None, None) => None,
+        };
+        if b.bootc && family != Some(BaseFamily::Rhel) {
+            self.err(
+                "base.bootc",
+                "a bootc base is a RHEL-family image (CentOS Stream 9's quay.io/centos-bootc/centos-bootc:stream9)",
+                "set base.family = \"rhel\" with an image base, or remove base.bootc",
+            );
+        }
         Some(BasePlan {
             image: image?,
             source: source.ok()?,
             debian,
+            family,
+            bootc: b.bootc,
         })
     }
 

@@ -63,6 +63,43 @@ closed_set!(
 );
 
 closed_set!(
+    /// The CentOS release a kickstart installs (pykickstart's RHEL7, RHEL8, RHEL9 syntax).
+    KsTarget, "kickstart target", { Centos7 = "centos7", Stream8 = "stream8", Stream9 = "stream9" }
+);
+
+impl KsTarget {
+    /// The `ksvalidator -v` version of the target's syntax.
+    pub fn syntax(self) -> &'static str {
+        match self {
+            KsTarget::Centos7 => "RHEL7",
+            KsTarget::Stream8 => "RHEL8",
+            KsTarget::Stream9 => "RHEL9",
+        }
+    }
+}
+
+closed_set!(
+    /// How a kickstart installs the role: the rootfs tarball (`liveimg`), the role image as a
+    /// bootc container (`ostreecontainer`), or distribution packages plus kiln's files.
+    KsMode, "kickstart mode", { Image = "image", Bootc = "bootc", Packages = "packages" }
+);
+
+closed_set!(
+    /// SELinux mode of an installed host.
+    SelinuxMode, "SELinux mode", { Enforcing = "enforcing", Permissive = "permissive", Disabled = "disabled" }
+);
+
+closed_set!(
+    /// The distribution family of a base: what Anaconda needs inside a `liveimg` root.
+    BaseFamily, "base family", { Debian = "debian", Rhel = "rhel" }
+);
+
+closed_set!(
+    /// A file system of a kickstart partition.
+    PartFs, "file system", { Xfs = "xfs", Ext4 = "ext4", Vfat = "vfat", Swap = "swap", Biosboot = "biosboot" }
+);
+
+closed_set!(
     /// A Mesos containerizer.
     Containerizer, "containerizer", { Docker = "docker", Mesos = "mesos" }
 );

@@ -14,7 +14,10 @@ mod path;
 mod version;
 
 pub use access::{HashScheme, PasswordHash, SshPublicKey};
-pub use enums::{Backend, ClusterStore, Containerizer, IpipMode, Isolator, NodeNameMode, StoreUrl};
+pub use enums::{
+    Backend, BaseFamily, ClusterStore, Containerizer, IpipMode, Isolator, KsMode, KsTarget,
+    NodeNameMode, PartFs, SelinuxMode, StoreUrl,
+};
 pub use names::{
     DebPackage, DomainName, FlagName, FlagValue, Fqdn, HostName, IfName, RepoPrefix, Sha256Hex, Tag,
 };
