@@ -1,8 +1,8 @@
 //! Root's login secrets (`[access]`, a host's own keys) reach only that host's cloud-init
-//! seed: a build of the fixture spec with test secrets is scanned, every OCI blob and every
-//! file under `dist/` but `cloud-init/` — decompressed by magic, tar members one by one, and
-//! base64 at each alignment — and none of them holds a key body or the hash; each host's seed
-//! holds its own, mode 0600.
+//! seed and kickstart: a build of the fixture spec with test secrets (and kickstarts) is
+//! scanned, every OCI blob and every file under `dist/` but `cloud-init/` and `kickstart/` —
+//! decompressed by magic, tar members one by one, and base64 at each alignment — and none of
+//! them holds a key body or the hash; each host's seed and kickstart hold its own, mode 0600.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -31,7 +31,7 @@ fn spec_with_secrets(spec: &Path) {
         ),
     );
     let text = format!(
-        "{text}\n[access]\nssh_authorized_keys = [\"ssh-ed25519 {CLUSTER_KEY_BODY} test@kiln\"]\nroot_password_hash = \"{HASH}\"\n"
+        "{text}\n[access]\nssh_authorized_keys = [\"ssh-ed25519 {CLUSTER_KEY_BODY} test@kiln\"]\nroot_password_hash = \"{HASH}\"\n\n[kickstart]\nenabled = true\nmode = \"packages\"\nurl = \"http://10.9.0.5:8080\"\ninstall_url = \"http://mirror.example.com/centos/9-stream/BaseOS/x86_64/os\"\n"
     );
     fs::write(spec, text).unwrap();
 }
@@ -152,9 +152,13 @@ fn secrets_are_only_in_their_hosts_seed() {
     let mut files = Vec::new();
     walk(&dist, &mut files);
     let seeds = dist.join("cloud-init");
+    let kickstarts = dist.join("kickstart");
     let mut found = Vec::new();
     let mut blobs = 0;
-    for f in files.iter().filter(|f| !f.starts_with(&seeds)) {
+    for f in files
+        .iter()
+        .filter(|f| !f.starts_with(&seeds) && !f.starts_with(&kickstarts))
+    {
         let rel = f.strip_prefix(&dist).unwrap().display().to_string();
         blobs += usize::from(rel.starts_with("oci/blobs/"));
         scan(&rel, &fs::read(f).unwrap(), &needles, &mut found);
@@ -184,7 +188,8 @@ fn secrets_are_only_in_their_hosts_seed() {
     ] {
         let ud = seeds.join(format!("{host}/user-data"));
         let iso = seeds.join(format!("{host}-cidata.iso"));
-        for f in [&ud, &iso] {
+        let ks = kickstarts.join(format!("{host}.ks"));
+        for f in [&ud, &iso, &ks] {
             let mode = fs::metadata(f).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", f.display());
             let bytes = fs::read(f).unwrap();

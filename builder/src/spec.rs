@@ -60,7 +60,7 @@ pub struct Spec {
     pub kickstart: Kickstart,
     /// Root's login secrets for every host (a host's own `ssh_authorized_keys` and
     /// `root_password_hash` replace these). They reach only each host's own artifacts (its
-    /// cloud-init seed, mode 0600), never an image, a layer or the build report.
+    /// cloud-init seed and kickstart, mode 0600), never an image, a layer or the build report.
     #[serde(default)]
     pub access: Access,
 }
@@ -153,7 +153,8 @@ pub struct KickstartRepo {
 }
 
 /// Root's login secrets. Delivered only per host: in the host's cloud-init seed
-/// (`dist/cloud-init/HOST/user-data`, mode 0600), never in a role image or a shared layer.
+/// (`dist/cloud-init/HOST/user-data`) and kickstart (`dist/kickstart/HOST.ks`), both mode
+/// 0600, never in a role image or a shared layer.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
