@@ -5,6 +5,7 @@
 //! reference in the cluster registry (`bootc`). A kickstart that sets root's password hash or
 //! SSH keys is mode 0600, like a seed; one without is 0644.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -90,6 +91,29 @@ pub fn render_host(
     })?)
 }
 
+/// The rootfs tarball of `profile` the build wrote, with its sha256.
+fn liveimg(
+    boot: &[BootReport],
+    profile: &str,
+    dist: &Dist,
+) -> Result<Option<LiveImage>, BuildError> {
+    let Some(path) = boot
+        .iter()
+        .find(|b| b.profile == profile)
+        .and_then(|b| b.rootfs_tarball.clone())
+    else {
+        return Ok(None);
+    };
+    let mut h = Sha256::new();
+    let mut f =
+        fs::File::open(dist.root().join(&path)).map_err(io_err(format!("reading {path}")))?;
+    std::io::copy(&mut f, &mut h).map_err(io_err(format!("reading {path}")))?;
+    Ok(Some(LiveImage {
+        path,
+        sha256: hex::encode(h.finalize()),
+    }))
+}
+
 /// Writes every host's kickstart.
 pub(super) fn write_all(
     plan: &Plan,
@@ -102,6 +126,8 @@ pub(super) fn write_all(
     let dir = dist.kickstart_dir();
     fs::create_dir_all(&dir).map_err(io_err("creating kickstart/"))?;
     let mut reports = Vec::new();
+    // A role's tarball is hashed once, however many hosts install it.
+    let mut tarballs: BTreeMap<String, Option<LiveImage>> = BTreeMap::new();
     for host in &plan.hosts {
         let name = host.name.as_str();
         let (Some(profile), Some(identity)) =
@@ -109,22 +135,13 @@ pub(super) fn write_all(
         else {
             continue;
         };
-        let liveimg = match boot
-            .iter()
-            .find(|b| b.profile == profile.name)
-            .and_then(|b| b.rootfs_tarball.clone())
-        {
-            Some(path) => {
-                let mut h = Sha256::new();
-                let mut f = fs::File::open(dist.root().join(&path))
-                    .map_err(io_err(format!("reading {path}")))?;
-                std::io::copy(&mut f, &mut h).map_err(io_err(format!("reading {path}")))?;
-                Some(LiveImage {
-                    path,
-                    sha256: hex::encode(h.finalize()),
-                })
+        let liveimg = match tarballs.get(&profile.name) {
+            Some(l) => l.clone(),
+            None => {
+                let l = liveimg(boot, &profile.name, dist)?;
+                tarballs.insert(profile.name.clone(), l.clone());
+                l
             }
-            None => None,
         };
         let placed = place(identity, base)?;
         let ks = render_host(plan, k, rendered, &placed, host, profile, liveimg.as_ref())?;
