@@ -198,6 +198,13 @@ pub fn text(r: &CheckReport) -> String {
             b.state_size_mib
         );
     }
+    if let Some(k) = &plan.kickstart {
+        let _ = writeln!(
+            o,
+            "  kickstart  {} mode {} from {} (kickstart/HOST.ks)",
+            k.target, k.mode, k.url
+        );
+    }
     for l in &plan.left_out {
         let _ = writeln!(o, "  left out   {}: {} ({})", l.component, l.what, l.reason);
     }
