@@ -156,12 +156,15 @@ fn record(socket: &Path, file: &str) -> Vec<String> {
         .collect()
 }
 
-fn has(lines: &[String], want: &str, what: &str) {
-    assert!(
-        lines.iter().any(|l| l == want),
-        "{what} lacks {want:?}:\n{}",
-        lines.join("\n")
-    );
+/// Asserts that `lines` (a fixture's record) holds each of `want` as a whole line.
+fn has_all(lines: &[String], want: &[&str], what: &str) {
+    for w in want {
+        assert!(
+            lines.iter().any(|l| l == w),
+            "{what} lacks {w:?}:\n{}",
+            lines.join("\n")
+        );
+    }
 }
 
 /// The guest agent socket of `host`.
@@ -259,31 +262,20 @@ fn tails(hosts: &[kiln::boot::HostHealth]) -> String {
 
 /// Mesos master and Marathon got the flags and environment the spec implies, in order.
 fn wiring_on_the_master(m1: &Path) {
-    let flags = record(m1, "mesos-master.flags");
-    has(&flags, "argv: master", "mesos-master");
-    has(
-        &flags,
+    let flags = [
+        "argv: master",
         "--zk=zk://10.88.0.11:2181/mesos",
-        "mesos-master flags",
-    );
-    has(&flags, "--quorum=1", "mesos-master flags");
-    has(&flags, "--port=5050", "mesos-master flags");
-    has(&flags, "--cluster=ct", "mesos-master flags");
-    let env = record(m1, "mesos-master.env");
-    has(&env, "LIBPROCESS_IP=10.88.0.11", "mesos-master env");
-    has(&env, "MESOS_HOSTNAME=m1.kiln.test", "mesos-master env");
-    let marathon = record(m1, "marathon.flags");
-    has(
-        &marathon,
-        "argv: --master zk://10.88.0.11:2181/mesos --zk zk://10.88.0.11:2181/marathon \
-         --http_port 8080 --hostname m1.kiln.test",
-        "marathon",
-    );
-    has(
-        &record(m1, "marathon.env"),
-        "LIBPROCESS_IP=10.88.0.11",
-        "marathon env",
-    );
+        "--quorum=1",
+        "--port=5050",
+        "--cluster=ct",
+    ];
+    has_all(&record(m1, "mesos-master.flags"), &flags, "mesos-master");
+    let env = ["LIBPROCESS_IP=10.88.0.11", "MESOS_HOSTNAME=m1.kiln.test"];
+    has_all(&record(m1, "mesos-master.env"), &env, "mesos-master env");
+    let argv = "argv: --master zk://10.88.0.11:2181/mesos --zk zk://10.88.0.11:2181/marathon \
+                --http_port 8080 --hostname m1.kiln.test";
+    has_all(&record(m1, "marathon.flags"), &[argv], "marathon");
+    has_all(&record(m1, "marathon.env"), &[env[0]], "marathon env");
     started_before(m1, "zookeeper.service", "mesos-master.service");
     started_before(m1, "mesos-master.service", "marathon.service");
     // The master runs no agent-side unit.
@@ -297,23 +289,14 @@ fn wiring_on_the_master(m1: &Path) {
 /// Mesos agent and calico-node got the flags and environment the spec implies, in order.
 fn wiring_on_the_agent(a1: &Path) {
     let flags = record(a1, "mesos-slave.flags");
-    has(&flags, "argv: slave", "mesos-slave");
-    has(
-        &flags,
+    let want = [
+        "argv: slave",
         "--master=zk://10.88.0.11:2181/mesos",
-        "mesos-slave flags",
-    );
-    has(&flags, "--containerizers=docker,mesos", "mesos-slave flags");
-    has(
-        &flags,
+        "--containerizers=docker,mesos",
         "--network_cni_config_dir=/etc/cni/net.d",
-        "mesos-slave flags",
-    );
-    has(
-        &flags,
         "--network_cni_plugins_dir=/opt/cni/bin",
-        "mesos-slave flags",
-    );
+    ];
+    has_all(&flags, &want, "mesos-slave");
     let iso = flags
         .iter()
         .find(|l| l.starts_with("--isolation="))
@@ -324,24 +307,23 @@ fn wiring_on_the_agent(a1: &Path) {
             "{iso} lacks {want}"
         );
     }
-    has(
+    has_all(
         &record(a1, "mesos-slave.env"),
-        "LIBPROCESS_IP=10.88.0.21",
+        &["LIBPROCESS_IP=10.88.0.21"],
         "mesos-slave env",
     );
     let env: Vec<String> = sh_ok(a1, "cat /var/log/calico/fixture-env")
         .lines()
         .map(String::from)
         .collect();
-    for want in [
+    let want = [
         "ETCD_ENDPOINTS=http://127.0.0.1:2379",
         "NODENAME=a1",
         "IP=10.88.0.21",
         "CALICO_NETWORKING_BACKEND=bird",
         "CALICO_LIBNETWORK_ENABLED=true",
-    ] {
-        has(&env, want, "calico-node's environment");
-    }
+    ];
+    has_all(&env, &want, "calico-node's environment");
     started_before(a1, "docker.service", "kiln-load-images.service");
     started_before(a1, "kiln-load-images.service", "calico-node.service");
     started_before(a1, "etcd-gateway.service", "calico-node.service");
