@@ -36,18 +36,22 @@ pub fn kiln_code(args: &[&str], code: i32) -> (String, String) {
     (stdout, stderr)
 }
 
-/// `pyspdxtools` (PyPI `spdx-tools`), the independent SPDX validator: on PATH, or in the venv
-/// `./dev test` makes under `target/spdx-tools`.
+/// `pyspdxtools` (PyPI `spdx-tools`), the independent SPDX validator.
 pub fn pyspdxtools() -> PathBuf {
+    pypi_tool("pyspdxtools", "spdx-tools")
+}
+
+/// A PyPI tool: on PATH, or in the venv `./dev test` makes under `target/<package>`.
+fn pypi_tool(tool: &str, package: &str) -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
-        .map(|t| t.join("spdx-tools/bin/pyspdxtools"));
-    kiln_test_support::which("pyspdxtools")
+        .map(|t| t.join(package).join("bin").join(tool));
+    kiln_test_support::which(tool)
         .or(venv.filter(|p| p.is_file()))
         .unwrap_or_else(|| {
             panic!(
-                "this test needs `pyspdxtools` (PyPI package `spdx-tools`): `./dev test` installs \
-                 it into target/spdx-tools, or `pip install spdx-tools`"
+                "this test needs `{tool}` (PyPI package `{package}`): `./dev test` installs it \
+                 into target/{package}, or `pip install {package}`"
             )
         })
 }
@@ -136,18 +140,7 @@ pub fn vm_lock() -> VmLock {
     }
 }
 
-/// `ksvalidator` (PyPI `pykickstart`), the independent kickstart checker: on PATH, or in the
-/// venv `./dev test` makes under `target/pykickstart`.
+/// `ksvalidator` (PyPI `pykickstart`), the independent kickstart checker.
 pub fn ksvalidator() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|t| t.join("pykickstart/bin/ksvalidator"));
-    kiln_test_support::which("ksvalidator")
-        .or(venv.filter(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs `ksvalidator` (PyPI package `pykickstart`): `./dev test` installs \
-                 it into target/pykickstart, or `pip install pykickstart`"
-            )
-        })
+    pypi_tool("ksvalidator", "pykickstart")
 }
