@@ -16,7 +16,7 @@ use kiln_test_support::{require_tool, run};
 use std::process::Command;
 
 /// Test secrets: throwaway keys made with `ssh-keygen` and the sha512crypt hash of "kiln".
-const CLUSTER_KEY_BODY: &str =
+pub(crate) const CLUSTER_KEY_BODY: &str =
     "AAAAC3NzaC1lZDI1NTE5AAAAIGtIe7kPEAXCJt+AmYd+hNmM7P7js86e6VqK3CNj/wel";
 const AGENT_KEY_BODY: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBJhoYZNcR2wvRVm22FNDNk3Ov4OyqdtEg86I9sL83f+FPmm0QJ4F6XwcwRm52UUZT7+Iv1XBcBbofvIhBQ6tnaQ=";
 const HASH: &str = "$6$QgEBUdDXg9lV89I2$/MnwmTKrhqU65dSBZGDej/xeq5cLhSDGNik/Vik6jShsAsZNiRKOUJXwhJU.zw2D0WUK6Kcy8zraOUPXcIso51";
@@ -39,12 +39,17 @@ fn spec_with_secrets(spec: &Path) {
 /// What must not be found: each secret as it is, and its base64 at the three alignments
 /// (the middle of the encoding, which does not depend on the bytes around it).
 fn needles() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for (what, s) in [
+    needles_of(&[
         ("cluster key", CLUSTER_KEY_BODY),
         ("agent key", AGENT_KEY_BODY),
         ("hash", HASH),
-    ] {
+    ])
+}
+
+/// [`needles`] of the secrets `secrets` (what, text).
+pub(crate) fn needles_of(secrets: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for &(what, s) in secrets {
         out.push((what.to_string(), s.as_bytes().to_vec()));
         for pad in 0..3 {
             let mut bytes = vec![b'x'; pad];
@@ -63,11 +68,16 @@ fn needles() -> Vec<(String, Vec<u8>)> {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Every secret found in `data` (decompressed, and inside tar members), with where.
-fn scan(name: &str, data: &[u8], needles: &[(String, Vec<u8>)], found: &mut Vec<String>) {
+pub(crate) fn scan(
+    name: &str,
+    data: &[u8],
+    needles: &[(String, Vec<u8>)],
+    found: &mut Vec<String>,
+) {
     let data = kiln_layers::decompress_all(data).unwrap_or_else(|e| panic!("{name}: {e}"));
     for (what, n) in needles {
         if contains(&data, n) {
@@ -91,7 +101,7 @@ fn scan(name: &str, data: &[u8], needles: &[(String, Vec<u8>)], found: &mut Vec<
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {

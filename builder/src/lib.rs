@@ -13,6 +13,7 @@ pub mod push;
 pub mod reference;
 pub mod report;
 pub mod sbom;
+pub mod serve;
 pub mod sources;
 pub mod spec;
 pub mod templates;

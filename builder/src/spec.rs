@@ -63,6 +63,29 @@ pub struct Spec {
     /// cloud-init seed and kickstart, mode 0600), never an image, a layer or the build report.
     #[serde(default)]
     pub access: Access,
+    /// Network provisioning: the URL at which `dist/` is published (`kiln serve` serves it)
+    /// and the PXE tree `dist/pxe/` that boots each host diskless from it.
+    #[serde(default)]
+    pub provision: Provision,
+}
+
+/// Network provisioning. With `url` set and bootable outputs on, `kiln build` writes
+/// `dist/pxe/`: the role's kernel, initramfs and verified root image by digest, `boot.ipxe`
+/// (chains to the host's script by MAC, refuses an unknown MAC), and per MAC an iPXE script,
+/// a PXELINUX config and GRUB configs that boot the host diskless with its identity from
+/// `cloud-init/HOST/` below `url`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Provision {
+    /// Base URL at which the output directory is published, e.g. `http://10.0.0.5:8080/`
+    /// (`kiln serve dist --listen 10.0.0.5:8080`, or any static web server). `http://` only:
+    /// the initramfs fetches with busybox `wget`, which checks no TLS certificate (integrity
+    /// comes from the root hash on the kernel command line).
+    pub url: Option<String>,
+    /// Write the PXE tree `dist/pxe/`. Default: on when `url` is set and there are bootable
+    /// outputs (`[boot]`). With `[kickstart]` on, each host's PXE configs also get an install
+    /// entry booting `kickstart.installer_kernel`/`installer_initrd` with its kickstart.
+    pub pxe: Option<bool>,
 }
 
 /// Kickstarts per host: network (matched by MAC), hostname, disk layout, root's password hash
@@ -81,9 +104,6 @@ pub struct Kickstart {
     /// (`ostreecontainer`; Stream 9 and a `base.bootc` base); `packages`: the target's
     /// packages from `install_url` and `repos`, then kiln's files for the role in `%post`.
     pub mode: String,
-    /// Base URL where the dist is published (`kiln serve`, or any web server), e.g.
-    /// `http://10.0.0.5:8080`; required when enabled.
-    pub url: Option<String>,
     /// Time zone (tz database name), e.g. `Europe/Berlin`.
     pub timezone: String,
     /// SELinux: `enforcing`, `permissive` or `disabled`.
@@ -92,7 +112,8 @@ pub struct Kickstart {
     pub disk: Option<String>,
     /// Partitions; empty: `autopart`.
     pub partitions: Vec<Partition>,
-    /// The installer's kernel for PXE, relative to the PXE tree, e.g. `images/pxeboot/vmlinuz`.
+    /// The installer's kernel for PXE, relative to the PXE tree (`dist/pxe/`, published at
+    /// `provision.url` + `/pxe/`), e.g. `images/pxeboot/vmlinuz`.
     pub installer_kernel: String,
     /// The installer's initrd for PXE, e.g. `images/pxeboot/initrd.img`.
     pub installer_initrd: String,
@@ -112,7 +133,6 @@ impl Default for Kickstart {
             enabled: false,
             target: "stream9".into(),
             mode: "image".into(),
-            url: None,
             timezone: "UTC".into(),
             selinux: "enforcing".into(),
             disk: None,

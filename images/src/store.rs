@@ -180,6 +180,7 @@ impl BlobStore {
         }
         tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(shared_mode())
             .tempfile_in(&dir)
             .map_err(|e| Error::io("creating temporary blob", &dir, e))
     }
@@ -198,11 +199,20 @@ pub(crate) fn check(what: &str, expected: &Digest, actual: Digest) -> Result<()>
     }
 }
 
+/// Blobs and layout files are shared, never secret: 0644, not the 0600 of a temporary file
+/// (a web server publishing `dist/` runs as another user, and `kiln serve` refuses private
+/// files on shared paths).
+fn shared_mode() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o644)
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(shared_mode())
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating temporary file", dir, e))?;
     tmp.write_all(bytes)

@@ -9,7 +9,12 @@
 #   kiln.hashoffset=BYTES  where the hash tree starts in the root device (required)
 #   kiln.disk=PTUUID       MBR disk signature (8 hex digits) of the boot disk
 #   kiln.root=part:N       root partition number on that disk (default 2)
-#   kiln.root=http://URL   diskless: fetch the root image into RAM and attach it by losetup
+#   kiln.root=http://URL   diskless: fetch the root image into RAM, check all of it against the
+#                          root hash (veritysetup verify), attach it by losetup
+#   ds=nocloud-net;s=URL/  diskless: the host's cloud-init seed; /init fetches meta-data,
+#                          user-data and network-config into /var/lib/cloud/seed/nocloud/ (a
+#                          NoCloud seed on disk), because cloud-init 22.4 reads no
+#                          network-config over HTTP
 #   kiln.state=part:N      ext4 state partition (label kiln-state); absent: state in tmpfs
 #   kiln.onfail=poweroff|hang   what a failed boot does (default poweroff)
 export PATH=/bin:/sbin
@@ -25,7 +30,7 @@ mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 log "image $IMAGE, kernel $(uname -r)"
 
-ROOTHASH= HASHOFFSET= DISK= ROOT=part:2 STATEPART= ONFAIL=poweroff
+ROOTHASH= HASHOFFSET= DISK= ROOT=part:2 STATEPART= ONFAIL=poweroff SEED=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     kiln.roothash=*) ROOTHASH=${arg#*=} ;;
@@ -34,6 +39,8 @@ for arg in $(cat /proc/cmdline); do
     kiln.root=*) ROOT=${arg#*=} ;;
     kiln.state=*) STATEPART=${arg#*=} ;;
     kiln.onfail=*) ONFAIL=${arg#*=} ;;
+    ds=nocloud-net\;s=*|ds=nocloud\;s=*) SEED=${arg#*\;s=} ;;
+    ds=nocloud-net\;seedfrom=*|ds=nocloud\;seedfrom=*) SEED=${arg#*\;seedfrom=} ;;
   esac
 done
 
@@ -119,6 +126,30 @@ case "$ROOT" in
     mount -t tmpfs -o mode=0700,size=95% tmpfs /fetch
     log "fetching $ROOT"
     wget -q -O /fetch/root.img "$ROOT" || fail "cannot fetch $ROOT"
+    log "fetched $(wc -c < /fetch/root.img) bytes; checking every block against the root hash"
+    # All of it, before anything is mounted: a tampered image stops here, not at the first
+    # bad read after switch_root.
+    veritysetup verify /fetch/root.img /fetch/root.img "$ROOTHASH" --hash-offset="$HASHOFFSET" \
+      >/tmp/verify.out 2>&1 || {
+      cat /tmp/verify.out
+      fail "root image from $ROOT does not match root hash $ROOTHASH (veritysetup verify failed): refusing to boot it"
+    }
+    log "root image verified"
+    if [ -n "$SEED" ]; then
+      mkdir -p /fetch/seed
+      for f in meta-data user-data network-config vendor-data; do
+        if wget -q -O "/fetch/seed/$f" "$SEED$f"; then
+          continue
+        fi
+        rm -f "/fetch/seed/$f"
+        case "$f" in
+          meta-data|user-data) fail "cannot fetch the cloud-init seed's $f from $SEED$f" ;;
+        esac
+      done
+      log "cloud-init seed fetched from $SEED ($(ls /fetch/seed | tr '\n' ' '))"
+    fi
+    ip addr flush dev "$IFACE"
+    ip link set "$IFACE" down
     ROOTDEV=$(losetup -f)
     losetup -r "$ROOTDEV" /fetch/root.img || fail "cannot attach $ROOT to $ROOTDEV"
     BOOTDISK=
@@ -174,6 +205,17 @@ for d in docker containerd; do
   mount --bind "$STATE/data/$d" "/newroot/var/lib/$d" || fail "cannot bind /var/lib/$d"
 done
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+if [ -d /fetch/seed ]; then
+  # cloud-init's NoCloud datasource reads this directory first (in its local stage, before
+  # the network is configured, as with a cidata disk).
+  mkdir -p /newroot/var/lib/cloud/seed/nocloud
+  chmod 0700 /newroot/var/lib/cloud/seed/nocloud
+  for f in /fetch/seed/*; do
+    cat "$f" > "/newroot/var/lib/cloud/seed/nocloud/${f##*/}" || fail "cannot place the seed"
+    chmod 0600 "/newroot/var/lib/cloud/seed/nocloud/${f##*/}"
+  done
+  rm -rf /fetch/seed
+fi
 
 for m in dev proc sys; do
   mount --move "/$m" "/newroot/$m" || mount -o move "/$m" "/newroot/$m"

@@ -1,10 +1,12 @@
-//! Provisioning renderers: cloud-init (NoCloud seeds, [`cloudinit`]) and kickstarts
-//! ([`kickstart`]); PXE configs are not started (issue 11). They take the typed host plan
+//! Provisioning renderers: cloud-init (NoCloud seeds, [`cloudinit`]), kickstarts
+//! ([`kickstart`]) and PXE configs ([`pxe`]: iPXE, PXELINUX, GRUB) for diskless boots and
+//! kickstart installs. They take the typed host plan
 //! ([`kiln_model::plan::HostPlan`]) and render through [`kiln_model::templates::Templates`],
 //! never reaching back into `builder`.
 
 pub mod cloudinit;
 pub mod kickstart;
+pub mod pxe;
 
 pub use kiln_model::plan::HostPlan;
 
@@ -41,6 +43,8 @@ pub enum Error {
     LiveimgName { name: String },
     #[error("liveimg checksum {value:?} is not a sha256 (64 hex digits)")]
     Checksum { value: String },
+    #[error(transparent)]
+    Pxe(#[from] pxe::PxeError),
 }
 
 /// Result alias of this crate.

@@ -704,6 +704,42 @@ pub struct KickstartPlan {
     pub packages: Vec<String>,
 }
 
+/// Network provisioning (`[provision]`): where `dist/` is published and whether the PXE tree
+/// is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvisionPlan {
+    /// Base URL of the published `dist/`, without a trailing `/` (`http://10.0.0.5:8080`).
+    pub url: HttpUrl,
+    /// Write `dist/pxe/` (needs bootable outputs).
+    pub pxe: bool,
+    /// A kickstart install entry's kernel and initrd, as absolute URLs.
+    pub installer: Option<Installer>,
+}
+
+impl ProvisionPlan {
+    /// `url` joined with the path `rel` (no leading `/`).
+    pub fn join(&self, rel: &str) -> String {
+        format!("{}/{}", self.url, rel.trim_start_matches('/'))
+    }
+}
+
+/// The installer (Anaconda) a kickstart install entry boots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Installer {
+    pub kernel: String,
+    pub initrd: String,
+}
+
+impl Installer {
+    /// The kickstart's installer files, which live in the PXE tree (`dist/pxe/`).
+    pub fn of(provision: &ProvisionPlan, kickstart: &KickstartPlan) -> Installer {
+        Installer {
+            kernel: provision.join(&format!("pxe/{}", kickstart.installer_kernel)),
+            initrd: provision.join(&format!("pxe/{}", kickstart.installer_initrd)),
+        }
+    }
+}
+
 /// Debian packages a bootable role image needs besides the kernel: the initramfs takes
 /// `busybox` and `veritysetup` from the image, cloud-init places the host's identity, and
 /// the guest agent answers `kiln boot`'s health checks.
@@ -782,6 +818,9 @@ pub struct Plan {
     pub kickstart: Option<KickstartPlan>,
     /// Upstream components left out on request; empty for a whole cluster.
     pub left_out: Vec<LeftOut>,
+    /// Network provisioning; `None` without `provision.url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provision: Option<ProvisionPlan>,
 }
 
 impl Plan {

@@ -49,6 +49,9 @@ _kiln() {
             kiln,schema)
                 cmd="kiln__subcmd__schema"
                 ;;
+            kiln,serve)
+                cmd="kiln__subcmd__serve"
+                ;;
             kiln__subcmd__cache,help)
                 cmd="kiln__subcmd__cache__subcmd__help"
                 ;;
@@ -94,6 +97,9 @@ _kiln() {
             kiln__subcmd__help,schema)
                 cmd="kiln__subcmd__help__subcmd__schema"
                 ;;
+            kiln__subcmd__help,serve)
+                cmd="kiln__subcmd__help__subcmd__serve"
+                ;;
             kiln__subcmd__help__subcmd__cache,import)
                 cmd="kiln__subcmd__help__subcmd__cache__subcmd__import"
                 ;;
@@ -104,7 +110,7 @@ _kiln() {
 
     case "${cmd}" in
         kiln)
-            opts="-v -h -V --verbose --help --version init check schema build boot push lock fetch cache render help"
+            opts="-v -h -V --verbose --help --version init check schema build boot serve push lock fetch cache render help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -308,7 +314,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__help)
-            opts="init check schema build boot push lock fetch cache render help"
+            opts="init check schema build boot serve push lock fetch cache render help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,6 +495,20 @@ _kiln() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kiln__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kiln__subcmd__init)
             opts="-v -h --force --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -580,6 +600,24 @@ _kiln() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kiln__subcmd__serve)
+            opts="-v -h --listen --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

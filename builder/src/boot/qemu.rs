@@ -85,6 +85,16 @@ pub enum BootFrom {
         initrd: PathBuf,
         append: String,
     },
+    /// PXE: the NIC (the VM's MAC, on a QEMU user network of its own, whose BOOTP offers
+    /// `bootfile` from the TFTP directory `tftp`) boots first with QEMU's iPXE ROM (Debian
+    /// `ipxe-qemu`). The guest reaches the build host's 127.0.0.1 at [`HOST_LINK_HOST`];
+    /// `hostfwd` are QEMU `hostfwd=` rules into it (`tcp:127.0.0.1:23790-10.0.2.15:2379`).
+    /// A user network NATs every frame it sees, so it cannot be shared with other VMs.
+    Network {
+        tftp: PathBuf,
+        bootfile: String,
+        hostfwd: Vec<String>,
+    },
 }
 
 /// Format of a disk image.
@@ -331,6 +341,21 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
                 .arg(initrd)
                 .arg("-append")
                 .arg(append);
+        }
+        BootFrom::Network {
+            tftp,
+            bootfile,
+            hostfwd,
+        } => {
+            let mut netdev = format!("user,id=p0,tftp={},bootfile={bootfile}", tftp.display());
+            for f in hostfwd {
+                netdev += &format!(",hostfwd={f}");
+            }
+            // The default romfile: QEMU's iPXE for virtio-net (efi-virtio.rom).
+            cmd.args(["-netdev", &netdev, "-device"]).arg(format!(
+                "virtio-net-pci,netdev=p0,mac={},bootindex=0",
+                spec.mac
+            ));
         }
     }
     if let Some(iso) = &spec.cdrom {

@@ -243,6 +243,7 @@ fn report(
 /// every byte of it) and the boot settings.
 fn seed(manifest_digest: &str, profile: &str, boot: &BootPlan) -> [u8; 32] {
     let mut h = Sha256::new();
+    h.update(kiln_images::boot::initramfs::recipe_digest());
     for part in [
         "kiln-boot-1",
         env!("CARGO_PKG_VERSION"),

@@ -102,6 +102,18 @@ impl Dist {
     pub fn boot_dir(&self, profile: &str) -> PathBuf {
         self.root.join(Self::boot_dir_rel(profile))
     }
+    /// `pxe/`: the PXE tree (iPXE, PXELINUX and GRUB configs per MAC, files by digest).
+    pub fn pxe(&self) -> PathBuf {
+        self.root.join("pxe")
+    }
+    /// `pxe/hosts.json`: each host's MAC and profile (what `kiln serve` reads).
+    pub fn pxe_hosts(&self) -> PathBuf {
+        self.root.join("pxe/hosts.json")
+    }
+    /// `kickstart/`: a kickstart per host.
+    pub fn kickstart(&self) -> PathBuf {
+        self.root.join("kickstart")
+    }
     /// `build-report.json`.
     pub fn report(&self) -> PathBuf {
         self.root.join(REPORT)

@@ -9,6 +9,8 @@
 //! - `sbom/REF.spdx.json`: an SPDX 2.3 document per role image ([`crate::sbom`]).
 //! - `cloud-init/HOST/{meta-data,user-data,network-config}` and `cloud-init/HOST-cidata.iso`:
 //!   each host's NoCloud seed carrying that identity (mode 0600).
+//! - `pxe/`: with `[provision]`, the PXE tree ([`pxe`]): `boot.ipxe`, per MAC an iPXE
+//!   script, a PXELINUX and two GRUB configs, and `sha256/HEX` links to the boot files.
 //! - `build-report.json`: every image with its name, tags, digests and layers.
 //! - `SHA256SUMS`: every file above.
 //!
@@ -22,6 +24,7 @@ mod dist;
 mod kickstart;
 pub mod layer_cache;
 mod outputs;
+pub mod pxe;
 mod seed;
 mod stages;
 
@@ -259,8 +262,8 @@ fn build_key(plan: &Plan, rendered: &Rendered, resolved: &Resolved, opts: &Build
     };
     // 2: outputs gained sbom/ and cloud-init/; 3: both together (an older output is not
     // "unchanged").
-    // 4: outputs gained boot/; 5: and boot/manifest.json.
-    part("kiln-build-key-5");
+    // 4: outputs gained boot/; 5: and boot/manifest.json; 6: and pxe/.
+    part("kiln-build-key-6");
     part(env!("CARGO_PKG_VERSION"));
     part(&plan.spec_sha256);
     for e in &resolved.lock {
@@ -326,6 +329,14 @@ fn build_into(
     };
     if !boot.is_empty() {
         boot::write_manifest(plan, &boot, &ctx.dist)?;
+    }
+    if let Some(p) = plan
+        .provision
+        .as_ref()
+        .filter(|p| p.pxe && !boot.is_empty())
+    {
+        (ctx.progress)("pxe: boot.ipxe and configs per MAC");
+        pxe::write(&ctx.dist, plan, p, &boot)?;
     }
     let epoch = opts.source_date_epoch;
     let sbom = crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)?;

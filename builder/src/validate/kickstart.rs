@@ -3,7 +3,9 @@
 //! registry for `bootc`, an installation source for `packages`), and every value a kickstart
 //! line takes (time zone, disk, partitions, installer file names, repositories, packages).
 
-use kiln_model::plan::{BasePlan, BootPlan, KickstartPlan, PartitionPlan, RepoPlan};
+use kiln_model::plan::{
+    BasePlan, BootPlan, KickstartPlan, PartitionPlan, ProvisionPlan, RepoPlan,
+};
 use kiln_model::values::{quote, BaseFamily, HttpUrl, KsMode, KsTarget, PartFs};
 
 use super::Checker;
@@ -54,6 +56,7 @@ impl Checker {
         base: Option<&BasePlan>,
         boot: Option<&Option<BootPlan>>,
         has_registry: bool,
+        provision: Option<&Option<ProvisionPlan>>,
     ) -> Option<Option<KickstartPlan>> {
         let k = &spec.kickstart;
         if !k.enabled {
@@ -62,16 +65,17 @@ impl Checker {
         let target = self.val::<KsTarget>("kickstart.target", &k.target);
         let mode = self.val::<KsMode>("kickstart.mode", &k.mode);
         let selinux = self.val("kickstart.selinux", &k.selinux);
-        let url = match &k.url {
-            Some(u) => self.val::<HttpUrl>("kickstart.url", u.trim_end_matches('/')),
-            None => {
+        let url = match provision {
+            Some(Some(p)) => Some(p.url.clone()),
+            Some(None) => {
                 self.err(
                     "kickstart",
-                    "kickstart.url is not set",
-                    "set url to where the dist is published (`kiln serve`), e.g. \"http://10.0.0.5:8080\": the kickstarts fetch the role from there",
+                    "kickstarts need provision.url, which is not set",
+                    "set provision.url to where the dist is published (`kiln serve`), e.g. \"http://10.0.0.5:8080\": the kickstarts fetch the role from there",
                 );
                 None
             }
+            None => None,
         };
         if !is_timezone(&k.timezone) {
             self.err(

@@ -21,11 +21,12 @@ mod kickstart;
 mod masters;
 mod paths;
 mod ports;
+mod provision;
 mod sources;
 
 use std::str::FromStr;
 
-use kiln_model::plan::{Plan, Upstream};
+use kiln_model::plan::{Installer, Plan, Upstream};
 use kiln_model::values::{quote, AbsPath, ValueError, Version};
 
 use crate::diag::{Diagnostic, Severity, SpecSource};
@@ -271,7 +272,17 @@ impl Checker {
         let firewall = self.firewall(spec);
         let registry = self.registry(spec);
         let images = self.images(spec);
-        let kickstart = self.kickstart(spec, base.as_ref(), boot.as_ref(), registry.is_some());
+        let mut provision = self.provision(spec, boot.as_ref());
+        let kickstart = self.kickstart(
+            spec,
+            base.as_ref(),
+            boot.as_ref(),
+            registry.is_some(),
+            provision.as_ref(),
+        );
+        if let (Some(Some(p)), Some(Some(k))) = (provision.as_mut(), kickstart.as_ref()) {
+            p.installer = Some(Installer::of(p, k));
+        }
         self.dependencies(spec);
         if self.failed() {
             return None;
@@ -295,6 +306,7 @@ impl Checker {
             boot: boot?,
             kickstart: kickstart?,
             left_out: Vec::new(),
+            provision: provision?,
         });
         self.ports(&plan, src);
         self.paths(&plan, src);

@@ -41,6 +41,7 @@ const INITRAMFS_LIB_DIR: &str = "/lib/x86_64-linux-gnu";
 /// The busybox applets `/init` and the udhcpc script use.
 pub const APPLETS: &[&str] = &[
     "cat",
+    "chmod",
     "dd",
     "echo",
     "findfs",
@@ -49,18 +50,44 @@ pub const APPLETS: &[&str] = &[
     "insmod",
     "ip",
     "losetup",
+    "ls",
     "mkdir",
     "mount",
     "poweroff",
+    "rm",
     "seq",
     "sh",
     "sleep",
     "switch_root",
+    "tr",
     "udhcpc",
     "umount",
     "uname",
+    "wc",
     "wget",
 ];
+
+/// sha256 over what shapes the initramfs besides the image: the scripts, the applets and the
+/// module lists. Part of the boot cache's key, so a changed `/init` is never taken from the
+/// cache.
+pub fn recipe_digest() -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [INIT_TEMPLATE, UDHCPC_SCRIPT] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for list in [
+        APPLETS,
+        modules::DISK_MODULES,
+        modules::OTHER_DISK_MODULES,
+        modules::NET_MODULES,
+    ] {
+        h.update(list.join(",").as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
 
 /// What went into the initramfs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,119 @@
+//! Stage 7b (with `[provision]` and bootable outputs): the PXE tree `pxe/`, rendered by
+//! [`kiln_kickstart::pxe`], and the files it boots.
+//!
+//! `pxe/sha256/HEX` are **hard links** to each role's `boot/PROFILE/{vmlinuz,initramfs.img,
+//! root.img}` in the same staging directory: the root image is hundreds of MB per role and a
+//! link costs nothing, both names stay in one output that is published (renamed) as a whole,
+//! and nothing in `dist/` is ever written after the build, so the shared inode cannot change
+//! under either name. Where the file system refuses a link, the file is copied. (`rsync -H`
+//! or `tar` keep the links when `dist/` is published elsewhere; a static server serves both
+//! names either way.)
+//!
+//! `pxe/hosts.json` lists each host's MAC and the paths that are its own (seed, kickstart);
+//! `kiln serve` answers the kickstart MAC header from it. It holds no secret.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use kiln_kickstart::pxe::{self, PxeProfile};
+use kiln_model::plan::{Plan, ProvisionPlan};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{io_err, BootReport, BuildError, Dist};
+
+/// `pxe/hosts.json`: what `kiln serve` needs to know of each host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PxeHosts {
+    /// The cluster's name.
+    pub cluster: String,
+    /// `provision.url`, without its trailing `/`.
+    pub url: String,
+    pub hosts: Vec<PxeHost>,
+}
+
+/// One host in `pxe/hosts.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PxeHost {
+    pub name: String,
+    /// Lowercase, colon-separated.
+    pub mac: String,
+    pub profile: String,
+    /// Its iPXE script below `pxe/`.
+    pub ipxe: String,
+}
+
+/// Writes `pxe/` from the boot outputs `boot`.
+pub(super) fn write(
+    dist: &Dist,
+    plan: &Plan,
+    provision: &ProvisionPlan,
+    boot: &[BootReport],
+) -> Result<(), BuildError> {
+    let dir = dist.pxe();
+    let by_digest = dir.join("sha256");
+    fs::create_dir_all(&by_digest).map_err(io_err("creating pxe/sha256"))?;
+    let mut profiles = Vec::new();
+    for b in boot {
+        let place = |rel: &str| -> Result<String, BuildError> {
+            let src = dist.root().join(rel);
+            let hex = sha256_file(&src).map_err(io_err(format!("reading {rel}")))?;
+            let dst = by_digest.join(&hex);
+            if !dst.exists() && fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst).map_err(io_err(format!(
+                    "copying {rel} to pxe/{}",
+                    pxe::by_digest(&hex)
+                )))?;
+            }
+            Ok(hex)
+        };
+        profiles.push(PxeProfile {
+            name: b.profile.clone(),
+            image: b.image.clone(),
+            kernel_sha256: place(&b.kernel)?,
+            initramfs_sha256: place(&b.initramfs)?,
+            root_sha256: place(&b.root_image)?,
+            disk_cmdline: b.cmdline.clone(),
+        });
+    }
+    let hosts: Vec<_> = plan
+        .hosts
+        .iter()
+        .filter(|h| profiles.iter().any(|p| p.name == h.profile))
+        .cloned()
+        .collect();
+    let files = pxe::render(plan.cluster.as_str(), provision, &profiles, &hosts)?;
+    for f in &files {
+        let path = dir.join(&f.path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        fs::write(&path, &f.text).map_err(io_err(format!("writing pxe/{}", f.path)))?;
+    }
+    let index = PxeHosts {
+        cluster: plan.cluster.to_string(),
+        url: provision.url.to_string(),
+        hosts: hosts
+            .iter()
+            .map(|h| PxeHost {
+                name: h.name.to_string(),
+                mac: h.mac.to_string(),
+                profile: h.profile.clone(),
+                ipxe: format!("mac/{}.ipxe", h.mac.hyphenated()),
+            })
+            .collect(),
+    };
+    let mut json =
+        serde_json::to_string_pretty(&index).map_err(|e| BuildError::Source(e.to_string()))?;
+    json.push('\n');
+    fs::write(dist.pxe_hosts(), json).map_err(io_err("writing pxe/hosts.json"))
+}
+
+/// sha256 (hex) of a file's bytes.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}

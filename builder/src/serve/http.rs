@@ -1,0 +1,256 @@
+//! The HTTP/1.1 subset `kiln serve` speaks: one request per connection (`Connection:
+//! close`), `GET` and `HEAD`, a single byte range, `If-None-Match`.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+/// Longest request head (request line and headers) accepted.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The target's path, percent-decoded, query dropped; always starts with `/`.
+    pub path: String,
+    /// Header names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a request head was refused (answered 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+/// Reads one request head from `r`. `Ok(None)`: the peer closed before sending one.
+pub fn read_request<R: Read>(r: R) -> io::Result<Result<Option<Request>, BadRequest>> {
+    let mut r = BufReader::new(r.take(MAX_HEAD as u64 + 1));
+    let mut lines = Vec::new();
+    let mut total = 0;
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            if lines.is_empty() {
+                return Ok(Ok(None));
+            }
+            return Ok(Err(BadRequest("incomplete request head".into())));
+        }
+        total += n;
+        if total > MAX_HEAD {
+            return Ok(Err(BadRequest("request head too large".into())));
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.is_empty() {
+            if lines.is_empty() {
+                continue; // tolerated before the request line (RFC 9112 2.2)
+            }
+            break;
+        }
+        match String::from_utf8(line) {
+            Ok(l) => lines.push(l),
+            Err(_) => return Ok(Err(BadRequest("request head is not UTF-8".into()))),
+        }
+    }
+    Ok(parse_head(&lines))
+}
+
+fn parse_head(lines: &[String]) -> Result<Option<Request>, BadRequest> {
+    let bad = |m: &str| Err(BadRequest(m.into()));
+    let mut parts = lines[0].split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return bad("malformed request line");
+    };
+    if !version.starts_with("HTTP/1.") {
+        return bad("only HTTP/1.x is served");
+    }
+    // Absolute form (`GET http://host/path`) is allowed by HTTP/1.1.
+    let target = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    if !target.starts_with('/') {
+        return bad("the request target is not a path");
+    }
+    let raw = target.split(['?', '#']).next().unwrap_or("/");
+    let Some(path) = percent_decode(raw) else {
+        return bad("malformed percent-encoding in the path");
+    };
+    let mut headers = Vec::new();
+    for l in &lines[1..] {
+        let Some((n, v)) = l.split_once(':') else {
+            return bad("malformed header line");
+        };
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Ok(Some(Request {
+        method: method.to_string(),
+        path,
+        headers,
+    }))
+}
+
+/// `%XX` decoded; `None` for a malformed escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What a `Range` header asks of a resource of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAsk {
+    /// No usable range: the whole resource (no header, another unit, several ranges).
+    Whole,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// A range no byte of the resource satisfies, or a reversed one: 416.
+    Unsatisfiable,
+}
+
+/// Interprets `Range: bytes=…` for a resource of `len` bytes (one range; several are served
+/// whole, which HTTP allows).
+pub fn range(header: Option<&str>, len: u64) -> RangeAsk {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Unsatisfiable;
+    };
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (a.is_empty(), b.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match num(b) {
+            Some(0) | None => RangeAsk::Unsatisfiable,
+            Some(_) if len == 0 => RangeAsk::Unsatisfiable,
+            Some(n) => RangeAsk::Part {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
+        },
+        // bytes=A-
+        (false, true) => match num(a) {
+            Some(s) if s < len => RangeAsk::Part {
+                start: s,
+                end: len - 1,
+            },
+            _ => RangeAsk::Unsatisfiable,
+        },
+        (false, false) => match (num(a), num(b)) {
+            (Some(s), Some(e)) if s <= e && s < len => RangeAsk::Part {
+                start: s,
+                end: e.min(len - 1),
+            },
+            _ => RangeAsk::Unsatisfiable,
+        },
+        (true, true) => RangeAsk::Unsatisfiable,
+    }
+}
+
+/// Whether `If-None-Match: header` matches `etag` (weak comparison, `*` matches).
+pub fn none_match(header: Option<&str>, etag: &str) -> bool {
+    let Some(h) = header else {
+        return false;
+    };
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    h.split(',')
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+/// The reason phrase of `status`.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range(None, 10), RangeAsk::Whole);
+        assert_eq!(
+            range(Some("bytes=0-3"), 10),
+            RangeAsk::Part { start: 0, end: 3 }
+        );
+        assert_eq!(
+            range(Some("bytes=5-"), 10),
+            RangeAsk::Part { start: 5, end: 9 }
+        );
+        assert_eq!(
+            range(Some("bytes=-3"), 10),
+            RangeAsk::Part { start: 7, end: 9 }
+        );
+        assert_eq!(
+            range(Some("bytes=-30"), 10),
+            RangeAsk::Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            range(Some("bytes=8-99"), 10),
+            RangeAsk::Part { start: 8, end: 9 }
+        );
+        assert_eq!(range(Some("bytes=10-"), 10), RangeAsk::Unsatisfiable);
+        assert_eq!(range(Some("bytes=5-2"), 10), RangeAsk::Unsatisfiable);
+        assert_eq!(range(Some("bytes=x-2"), 10), RangeAsk::Unsatisfiable);
+        assert_eq!(range(Some("bytes=0-1,4-5"), 10), RangeAsk::Whole);
+        assert_eq!(range(Some("items=0-1"), 10), RangeAsk::Whole);
+    }
+
+    #[test]
+    fn heads() {
+        let r =
+            read_request(&b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\n"[..])
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        assert_eq!(r.path, "/a b");
+        assert_eq!(r.header("range"), Some("bytes=0-1"));
+        assert!(read_request(&b"GET /%zz HTTP/1.1\r\n\r\n"[..])
+            .unwrap()
+            .is_err());
+        assert!(read_request(&b""[..]).unwrap().unwrap().is_none());
+        assert!(none_match(Some("\"a\", W/\"b\""), "\"b\""));
+        assert!(!none_match(Some("\"a\""), "\"b\""));
+    }
+}

@@ -1,0 +1,269 @@
+//! PXE configs: the `dist/pxe/` tree that boots every host of a cluster **diskless** from an
+//! HTTP server (`kiln serve`, or any static web server publishing `dist/`).
+//!
+//! - `boot.ipxe`: the entry point (DHCP hands it to iPXE). It fetches the host's own script,
+//!   `mac/${mac:hexhyp}.ipxe`, and when there is none prints `kiln: no host with MAC … in
+//!   cluster …` and stops: an unknown machine never boots a default host.
+//! - `mac/MAC.ipxe` per host: `kernel --name vmlinuz … initrd=initrd.img …` and
+//!   `initrd --name initrd.img …` (UEFI iPXE hands the initrd over by name; BIOS iPXE does not
+//!   mind).
+//! - `pxelinux.cfg/01-MAC` per host for BIOS PXELINUX (HTTP URLs: `lpxelinux.0`).
+//! - `grub/grub.cfg-01-MAC` and `grub/grub.cfg-MAC` per host (Red Hat's GRUB looks for the
+//!   first, Debian's GRUB 2.06 for the second), kernel arguments with `;` single-quoted.
+//!
+//! Each boots the host's role image: the kernel, initramfs and verified root image by digest
+//! (`sha256/HEX`, the files themselves are placed by the build), with the role's disk command
+//! line turned diskless ([`diskless_cmdline`]): `kiln.root=URL/pxe/sha256/ROOT` instead of
+//! `kiln.root=part:N`, no `kiln.disk=` or `kiln.state=`, and
+//! `ds=nocloud-net;s=URL/cloud-init/HOST/` for the identity (cloud-init 22.4 takes the
+//! `nocloud-net` spelling; the trailing `/` is required). With an installer in
+//! `[provision]`, each host also gets a kickstart install entry (`inst.ks=URL/kickstart/HOST.ks
+//! inst.ks.sendmac`): `mac/MAC-install.ipxe` and a second menu entry in PXELINUX and GRUB.
+//!
+//! Nothing here is secret: kernel arguments carry digests and URLs, never a seed's contents.
+
+use kiln_model::plan::{HostPlan, Installer, ProvisionPlan};
+use kiln_model::templates::Templates;
+use kiln_model::values::HttpUrl;
+use serde::Serialize;
+
+use crate::Result;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("boot.ipxe", include_str!("../templates/boot.ipxe.j2")),
+    ("host.ipxe", include_str!("../templates/host.ipxe.j2")),
+    ("install.ipxe", include_str!("../templates/install.ipxe.j2")),
+    ("pxelinux.cfg", include_str!("../templates/pxelinux.cfg.j2")),
+    ("grub.cfg", include_str!("../templates/grub.cfg.j2")),
+];
+
+/// A role image's bootable files as the PXE tree references them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PxeProfile {
+    /// Profile name (`master-agent`).
+    pub name: String,
+    /// The role image's ref (`demo-master-agent`).
+    pub image: String,
+    /// sha256 (hex) of the kernel, the initramfs and the root image: their names under
+    /// `pxe/sha256/`.
+    pub kernel_sha256: String,
+    pub initramfs_sha256: String,
+    pub root_sha256: String,
+    /// The kernel command line the role's disks boot with (`boot[].cmdline` of the build
+    /// report).
+    pub disk_cmdline: String,
+}
+
+/// One file of the PXE tree: its path below `pxe/` and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PxeFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// Why a PXE tree could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PxeError {
+    #[error("host {host}: no bootable outputs for its profile {profile}")]
+    NoProfile { host: String, profile: String },
+    #[error("the disk command line {cmdline:?} has no kiln.root= to turn diskless")]
+    NoRoot { cmdline: String },
+}
+
+/// Below `pxe/`: the digest-named file `hex`.
+pub fn by_digest(hex: &str) -> String {
+    format!("sha256/{hex}")
+}
+
+/// The role's disk command line `disk`, diskless: `kiln.root=` set to `root_url`,
+/// `kiln.disk=` and `kiln.state=` dropped (the host has no disk; its state lives in RAM),
+/// and cloud-init's NoCloud datasource pointed at `seed_url` (which must end in `/`).
+pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<String, PxeError> {
+    let mut out = Vec::new();
+    let mut root = false;
+    for arg in disk.split_whitespace() {
+        if arg.starts_with("kiln.disk=") || arg.starts_with("kiln.state=") {
+            continue;
+        }
+        if arg.starts_with("kiln.root=") {
+            out.push(format!("kiln.root={root_url}"));
+            root = true;
+        } else if !arg.starts_with("ds=") {
+            out.push(arg.to_string());
+        }
+    }
+    if !root {
+        return Err(PxeError::NoRoot {
+            cmdline: disk.to_string(),
+        });
+    }
+    out.push(format!("ds=nocloud-net;s={seed_url}"));
+    Ok(out.join(" "))
+}
+
+/// The command line of a kickstart install of `host`.
+fn install_cmdline(p: &ProvisionPlan, host: &HostPlan) -> String {
+    format!(
+        "inst.ks={} inst.ks.sendmac console=ttyS0",
+        p.join(&format!("kickstart/{}.ks", host.name))
+    )
+}
+
+/// GRUB's spelling of an HTTP URL: `(http,HOST:PORT)/PATH`.
+fn grub_url(url: &str) -> String {
+    match HttpUrl::parse(url) {
+        Ok(u) => format!("(http,{}){}", grub_server(&u), u.path()),
+        Err(_) => url.to_string(),
+    }
+}
+
+fn grub_server(u: &HttpUrl) -> String {
+    match u.port() {
+        Some(p) => format!("{}:{p}", u.host()),
+        None => u.host().to_string(),
+    }
+}
+
+/// Arguments holding `;` single-quoted for GRUB (`;` ends a GRUB command).
+fn grub_quote(cmdline: &str) -> String {
+    cmdline
+        .split(' ')
+        .map(|a| {
+            if a.contains([';', '$', '\'', '"', '{', '}', '|', '&', '<', '>']) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Serialize)]
+struct BootCtx<'a> {
+    cluster: &'a str,
+    base: &'a str,
+}
+
+#[derive(Serialize)]
+struct HostCtx<'a> {
+    cluster: &'a str,
+    base: String,
+    host: &'a str,
+    mac: String,
+    hexhyp: String,
+    profile: &'a str,
+    image: &'a str,
+    kernel_url: String,
+    initrd_url: String,
+    cmdline: String,
+    installer: Option<&'a Installer>,
+    install_cmdline: String,
+    grub_server: String,
+    kernel_path: String,
+    initrd_path: String,
+    grub_cmdline: String,
+    grub_installer_kernel: String,
+    grub_installer_initrd: String,
+    grub_install_cmdline: String,
+}
+
+/// Every file of the PXE tree of `cluster` (paths below `pxe/`, sorted): `boot.ipxe` and,
+/// per host, its iPXE script, PXELINUX config and two GRUB configs (and install entries when
+/// `provision` names an installer).
+pub fn render(
+    cluster: &str,
+    provision: &ProvisionPlan,
+    profiles: &[PxeProfile],
+    hosts: &[HostPlan],
+) -> Result<Vec<PxeFile>, crate::Error> {
+    let t = Templates::new(TEMPLATES)?;
+    let base = provision.join("pxe");
+    let mut files = vec![PxeFile {
+        path: "boot.ipxe".into(),
+        text: t.render(
+            "boot.ipxe",
+            BootCtx {
+                cluster,
+                base: &base,
+            },
+        )?,
+    }];
+    let server = grub_server(&provision.url);
+    let url_path = provision.url.path().trim_end_matches('/').to_string();
+    for h in hosts {
+        let p = profiles
+            .iter()
+            .find(|p| p.name == h.profile)
+            .ok_or_else(|| PxeError::NoProfile {
+                host: h.name.to_string(),
+                profile: h.profile.clone(),
+            })?;
+        let rel = |hex: &str| format!("pxe/{}", by_digest(hex));
+        let cmdline = diskless_cmdline(
+            &p.disk_cmdline,
+            &provision.join(&rel(&p.root_sha256)),
+            &format!("{}/", provision.join(&format!("cloud-init/{}", h.name))),
+        )?;
+        let hexhyp = h.mac.hyphenated();
+        let install = install_cmdline(provision, h);
+        let ctx = HostCtx {
+            cluster,
+            base: base.clone(),
+            host: h.name.as_str(),
+            mac: h.mac.to_string(),
+            hexhyp: hexhyp.clone(),
+            profile: &p.name,
+            image: &p.image,
+            kernel_url: provision.join(&rel(&p.kernel_sha256)),
+            initrd_url: provision.join(&rel(&p.initramfs_sha256)),
+            grub_cmdline: grub_quote(&cmdline),
+            cmdline,
+            installer: provision.installer.as_ref(),
+            grub_server: server.clone(),
+            kernel_path: format!("{url_path}/{}", rel(&p.kernel_sha256)),
+            initrd_path: format!("{url_path}/{}", rel(&p.initramfs_sha256)),
+            grub_installer_kernel: provision
+                .installer
+                .as_ref()
+                .map(|i| grub_url(&i.kernel))
+                .unwrap_or_default(),
+            grub_installer_initrd: provision
+                .installer
+                .as_ref()
+                .map(|i| grub_url(&i.initrd))
+                .unwrap_or_default(),
+            grub_install_cmdline: grub_quote(&install),
+            install_cmdline: install,
+        };
+        files.push(PxeFile {
+            path: format!("mac/{hexhyp}.ipxe"),
+            text: t.render("host.ipxe", &ctx)?,
+        });
+        if provision.installer.is_some() {
+            files.push(PxeFile {
+                path: format!("mac/{hexhyp}-install.ipxe"),
+                text: t.render("install.ipxe", &ctx)?,
+            });
+        }
+        files.push(PxeFile {
+            path: format!("pxelinux.cfg/01-{hexhyp}"),
+            text: t.render("pxelinux.cfg", &ctx)?,
+        });
+        let grub = t.render("grub.cfg", &ctx)?;
+        files.push(PxeFile {
+            path: format!("grub/grub.cfg-01-{hexhyp}"),
+            text: grub.clone(),
+        });
+        files.push(PxeFile {
+            path: format!("grub/grub.cfg-{hexhyp}"),
+            text: grub,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+#[cfg(test)]
+#[path = "pxe_tests.rs"]
+mod tests;

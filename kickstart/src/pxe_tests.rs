@@ -1,0 +1,221 @@
+//! The PXE tree of a test topology (a master, two agents on two role images), byte for byte
+//! against `snapshots/pxe/` and `snapshots/pxe-install/` (`KILN_BLESS=1` rewrites them after a
+//! deliberate change), plus what each file must hold whatever the layout. GRUB configs are
+//! checked by GRUB's own parser (`grub-script-check`, Debian `grub-common`).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use kiln_model::plan::{AccessPlan, HostPlan, Installer, ProvisionPlan, Roles};
+use kiln_model::values::{Fqdn, HostAddr, HostName, HttpUrl, IfName, MacAddr};
+use kiln_test_support::require_tool;
+
+use super::*;
+
+fn host(name: &str, master: bool, ip: &str, mac: &str) -> HostPlan {
+    HostPlan {
+        name: HostName::parse(name).unwrap(),
+        fqdn: Fqdn::parse(&format!("{name}.example.test")).unwrap(),
+        roles: Roles {
+            master,
+            agent: !master,
+        },
+        profile: if master { "master" } else { "agent" }.into(),
+        address: HostAddr::parse(ip).unwrap(),
+        mac: MacAddr::parse(mac).unwrap(),
+        gateway: Some("10.0.0.1".parse().unwrap()),
+        dns: vec![],
+        interface: IfName::parse("eth0").unwrap(),
+        etcd_name: None,
+        zk_id: None,
+        access: AccessPlan::default(),
+    }
+}
+
+fn hosts() -> Vec<HostPlan> {
+    vec![
+        host("m1", true, "10.0.0.11/24", "52:54:00:AA:00:11"),
+        host("a1", false, "10.0.0.21/24", "52:54:00:aa:00:21"),
+        host("a2", false, "10.0.0.22/24", "52-54-00-aa-00-22"),
+    ]
+}
+
+fn profile(name: &str, seed: char) -> PxeProfile {
+    let hex = |c: char| std::iter::repeat(c).take(64).collect::<String>();
+    PxeProfile {
+        name: name.into(),
+        image: format!("pt-{name}"),
+        kernel_sha256: hex(seed),
+        initramfs_sha256: hex(char::from(seed as u8 + 1)),
+        root_sha256: hex(char::from(seed as u8 + 2)),
+        disk_cmdline: format!(
+            "console=ttyS0 kiln.image=pt-{name} kiln.disk=0a1b2c3d kiln.root=part:2 \
+             kiln.roothash={} kiln.hashoffset=209715200 kiln.state=part:3 apparmor=0",
+            hex('f')
+        ),
+    }
+}
+
+fn profiles() -> Vec<PxeProfile> {
+    vec![profile("master", 'a'), profile("agent", '1')]
+}
+
+fn provision(installer: bool) -> ProvisionPlan {
+    ProvisionPlan {
+        url: HttpUrl::parse("http://10.0.0.5:8080").unwrap(),
+        pxe: true,
+        installer: installer.then(|| Installer {
+            kernel: "http://10.0.0.5:8080/centos/9/vmlinuz".into(),
+            initrd: "http://10.0.0.5:8080/centos/9/initrd.img".into(),
+        }),
+    }
+}
+
+fn compare_snapshot(dir: &Path, files: &[PxeFile]) {
+    let bless = std::env::var_os("KILN_BLESS").is_some();
+    if bless {
+        let _ = fs::remove_dir_all(dir);
+    }
+    let mut want_paths = Vec::new();
+    for f in files {
+        let path = dir.join(&f.path);
+        if bless {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &f.text).unwrap();
+        }
+        let want = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; create it with KILN_BLESS=1", path.display()));
+        assert_eq!(f.text, want, "{} differs from its snapshot", f.path);
+        want_paths.push(f.path.clone());
+    }
+    let mut have = Vec::new();
+    for sub in ["", "mac", "pxelinux.cfg", "grub"] {
+        for e in fs::read_dir(dir.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                have.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
+            }
+        }
+    }
+    have.sort();
+    want_paths.sort();
+    assert_eq!(have, want_paths, "snapshot files of {}", dir.display());
+}
+
+#[test]
+fn pxe_tree_matches_its_snapshot() {
+    let files = render("pt", &provision(false), &profiles(), &hosts()).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/pxe");
+    compare_snapshot(&dir, &files);
+}
+
+#[test]
+fn pxe_tree_with_an_installer_matches_its_snapshot() {
+    let files = render("pt", &provision(true), &profiles(), &hosts()).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/pxe-install");
+    compare_snapshot(&dir, &files);
+    let ipxe = files
+        .iter()
+        .find(|f| f.path == "mac/52-54-00-aa-00-21-install.ipxe")
+        .unwrap();
+    assert!(ipxe
+        .text
+        .contains("inst.ks=http://10.0.0.5:8080/kickstart/a1.ks inst.ks.sendmac"));
+}
+
+fn file<'a>(files: &'a [PxeFile], path: &str) -> &'a str {
+    &files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no {path}"))
+        .text
+}
+
+#[test]
+fn each_host_boots_diskless_from_its_own_files() {
+    let files = render("pt", &provision(false), &profiles(), &hosts()).unwrap();
+    let boot = file(&files, "boot.ipxe");
+    assert!(boot.starts_with("#!ipxe\n"));
+    assert!(boot.contains("http://10.0.0.5:8080/pxe/mac/${mac:hexhyp}.ipxe || goto unknown"));
+    assert!(boot.contains("echo kiln: no host with MAC ${mac} in cluster pt\n"));
+    // The refusal never reaches a kernel: nothing after :unknown boots.
+    let after = &boot[boot.find(":unknown").unwrap()..];
+    for cmd in ["kernel", "chain", "boot", "imgexec", "sanboot", "exit"] {
+        assert!(
+            !after
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(cmd)),
+            "{cmd} after :unknown"
+        );
+    }
+    let a = "a".repeat(64);
+    let m1 = file(&files, "mac/52-54-00-aa-00-11.ipxe");
+    let want = format!(
+        "kernel --name vmlinuz http://10.0.0.5:8080/pxe/sha256/{a} initrd=initrd.img \
+         console=ttyS0 kiln.image=pt-master kiln.root=http://10.0.0.5:8080/pxe/sha256/{} \
+         kiln.roothash={} kiln.hashoffset=209715200 apparmor=0 \
+         ds=nocloud-net;s=http://10.0.0.5:8080/cloud-init/m1/ || goto failed",
+        "c".repeat(64),
+        "f".repeat(64)
+    );
+    assert!(m1.lines().any(|l| l == want), "{m1}");
+    assert!(m1.contains(&format!(
+        "initrd --name initrd.img http://10.0.0.5:8080/pxe/sha256/{} || goto failed",
+        "b".repeat(64)
+    )));
+    for f in &files {
+        assert!(!f.text.contains("kiln.disk="), "{}", f.path);
+        assert!(!f.text.contains("kiln.state="), "{}", f.path);
+        assert!(!f.text.contains("part:"), "{}", f.path);
+    }
+    // Agents share their role's files, each with its own seed.
+    let a1 = file(&files, "pxelinux.cfg/01-52-54-00-aa-00-21");
+    let a2 = file(&files, "pxelinux.cfg/01-52-54-00-aa-00-22");
+    assert!(a1.contains("s=http://10.0.0.5:8080/cloud-init/a1/\n"));
+    assert!(a2.contains("s=http://10.0.0.5:8080/cloud-init/a2/\n"));
+    assert!(a1.contains(&format!(
+        "KERNEL http://10.0.0.5:8080/pxe/sha256/{}",
+        "1".repeat(64)
+    )));
+    // GRUB: both names, same text, the seed argument quoted.
+    let g = file(&files, "grub/grub.cfg-01-52-54-00-aa-00-22");
+    assert_eq!(g, file(&files, "grub/grub.cfg-52-54-00-aa-00-22"));
+    assert!(g.contains("'ds=nocloud-net;s=http://10.0.0.5:8080/cloud-init/a2/'"));
+    assert!(g.contains(&format!(
+        "linux (http,10.0.0.5:8080)/pxe/sha256/{} ",
+        "1".repeat(64)
+    )));
+}
+
+#[test]
+fn a_disk_cmdline_without_a_root_is_refused() {
+    assert!(matches!(
+        diskless_cmdline("console=ttyS0", "http://x/r", "http://x/s/"),
+        Err(PxeError::NoRoot { .. })
+    ));
+}
+
+#[test]
+fn grub_parses_every_grub_config() {
+    let check = require_tool("grub-script-check", "grub-common");
+    let files = render("pt", &provision(true), &profiles(), &hosts()).unwrap();
+    let dir = kiln_test_support::tempdir();
+    for f in files.iter().filter(|f| f.path.starts_with("grub/")) {
+        let p = dir.path().join("grub.cfg");
+        fs::write(&p, &f.text).unwrap();
+        let out = Command::new(&check).arg(&p).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            f.path,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
