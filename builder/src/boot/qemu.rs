@@ -351,11 +351,13 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             for f in hostfwd {
                 netdev += &format!(",hostfwd={f}");
             }
-            // The default romfile: QEMU's iPXE for virtio-net (efi-virtio.rom).
-            cmd.args(["-netdev", &netdev, "-device"]).arg(format!(
-                "virtio-net-pci,netdev=p0,mac={},bootindex=0",
-                spec.mac
-            ));
+            // The default romfile: QEMU's iPXE for virtio-net (efi-virtio.rom). graphics=off
+            // has SeaBIOS copy text output (its own and iPXE's) to the serial console.
+            cmd.args(["-machine", "graphics=off", "-netdev", &netdev, "-device"])
+                .arg(format!(
+                    "virtio-net-pci,netdev=p0,mac={},bootindex=0",
+                    spec.mac
+                ));
         }
     }
     if let Some(iso) = &spec.cdrom {
