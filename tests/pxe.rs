@@ -380,7 +380,9 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
         "{cmdline}"
     );
     assert!(
-        cmdline.contains(&format!("s=http://10.0.2.2:28080/cloud-init/{name}/")),
+        cmdline.contains(&format!(
+            "kiln.seed=http://10.0.2.2:28080/cloud-init/{name}/ ds=nocloud"
+        )),
         "{cmdline}"
     );
     let root = sh_ok(s, "findmnt -n -o SOURCE,FSTYPE /");

@@ -11,10 +11,12 @@
 #   kiln.root=part:N       root partition number on that disk (default 2)
 #   kiln.root=http://URL   diskless: fetch the root image into RAM, check all of it against the
 #                          root hash (veritysetup verify), attach it by losetup
-#   ds=nocloud-net;s=URL/  diskless: the host's cloud-init seed; /init fetches meta-data,
-#                          user-data and network-config into /var/lib/cloud/seed/nocloud/ (a
-#                          NoCloud seed on disk), because cloud-init 22.4 reads no
-#                          network-config over HTTP
+#   kiln.seed=URL/         diskless: the host's cloud-init seed; /init fetches meta-data,
+#                          user-data and network-config into /var/lib/cloud/seed/nocloud/,
+#                          which cloud-init's NoCloud reads in its local stage (as a cidata
+#                          disk). Not ds=nocloud-net;s=URL: cloud-init 22.4 takes that in its
+#                          network stage only, where the NIC is up and cannot be renamed, and
+#                          reads no network-config over HTTP
 #   kiln.state=part:N      ext4 state partition (label kiln-state); absent: state in tmpfs
 #   kiln.onfail=poweroff|hang   what a failed boot does (default poweroff)
 export PATH=/bin:/sbin
@@ -39,8 +41,7 @@ for arg in $(cat /proc/cmdline); do
     kiln.root=*) ROOT=${arg#*=} ;;
     kiln.state=*) STATEPART=${arg#*=} ;;
     kiln.onfail=*) ONFAIL=${arg#*=} ;;
-    ds=nocloud-net\;s=*|ds=nocloud\;s=*) SEED=${arg#*\;s=} ;;
-    ds=nocloud-net\;seedfrom=*|ds=nocloud\;seedfrom=*) SEED=${arg#*\;seedfrom=} ;;
+    kiln.seed=*) SEED=${arg#*=} ;;
   esac
 done
 

@@ -15,8 +15,9 @@
 //! (`sha256/HEX`, the files themselves are placed by the build), with the role's disk command
 //! line turned diskless ([`diskless_cmdline`]): `kiln.root=URL/pxe/sha256/ROOT` instead of
 //! `kiln.root=part:N`, no `kiln.disk=` or `kiln.state=`, and
-//! `ds=nocloud-net;s=URL/cloud-init/HOST/` for the identity (cloud-init 22.4 takes the
-//! `nocloud-net` spelling; the trailing `/` is required). With an installer in
+//! `kiln.seed=URL/cloud-init/HOST/ ds=nocloud` for the identity: `/init` fetches the seed into
+//! cloud-init's NoCloud seed directory, read in cloud-init's local stage like a `cidata`
+//! disk (why not `ds=nocloud-net;s=URL`: see [`diskless_cmdline`]). With an installer in
 //! `[provision]`, each host also gets a kickstart install entry (`inst.ks=URL/kickstart/HOST.ks
 //! inst.ks.sendmac`): `mac/MAC-install.ipxe` and a second menu entry in PXELINUX and GRUB.
 //!
@@ -77,7 +78,15 @@ pub fn by_digest(hex: &str) -> String {
 
 /// The role's disk command line `disk`, diskless: `kiln.root=` set to `root_url`,
 /// `kiln.disk=` and `kiln.state=` dropped (the host has no disk; its state lives in RAM),
-/// and cloud-init's NoCloud datasource pointed at `seed_url` (which must end in `/`).
+/// `kiln.seed=seed_url` (ending in `/`) for `/init`, which fetches the seed into cloud-init's
+/// NoCloud seed directory, and `ds=nocloud`.
+///
+/// Not `ds=nocloud-net;s=URL`: with it, cloud-init 22.4 (Debian 12) takes the seed in its
+/// network stage only (the local stage's NoCloud refuses an http seedfrom), after the
+/// fallback DHCP config has brought the NIC up, so the seed's `set-name` rename fails
+/// ("[busy] Error renaming") and 22.4 then crashes in `network_state` (KeyError on the old
+/// name): no identity. Over HTTP it also never fetches `network-config` (`read_seeded` reads
+/// meta-data, user-data and vendor-data). Measured booting px1 of the PXE test.
 pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<String, PxeError> {
     let mut out = Vec::new();
     let mut root = false;
@@ -88,7 +97,7 @@ pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<St
         if arg.starts_with("kiln.root=") {
             out.push(format!("kiln.root={root_url}"));
             root = true;
-        } else if !arg.starts_with("ds=") {
+        } else if !arg.starts_with("ds=") && !arg.starts_with("kiln.seed=") {
             out.push(arg.to_string());
         }
     }
@@ -97,7 +106,8 @@ pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<St
             cmdline: disk.to_string(),
         });
     }
-    out.push(format!("ds=nocloud-net;s={seed_url}"));
+    out.push(format!("kiln.seed={seed_url}"));
+    out.push("ds=nocloud".into());
     Ok(out.join(" "))
 }
 

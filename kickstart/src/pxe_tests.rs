@@ -160,7 +160,7 @@ fn each_host_boots_diskless_from_its_own_files() {
         "kernel --name vmlinuz http://10.0.0.5:8080/pxe/sha256/{a} initrd=initrd.img \
          console=ttyS0 kiln.image=pt-master kiln.root=http://10.0.0.5:8080/pxe/sha256/{} \
          kiln.roothash={} kiln.hashoffset=209715200 apparmor=0 \
-         ds=nocloud-net;s=http://10.0.0.5:8080/cloud-init/m1/ || goto failed",
+         kiln.seed=http://10.0.0.5:8080/cloud-init/m1/ ds=nocloud || goto failed",
         "c".repeat(64),
         "f".repeat(64)
     );
@@ -177,16 +177,17 @@ fn each_host_boots_diskless_from_its_own_files() {
     // Agents share their role's files, each with its own seed.
     let a1 = file(&files, "pxelinux.cfg/01-52-54-00-aa-00-21");
     let a2 = file(&files, "pxelinux.cfg/01-52-54-00-aa-00-22");
-    assert!(a1.contains("s=http://10.0.0.5:8080/cloud-init/a1/\n"));
-    assert!(a2.contains("s=http://10.0.0.5:8080/cloud-init/a2/\n"));
+    assert!(a1.contains("kiln.seed=http://10.0.0.5:8080/cloud-init/a1/ ds=nocloud\n"));
+    assert!(a2.contains("kiln.seed=http://10.0.0.5:8080/cloud-init/a2/ ds=nocloud\n"));
     assert!(a1.contains(&format!(
         "KERNEL http://10.0.0.5:8080/pxe/sha256/{}",
         "1".repeat(64)
     )));
-    // GRUB: both names, same text, the seed argument quoted.
+    // GRUB: both names, same text.
     let g = file(&files, "grub/grub.cfg-01-52-54-00-aa-00-22");
     assert_eq!(g, file(&files, "grub/grub.cfg-52-54-00-aa-00-22"));
-    assert!(g.contains("'ds=nocloud-net;s=http://10.0.0.5:8080/cloud-init/a2/'"));
+    assert!(g.contains(" kiln.seed=http://10.0.0.5:8080/cloud-init/a2/ ds=nocloud\n"));
+    assert_eq!(grub_quote("a ds=x;s=y b"), "a 'ds=x;s=y' b");
     assert!(g.contains(&format!(
         "linux (http,10.0.0.5:8080)/pxe/sha256/{} ",
         "1".repeat(64)

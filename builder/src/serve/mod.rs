@@ -187,7 +187,7 @@ pub fn settings(tree: &Tree, addr: SocketAddr) -> String {
          iPXE chain URL: chain {base}/pxe/boot.ipxe\n\
          PXELINUX: {base}/pxe/pxelinux.cfg/01-MAC (lpxelinux.0 for HTTP); GRUB: \
          {base}/pxe/grub/grub.cfg-01-MAC\n\
-         cloud-init: ds=nocloud-net;s={base}/cloud-init/HOST/   kickstart: \
+         cloud-init seeds: {base}/cloud-init/HOST/ (kiln.seed= in the PXE configs)   kickstart: \
          inst.ks={base}/kickstart/ inst.ks.sendmac\n"
     );
     if let Some(url) = &tree.url {
