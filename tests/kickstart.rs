@@ -241,7 +241,7 @@ fn build_writes_a_kickstart_per_host_private_when_it_carries_secrets() {
     fs::write(
         &spec,
         format!(
-            "{text}\n[kickstart]\nenabled = true\ntarget = \"stream8\"\nmode = \"packages\"\nurl = \"http://10.9.0.5:8080/\"\ninstall_url = \"http://mirror.example.com/centos/8-stream/BaseOS/x86_64/os\"\n"
+            "{text}\n[kickstart]\nenabled = true\ntarget = \"stream8\"\nmode = \"packages\"\ninstall_url = \"http://mirror.example.com/centos/8-stream/BaseOS/x86_64/os\"\n\n[provision]\nurl = \"http://10.9.0.5:8080/\"\npxe = false\n"
         ),
     )
     .unwrap();

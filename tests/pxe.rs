@@ -45,28 +45,6 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(kiln::sources::default_cache_dir)
 }
 
-/// Exclusive use of QEMU on this machine: the tests' lock and `/tmp/kiln-vm.lock`, which
-/// other boot runs on the machine take too.
-struct VmLock {
-    _guard: std::sync::MutexGuard<'static, ()>,
-    _file: fs::File,
-}
-
-fn vm_lock() -> VmLock {
-    let guard = crate::util::vm_lock();
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/kiln-vm.lock")
-        .unwrap();
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    VmLock {
-        _guard: guard,
-        _file: file,
-    }
-}
-
 fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str]) -> VmSpec {
     VmSpec {
         name: name.into(),
@@ -199,7 +177,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         fs::write(logs.join("serve.log"), log.lock().unwrap().join("\n")).unwrap();
     };
 
-    let _vms = vm_lock();
+    let _vms = crate::util::vm_lock();
     let tools = qemu::Tools::find().unwrap();
     let accel = AccelPick {
         accel: Accel::Tcg,

@@ -31,7 +31,7 @@ fn spec_with_secrets(spec: &Path) {
         ),
     );
     let text = format!(
-        "{text}\n[access]\nssh_authorized_keys = [\"ssh-ed25519 {CLUSTER_KEY_BODY} test@kiln\"]\nroot_password_hash = \"{HASH}\"\n\n[kickstart]\nenabled = true\nmode = \"packages\"\nurl = \"http://10.9.0.5:8080\"\ninstall_url = \"http://mirror.example.com/centos/9-stream/BaseOS/x86_64/os\"\n"
+        "{text}\n[access]\nssh_authorized_keys = [\"ssh-ed25519 {CLUSTER_KEY_BODY} test@kiln\"]\nroot_password_hash = \"{HASH}\"\n\n[kickstart]\nenabled = true\nmode = \"packages\"\ninstall_url = \"http://mirror.example.com/centos/9-stream/BaseOS/x86_64/os\"\n\n[provision]\nurl = \"http://10.9.0.5:8080\"\npxe = false\n"
     );
     fs::write(spec, text).unwrap();
 }

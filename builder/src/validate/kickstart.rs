@@ -3,9 +3,7 @@
 //! registry for `bootc`, an installation source for `packages`), and every value a kickstart
 //! line takes (time zone, disk, partitions, installer file names, repositories, packages).
 
-use kiln_model::plan::{
-    BasePlan, BootPlan, KickstartPlan, PartitionPlan, ProvisionPlan, RepoPlan,
-};
+use kiln_model::plan::{BasePlan, BootPlan, KickstartPlan, PartitionPlan, ProvisionPlan, RepoPlan};
 use kiln_model::values::{quote, BaseFamily, HttpUrl, KsMode, KsTarget, PartFs};
 
 use super::Checker;
