@@ -8,9 +8,11 @@
 //!   verify` before anything is mounted): a FATAL line, no switch_root;
 //! - px1 (master+agent) and px2 (agent) boot diskless, verify their root image, take their
 //!   hostname and address from their own seed, and reach a healthy etcd — px1 its own member,
-//!   px2 through px1's QEMU forward on the build host (a user network cannot be shared, so
-//!   each VM has its own); Docker on px2 shows the cluster store; every unit is up with no
-//!   restarts (`kiln boot`'s checks from the build's manifest).
+//!   px2 through its etcd gateway at px1's address (a user network cannot be shared, so each
+//!   VM has its own; px1's QEMU forwards a build-host port to its member and px2's QEMU
+//!   carries px2's connections to px1's address there); Docker on px2 has the gateway as its
+//!   cluster store; every unit is up with no restarts (`kiln boot`'s checks from the build's
+//!   manifest).
 //!
 //! Also: nothing under `dist/pxe` and no shared path `kiln serve` exposes holds a host's seed
 //! secret. Serial logs and the server's request log stay under `target/tmp/pxe-test/` when
@@ -33,8 +35,12 @@ use crate::util::{fixture, kiln_code};
 
 /// The port `provision.url` names (`http://10.0.2.2:28080/`).
 const SERVE_PORT: u16 = 28080;
-/// Where px1's QEMU forwards to its etcd member, for px2 (`etcd.proxy.endpoints`).
+/// px1's QEMU forwards the build host's 127.0.0.1:23790 to its etcd member...
 const ETCD_FORWARD: &str = "tcp:127.0.0.1:23790-10.0.2.15:2379";
+/// ...and px2's QEMU carries each connection px2 opens to px1's address there, so px2's etcd
+/// gateway (and Docker's etcd client, which syncs to the member's advertised URL) reach px1
+/// at its own address, as on one network.
+const ETCD_TO_PX1: &str = "tcp:10.0.2.15:2379-cmd:busybox nc 127.0.0.1 23790";
 const UNKNOWN_MAC: &str = "52:54:00:0b:00:99";
 /// QEMU's iPXE ROM for virtio-net (Debian `ipxe-qemu`).
 const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
@@ -45,13 +51,14 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(kiln::sources::default_cache_dir)
 }
 
-fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str]) -> VmSpec {
+fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str]) -> VmSpec {
     VmSpec {
         name: name.into(),
         boot: BootFrom::Network {
             tftp: dist.join("pxe"),
             bootfile: "boot.ipxe".into(),
             hostfwd: hostfwd.iter().map(|s| s.to_string()).collect(),
+            guestfwd: guestfwd.iter().map(|s| s.to_string()).collect(),
         },
         cdrom: None,
         mac: mac.into(),
@@ -127,6 +134,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         ("xorriso", "xorriso"),
         ("tar2sqfs", "squashfs-tools-ng"),
         ("veritysetup", "cryptsetup-bin"),
+        ("busybox", "busybox-static"),
     ] {
         require_tool(tool, pkg);
     }
@@ -201,11 +209,11 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     };
     let vms = vec![
         (
-            pxe_vm("px1", "52:54:00:0b:00:01", &dist, &[ETCD_FORWARD]),
+            pxe_vm("px1", "52:54:00:0b:00:01", &dist, &[ETCD_FORWARD], &[]),
             checks("px1"),
         ),
         (
-            pxe_vm("px2", "52:54:00:0b:00:02", &dist, &[]),
+            pxe_vm("px2", "52:54:00:0b:00:02", &dist, &[], &[ETCD_TO_PX1]),
             checks("px2"),
         ),
     ];
@@ -246,15 +254,16 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     ] {
         identity_from_its_seed(vm, name, ip);
     }
-    // px2 has no etcd of its own: it reaches px1's member through the build host.
+    // px2 has no etcd member: its gateway on 127.0.0.1:2379 reaches px1's, and Docker's
+    // cluster store is that gateway.
     let px2 = &run.kept[1].qga_socket;
     let h = sh_ok(
         px2,
-        "exec 3<>/dev/tcp/10.0.2.2/23790; printf 'GET /v2/members HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+        "exec 3<>/dev/tcp/127.0.0.1/2379; printf 'GET /v2/members HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
     );
     assert!(h.contains("\"name\":\"px1\""), "{h}");
     let info = sh_ok(px2, "docker info 2>/dev/null | grep 'Cluster Store'");
-    assert!(info.contains("etcd://10.0.2.2:23790"), "{info}");
+    assert!(info.contains("etcd://127.0.0.1:2379"), "{info}");
 
     let served = log.lock().unwrap().clone();
     for want in [
@@ -281,7 +290,7 @@ fn unknown_mac_is_refused(
     run_dir: &Path,
     log: &Mutex<Vec<String>>,
 ) {
-    let spec = pxe_vm("unknown", UNKNOWN_MAC, dist, &[]);
+    let spec = pxe_vm("unknown", UNKNOWN_MAC, dist, &[], &[]);
     let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, false).unwrap();
     let refusal = format!("kiln: no host with MAC {UNKNOWN_MAC} in cluster px");
     let t = Instant::now();
@@ -317,7 +326,7 @@ fn tampered_root_is_refused(tools: &qemu::Tools, accel: &AccelPick, dist: &Path,
     let root = root_of(dist, "52:54:00:0b:00:02");
     let at = 4096 * 37 + 11;
     flip_byte(&root, at);
-    let spec = pxe_vm("px2-tampered", "52:54:00:0b:00:02", dist, &[]);
+    let spec = pxe_vm("px2-tampered", "52:54:00:0b:00:02", dist, &[], &[]);
     let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, false).unwrap();
     let t = Instant::now();
     let refused = wait_for(

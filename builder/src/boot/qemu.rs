@@ -88,12 +88,16 @@ pub enum BootFrom {
     /// PXE: the NIC (the VM's MAC, on a QEMU user network of its own, whose BOOTP offers
     /// `bootfile` from the TFTP directory `tftp`) boots first with QEMU's iPXE ROM (Debian
     /// `ipxe-qemu`). The guest reaches the build host's 127.0.0.1 at [`HOST_LINK_HOST`];
-    /// `hostfwd` are QEMU `hostfwd=` rules into it (`tcp:127.0.0.1:23790-10.0.2.15:2379`).
-    /// A user network NATs every frame it sees, so it cannot be shared with other VMs.
+    /// `hostfwd` are QEMU `hostfwd=` rules into it (`tcp:127.0.0.1:23790-10.0.2.15:2379`),
+    /// `guestfwd` QEMU `guestfwd=` rules out of it (`tcp:10.0.2.15:2379-cmd:busybox nc
+    /// 127.0.0.1 23790`: the guest's connections to that address and port run the command,
+    /// one per connection). A user network NATs every frame it sees, so it cannot be shared
+    /// with other VMs; these two stitch one VM's port into another's network.
     Network {
         tftp: PathBuf,
         bootfile: String,
         hostfwd: Vec<String>,
+        guestfwd: Vec<String>,
     },
 }
 
@@ -346,10 +350,14 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             tftp,
             bootfile,
             hostfwd,
+            guestfwd,
         } => {
             let mut netdev = format!("user,id=p0,tftp={},bootfile={bootfile}", tftp.display());
             for f in hostfwd {
                 netdev += &format!(",hostfwd={f}");
+            }
+            for f in guestfwd {
+                netdev += &format!(",guestfwd={f}");
             }
             // The default romfile: QEMU's iPXE for virtio-net (efi-virtio.rom). graphics=off
             // has SeaBIOS copy text output (its own and iPXE's) to the serial console.
