@@ -245,7 +245,7 @@ fn seed(manifest_digest: &str, profile: &str, boot: &BootPlan) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(kiln_images::boot::initramfs::recipe_digest());
     for part in [
-        "kiln-boot-1",
+        "kiln-boot-2",
         env!("CARGO_PKG_VERSION"),
         manifest_digest,
         profile,

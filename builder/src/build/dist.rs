@@ -110,10 +110,6 @@ impl Dist {
     pub fn pxe_hosts(&self) -> PathBuf {
         self.root.join("pxe/hosts.json")
     }
-    /// `kickstart/`: a kickstart per host.
-    pub fn kickstart(&self) -> PathBuf {
-        self.root.join("kickstart")
-    }
     /// `build-report.json`.
     pub fn report(&self) -> PathBuf {
         self.root.join(REPORT)

@@ -42,6 +42,13 @@ pub struct VerityInfo {
     pub compressor: String,
 }
 
+/// zstd level of the root image. tar2sqfs' default is 15; measured on a 1.7 GB role root
+/// (tar2sqfs -j 2, a 2-core machine): level 15 took 146 s for 543 MB, level 6 16.5 s for
+/// 579 MB, level 3 8 s for 610 MB. Level 6 keeps the image within 7 % of level 15 at a
+/// ninth of the time; reading it back is as fast (zstd decompression speed barely depends
+/// on the level).
+pub const ZSTD_LEVEL: u32 = 6;
+
 /// The squashfs compressor to use for a kernel with `config` (its `/boot/config-*`): zstd
 /// decompresses fastest, then xz; zlib every squashfs kernel reads.
 pub fn compressor_for(config: Option<&str>) -> &'static str {
@@ -79,11 +86,14 @@ pub fn build_root_image(
     .arg(format!("--num-jobs={jobs}"))
     .arg(format!(
         "--defaults=uid=0,gid=0,mode=0755,mtime={source_date_epoch}"
-    ))
-    .arg(out)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    ));
+    if compressor == "zstd" {
+        cmd.arg(format!("--comp-extra=level={ZSTD_LEVEL}"));
+    }
+    cmd.arg(out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| Error::Tool {
         tool: TAR2SQFS.name,
         detail: format!("cannot run it: {e}"),
