@@ -12,12 +12,12 @@
 //! - `pxe/`: with `[provision]`, the PXE tree ([`pxe`]): `boot.ipxe`, per MAC an iPXE
 //!   script, a PXELINUX and two GRUB configs, and `sha256/HEX` links to the boot files.
 //! - `kickstart/HOST.ks`: with `[kickstart]`, each host's kickstart.
+//! - `build-report.json`: every image with its name, tags, digests and layers.
+//! - `SHA256SUMS`: every file above.
 //!
 //! Seeds, kickstarts and PXE configs are written by [`provision::write`], incrementally: the
 //! previous output's files are hard-linked into the staging directory first, and only what
 //! changed is written again (a changed identity rewrites that host's files only).
-//! - `build-report.json`: every image with its name, tags, digests and layers.
-//! - `SHA256SUMS`: every file above.
 //!
 //! The build runs in stages ([`stages`], [`outputs`]) over one context; layers come from a
 //! [`layer_cache::LayerCache`] when their inputs did not change, and a build whose inputs

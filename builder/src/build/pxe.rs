@@ -1,5 +1,6 @@
-//! Stage 7b (with `[provision]` and bootable outputs): the PXE tree `pxe/`, rendered by
-//! [`kiln_kickstart::pxe`], and the files it boots.
+//! Stage 7b (with `[provision]` and bootable outputs): the files the PXE tree `pxe/` boots,
+//! and `pxe/hosts.json`. The configs are rendered by [`kiln_kickstart::pxe`] and written, with
+//! `hosts.json`, by [`super::provision`].
 //!
 //! `pxe/sha256/HEX` are **hard links** to each role's `boot/PROFILE/{vmlinuz,initramfs.img,
 //! root.img}` in the same staging directory: the root image is hundreds of MB per role and a
