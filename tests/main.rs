@@ -17,6 +17,7 @@ mod invalid;
 mod kickstart;
 mod mutated_specs;
 mod props;
+mod provision;
 mod publish;
 mod pxe;
 mod real_hosts;

@@ -11,8 +11,13 @@
 //!   each host's NoCloud seed carrying that identity (mode 0600).
 //! - `pxe/`: with `[provision]`, the PXE tree ([`pxe`]): `boot.ipxe`, per MAC an iPXE
 //!   script, a PXELINUX and two GRUB configs, and `sha256/HEX` links to the boot files.
+//! - `kickstart/HOST.ks`: with `[kickstart]`, each host's kickstart.
 //! - `build-report.json`: every image with its name, tags, digests and layers.
 //! - `SHA256SUMS`: every file above.
+//!
+//! Seeds, kickstarts and PXE configs are written by [`provision::write`], incrementally: the
+//! previous output's files are hard-linked into the staging directory first, and only what
+//! changed is written again (a changed identity rewrites that host's files only).
 //!
 //! The build runs in stages ([`stages`], [`outputs`]) over one context; layers come from a
 //! [`layer_cache::LayerCache`] when their inputs did not change, and a build whose inputs
@@ -24,6 +29,7 @@ mod dist;
 mod kickstart;
 pub mod layer_cache;
 mod outputs;
+pub mod provision;
 pub mod pxe;
 mod seed;
 mod stages;
@@ -275,12 +281,24 @@ fn build_key(plan: &Plan, rendered: &Rendered, resolved: &Resolved, opts: &Build
     hex::encode(h.finalize())
 }
 
+/// The output a build replaces, whose provisioning files it reuses ([`provision::carry_over`]).
+struct Previous {
+    dist: Dist,
+    /// Made by this kiln version under the same `SOURCE_DATE_EPOCH`: a seed volume whose
+    /// seed files are unchanged is the same volume.
+    same_isos: bool,
+}
+
+/// The report of the output in `dist`, if there is one.
+fn previous_report(dist: &Dist) -> Option<BuildReport> {
+    serde_json::from_str(&fs::read_to_string(dist.report()).ok()?).ok()
+}
+
 /// The existing report when `dist` holds a complete output built from the same inputs:
 /// its report has `key` and every file `SHA256SUMS` lists is there with content (sizes are
 /// checked, not contents: a full check is `sha256sum -c SHA256SUMS`).
 fn unchanged(dist: &Dist, key: &str) -> Option<BuildReport> {
-    let report: BuildReport =
-        serde_json::from_str(&fs::read_to_string(dist.report()).ok()?).ok()?;
+    let report = previous_report(dist)?;
     if report.build_key != key {
         return None;
     }
@@ -302,6 +320,12 @@ fn build_into(
     build_key: String,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
+    // The output this build replaces, if any (not the staging directory `out`).
+    let previous = previous_report(&Dist::new(&opts.dist)).map(|r| Previous {
+        dist: Dist::new(&opts.dist),
+        same_isos: r.kiln_version == env!("CARGO_PKG_VERSION")
+            && r.source_date_epoch == opts.source_date_epoch,
+    });
     let dist = Dist::new(out);
     let mut layout = LayoutWriter::create(dist.oci())?;
     let mut ctx = stages::Ctx {
@@ -330,24 +354,58 @@ fn build_into(
     if !boot.is_empty() {
         boot::write_manifest(plan, &boot, &ctx.dist)?;
     }
-    if let Some(p) = plan
-        .provision
-        .as_ref()
-        .filter(|p| p.pxe && !boot.is_empty())
-    {
-        (ctx.progress)("pxe: boot.ipxe and configs per MAC");
-        pxe::write(&ctx.dist, plan, p, &boot)?;
-    }
+    let pxe_profiles = match plan.provision.as_ref() {
+        Some(p) if p.pxe && !boot.is_empty() => {
+            (ctx.progress)("pxe: boot files by digest");
+            Some(pxe::link_boot_files(&ctx.dist, &boot)?)
+        }
+        _ => None,
+    };
     let epoch = opts.source_date_epoch;
     let sbom = crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)?;
     if opts.archives {
         outputs::archives(&ctx.dist, &ctx.store, &images, epoch, ctx.progress)?;
     }
-    let identity = outputs::identities(plan, rendered, &base.tree, epoch, &ctx.dist)?;
-    let kickstart = match &plan.kickstart {
-        Some(k) => kickstart::write_all(plan, k, rendered, &base.tree, &boot, &ctx.dist)?,
-        None => Vec::new(),
+    let liveimg = match &plan.kickstart {
+        Some(_) => kickstart::liveimages(&boot, &ctx.dist)?,
+        None => Default::default(),
     };
+    // The previous output's seeds, kickstarts and PXE configs, linked into the staging
+    // directory: what did not change keeps its inode, and the output is still swapped in
+    // whole.
+    if let Some(prev) = &previous {
+        provision::carry_over(&prev.dist, &ctx.dist)?;
+    }
+    let provisioned = provision::write(
+        &provision::Provision {
+            plan,
+            rendered,
+            base: &base.tree,
+            pxe: pxe_profiles.as_deref(),
+            liveimg: &liveimg,
+        },
+        &ctx.dist,
+    )?;
+    (ctx.progress)(&format!(
+        "provisioning: {} file(s) written, {} unchanged, {} removed",
+        provisioned.stats.written.len(),
+        provisioned.stats.unchanged,
+        provisioned.stats.removed.len()
+    ));
+    let identity = outputs::identities(
+        plan,
+        rendered,
+        &base.tree,
+        &provisioned.hosts,
+        epoch,
+        previous.as_ref().is_some_and(|p| p.same_isos),
+        &ctx.dist,
+    )?;
+    let kickstart = provisioned
+        .hosts
+        .iter()
+        .filter_map(|h| h.kickstart.clone())
+        .collect();
     let report = BuildReport {
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         cluster: plan.cluster.to_string(),

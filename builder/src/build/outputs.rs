@@ -96,28 +96,34 @@ pub(super) fn archives(
 
 /// Each host's identity tree, placed on the base, as a deterministic tar under `identity/`:
 /// what boot-time delivery (cloud-init, kickstart) writes onto the role image; and its
-/// cloud-init seed under `cloud-init/` ([`super::seed`]).
+/// cloud-init seed volume `cloud-init/HOST-cidata.iso` ([`super::seed::write_iso`]) from the
+/// seed files [`super::provision::write`] wrote (`seeds`, in plan order). With `reuse_isos`,
+/// a volume carried over from the previous output is kept when its host's seed files were.
 pub(super) fn identities(
     plan: &Plan,
     rendered: &Rendered,
     base: &FileTree,
+    seeds: &[super::provision::HostProvisioned],
     epoch: u64,
+    reuse_isos: bool,
     dist: &Dist,
 ) -> Result<Vec<IdentityReport>, BuildError> {
     let dir = dist.identity_dir();
     fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let seeds: BTreeMap<&str, &super::provision::HostProvisioned> =
+        seeds.iter().map(|s| (s.host.as_str(), s)).collect();
     let mut reports = Vec::new();
     for h in &plan.hosts {
-        let Some(tree) = rendered.hosts.get(h.name.as_str()) else {
+        let name = h.name.as_str();
+        let (Some(tree), Some(seed)) = (rendered.hosts.get(name), seeds.get(name)) else {
             continue;
         };
         let placed = place(tree, base)?;
         let mut bytes = Vec::new();
         kiln_layers::write_tar(&placed, epoch, &mut bytes)?;
-        let rel = Dist::identity_rel(h.name.as_str());
+        let rel = Dist::identity_rel(name);
         fs::write(dist.root().join(&rel), &bytes).map_err(io_err(format!("writing {rel}")))?;
-        let files = super::seed::identity_files(h.name.as_str(), &placed)?;
-        let seed = super::seed::write(dist, h, &files, epoch)?;
+        super::seed::write_iso(dist, name, epoch, reuse_isos && seed.seed_unchanged)?;
         reports.push(IdentityReport {
             host: h.name.to_string(),
             profile: h.profile.clone(),
@@ -128,8 +134,8 @@ pub(super) fn identities(
                 .filter(|(_, e)| e.kind != kiln_layers::EntryKind::Dir)
                 .map(|(p, _)| p.to_string())
                 .collect(),
-            instance_id: seed.instance_id,
-            seed_iso: Dist::seed_iso_rel(h.name.as_str()),
+            instance_id: seed.instance_id.clone(),
+            seed_iso: Dist::seed_iso_rel(name),
         });
     }
     Ok(reports)

@@ -1,5 +1,6 @@
-//! Stage 7b (with `[provision]` and bootable outputs): the PXE tree `pxe/`, rendered by
-//! [`kiln_kickstart::pxe`], and the files it boots.
+//! Stage 7b (with `[provision]` and bootable outputs): the files the PXE tree `pxe/` boots,
+//! and `pxe/hosts.json`. The configs are rendered by [`kiln_kickstart::pxe`] and written, with
+//! `hosts.json`, by [`super::provision`].
 //!
 //! `pxe/sha256/HEX` are **hard links** to each role's `boot/PROFILE/{vmlinuz,initramfs.img,
 //! root.img}` in the same staging directory: the root image is hundreds of MB per role and a
@@ -17,7 +18,7 @@ use std::io;
 use std::path::Path;
 
 use kiln_kickstart::pxe::{self, PxeProfile};
-use kiln_model::plan::{Plan, ProvisionPlan};
+use kiln_model::plan::{HostPlan, Plan, ProvisionPlan};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -44,15 +45,14 @@ pub struct PxeHost {
     pub ipxe: String,
 }
 
-/// Writes `pxe/` from the boot outputs `boot`.
-pub(super) fn write(
+/// Places each role's kernel, initramfs and root image under `pxe/sha256/` (hard links, see
+/// the module documentation) and returns them as the PXE configs reference them. The configs
+/// and `hosts.json` are written by [`super::provision`].
+pub(super) fn link_boot_files(
     dist: &Dist,
-    plan: &Plan,
-    provision: &ProvisionPlan,
     boot: &[BootReport],
-) -> Result<(), BuildError> {
-    let dir = dist.pxe();
-    let by_digest = dir.join("sha256");
+) -> Result<Vec<PxeProfile>, BuildError> {
+    let by_digest = dist.pxe().join("sha256");
     fs::create_dir_all(&by_digest).map_err(io_err("creating pxe/sha256"))?;
     let mut profiles = Vec::new();
     for b in boot {
@@ -77,20 +77,15 @@ pub(super) fn write(
             disk_cmdline: b.cmdline.clone(),
         });
     }
-    let hosts: Vec<_> = plan
-        .hosts
-        .iter()
-        .filter(|h| profiles.iter().any(|p| p.name == h.profile))
-        .cloned()
-        .collect();
-    let files = pxe::render(plan.cluster.as_str(), provision, &profiles, &hosts)?;
-    for f in &files {
-        let path = dir.join(&f.path);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
-        }
-        fs::write(&path, &f.text).map_err(io_err(format!("writing pxe/{}", f.path)))?;
-    }
+    Ok(profiles)
+}
+
+/// The text of `pxe/hosts.json` for the PXE tree's `hosts`.
+pub(super) fn hosts_json(
+    plan: &Plan,
+    provision: &ProvisionPlan,
+    hosts: &[HostPlan],
+) -> Result<String, BuildError> {
     let index = PxeHosts {
         cluster: plan.cluster.to_string(),
         url: provision.url.to_string(),
@@ -107,7 +102,7 @@ pub(super) fn write(
     let mut json =
         serde_json::to_string_pretty(&index).map_err(|e| BuildError::Source(e.to_string()))?;
     json.push('\n');
-    fs::write(dist.pxe_hosts(), json).map_err(io_err("writing pxe/hosts.json"))
+    Ok(json)
 }
 
 /// sha256 (hex) of a file's bytes.

@@ -1,5 +1,6 @@
 //! Per-host cloud-init NoCloud seeds under `cloud-init/`: the three files rendered by
-//! [`kiln_kickstart::cloudinit`] from the identity tree placed on the role image, and an
+//! [`kiln_kickstart::cloudinit`] from the identity tree placed on the role image (written by
+//! [`super::provision`]), and an
 //! ISO 9660 volume labelled `cidata` made by `xorriso` (Debian package `xorriso`), byte-identical
 //! across builds under one `SOURCE_DATE_EPOCH`. Every file is mode 0600: a seed is per host
 //! and is where secrets (SSH keys, password hashes) will go.
@@ -9,9 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use kiln_kickstart::cloudinit::{self, IdentityFile, Seed};
+use kiln_kickstart::cloudinit::IdentityFile;
 use kiln_layers::{EntryKind, FileTree};
-use kiln_model::plan::HostPlan;
 
 use super::{io_err, BuildError, Dist};
 
@@ -65,24 +65,39 @@ pub fn identity_files(host: &str, placed: &FileTree) -> Result<Vec<IdentityFile>
     Ok(files)
 }
 
-/// Writes `cloud-init/HOST/{meta-data,network-config,user-data}` and `cloud-init/HOST-cidata.iso`.
-pub(super) fn write(
+/// Makes `cloud-init/HOST-cidata.iso` from the seed files [`super::provision::write`] put in
+/// `cloud-init/HOST/` — unless `reuse` (those files are the previous output's and so is the
+/// volume, made by this kiln version under this `SOURCE_DATE_EPOCH`) and the volume is there.
+/// Made under a temporary name and renamed, so a volume shared with the previous output is
+/// never written into. Returns whether it was made.
+pub(super) fn write_iso(
     dist: &Dist,
-    host: &HostPlan,
-    files: &[IdentityFile],
+    host: &str,
     epoch: u64,
-) -> Result<Seed, BuildError> {
-    let name = host.name.as_str();
-    let seed = cloudinit::render(host, files)?;
-    let dir = dist.seed_dir(name);
-    fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", Dist::seed_dir_rel(name))))?;
-    for (file, text) in seed.files() {
-        write_private(&dir.join(file), text.as_bytes())?;
+    reuse: bool,
+) -> Result<bool, BuildError> {
+    let iso = dist.seed_iso(host);
+    let rel = Dist::seed_iso_rel(host);
+    if reuse && iso.is_file() {
+        return Ok(false);
     }
-    let iso = dist.seed_iso(name);
+    let tmp = dist.cloud_init().join(format!(
+        ".{host}-cidata.iso.kiln-tmp-{}",
+        std::process::id()
+    ));
+    let made = make_iso(&dist.seed_dir(host), &tmp, &rel, epoch)
+        .and_then(|()| fs::rename(&tmp, &iso).map_err(io_err(format!("writing {rel}"))));
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    made.map(|()| true)
+}
+
+/// xorriso: the files of `dir` as a `cidata` volume at `out` (mode 0600).
+fn make_iso(dir: &Path, out: &Path, rel: &str, epoch: u64) -> Result<(), BuildError> {
     // Created 0600 first: xorriso writes into it and the mode stays (no readable moment).
-    write_private(&iso, b"")?;
-    let out = Command::new("xorriso")
+    write_private(out, b"")?;
+    let status = Command::new("xorriso")
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .args([
             "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock",
@@ -92,28 +107,21 @@ pub(super) fn write(
         .args(["-uid", "0", "-gid", "0", "--set_all_file_dates"])
         .arg(format!("={epoch}"))
         .arg("-o")
-        .arg(&iso)
-        .arg(&dir)
+        .arg(out)
+        .arg(dir)
         .stdin(Stdio::null())
         .output()
-        .map_err(io_err(format!(
-            "running xorriso for {}",
-            Dist::seed_iso_rel(name)
-        )))?;
-    if !out.status.success() {
+        .map_err(io_err(format!("running xorriso for {rel}")))?;
+    if !status.status.success() {
         return Err(BuildError::Source(format!(
-            "xorriso failed making {} ({}): {}",
-            Dist::seed_iso_rel(name),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            "xorriso failed making {rel} ({}): {}",
+            status.status,
+            String::from_utf8_lossy(&status.stderr).trim()
         )));
     }
     // In case the file was replaced rather than written into.
-    fs::set_permissions(&iso, fs::Permissions::from_mode(0o600)).map_err(io_err(format!(
-        "setting the mode of {}",
-        Dist::seed_iso_rel(name)
-    )))?;
-    Ok(seed)
+    fs::set_permissions(out, fs::Permissions::from_mode(0o600))
+        .map_err(io_err(format!("setting the mode of {rel}")))
 }
 
 /// Writes `path` with mode 0600 from the start (never readable by others, even briefly).
