@@ -29,7 +29,7 @@ use kiln::boot::qga::Agent;
 use kiln::boot::{health, BootOptions, L2Net};
 use kiln::build::Dist;
 use kiln::serve::{ServeOptions, Server};
-use kiln_test_support::require_tool;
+use kiln_test_support::{machine_cache, require_tool};
 
 use crate::util::{fixture, kiln_code};
 
@@ -44,12 +44,6 @@ const ETCD_TO_PX1: &str = "tcp:10.0.2.15:2379-cmd:busybox nc 127.0.0.1 23790";
 const UNKNOWN_MAC: &str = "52:54:00:0b:00:99";
 /// QEMU's iPXE ROM for virtio-net (Debian `ipxe-qemu`).
 const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("KILN_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(kiln::sources::default_cache_dir)
-}
 
 fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str]) -> VmSpec {
     VmSpec {
@@ -150,7 +144,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     let spec = work.path().join("pxe.toml");
     fs::copy(fixture("specs/pxe.toml"), &spec).unwrap();
     let dist = work.path().join("dist");
-    let cache = cache_dir();
+    let cache = machine_cache();
     let started = Instant::now();
     kiln_code(
         &[
