@@ -113,9 +113,11 @@ pub struct Kickstart {
     /// Partitions; empty: `autopart`.
     pub partitions: Vec<Partition>,
     /// The installer's kernel for PXE, relative to the PXE tree (`dist/pxe/`, published at
-    /// `provision.url` + `/pxe/`), e.g. `images/pxeboot/vmlinuz`.
+    /// `provision.url` + `/pxe/`), e.g. `images/pxeboot/vmlinuz`, or an `http://` URL on
+    /// another server. kiln does not write these files, and each build replaces the output
+    /// whole: files copied into `dist/pxe/` must be copied again after a build.
     pub installer_kernel: String,
-    /// The installer's initrd for PXE, e.g. `images/pxeboot/initrd.img`.
+    /// The installer's initrd for PXE, e.g. `images/pxeboot/initrd.img` (or an `http://` URL).
     pub installer_initrd: String,
     /// `packages` mode: the installation source (BaseOS), e.g.
     /// `http://mirror.example.com/centos/9-stream/BaseOS/x86_64/os`.

@@ -731,11 +731,22 @@ pub struct Installer {
 }
 
 impl Installer {
-    /// The kickstart's installer files, which live in the PXE tree (`dist/pxe/`).
+    /// The kickstart's installer files: `http://` URLs as they are, other names relative to
+    /// the PXE tree (`dist/pxe/`).
     pub fn of(provision: &ProvisionPlan, kickstart: &KickstartPlan) -> Installer {
         Installer {
-            kernel: provision.join(&format!("pxe/{}", kickstart.installer_kernel)),
-            initrd: provision.join(&format!("pxe/{}", kickstart.installer_initrd)),
+            kernel: Self::file_url(provision, &kickstart.installer_kernel),
+            initrd: Self::file_url(provision, &kickstart.installer_initrd),
+        }
+    }
+
+    /// One installer file's URL: `file` itself when it is an `http://` URL, else below
+    /// `provision.url`'s `pxe/`.
+    pub fn file_url(provision: &ProvisionPlan, file: &str) -> String {
+        if file.starts_with("http://") {
+            file.to_string()
+        } else {
+            provision.join(&format!("pxe/{file}"))
         }
     }
 }
@@ -849,4 +860,26 @@ pub fn join<T: fmt::Display>(items: &[T], sep: &str) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(sep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installer_files_are_below_the_pxe_tree_unless_they_are_urls() {
+        let provision = ProvisionPlan {
+            url: "http://10.0.0.5:8080".parse().unwrap(),
+            pxe: true,
+            installer: None,
+        };
+        assert_eq!(
+            Installer::file_url(&provision, "images/pxeboot/vmlinuz"),
+            "http://10.0.0.5:8080/pxe/images/pxeboot/vmlinuz"
+        );
+        assert_eq!(
+            Installer::file_url(&provision, "http://m.example/os/initrd.img"),
+            "http://m.example/os/initrd.img"
+        );
+    }
 }

@@ -95,11 +95,13 @@ impl Checker {
             ("kickstart.installer_kernel", &k.installer_kernel),
             ("kickstart.installer_initrd", &k.installer_initrd),
         ] {
-            if !is_rel_path(v) {
+            if v.starts_with("http://") {
+                let _: Option<HttpUrl> = self.val(key, v);
+            } else if !is_rel_path(v) {
                 self.err(
                     key,
-                    format!("{} is not a relative path in the PXE tree", quote(v)),
-                    "give the installer's file relative to the PXE tree, e.g. \"images/pxeboot/vmlinuz\"",
+                    format!("{} is not a relative path in the PXE tree or an http:// URL", quote(v)),
+                    "give the installer's file relative to the PXE tree, e.g. \"images/pxeboot/vmlinuz\", or its http:// URL on another server",
                 );
             }
         }
