@@ -1,4 +1,4 @@
-//! Bootable artifacts from a real Debian bookworm root filesystem (`kiln_images::boot`),
+//! Bootable artifacts from a real Debian bookworm root filesystem (`kiln_bootable`),
 //! proven by booting them in QEMU (TCG, SeaBIOS, no `-kernel`): the disk reaches systemd, a
 //! test unit in the image reports on the console that `/usr` is read-only while `/etc` is
 //! writable and that state survives a reboot; a flipped byte in the root image and a wrong
@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln::spec::DebianBase;
-use kiln_images::boot::{self, BootArtifacts, BootInputs};
+use kiln_bootable::{self as boot, BootArtifacts, BootInputs};
+use kiln_pipeline::spec::DebianBase;
 use kiln_test_support::require_tool;
 
 const EPOCH: u64 = 1_700_000_000;
@@ -45,13 +45,13 @@ fn base_tarball() -> PathBuf {
     fs::create_dir_all(&dir).unwrap();
     let tar = dir.join(format!(
         "{}.tar",
-        kiln::sources::debian::inputs_digest(&d, EPOCH)
+        kiln_pipeline::sources::debian::inputs_digest(&d, EPOCH)
     ));
     if !tar.is_file() {
         require_tool("mmdebstrap", "mmdebstrap");
         let started = Instant::now();
         let partial = dir.join(".partial.tar");
-        kiln::sources::debian::build(&d, EPOCH, &partial).unwrap();
+        kiln_pipeline::sources::debian::build(&d, EPOCH, &partial).unwrap();
         fs::rename(&partial, &tar).unwrap();
         eprintln!("mmdebstrap base: {:.1?}", started.elapsed());
     }
@@ -248,7 +248,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
         ("mkfs.ext4", "e2fsprogs"),
         ("qemu-img", "qemu-utils"),
     ] {
-        if kiln_images::boot::tools::find(kiln_images::boot::tools::Tool {
+        if kiln_bootable::tools::find(kiln_bootable::tools::Tool {
             name: tool,
             package,
         })
@@ -276,7 +276,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
         "{:?}",
         a.warnings
     );
-    kiln_images::boot::verity::verify(&a.root_image, &a.verity).unwrap();
+    kiln_bootable::verity::verify(&a.root_image, &a.verity).unwrap();
 
     // Determinism: a second build gives the same bytes for every artifact.
     let again = build(&role, &tmp.path().join("again"));

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kiln::boot::qemu::{self, BootFrom, Forward, HostLink, VmSpec};
-use kiln::boot::qga::Agent;
-use kiln::boot::{BootOptions, Check, Probe};
 use kiln_test_support::{machine_cache, require_tool};
+use kiln_vm::qemu::{self, BootFrom, Forward, HostLink, VmSpec};
+use kiln_vm::qga::Agent;
+use kiln_vm::{BootOptions, Check, Probe};
 
 /// The fixture guest's kernel and initramfs (the kernel .deb is cached in the machine cache).
 fn tiny_guest(out: &Path) -> (PathBuf, PathBuf) {
@@ -86,12 +86,12 @@ fn the_host_link_reaches_the_build_host_and_forwards_into_the_guest() {
     let run_dir = dir.path().join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
     let _vm = crate::util::vm_lock();
-    let run = kiln::boot::run(
+    let run = kiln_vm::run(
         &tools,
         &accel,
         vec![(spec, checks)],
         &run_dir,
-        kiln::boot::L2Net::random(),
+        kiln_vm::L2Net::random(),
         &opts,
         &mut |l| eprintln!("{l}"),
     )
@@ -99,7 +99,7 @@ fn the_host_link_reaches_the_build_host_and_forwards_into_the_guest() {
     assert!(
         run.report.healthy,
         "{}\n{}",
-        kiln::boot::health::table(&run.report.hosts),
+        kiln_vm::health::table(&run.report.hosts),
         run.report.hosts[0].console_tail.join("\n")
     );
     let qga = &run.report.hosts[0].qga_socket;

@@ -10,9 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_images::oci::layout::LayoutWriter;
-use kiln_images::{BlobStore, ImageSpec};
 use kiln_layers::{Entry, FileTree, LayerOptions};
+use kiln_oci::oci::layout::LayoutWriter;
+use kiln_oci::{BlobStore, ImageSpec};
 
 use sha2::{Digest as _, Sha256};
 
@@ -58,7 +58,7 @@ pub(crate) fn write_fixture_image(
     let blob = kiln_layers::write_layer_to_dir(tree, &opts, dir).unwrap();
     let mut layout = LayoutWriter::create(dir).unwrap();
     let store = BlobStore::open(dir.join("blobs")).unwrap();
-    let layer = kiln_images::Layer {
+    let layer = kiln_oci::Layer {
         digest: blob.digest,
         diff_id: blob.diff_id,
         size: blob.size,

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::build::{build_args, fixture_workspace};
 use crate::util::kiln_code;
-use kiln::sources::cache::sha256_hex;
+use kiln_pipeline::sources::cache::sha256_hex;
 use kiln_test_support::require_tool;
 
 /// Every regular file under `dir`.

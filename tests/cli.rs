@@ -110,13 +110,16 @@ fn check_json_has_the_resolved_plan() {
 #[test]
 fn schema_is_committed_and_current() {
     let (out, _) = kiln_code(&["schema"], 0);
-    let path = tests_dir().join("../schema/kiln-spec.schema.json");
+    let path = tests_dir().join("../docs/reference/kiln-spec.schema.json");
     if std::env::var_os("KILN_BLESS").is_some() {
         std::fs::write(&path, &out).unwrap();
     }
     let committed =
-        std::fs::read_to_string(&path).expect("schema/kiln-spec.schema.json is committed");
-    assert!(committed == out, "schema/kiln-spec.schema.json is out of date: run `kiln schema > schema/kiln-spec.schema.json`");
+        std::fs::read_to_string(&path).expect("docs/reference/kiln-spec.schema.json is committed");
+    assert!(
+        committed == out,
+        "docs/reference/kiln-spec.schema.json is out of date: run `./dev gen`"
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v["additionalProperties"], false,
@@ -157,7 +160,7 @@ fn assert_no_control_bytes(stderr: &str) {
 
 /// The demo spec with line 11 (`name = "demo"`) replaced, written to DIR/NAME.
 fn demo_with_name(dir: &std::path::Path, name: &str, value: &[u8]) -> std::path::PathBuf {
-    let demo = kiln::DEMO_SPEC;
+    let demo = kiln_pipeline::DEMO_SPEC;
     assert_eq!(demo.lines().nth(10), Some("name = \"demo\""));
     let mut bytes = Vec::new();
     for (i, line) in demo.split_inclusive('\n').enumerate() {
@@ -230,7 +233,7 @@ fn a_spec_that_is_not_utf8_is_located() {
     let tmp = tempfile::tempdir().unwrap();
     // "démo" saved as Latin-1.
     let spec = demo_with_name(tmp.path(), "latin1.toml", b"d\xe9mo");
-    let offset = kiln::DEMO_SPEC.find("name = \"demo\"").unwrap() + "name = \"d".len();
+    let offset = kiln_pipeline::DEMO_SPEC.find("name = \"demo\"").unwrap() + "name = \"d".len();
     let (_, err) = kiln_code(&["check", spec.to_str().unwrap()], 2);
     assert_no_control_bytes(&err);
     assert!(
@@ -267,29 +270,31 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn generated_docs_are_committed_and_current() {
-    let committed = tests_dir().join("../builder/docs");
+    let committed = tests_dir().join("../docs/reference");
     if std::env::var_os("KILN_BLESS").is_some() {
         kiln_code(&["generate-docs", committed.to_str().unwrap()], 0);
     }
     let tmp = tempfile::tempdir().unwrap();
     kiln_code(&["generate-docs", tmp.path().to_str().unwrap()], 0);
-    let regenerate = "run `cargo run -p kiln -- generate-docs builder/docs` and commit the result";
+    let regenerate = "run `./dev gen` and commit the result";
     let generated = files_under(tmp.path());
+    // The index of the reference is written by hand.
+    let mut committed_files = files_under(&committed);
+    committed_files.retain(|f| f != "README.md");
     assert_eq!(
-        files_under(&committed),
-        generated,
-        "builder/docs does not hold exactly the generated files: {regenerate}"
+        committed_files, generated,
+        "docs/reference does not hold exactly the generated files: {regenerate}"
     );
     for rel in &generated {
         let want = std::fs::read(tmp.path().join(rel)).unwrap();
         let have = std::fs::read(committed.join(rel)).unwrap();
         assert!(
             want == have,
-            "builder/docs/{rel} is out of date: {regenerate}"
+            "docs/reference/{rel} is out of date: {regenerate}"
         );
     }
     for want in [
-        "spec-reference.md",
+        "spec.md",
         "man/kiln.1",
         "man/kiln-check.1",
         "man/kiln-cache-import.1",
@@ -305,10 +310,7 @@ fn generated_docs_are_committed_and_current() {
     for rel in &generated {
         let text = std::fs::read_to_string(tmp.path().join(rel)).unwrap();
         // The hidden command documents nothing but itself.
-        assert!(
-            !text.contains("generate-docs") || rel == "spec-reference.md",
-            "{rel}"
-        );
+        assert!(!text.contains("generate-docs") || rel == "spec.md", "{rel}");
         // No date: the page is the same whenever and wherever it is generated.
         if let Some(th) = text.lines().find(|l| l.starts_with(".TH ")) {
             let name = rel.trim_start_matches("man/").trim_end_matches(".1");
@@ -386,10 +388,9 @@ fn every_key_is_described_and_in_the_reference() {
         .collect();
     assert!(
         undescribed.is_empty(),
-        "keys without a description (add a /// doc comment in builder/src/spec.rs): {undescribed:?}"
+        "keys without a description (add a /// doc comment in builder/spec/src/types.rs): {undescribed:?}"
     );
-    let reference =
-        std::fs::read_to_string(tests_dir().join("../builder/docs/spec-reference.md")).unwrap();
+    let reference = std::fs::read_to_string(tests_dir().join("../docs/reference/spec.md")).unwrap();
     for (key, _) in &keys {
         // Source tables are documented once, as `<source>.KEY`.
         let shown = match key.split_once(".source.") {
@@ -401,7 +402,7 @@ fn every_key_is_described_and_in_the_reference() {
         }
         assert!(
             reference.contains(&format!("## `{shown}`\n")),
-            "{key} is not in builder/docs/spec-reference.md"
+            "{key} is not in docs/reference/spec.md"
         );
     }
 }
@@ -411,7 +412,7 @@ fn every_key_is_described_and_in_the_reference() {
 #[test]
 fn readme_what_runs_where_is_generated() {
     let root = crate::util::tests_dir().join("..");
-    let table = std::fs::read_to_string(root.join("builder/docs/what-runs-where.md")).unwrap();
+    let table = std::fs::read_to_string(root.join("docs/reference/what-runs-where.md")).unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     assert!(
         readme.contains(&table),

@@ -23,11 +23,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kiln::boot::health::{self, Watched};
-use kiln::boot::qga::Agent;
-use kiln::boot::{BootOptions, BootRun, Check};
 use kiln_layers::{Entry, FileTree};
 use kiln_test_support::{machine_cache, require_tool, Registry};
+use kiln_vm::health::{self, Watched};
+use kiln_vm::qga::Agent;
+use kiln_vm::{BootOptions, BootRun, Check};
 
 use crate::build::{busybox_tree, write_fixture_image};
 use crate::util::{fixture, kiln_code};
@@ -109,7 +109,7 @@ fn workspace(dir: &Path) -> PathBuf {
 }
 
 /// Runs `script` with bash in the guest behind `socket`.
-fn try_sh(socket: &Path, script: &str) -> Result<(i32, String), kiln::boot::qga::QgaError> {
+fn try_sh(socket: &Path, script: &str) -> Result<(i32, String), kiln_vm::qga::QgaError> {
     let mut a = Agent::connect(socket, Duration::from_secs(10))?;
     let out = a.exec("/bin/bash", &["-c", script], Duration::from_secs(120))?;
     Ok((
@@ -223,7 +223,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     opts.keep = true;
     opts.run_dir = Some(logs.join("run"));
     opts.timeout = Duration::from_secs(1200);
-    let run = kiln::boot::boot(&opts, &mut |l| eprintln!("kiln boot: {l}")).unwrap();
+    let run = kiln_vm::boot(&opts, &mut |l| eprintln!("kiln boot: {l}")).unwrap();
     fs::write(
         logs.join("report.json"),
         serde_json::to_vec_pretty(&run.report).unwrap(),
@@ -249,7 +249,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     let _ = fs::remove_dir_all(&logs);
 }
 
-fn tails(hosts: &[kiln::boot::HostHealth]) -> String {
+fn tails(hosts: &[kiln_vm::HostHealth]) -> String {
     let mut s = String::new();
     for h in hosts.iter().filter(|h| !h.healthy) {
         s += &format!("--- {} console:\n{}\n", h.name, h.console_tail.join("\n"));
@@ -435,7 +435,7 @@ fn master_reboot_keeps_its_data(run: &BootRun, dist: &Path, m1: &Path, a1: &Path
         std::thread::sleep(Duration::from_secs(2));
     }
     let checks = |name: &str| -> Vec<Check> {
-        kiln::boot::read_manifest(&kiln::build::Dist::new(dist))
+        kiln_vm::read_manifest(&kiln_pipeline::stages::Dist::new(dist))
             .unwrap()
             .hosts
             .into_iter()

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use kiln::sources;
 use kiln_layers::EntryKind;
+use kiln_pipeline::sources;
 use kiln_test_support::require_tool;
 
 use crate::sources::{file, plan_of, setup, HEAD};

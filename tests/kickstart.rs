@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use kiln::build::render_kickstart;
-use kiln::diag::SpecSource;
-use kiln_kickstart::kickstart::LiveImage;
+use kiln_pipeline::diag::SpecSource;
+use kiln_pipeline::stages::render_kickstart;
+use kiln_provision::kickstart::LiveImage;
 
 use crate::build::{build, fixture_workspace};
 use crate::util::{fixture, ksvalidator, tests_dir};
@@ -42,9 +42,10 @@ fn render(target: &str, mode: &str, liveimg_name: &str) -> Vec<(String, Result<S
         name: "kickstart.toml".into(),
         text: spec(target, mode),
     };
-    let loaded = kiln::validate::load(&src).unwrap_or_else(|e| panic!("{target}/{mode}: {e}"));
+    let loaded =
+        kiln_pipeline::validate::load(&src).unwrap_or_else(|e| panic!("{target}/{mode}: {e}"));
     let plan = &loaded.plan;
-    let rendered = kiln::components::render(plan).unwrap();
+    let rendered = kiln_pipeline::components::render(plan).unwrap();
     let k = plan.kickstart.as_ref().unwrap();
     plan.hosts
         .iter()

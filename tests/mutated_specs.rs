@@ -12,9 +12,9 @@
 
 use std::fs;
 
-use kiln::components;
-use kiln::diag::SpecSource;
-use kiln::validate;
+use kiln_pipeline::components;
+use kiln_pipeline::diag::SpecSource;
+use kiln_pipeline::validate;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -24,7 +24,7 @@ use crate::util::fixture;
 
 /// The valid specs mutations start from.
 fn seeds() -> Vec<Vec<u8>> {
-    let mut out = vec![kiln::DEMO_SPEC.as_bytes().to_vec()];
+    let mut out = vec![kiln_pipeline::DEMO_SPEC.as_bytes().to_vec()];
     let dir = fixture("specs");
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap()

@@ -20,10 +20,10 @@ use std::fs;
 use std::process::Command;
 use std::sync::Mutex;
 
-use kiln::components::{self, Rendered};
-use kiln::diag::{Diagnostic, Severity, SpecSource};
-use kiln::validate;
 use kiln_layers::EntryKind;
+use kiln_pipeline::components::{self, Rendered};
+use kiln_pipeline::diag::{Diagnostic, Severity, SpecSource};
+use kiln_pipeline::validate;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -652,9 +652,9 @@ fn directories_at_the_root_render_their_files_there() {
     )
     .unwrap();
     assert!(unit.contains(" start-foreground /zoo.cfg\n"), "{unit}");
-    let root = kiln::values::AbsPath::parse("/").unwrap();
-    let version = kiln::values::Version::parse("1.11.8").unwrap();
-    let dests: Vec<String> = kiln::sources::catalog::calico_cni(&version, &root)
+    let root = kiln_pipeline::values::AbsPath::parse("/").unwrap();
+    let version = kiln_pipeline::values::Version::parse("1.11.8").unwrap();
+    let dests: Vec<String> = kiln_pipeline::sources::catalog::calico_cni(&version, &root)
         .iter()
         .filter_map(|s| s.dest.as_ref().map(ToString::to_string))
         .collect();

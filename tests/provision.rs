@@ -1,4 +1,4 @@
-//! Provisioning artifacts are written incrementally (`kiln::build::provision::write`, what
+//! Provisioning artifacts are written incrementally (`kiln_pipeline::stages::provision::write`, what
 //! `kiln build` and `benches/provision_scale.rs` use): after one host's identity changes only
 //! that host's seed files and kickstart are written again (every other file keeps its inode,
 //! mtime and bytes), and a removed host's files are gone — from the library call on a
@@ -10,11 +10,11 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use kiln::build::provision::{self, Provision, WriteStats};
-use kiln::build::Dist;
-use kiln::diag::SpecSource;
-use kiln_kickstart::pxe::PxeProfile;
 use kiln_layers::FileTree;
+use kiln_pipeline::diag::SpecSource;
+use kiln_pipeline::stages::provision::{self, Provision, WriteStats};
+use kiln_pipeline::stages::Dist;
+use kiln_provision::pxe::PxeProfile;
 
 use crate::build::{build, fixture_workspace};
 
@@ -41,13 +41,13 @@ fn spec(a2_address: &str, with_a3: bool) -> String {
 
 /// `provision::write` of `text` into `dist`, with made-up boot file digests.
 fn write(text: String, dist: &Dist) -> WriteStats {
-    let loaded = kiln::validate::load(&SpecSource {
+    let loaded = kiln_pipeline::validate::load(&SpecSource {
         name: "inc.toml".into(),
         text,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let plan = &loaded.plan;
-    let rendered = kiln::components::render(plan).unwrap();
+    let rendered = kiln_pipeline::components::render(plan).unwrap();
     let profiles: Vec<PxeProfile> = plan
         .profiles
         .iter()

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::build::{build_args, fixture_workspace};
 use crate::util::{kiln, kiln_code};
-use kiln::sources::cache::sha256_hex;
+use kiln_pipeline::sources::cache::sha256_hex;
 
 /// Every entry under `dir`: relative path → sha256 of a file, `-> TARGET` of a symlink, `dir`.
 /// `None` when `dir` does not exist.

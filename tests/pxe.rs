@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kiln::boot::qemu::{self, Accel, AccelPick, BootFrom, VmSpec};
-use kiln::boot::qga::Agent;
-use kiln::boot::{health, BootOptions, L2Net};
-use kiln::build::Dist;
-use kiln::serve::{ServeOptions, Server};
+use kiln_pipeline::stages::Dist;
+use kiln_serve::{ServeOptions, Server};
 use kiln_test_support::{machine_cache, require_tool};
+use kiln_vm::qemu::{self, Accel, AccelPick, BootFrom, VmSpec};
+use kiln_vm::qga::Agent;
+use kiln_vm::{health, BootOptions, L2Net};
 
 use crate::util::{fixture, kiln_code};
 
@@ -191,7 +191,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     unknown_mac_is_refused(&tools, &accel, &dist, &run_dir, &log);
     tampered_root_is_refused(&tools, &accel, &dist, &run_dir);
 
-    let manifest = kiln::boot::read_manifest(&Dist::new(&dist)).unwrap();
+    let manifest = kiln_vm::read_manifest(&Dist::new(&dist)).unwrap();
     let checks = |host: &str| {
         manifest
             .hosts
@@ -216,7 +216,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     opts.timeout = Duration::from_secs(900);
     opts.start_gap = Duration::from_secs(120);
     let booted = Instant::now();
-    let run = kiln::boot::run(
+    let run = kiln_vm::run(
         &tools,
         &accel,
         vms,
@@ -393,7 +393,7 @@ fn no_seed_secret_outside_the_hosts_paths(dist: &Path) {
     walk(&dist.join("pxe"), &mut files);
     assert!(files.len() >= 12, "{files:?}");
     // Every file of pxe/ is served (and so scanned below).
-    let tree = kiln::serve::Tree::open(dist).unwrap();
+    let tree = kiln_serve::Tree::open(dist).unwrap();
     let served = tree.served().unwrap();
     for f in &files {
         let rel = f.strip_prefix(dist).unwrap().display().to_string();

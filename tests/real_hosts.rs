@@ -8,8 +8,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kiln::sources::{self, SourceOptions};
 use kiln_layers::{Entry, FileTree};
+use kiln_pipeline::sources::{self, SourceOptions};
 
 use crate::render::{render, TOPOLOGIES};
 use crate::util::kiln_code;
@@ -33,8 +33,8 @@ fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
 
 /// The built-in demo with `from` replaced by `to` (which must occur once).
 fn demo_with(from: &str, to: &str) -> String {
-    assert_eq!(kiln::DEMO_SPEC.matches(from).count(), 1, "{from}");
-    kiln::DEMO_SPEC.replace(from, to)
+    assert_eq!(kiln_pipeline::DEMO_SPEC.matches(from).count(), 1, "{from}");
+    kiln_pipeline::DEMO_SPEC.replace(from, to)
 }
 
 fn read(p: &Path) -> String {
@@ -440,8 +440,8 @@ version = "1.6.322"
 "#;
     let spec_path = tmp.path().join("cluster.toml");
     fs::write(&spec_path, spec).unwrap();
-    let src = kiln::read_spec(Some(&spec_path)).unwrap();
-    let plan = kiln::validate::load(&src)
+    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
+    let plan = kiln_pipeline::validate::load(&src)
         .unwrap_or_else(|e| panic!("{e}"))
         .plan;
 
@@ -519,9 +519,9 @@ version = "1.6.322"
         "version = \"1.6.322\"\nhome = \"/opt/marathon\"",
     );
     fs::write(&spec_path, moved).unwrap();
-    let src = kiln::read_spec(Some(&spec_path)).unwrap();
-    let plan = kiln::validate::load(&src).unwrap().plan;
-    let set = kiln::components::source_sets(&plan)
+    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
+    let plan = kiln_pipeline::validate::load(&src).unwrap().plan;
+    let set = kiln_pipeline::components::source_sets(&plan)
         .into_iter()
         .find(|s| s.name == "marathon")
         .unwrap();

@@ -161,16 +161,16 @@ fn without_xorriso_the_build_stops_first_naming_the_package() {
 #[test]
 fn demo_seeds_match_their_snapshot_and_cloud_init_accepts_them() {
     require_tool("cloud-init", "cloud-init");
-    let src = kiln::read_spec(None).unwrap();
-    let loaded = kiln::validate::load(&src).unwrap();
-    let rendered = kiln::components::render(&loaded.plan).unwrap();
+    let src = kiln_pipeline::read_spec(None).unwrap();
+    let loaded = kiln_pipeline::validate::load(&src).unwrap();
+    let rendered = kiln_pipeline::components::render(&loaded.plan).unwrap();
     let snapshots = crate::util::tests_dir().join("snapshots/demo-seed");
     let bless = std::env::var_os("KILN_BLESS").is_some();
     let tmp = tempfile::tempdir().unwrap();
     for host in &loaded.plan.hosts {
         let name = host.name.as_str();
-        let files = kiln::build::identity_files(name, &rendered.hosts[name]).unwrap();
-        let seed = kiln_kickstart::cloudinit::render(host, &files).unwrap();
+        let files = kiln_pipeline::stages::identity_files(name, &rendered.hosts[name]).unwrap();
+        let seed = kiln_provision::cloudinit::render(host, &files).unwrap();
         let dir = snapshots.join(name);
         for (file, text) in seed.files() {
             if bless {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln::serve::{ServeOptions, Server, TreeError};
+use kiln_serve::{ServeOptions, Server, TreeError};
 
 const ROOT_HEX: &str = "4b1c4e6a1f2d0c9e8b7a69584736251403f2e1d0c9b8a7968574635241302010";
 
@@ -69,7 +69,7 @@ fn fixture_dist(dir: &Path) {
 struct Running {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
-    stop: kiln::serve::StopHandle,
+    stop: kiln_serve::StopHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -361,7 +361,7 @@ fn serve_refuses_to_start_when_a_shared_path_holds_a_private_file() {
     })
     .unwrap_err();
     match &err {
-        kiln::serve::ServeError::Tree(TreeError::Exposed { paths, .. }) => {
+        kiln_serve::ServeError::Tree(TreeError::Exposed { paths, .. }) => {
             assert_eq!(paths, &["pxe/user-data (mode 0600)".to_string()]);
         }
         other => panic!("{other}"),

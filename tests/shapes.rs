@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kiln::components::Rendered;
 use kiln_layers::{EntryKind, FileTree};
+use kiln_pipeline::components::Rendered;
 
 /// Characters that must never reach a rendered file: controls (but newline and, in
 /// `/etc/hosts`, tab) and the bidi/zero-width characters that make a line read differently.

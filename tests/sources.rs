@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln::plan::Plan;
-use kiln::sources::{self, Error, SourceOptions};
 use kiln_layers::{Entry, FileTree};
+use kiln_pipeline::plan::Plan;
+use kiln_pipeline::sources::{self, Error, SourceOptions};
 
 use crate::sources_server::*;
 use crate::util::kiln_code;
@@ -105,8 +105,8 @@ pub(crate) fn setup(spec: &str) -> Setup {
 }
 
 pub(crate) fn plan_of(path: &Path) -> Plan {
-    let src = kiln::read_spec(Some(path)).unwrap();
-    kiln::validate::load(&src)
+    let src = kiln_pipeline::read_spec(Some(path)).unwrap();
+    kiln_pipeline::validate::load(&src)
         .unwrap_or_else(|e| panic!("{e}"))
         .plan
 }
@@ -559,20 +559,20 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
     ));
     // An OCI layout with one image, tagged twice (base and calico-node both come from it).
     let layout_dir = s.dir.path().join("images");
-    let mut w = kiln_images::oci::layout::LayoutWriter::create(&layout_dir).unwrap();
+    let mut w = kiln_oci::oci::layout::LayoutWriter::create(&layout_dir).unwrap();
     let mut t = FileTree::new();
     t.insert("/usr/bin/sh", Entry::file(script("sh"), 0o755))
         .unwrap();
     let blob =
         kiln_layers::write_layer_to_dir(&t, &kiln_layers::LayerOptions::default(), &layout_dir)
             .unwrap();
-    let layer = kiln_images::Layer {
+    let layer = kiln_oci::Layer {
         digest: blob.digest,
         diff_id: blob.diff_id,
         size: blob.size,
         media_type: blob.media_type.to_string(),
     };
-    let spec = kiln_images::ImageSpec::new("kiln/base", "v1", vec![layer], 0);
+    let spec = kiln_oci::ImageSpec::new("kiln/base", "v1", vec![layer], 0);
     let store = w.store().clone();
     let written = w.add_image(&spec, &store, Some("v1")).unwrap();
     w.finish().unwrap();
@@ -607,8 +607,7 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
         "{lock}"
     );
     // A changed image under the same tag no longer matches the lock.
-    let mut w =
-        kiln_images::oci::layout::LayoutWriter::create(s.dir.path().join("images2")).unwrap();
+    let mut w = kiln_oci::oci::layout::LayoutWriter::create(s.dir.path().join("images2")).unwrap();
     let mut t2 = FileTree::new();
     t2.insert("/usr/bin/sh", Entry::file(script("other"), 0o755))
         .unwrap();
@@ -618,7 +617,7 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
         &s.dir.path().join("images2"),
     )
     .unwrap();
-    let layer2 = kiln_images::Layer {
+    let layer2 = kiln_oci::Layer {
         digest: blob2.digest,
         diff_id: blob2.diff_id,
         size: blob2.size,
@@ -626,7 +625,7 @@ fn oci_layout_base_and_component_image_are_verified_and_locked() {
     };
     let store2 = w.store().clone();
     w.add_image(
-        &kiln_images::ImageSpec::new("kiln/base", "v1", vec![layer2], 0),
+        &kiln_oci::ImageSpec::new("kiln/base", "v1", vec![layer2], 0),
         &store2,
         Some("v1"),
     )

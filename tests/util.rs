@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 /// The workspace's `tests/` directory.
 pub fn tests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests")
 }
 
 /// A fixture file under `tests/fixtures/`.

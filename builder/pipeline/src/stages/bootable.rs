@@ -1,0 +1,351 @@
+//! Stage 7 (when the plan has [`BootPlan`]): per role image, its root filesystem flattened
+//! into one tar (the base streamed, kiln's layers over it) and turned into bootable outputs
+//! under `boot/PROFILE/` by [`kiln_bootable`]: the image's kernel, kiln's initramfs, a
+//! squashfs root with its dm-verity hash tree, and self-booting disks; optionally the rootfs
+//! as a tarball for kickstart's `liveimg`.
+//!
+//! The flattened tar is scratch: it is removed once the outputs are written, or compressed
+//! into `rootfs.tar.gz`/`rootfs.tar.xz` when the spec asks for it.
+//!
+//! Boot outputs take minutes (a gigabyte flattened, squashed, hashed, put on disks), and they
+//! depend only on the role image and the boot settings, not on host identities: they are
+//! cached under `CACHE/boot/KEY/` (KEY from the image's manifest digest, the settings and
+//! kiln's version) and copied from there (never linked) when an image did not change, e.g.
+//! after a change to a host's address. A cache entry is complete or absent (written beside
+//! and renamed); a copy that fails falls back to building.
+
+use std::fs;
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::Path;
+
+use kiln_bootable::{build_boot, BootArtifacts, BootInputs};
+use kiln_layers::FileTree;
+use kiln_model::plan::BootPlan;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::role_images::{Base, Ctx, LayerPlan};
+use super::{io_err, BuildError, Dist, ImageReport};
+use crate::sources::BaseSource;
+
+/// One role image's bootable outputs, as the build report lists them (paths under `dist/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootReport {
+    pub profile: String,
+    /// The role image they were made from (ref in `oci/`).
+    pub image: String,
+    pub kernel: String,
+    pub kernel_version: String,
+    pub initramfs: String,
+    /// squashfs root with its dm-verity hash tree appended.
+    pub root_image: String,
+    /// dm-verity root hash of `root_image` (hex), bound into `cmdline`.
+    pub root_hash: String,
+    /// The kernel command line the disks boot with.
+    pub cmdline: String,
+    #[serde(default)]
+    pub disk_raw: Option<String>,
+    #[serde(default)]
+    pub disk_qcow2: Option<String>,
+    #[serde(default)]
+    pub rootfs_tarball: Option<String>,
+}
+
+/// Writes the bootable outputs of every role image.
+pub(super) fn write_all(
+    ctx: &mut Ctx,
+    boot: &BootPlan,
+    base: &Base,
+    lp: &LayerPlan,
+    images: &[ImageReport],
+) -> Result<Vec<BootReport>, BuildError> {
+    let mut reports = Vec::new();
+    for (profile, seq) in ctx.plan.profiles.iter().zip(&lp.per_profile) {
+        let Some(image) = images
+            .iter()
+            .find(|i| i.kind == "role" && i.of == profile.name)
+        else {
+            continue;
+        };
+        let mut upper = FileTree::new();
+        for &i in seq {
+            upper
+                .overlay(lp.unique[i].1)
+                .map_err(|e| BuildError::Source(e.to_string()))?;
+        }
+        let rel_dir = Dist::boot_dir_rel(&profile.name);
+        let dir = ctx.dist.root().join(&rel_dir);
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {rel_dir}")))?;
+        let seed = seed(&image.manifest_digest.to_string(), &profile.name, boot);
+        let cached = ctx
+            .opts
+            .layer_cache
+            .as_ref()
+            .and_then(|l| l.parent())
+            .map(|c| c.join("boot").join(hex::encode(seed)));
+        if let Some(hit) = cached.as_deref().and_then(|c| from_cache(c, &dir)) {
+            (ctx.progress)(&format!("boot {}: unchanged (boot cache)", profile.name));
+            reports.push(hit);
+            continue;
+        }
+        let tar = dir.join("rootfs.tar");
+        (ctx.progress)(&format!(
+            "boot {}: flattening the root filesystem",
+            profile.name
+        ));
+        flatten(ctx, base, lp, &upper, &tar)?;
+        (ctx.progress)(&format!(
+            "boot {}: kernel, initramfs, verified root and disks",
+            profile.name
+        ));
+        let inputs = BootInputs {
+            rootfs_tar: &tar,
+            name: &image.reference,
+            seed,
+            source_date_epoch: ctx.opts.source_date_epoch,
+            kernel_args: boot.kernel_args.iter().map(ToString::to_string).collect(),
+            state_size: u64::from(boot.state_size_mib) << 20,
+            raw: boot.raw,
+            qcow2: boot.qcow2,
+        };
+        let art = build_boot(&inputs, &dir)?;
+        let rootfs_tarball = match &boot.rootfs_tarball {
+            Some(ext) => {
+                let name = format!("rootfs.{ext}");
+                (ctx.progress)(&format!("boot {}: {name}", profile.name));
+                compress(&tar, &dir.join(&name), ext, ctx.opts.threads)?;
+                Some(format!("{rel_dir}/{name}"))
+            }
+            None => None,
+        };
+        fs::remove_file(&tar).map_err(io_err(format!("removing {rel_dir}/rootfs.tar")))?;
+        let r = report(
+            &rel_dir,
+            &profile.name,
+            &image.reference,
+            &art,
+            rootfs_tarball,
+        );
+        if let Some(c) = &cached {
+            if let Err(e) = to_cache(c, &dir, &r) {
+                tracing::warn!("boot cache: not storing {}: {e}", c.display());
+            }
+        }
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
+/// `boot/manifest.json`: what `kiln boot` starts and checks ([`super::boot_manifest`]).
+pub(super) fn write_manifest(
+    plan: &kiln_model::plan::Plan,
+    boot: &[BootReport],
+    dist: &Dist,
+) -> Result<(), BuildError> {
+    let profiles = boot
+        .iter()
+        .map(|b| kiln_dist::boot_manifest::ProfileBoot {
+            name: b.profile.clone(),
+            disk_raw: b.disk_raw.clone().unwrap_or_default(),
+            disk_qcow2: b.disk_qcow2.clone().unwrap_or_default(),
+            root_hash: b.root_hash.clone(),
+            cmdline: b.cmdline.clone(),
+        })
+        .collect();
+    let m = super::boot_manifest::manifest(plan, profiles);
+    let mut json =
+        serde_json::to_string_pretty(&m).map_err(|e| BuildError::Source(e.to_string()))?;
+    json.push('\n');
+    fs::write(dist.boot_manifest(), json)
+        .map_err(io_err(format!("writing {}", Dist::boot_manifest_rel())))
+}
+
+const CACHED_REPORT: &str = "boot-report.json";
+
+/// The outputs of a cache entry copied into `dir`, and their report; `None` (and `dir`
+/// emptied) when there is no complete entry.
+fn from_cache(entry: &Path, dir: &Path) -> Option<BootReport> {
+    let report: BootReport =
+        serde_json::from_str(&fs::read_to_string(entry.join(CACHED_REPORT)).ok()?).ok()?;
+    let copied = (|| -> io::Result<()> {
+        for f in fs::read_dir(entry)? {
+            let f = f?;
+            if f.file_name() != CACHED_REPORT {
+                fs::copy(f.path(), dir.join(f.file_name()))?;
+            }
+        }
+        Ok(())
+    })();
+    if copied.is_err() {
+        let _ = fs::remove_dir_all(dir).and_then(|()| fs::create_dir_all(dir));
+        return None;
+    }
+    Some(report)
+}
+
+/// Stores the outputs in `dir` as the cache entry `entry` (complete or not at all).
+fn to_cache(entry: &Path, dir: &Path, report: &BootReport) -> io::Result<()> {
+    let parent = entry.parent().unwrap_or(entry);
+    fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(parent)?;
+    for f in fs::read_dir(dir)? {
+        let f = f?;
+        fs::copy(f.path(), tmp.path().join(f.file_name()))?;
+    }
+    let json = serde_json::to_string_pretty(report).map_err(io::Error::other)?;
+    fs::write(tmp.path().join(CACHED_REPORT), json)?;
+    let tmp = tmp.keep();
+    match fs::rename(&tmp, entry) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another build stored the same entry first.
+            if entry.join(CACHED_REPORT).is_file() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+fn report(
+    rel_dir: &str,
+    profile: &str,
+    image: &str,
+    art: &BootArtifacts,
+    rootfs_tarball: Option<String>,
+) -> BootReport {
+    let rel = |p: &Path| {
+        format!(
+            "{rel_dir}/{}",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        )
+    };
+    BootReport {
+        profile: profile.into(),
+        image: image.into(),
+        kernel: rel(&art.kernel),
+        kernel_version: art.kernel_version.clone(),
+        initramfs: rel(&art.initramfs),
+        root_image: rel(&art.root_image),
+        root_hash: art.verity.root_hash.clone(),
+        cmdline: art.cmdline.clone(),
+        disk_raw: art.disk_raw.as_deref().map(rel),
+        disk_qcow2: art.disk_qcow2.as_deref().map(rel),
+        rootfs_tarball,
+    }
+}
+
+/// What the salt, UUIDs and disk signature derive from: the image (its manifest digest covers
+/// every byte of it) and the boot settings.
+fn seed(manifest_digest: &str, profile: &str, boot: &BootPlan) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(kiln_bootable::initramfs::recipe_digest());
+    for part in [
+        "kiln-boot-2",
+        env!("CARGO_PKG_VERSION"),
+        manifest_digest,
+        profile,
+        &format!("{boot:?}"),
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().into()
+}
+
+/// The role image's root filesystem as one tar at `out`: the base streamed (a tarball, the
+/// single layer of a base image, or nothing when the base is a tree and so in `upper`), with
+/// `upper` over it.
+fn flatten(
+    ctx: &Ctx,
+    base: &Base,
+    lp: &LayerPlan,
+    upper: &FileTree,
+    out: &Path,
+) -> Result<(), BuildError> {
+    let stream: Box<dyn Read> = match &ctx.resolved.base {
+        Some(BaseSource::Tarball { path, .. }) => {
+            Box::new(fs::File::open(path).map_err(io_err(format!("reading {}", path.display())))?)
+        }
+        Some(BaseSource::Image(img)) => match img.image.layers.as_slice() {
+            [one] => Box::new(ctx.store.open_blob(&one.digest)?),
+            more => {
+                return Err(BuildError::Source(format!(
+                    "boot outputs: the base image {} has {} layers; kiln flattens single-layer \
+                     bases only (use base.debian, a rootfs tarball, or squash the image first)",
+                    img.reference,
+                    more.len()
+                )))
+            }
+        },
+        Some(BaseSource::Tree(_)) => {
+            // The tree base is one of the upper layers already.
+            debug_assert!(lp.base_index.is_some() || base.own.is_none());
+            Box::new(empty_tar())
+        }
+        None => {
+            return Err(BuildError::Source(
+                "boot outputs need a base with a kernel (base.debian with base.debian.kernel)"
+                    .into(),
+            ))
+        }
+    };
+    let file = fs::File::create(out).map_err(io_err(format!("creating {}", out.display())))?;
+    let mut w = BufWriter::new(file);
+    kiln_layers::flatten_tar(
+        BufReader::new(stream),
+        upper,
+        ctx.opts.source_date_epoch,
+        &mut w,
+    )?;
+    let f = w.into_inner().map_err(|e| BuildError::Io {
+        action: format!("writing {}", out.display()),
+        source: e.into_error(),
+    })?;
+    f.sync_all()
+        .map_err(io_err(format!("writing {}", out.display())))
+}
+
+fn empty_tar() -> io::Cursor<Vec<u8>> {
+    io::Cursor::new(vec![0u8; 1024])
+}
+
+/// `tar` compressed to `out`: gzip with kiln's deterministic parallel encoder, or xz (`xz`
+/// from Debian's `xz-utils`, which gives the same bytes for the same input and options).
+fn compress(tar: &Path, out: &Path, ext: &str, threads: usize) -> Result<(), BuildError> {
+    let err = || io_err(format!("writing {}", out.display()));
+    let mut input = fs::File::open(tar).map_err(err())?;
+    match ext {
+        "tar.gz" => {
+            let f = fs::File::create(out).map_err(err())?;
+            let mut enc =
+                kiln_layers::compress::ParallelGzEncoder::new(BufWriter::new(f), 6, threads);
+            io::copy(&mut input, &mut enc).map_err(err())?;
+            io::Write::flush(&mut enc.finish().map_err(err())?).map_err(err())?;
+        }
+        _ => {
+            let f = fs::File::create(out).map_err(err())?;
+            let status = std::process::Command::new("xz")
+                .args(["-T1", "-6", "-c"])
+                .stdin(input)
+                .stdout(f)
+                .status()
+                .map_err(|_| BuildError::Tool {
+                    tool: "xz",
+                    package: "xz-utils",
+                    why: "it compresses rootfs.tar.xz (boot.rootfs_tarball = \"tar.xz\")",
+                })?;
+            if !status.success() {
+                return Err(BuildError::Source(format!(
+                    "xz failed writing {} ({status})",
+                    out.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! Running a host's checks in the guest through its agent, waiting until all pass, and the
+//! health report (`kiln boot`'s table and `--json`).
+//!
+//! Probes are shell commands run by `guest-exec`: HTTP and ZooKeeper through bash's `/dev/tcp`
+//! (a minbase image has bash but no curl), `docker info`, `docker inspect`, `systemctl show`,
+//! `test`. Each runs under `timeout`, so a probe of an address that drops packets cannot hang.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::qga::{Agent, QgaError};
+use kiln_dist::boot_manifest::{Check, Probe};
+
+/// Seconds a probe command may take in the guest.
+const PROBE_SECS: u64 = 10;
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub ok: bool,
+    /// One line: what was seen (`Mode: leader`, `HTTP 503`, `activating/start, 2 restarts`).
+    pub detail: String,
+}
+
+impl ProbeResult {
+    fn new(ok: bool, detail: impl Into<String>) -> Self {
+        ProbeResult {
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `'…'`-quotes `s` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The bash script of a probe.
+fn script(probe: &Probe) -> String {
+    match probe {
+        Probe::Http {
+            host, port, path, ..
+        } => format!(
+            "exec 3<>/dev/tcp/{host}/{port} || exit 7; printf {} >&3; cat <&3",
+            sh_quote(&format!(
+                "GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n"
+            ))
+        ),
+        Probe::ZkSrvr { host, port } => {
+            format!("exec 3<>/dev/tcp/{host}/{port} || exit 7; printf srvr >&3; cat <&3")
+        }
+        Probe::DockerInfo { .. } => "docker info 2>&1".into(),
+        Probe::Container { name } => format!(
+            "docker inspect -f '{{{{.State.Status}}}}' {} 2>&1",
+            sh_quote(name)
+        ),
+        Probe::Executable { path } => {
+            let p = sh_quote(path);
+            format!("test -f {p} && test -x {p}")
+        }
+        Probe::File { path } => format!("test -f {}", sh_quote(path)),
+        Probe::Unit { unit } => format!(
+            "systemctl show -p ActiveState,SubState,NRestarts,Result {} 2>&1",
+            sh_quote(unit)
+        ),
+        Probe::HostLink { mac, address } => format!(
+            // busybox (on every bootable image) when the image has no iproute2.
+            "command -v ip >/dev/null || ip() {{ busybox ip \"$@\"; }}; \
+             for d in /sys/class/net/*; do [ \"$(cat $d/address)\" = {m} ] && i=${{d##*/}}; done; \
+             [ -n \"$i\" ] || {{ echo no NIC with MAC {m}; exit 1; }}; \
+             ip link set \"$i\" up || exit 1; \
+             ip -o -4 addr show dev \"$i\" | grep -q ' {a} ' || ip addr add {a} dev \"$i\" || exit 1; \
+             ip -o -4 addr show dev \"$i\" | grep -q ' {a} ' && echo \"$i {a}\"",
+            m = sh_quote(mac),
+            a = address,
+        ),
+    }
+}
+
+/// Runs one probe in the guest.
+pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
+    let script = script(probe);
+    let wrapper = format!("exec timeout {PROBE_SECS} bash -c \"$0\"");
+    let out = match agent.exec(
+        "/bin/sh",
+        &["-c", &wrapper, &script],
+        Duration::from_secs(PROBE_SECS + 5),
+    ) {
+        Ok(o) => o,
+        Err(e) => return ProbeResult::new(false, e.to_string()),
+    };
+    let text = out.stdout_text();
+    let first_err = || {
+        let e = out.stderr_text();
+        let line = e
+            .lines()
+            .chain(text.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string();
+        match out.exit_code {
+            Some(124) => format!("timed out after {PROBE_SECS} s"),
+            Some(c) if line.is_empty() => format!("exit code {c}"),
+            _ => line,
+        }
+    };
+    match probe {
+        Probe::Http {
+            status,
+            body_contains,
+            ..
+        } => {
+            if !out.success() && text.is_empty() {
+                return ProbeResult::new(false, first_err());
+            }
+            let got = text
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u16>().ok());
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let short: String = body.trim().chars().take(80).collect();
+            match got {
+                Some(s) if s != *status => ProbeResult::new(false, format!("HTTP {s} {short}")),
+                None => ProbeResult::new(false, format!("not HTTP: {}", first_line(&text))),
+                Some(s) => match body_contains {
+                    Some(want) if !body.contains(want.as_str()) => {
+                        ProbeResult::new(false, format!("HTTP {s}, body lacks {want}: {short}"))
+                    }
+                    _ => ProbeResult::new(true, format!("HTTP {s} {short}")),
+                },
+            }
+        }
+        Probe::ZkSrvr { .. } => match text.lines().find(|l| l.starts_with("Mode: ")) {
+            Some(m) => {
+                let mode = m.trim_start_matches("Mode: ").trim();
+                let ok = matches!(mode, "standalone" | "leader" | "follower");
+                ProbeResult::new(ok, m.trim())
+            }
+            None if text.trim().is_empty() => ProbeResult::new(false, first_err()),
+            None => ProbeResult::new(false, first_line(&text)),
+        },
+        Probe::DockerInfo { cluster_store } => {
+            if !out.success() {
+                return ProbeResult::new(false, first_err());
+            }
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("Cluster Store:"));
+            match (cluster_store, line) {
+                (None, _) => ProbeResult::new(true, "docker info ok"),
+                (Some(want), Some(l)) => {
+                    let got = l.trim_start_matches("Cluster Store:").trim();
+                    ProbeResult::new(got == want, l)
+                }
+                (Some(_), None) => ProbeResult::new(false, "docker info shows no Cluster Store"),
+            }
+        }
+        Probe::Container { .. } => {
+            let state = text.trim();
+            ProbeResult::new(out.success() && state == "running", first_line(state))
+        }
+        Probe::Executable { path } | Probe::File { path } => {
+            if out.success() {
+                ProbeResult::new(true, format!("{path} present"))
+            } else {
+                ProbeResult::new(false, format!("{path} missing"))
+            }
+        }
+        Probe::HostLink { .. } => {
+            if out.success() {
+                ProbeResult::new(true, first_line(text.trim()))
+            } else {
+                ProbeResult::new(false, first_err())
+            }
+        }
+        Probe::Unit { .. } => {
+            let props: BTreeMap<&str, &str> =
+                text.lines().filter_map(|l| l.split_once('=')).collect();
+            let get = |k| props.get(k).copied().unwrap_or("?");
+            let restarts = get("NRestarts");
+            let ok = out.success() && get("ActiveState") == "active" && restarts == "0";
+            let detail = if props.is_empty() {
+                first_err()
+            } else {
+                format!(
+                    "{}/{}, {restarts} restart(s), result {}",
+                    get("ActiveState"),
+                    get("SubState"),
+                    get("Result")
+                )
+            };
+            ProbeResult::new(ok, detail)
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(120).collect()
+}
+
+/// A check's outcome in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckHealth {
+    pub id: String,
+    pub about: String,
+    /// `ok` or `failed`.
+    pub status: CheckStatus,
+    pub detail: String,
+    /// Seconds from the start of the run until the check first passed.
+    pub passed_after_secs: Option<f64>,
+}
+
+/// Whether a check passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    Failed,
+}
+
+/// One host's health.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostHealth {
+    pub name: String,
+    pub healthy: bool,
+    pub checks: Vec<CheckHealth>,
+    /// The serial console log.
+    pub serial_log: PathBuf,
+    /// The guest agent socket.
+    pub qga_socket: PathBuf,
+    /// The last lines of the console, when unhealthy.
+    pub console_tail: Vec<String>,
+    /// `journalctl -u UNIT -n 30` of each failing unit, when unhealthy and the agent answers.
+    pub journals: BTreeMap<String, String>,
+}
+
+/// A host being watched.
+#[derive(Debug)]
+pub struct Watched {
+    pub name: String,
+    pub qga_socket: PathBuf,
+    pub serial_log: PathBuf,
+    pub checks: Vec<Check>,
+}
+
+/// Runs every check of every host until all pass in one round, or `timeout` runs out. Checks
+/// that passed are not re-run while waiting; the last round re-runs all of them, so a unit that
+/// restarted in between is caught. `progress` gets a line per host whenever its state changes.
+pub fn wait_healthy(
+    hosts: &[Watched],
+    started: Instant,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Vec<HostHealth> {
+    let deadline = Instant::now() + timeout;
+    let mut state: Vec<Vec<(ProbeResult, Option<f64>)>> = hosts
+        .iter()
+        .map(|h| {
+            h.checks
+                .iter()
+                .map(|_| (ProbeResult::new(false, "not run yet"), None))
+                .collect()
+        })
+        .collect();
+    let mut last_line: Vec<String> = vec![String::new(); hosts.len()];
+    let mut full_round = false;
+    loop {
+        for (i, h) in hosts.iter().enumerate() {
+            let results = &mut state[i];
+            match Agent::connect(&h.qga_socket, Duration::from_secs(5)) {
+                Ok(mut agent) => {
+                    for (c, (r, passed)) in h.checks.iter().zip(results.iter_mut()) {
+                        if r.ok && !full_round {
+                            continue;
+                        }
+                        *r = run_probe(&mut agent, &c.probe);
+                        if r.ok && passed.is_none() {
+                            *passed = Some(started.elapsed().as_secs_f64());
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = agent_down(&e);
+                    for (r, _) in results.iter_mut() {
+                        *r = ProbeResult::new(false, why.clone());
+                    }
+                }
+            }
+            let line = progress_line(h, results);
+            if line != last_line[i] {
+                progress(&line);
+                last_line[i] = line;
+            }
+        }
+        let all_ok = state.iter().flatten().all(|(r, _)| r.ok);
+        if all_ok && full_round {
+            break;
+        }
+        // Confirm with a full round once everything has passed.
+        full_round = all_ok;
+        if Instant::now() >= deadline {
+            break;
+        }
+        if !all_ok {
+            std::thread::sleep(Duration::from_secs(2).min(deadline - Instant::now()));
+        }
+    }
+    hosts
+        .iter()
+        .zip(state)
+        .map(|(h, results)| report(h, results))
+        .collect()
+}
+
+fn agent_down(e: &QgaError) -> String {
+    match e {
+        QgaError::Connect { .. } => "VM not running (no guest agent socket)".into(),
+        _ => format!("guest agent not answering yet ({e})"),
+    }
+}
+
+fn progress_line(h: &Watched, results: &[(ProbeResult, Option<f64>)]) -> String {
+    let ok = results.iter().filter(|(r, _)| r.ok).count();
+    let mut line = format!("{}: {ok}/{} ok", h.name, results.len());
+    let waiting: Vec<String> = h
+        .checks
+        .iter()
+        .zip(results)
+        .filter(|(_, (r, _))| !r.ok)
+        .take(4)
+        .map(|(c, (r, _))| format!("{} ({})", c.id, r.detail))
+        .collect();
+    if !waiting.is_empty() {
+        let _ = write!(line, ", waiting: {}", waiting.join(", "));
+        let more = results.len() - ok - waiting.len();
+        if more > 0 {
+            let _ = write!(line, " and {more} more");
+        }
+    }
+    line
+}
+
+fn report(h: &Watched, results: Vec<(ProbeResult, Option<f64>)>) -> HostHealth {
+    let checks: Vec<CheckHealth> = h
+        .checks
+        .iter()
+        .zip(results)
+        .map(|(c, (r, passed))| CheckHealth {
+            id: c.id.clone(),
+            about: c.about.clone(),
+            status: if r.ok {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::Failed
+            },
+            detail: r.detail,
+            passed_after_secs: passed.map(|s| (s * 10.0).round() / 10.0),
+        })
+        .collect();
+    let healthy = checks.iter().all(|c| c.status == CheckStatus::Ok);
+    let mut out = HostHealth {
+        name: h.name.clone(),
+        healthy,
+        checks,
+        serial_log: h.serial_log.clone(),
+        qga_socket: h.qga_socket.clone(),
+        console_tail: Vec::new(),
+        journals: BTreeMap::new(),
+    };
+    if !healthy {
+        out.console_tail = super::qemu::tail(&h.serial_log, 40);
+        out.journals = journals(h, &out.checks);
+    }
+    out
+}
+
+/// `journalctl -u UNIT -n 30 --no-pager` of each failing unit check, when the agent answers.
+fn journals(h: &Watched, checks: &[CheckHealth]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(mut agent) = Agent::connect(&h.qga_socket, Duration::from_secs(5)) else {
+        return out;
+    };
+    for c in checks.iter().filter(|c| c.status == CheckStatus::Failed) {
+        let Some(unit) = c.id.strip_prefix("unit:") else {
+            continue;
+        };
+        let r = agent.exec(
+            "/bin/sh",
+            &[
+                "-c",
+                "exec journalctl -u \"$0\" -n 30 --no-pager 2>&1",
+                unit,
+            ],
+            Duration::from_secs(20),
+        );
+        let text = match r {
+            Ok(o) => o.stdout_text(),
+            Err(e) => format!("(journalctl failed: {e})"),
+        };
+        out.insert(unit.to_string(), text);
+    }
+    out
+}
+
+/// The health table: host, check, status, detail.
+pub fn table(hosts: &[HostHealth]) -> String {
+    let rows: Vec<[String; 4]> = hosts
+        .iter()
+        .flat_map(|h| {
+            h.checks.iter().map(|c| {
+                [
+                    h.name.clone(),
+                    c.id.clone(),
+                    match c.status {
+                        CheckStatus::Ok => "ok".into(),
+                        CheckStatus::Failed => "FAILED".into(),
+                    },
+                    c.detail.clone(),
+                ]
+            })
+        })
+        .collect();
+    let header = ["HOST", "CHECK", "STATUS", "DETAIL"].map(String::from);
+    let mut widths = [0usize; 3];
+    for r in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let _ = writeln!(
+            out,
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+    out
+}

@@ -1,0 +1,348 @@
+//! kiln-vm: `kiln boot` — starts the hosts of a build as QEMU VMs and checks them from inside
+//! through the QEMU guest agent until every service answers on its endpoint and no unit
+//! restarted. It holds the QEMU runner ([`qemu`]), the guest-agent client ([`qga`]) and the
+//! health checks and their table ([`health`]); it reads a build only through [`kiln_dist`].
+//!
+//! [`boot`] reads `DIST/boot/manifest.json` ([`kiln_dist::boot_manifest`]), starts each selected host's disk
+//! ([`qemu`]) one after another on a private L2 network, and waits ([`health`]) for the checks
+//! the manifest lists, probed through [`qga`]. It returns a [`BootReport`]; the caller decides
+//! the exit code (`healthy`).
+
+pub mod health;
+pub mod qemu;
+pub mod qga;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use health::{CheckHealth, CheckStatus, HostHealth};
+pub use kiln_dist::boot_manifest::{BootManifest, Check, HostBoot, Probe, ProfileBoot};
+use kiln_dist::Dist;
+pub use qemu::{Accel, AccelChoice, L2Net, Vm};
+
+/// Version of the [`BootReport`] JSON shape.
+pub const REPORT_VERSION: u32 = 1;
+
+/// Why a boot run could not be made (an unhealthy host is not an error: see
+/// [`BootReport::healthy`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("`{tool}` is needed to boot hosts: install it with `apt-get install {package}`")]
+    Tool {
+        tool: &'static str,
+        package: &'static str,
+    },
+    #[error(transparent)]
+    Manifest(#[from] kiln_dist::boot_manifest::ReadError),
+    #[error("no host {name} in the boot manifest (hosts: {known})")]
+    UnknownHost { name: String, known: String },
+    #[error("no hosts to boot: pass --host NAME or --all")]
+    NoHosts,
+    #[error("{what} {path}: {source}")]
+    Missing {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("VM {host}: {detail}")]
+    Qemu { host: String, detail: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl BootError {
+    /// A closure mapping an I/O error to [`BootError::Io`] with context.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BootError {
+        let what = what.into();
+        move |source| BootError::Io { what, source }
+    }
+    /// Whether the error is the caller's (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, BootError::UnknownHost { .. } | BootError::NoHosts)
+    }
+}
+
+/// `Result` with a [`BootError`].
+pub type Result<T, E = BootError> = std::result::Result<T, E>;
+
+/// What [`boot`] does.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// The output directory of `kiln build`.
+    pub dist: PathBuf,
+    /// Hosts to boot, by name; empty: all of them.
+    pub hosts: Vec<String>,
+    pub accel: AccelChoice,
+    /// Memory per VM, MiB.
+    pub memory_mib: u32,
+    /// Where overlays, serial logs and sockets go (created if missing); `None`: a new
+    /// directory under `$TMPDIR`. It is left in place (the logs stay).
+    pub run_dir: Option<PathBuf>,
+    /// How long to wait for every check to pass.
+    pub timeout: Duration,
+    /// Leave the VMs running (in [`BootRun::kept`]) instead of stopping them.
+    pub keep: bool,
+    /// How long a VM may take to pass early boot before the next one starts anyway.
+    pub start_gap: Duration,
+    /// How long the KVM probe boot may take to show a kernel line.
+    pub kvm_probe_timeout: Duration,
+}
+
+impl BootOptions {
+    /// Defaults: all hosts, auto accel, 2048 MiB, 600 s.
+    pub fn new(dist: impl Into<PathBuf>) -> Self {
+        BootOptions {
+            dist: dist.into(),
+            hosts: Vec::new(),
+            accel: AccelChoice::Auto,
+            memory_mib: 2048,
+            run_dir: None,
+            timeout: Duration::from_secs(600),
+            keep: false,
+            start_gap: Duration::from_secs(60),
+            kvm_probe_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The result of a run: `kiln boot --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootReport {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
+    /// Every check of every host passed.
+    pub healthy: bool,
+    pub accel: Accel,
+    /// Why that accelerator.
+    pub accel_reason: String,
+    pub run_dir: PathBuf,
+    /// The private network's multicast group and port.
+    pub network: L2Net,
+    /// Seconds from the first VM's start to the end of the checks.
+    pub elapsed_secs: f64,
+    pub hosts: Vec<HostHealth>,
+    /// Per host, its services' ports reachable from the build host (through its host link).
+    pub forwards: BTreeMap<String, Vec<qemu::Forward>>,
+}
+
+impl BootReport {
+    /// Names of the unhealthy hosts.
+    pub fn unhealthy(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.healthy)
+            .map(|h| h.name.as_str())
+            .collect()
+    }
+}
+
+/// A finished run: the report, and the VMs when kept (dropping them stops them).
+#[derive(Debug)]
+pub struct BootRun {
+    pub report: BootReport,
+    /// The running VMs, with `keep`; empty otherwise (they were stopped).
+    pub kept: Vec<Vm>,
+}
+
+/// Reads `DIST/boot/manifest.json`.
+pub fn read_manifest(dist: &Dist) -> Result<BootManifest> {
+    Ok(kiln_dist::boot_manifest::read(dist)?)
+}
+
+/// The hosts of `m` named in `names` (all when empty), in manifest order.
+pub fn select<'a>(m: &'a BootManifest, names: &[String]) -> Result<Vec<&'a HostBoot>> {
+    for n in names {
+        if !m.hosts.iter().any(|h| &h.name == n) {
+            let known: Vec<&str> = m.hosts.iter().map(|h| h.name.as_str()).collect();
+            return Err(BootError::UnknownHost {
+                name: n.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    let v: Vec<&HostBoot> = m
+        .hosts
+        .iter()
+        .filter(|h| names.is_empty() || names.contains(&h.name))
+        .collect();
+    if v.is_empty() {
+        return Err(BootError::NoHosts);
+    }
+    Ok(v)
+}
+
+/// The run directory: the given one, or a new `kiln-boot-*` under `$TMPDIR`; kept afterwards.
+pub fn run_dir(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .map_err(BootError::io(format!("creating {}", d.display())))?;
+            Ok(d.to_path_buf())
+        }
+        None => tempfile::Builder::new()
+            .prefix("kiln-boot-")
+            .tempdir()
+            .map(tempfile::TempDir::keep)
+            .map_err(BootError::io("creating a run directory under $TMPDIR")),
+    }
+}
+
+/// Boots the selected hosts of a build and waits for them to be healthy. `progress` gets one
+/// line per event (VM started, a host's checks changed).
+pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRun> {
+    let dist = Dist::new(&opts.dist);
+    let m = read_manifest(&dist)?;
+    let hosts = select(&m, &opts.hosts)?;
+    let tools = qemu::Tools::find()?;
+    let net = L2Net::random();
+    let mut specs = Vec::new();
+    let mut forwarded = BTreeMap::new();
+    for h in &hosts {
+        let p = m.profile(&h.profile).ok_or_else(|| BootError::Qemu {
+            host: h.name.clone(),
+            detail: format!("profile {} has no disk in the boot manifest", h.profile),
+        })?;
+        let (image, format) = if p.disk_qcow2.is_empty() {
+            (dist.root().join(&p.disk_raw), qemu::DiskFormat::Raw)
+        } else {
+            (dist.root().join(&p.disk_qcow2), qemu::DiskFormat::Qcow2)
+        };
+        let seed = dist.root().join(&h.seed_iso);
+        for (what, path) in [("disk image", &image), ("cloud-init seed", &seed)] {
+            std::fs::metadata(path).map_err(|source| BootError::Missing {
+                what: format!("{what} of {}", h.name),
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let link = qemu::host_link_mac(&h.mac);
+        let mut checks = vec![Check {
+            id: "host-link".into(),
+            about: format!(
+                "host link {} up (the build host is {})",
+                qemu::HOST_LINK_ADDR,
+                qemu::HOST_LINK_HOST
+            ),
+            probe: Probe::HostLink {
+                mac: link.clone(),
+                address: qemu::HOST_LINK_ADDR.into(),
+            },
+        }];
+        checks.extend(h.checks.iter().cloned());
+        let forwards = qemu::Forward::to_free_ports(&service_ports(h))?;
+        forwarded.insert(h.name.clone(), forwards.clone());
+        specs.push((
+            qemu::VmSpec {
+                name: h.name.clone(),
+                boot: qemu::BootFrom::Disk { image, format },
+                cdrom: Some(seed),
+                mac: h.mac.clone(),
+                net: Some(net),
+                host_link: Some(qemu::HostLink {
+                    mac: link,
+                    forwards,
+                }),
+                memory_mib: opts.memory_mib,
+            },
+            checks,
+        ));
+    }
+    let run_dir = run_dir(opts.run_dir.as_deref())?;
+    progress(&format!("run directory {}", run_dir.display()));
+    let probe = specs[0].0.boot.clone();
+    let pick = qemu::pick_accel(&tools, opts.accel, &probe, &run_dir, opts.kvm_probe_timeout)?;
+    progress(&format!("accelerator {:?}: {}", pick.accel, pick.why));
+    let mut run = run(&tools, &pick, specs, &run_dir, net, opts, progress)?;
+    run.report.forwards = forwarded;
+    Ok(run)
+}
+
+/// The TCP ports a host's checks reach on its own address (etcd, ZooKeeper, Mesos,
+/// Marathon…): the ones forwarded from the build host.
+fn service_ports(h: &HostBoot) -> Vec<u16> {
+    let me = h.address.to_string();
+    let mut ports: Vec<u16> = h
+        .checks
+        .iter()
+        .filter_map(|c| match &c.probe {
+            Probe::Http { host, port, .. } | Probe::ZkSrvr { host, port } if *host == me => {
+                Some(*port)
+            }
+            _ => None,
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Starts `vms` one after another and waits for their checks: the part of [`boot`] after the
+/// manifest, also used by tests with their own guests.
+pub fn run(
+    tools: &qemu::Tools,
+    accel: &qemu::AccelPick,
+    vms: Vec<(qemu::VmSpec, Vec<Check>)>,
+    run_dir: &Path,
+    net: L2Net,
+    opts: &BootOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BootRun> {
+    let started = Instant::now();
+    let mut running: Vec<Vm> = Vec::new();
+    let mut watched = Vec::new();
+    for (spec, checks) in vms {
+        let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, opts.keep)?;
+        progress(&format!(
+            "{}: started (pid {}, console {})",
+            spec.name,
+            vm.pid,
+            vm.serial_log.display()
+        ));
+        match qemu::wait_console(&mut vm, qemu::PAST_EARLY_BOOT, opts.start_gap)? {
+            Some(m) => progress(&format!(
+                "{}: past early boot ({m:?} after {:.0} s)",
+                spec.name,
+                started.elapsed().as_secs_f64()
+            )),
+            None => progress(&format!(
+                "{}: no early-boot line within {:?}; starting the next VM anyway",
+                spec.name, opts.start_gap
+            )),
+        }
+        watched.push(health::Watched {
+            name: spec.name.clone(),
+            qga_socket: vm.qga_socket.clone(),
+            serial_log: vm.serial_log.clone(),
+            checks,
+        });
+        running.push(vm);
+    }
+    let left = opts.timeout.saturating_sub(started.elapsed());
+    let hosts = health::wait_healthy(&watched, started, left, progress);
+    let report = BootReport {
+        version: REPORT_VERSION,
+        healthy: hosts.iter().all(|h| h.healthy),
+        accel: accel.accel,
+        accel_reason: accel.why.clone(),
+        run_dir: run_dir.to_path_buf(),
+        network: net,
+        elapsed_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        hosts,
+        forwards: BTreeMap::new(),
+    };
+    let kept = if opts.keep {
+        running
+    } else {
+        for vm in &mut running {
+            vm.kill();
+        }
+        Vec::new()
+    };
+    Ok(BootRun { report, kept })
+}

@@ -1,0 +1,83 @@
+//! Error type of the crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while making bootable artifacts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("writing", "opening").
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input is not what the format requires.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which document or input.
+        what: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// An external program is not installed.
+    #[error("`{tool}` is not installed (Debian package `{package}`: apt-get install {package})")]
+    MissingTool {
+        /// The program.
+        tool: &'static str,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
+    /// An external program failed.
+    #[error("{tool} failed: {detail}")]
+    Tool {
+        /// The program.
+        tool: &'static str,
+        /// Its exit status and the end of its error output.
+        detail: String,
+    },
+    /// The root filesystem lacks something a bootable image needs.
+    #[error("image {image}: {what} (the base must include the Debian package `{package}`)")]
+    MissingInRootfs {
+        /// The image name.
+        image: String,
+        /// What is missing and where it was looked for.
+        what: String,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+    /// A template failed to render (a bug in kiln).
+    #[error(transparent)]
+    Template(#[from] kiln_model::templates::TemplateError),
+    /// Writing an archive (cpio) failed.
+    #[error(transparent)]
+    Layers(#[from] kiln_layers::Error),
+}
+
+/// Result alias of the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}

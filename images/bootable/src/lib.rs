@@ -1,0 +1,416 @@
+//! Bootable artifacts from a flattened role root filesystem (one uncompressed tar): the
+//! image's own kernel, an initramfs made of the image's own busybox, veritysetup and kernel
+//! modules, a dm-verity protected squashfs root, and a BIOS-bootable raw/qcow2 disk.
+//!
+//! Everything comes from the tarball, never from the build machine (only the tools that
+//! *write* formats run here: tar2sqfs, veritysetup, mkfs.vfat, mtools, syslinux, mkfs.ext4,
+//! qemu-img). Every value that would be random (verity salt and UUID, FAT volume id, MBR
+//! signature, ext4 UUID and hash seed) is derived from [`BootInputs::seed`], so equal inputs
+//! give equal bytes.
+//!
+//! The kernel command line ([`BootArtifacts::cmdline`]):
+//! `console=ttyS0 kiln.image=NAME kiln.disk=PTUUID kiln.root=part:2 kiln.roothash=HEX
+//! kiln.hashoffset=BYTES [kiln.state=part:3] EXTRA…`. For a diskless boot (PXE) replace
+//! `kiln.disk`/`kiln.root=part:2`/`kiln.state` with `kiln.root=http://HOST/root.img`; see
+//! `templates/init.sh`. Design notes: `docs/design/bootable-artifacts.md`.
+
+pub mod disk;
+pub mod elf;
+mod error;
+pub mod initramfs;
+pub mod modules;
+pub mod rootfs_index;
+pub mod tar_filter;
+pub mod tools;
+pub mod verity;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use rootfs_index::RootfsIndex;
+pub use verity::VerityInfo;
+
+pub use error::{Error, Result};
+
+/// What [`build_boot`] needs.
+#[derive(Debug, Clone)]
+pub struct BootInputs<'a> {
+    /// The role image flattened: one uncompressed tar, owners/modes/xattrs as in the image,
+    /// no whiteouts.
+    pub rootfs_tar: &'a Path,
+    /// Image name, for messages (and `kiln.image=`).
+    pub name: &'a str,
+    /// Seed of every derived value (salt, UUIDs, volume id, disk signature).
+    pub seed: [u8; 32],
+    /// Timestamps of everything written.
+    pub source_date_epoch: u64,
+    /// Extra kernel arguments, appended (e.g. `apparmor=0`).
+    pub kernel_args: Vec<String>,
+    /// Bytes of the ext4 state partition (rounded up to 1 MiB); 0: none (state in RAM).
+    pub state_size: u64,
+    /// Keep `disk.raw` (with only `qcow2`, the raw disk is made, converted and removed).
+    pub raw: bool,
+    /// Write `disk.qcow2`.
+    pub qcow2: bool,
+}
+
+/// What [`build_boot`] wrote.
+#[derive(Debug, Clone)]
+pub struct BootArtifacts {
+    /// `vmlinuz`: the image's kernel.
+    pub kernel: PathBuf,
+    /// The kernel's version (`6.1.0-13-amd64`).
+    pub kernel_version: String,
+    /// `initramfs.img` (gzip newc cpio).
+    pub initramfs: PathBuf,
+    /// `root.img`: squashfs + dm-verity hash tree.
+    pub root_image: PathBuf,
+    /// How to open the root image.
+    pub verity: VerityInfo,
+    /// `disk.raw`, when asked for.
+    pub disk_raw: Option<PathBuf>,
+    /// `disk.qcow2`, when asked for.
+    pub disk_qcow2: Option<PathBuf>,
+    /// The kernel command line the disk boots with (and a PXE config should use, with
+    /// `kiln.root=` changed).
+    pub cmdline: String,
+    /// The MBR disk signature (`kiln.disk=`), as 8 hex digits.
+    pub disk_id: String,
+    /// What went into the initramfs.
+    pub initramfs_info: initramfs::InitramfsInfo,
+    /// Non-fatal remarks of the tools (tar members squashfs cannot hold, …).
+    pub warnings: Vec<String>,
+}
+
+/// The root partition number on the disk.
+pub const ROOT_PARTITION: u32 = 2;
+/// The state partition number on the disk.
+pub const STATE_PARTITION: u32 = 3;
+
+/// 32 bytes derived from `seed` for `purpose`: sha256(seed ‖ purpose).
+pub fn derive(seed: &[u8; 32], purpose: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(purpose.as_bytes());
+    h.finalize().into()
+}
+
+/// A UUID (RFC 4122 layout, version 4 and variant bits set) derived from `seed`.
+pub fn derive_uuid(seed: &[u8; 32], purpose: &str) -> String {
+    let mut b = derive(seed, purpose);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(&b[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A non-zero 32-bit value derived from `seed`.
+pub fn derive_u32(seed: &[u8; 32], purpose: &str) -> u32 {
+    let b = derive(seed, purpose);
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]).max(1)
+}
+
+/// The image's kernel: the one `/boot/vmlinuz-VERSION` (path, version).
+pub fn find_kernel(index: &RootfsIndex, image: &str) -> Result<(String, String)> {
+    let kernels: Vec<(String, String)> = index
+        .under("boot")
+        .filter_map(|(p, _)| {
+            let version = p.strip_prefix("boot/vmlinuz-")?;
+            (!version.contains('/') && index.file(p).is_some())
+                .then(|| (p.to_string(), version.to_string()))
+        })
+        .collect();
+    match kernels.len() {
+        1 => Ok(kernels.into_iter().next().unwrap_or_default()),
+        0 => Err(Error::MissingInRootfs {
+            image: image.to_string(),
+            what: "no kernel /boot/vmlinuz-* in the root filesystem".into(),
+            package: "linux-image-amd64",
+        }),
+        _ => Err(Error::invalid(
+            format!("image {image}"),
+            format!(
+                "{} kernels in /boot ({}): keep exactly one kernel package",
+                kernels.len(),
+                kernels
+                    .iter()
+                    .map(|(p, _)| format!("/{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// The kernel command line for the disk.
+pub fn cmdline(
+    name: &str,
+    disk_id: &str,
+    verity: &VerityInfo,
+    state: bool,
+    extra: &[String],
+) -> String {
+    let mut args = vec![
+        "console=ttyS0".to_string(),
+        format!("kiln.image={name}"),
+        format!("kiln.disk={disk_id}"),
+        format!("kiln.root=part:{ROOT_PARTITION}"),
+        format!("kiln.roothash={}", verity.root_hash),
+        format!("kiln.hashoffset={}", verity.hash_offset),
+    ];
+    if state {
+        args.push(format!("kiln.state=part:{STATE_PARTITION}"));
+    }
+    args.extend(extra.iter().cloned());
+    args.join(" ")
+}
+
+/// Checks every external tool the requested outputs need, before any work.
+fn check_tools(inputs: &BootInputs) -> Result<()> {
+    use tools::*;
+    let mut needed = vec![TAR2SQFS, VERITYSETUP];
+    if inputs.raw || inputs.qcow2 {
+        needed.extend([MKFS_VFAT, MCOPY, SYSLINUX]);
+        if inputs.state_size > 0 {
+            needed.push(MKFS_EXT4);
+        }
+        if !Path::new(SYSLINUX_MBR).is_file() {
+            return Err(Error::MissingTool {
+                tool: "syslinux mbr.bin",
+                package: SYSLINUX_MBR_PACKAGE,
+            });
+        }
+    }
+    if inputs.qcow2 {
+        needed.push(QEMU_IMG);
+    }
+    for t in needed {
+        find(t)?;
+    }
+    Ok(())
+}
+
+/// Builds kernel, initramfs, root image and (when asked) disks into `out_dir`: `vmlinuz`,
+/// `initramfs.img`, `root.img`, `disk.raw`, `disk.qcow2` (and scratch files it removes).
+pub fn build_boot(inputs: &BootInputs, out_dir: &Path) -> Result<BootArtifacts> {
+    check_tools(inputs)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io("creating", out_dir, e))?;
+    let name = inputs.name;
+    let epoch = inputs.source_date_epoch;
+    let index = RootfsIndex::open(inputs.rootfs_tar)?;
+    let (kernel_path, kernel_version) = find_kernel(&index, name)?;
+
+    let kernel = out_dir.join("vmlinuz");
+    std::fs::write(&kernel, index.read(&kernel_path)?)
+        .map_err(|e| Error::io("writing", &kernel, e))?;
+
+    let (tree, mut info) = initramfs::initramfs_tree(&index, name, &kernel_version)?;
+    let initramfs = out_dir.join("initramfs.img");
+    info.size = initramfs::write_initramfs(&tree, epoch, &initramfs)?;
+    drop(tree);
+
+    let config = index
+        .file(&format!("/boot/config-{kernel_version}"))
+        .map(|(p, ..)| index.read(&p))
+        .transpose()?
+        .map(|c| String::from_utf8_lossy(&c).into_owned());
+    let compressor = verity::compressor_for(config.as_deref());
+    let root_image = out_dir.join("root.img");
+    let mut warnings = Vec::new();
+    let verity = verity::build_root_image(
+        inputs.rootfs_tar,
+        &root_image,
+        compressor,
+        &hex::encode(derive(&inputs.seed, "verity-salt")),
+        &derive_uuid(&inputs.seed, "verity-uuid"),
+        epoch,
+        &mut warnings,
+    )?;
+
+    let signature = derive_u32(&inputs.seed, "mbr-signature");
+    let disk_id = format!("{signature:08x}");
+    let cmdline = cmdline(
+        name,
+        &disk_id,
+        &verity,
+        inputs.state_size > 0,
+        &inputs.kernel_args,
+    );
+    let (mut disk_raw, mut disk_qcow2) = (None, None);
+    if inputs.raw || inputs.qcow2 {
+        let raw = out_dir.join("disk.raw");
+        build_disk(
+            inputs,
+            out_dir,
+            &raw,
+            signature,
+            &cmdline,
+            &kernel,
+            &initramfs,
+            &root_image,
+        )?;
+        if inputs.qcow2 {
+            let q = out_dir.join("disk.qcow2");
+            disk::to_qcow2(&raw, &q)?;
+            disk_qcow2 = Some(q);
+        }
+        if inputs.raw {
+            disk_raw = Some(raw);
+        } else {
+            std::fs::remove_file(&raw).map_err(|e| Error::io("removing", &raw, e))?;
+        }
+    }
+    Ok(BootArtifacts {
+        kernel,
+        kernel_version,
+        initramfs,
+        root_image,
+        verity,
+        disk_raw,
+        disk_qcow2,
+        cmdline,
+        disk_id,
+        initramfs_info: info,
+        warnings,
+    })
+}
+
+/// The syslinux configuration: boot `vmlinuz` with `cmdline` at once, on the serial console
+/// too.
+pub fn syslinux_cfg(cmdline: &str) -> String {
+    format!(
+        "SERIAL 0 115200\nDEFAULT kiln\nPROMPT 0\nTIMEOUT 0\nLABEL kiln\n  LINUX /vmlinuz\n  \
+         INITRD /initrd.img\n  APPEND {cmdline}\n"
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_disk(
+    inputs: &BootInputs,
+    out_dir: &Path,
+    raw: &Path,
+    signature: u32,
+    cmdline: &str,
+    kernel: &Path,
+    initramfs: &Path,
+    root_image: &Path,
+) -> Result<()> {
+    use disk::{round_up, Partition, ALIGN, SECTOR};
+    let epoch = inputs.source_date_epoch;
+    let size_of = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| Error::io("reading size of", p, e))
+    };
+    let cfg = out_dir.join("syslinux.cfg");
+    std::fs::write(&cfg, syslinux_cfg(cmdline)).map_err(|e| Error::io("writing", &cfg, e))?;
+    let payload = size_of(kernel)? + size_of(initramfs)?;
+    let fat_size = round_up(payload + payload / 4 + (4 << 20), ALIGN).max(32 << 20);
+    let boot_start = ALIGN;
+    let fat = out_dir.join("boot.vfat");
+    disk::build_fat(
+        &fat,
+        fat_size,
+        derive_u32(&inputs.seed, "fat-volume-id"),
+        boot_start / SECTOR,
+        &[
+            ("vmlinuz", kernel),
+            ("initrd.img", initramfs),
+            ("syslinux.cfg", &cfg),
+        ],
+        epoch,
+    )?;
+    let root_start = boot_start + fat_size;
+    let root_size = round_up(size_of(root_image)?, ALIGN);
+    let mut parts = vec![
+        Partition {
+            kind: 0x0e,
+            active: true,
+            start: boot_start / SECTOR,
+            sectors: fat_size / SECTOR,
+        },
+        Partition {
+            kind: 0x83,
+            active: false,
+            start: root_start / SECTOR,
+            sectors: root_size / SECTOR,
+        },
+    ];
+    let mut files: Vec<(&Path, u64)> = vec![(&fat, boot_start), (root_image, root_start)];
+    let mut end = root_start + root_size;
+    let ext4 = out_dir.join("state.ext4");
+    if inputs.state_size > 0 {
+        let state_size = round_up(inputs.state_size, ALIGN);
+        disk::build_ext4(
+            &ext4,
+            state_size,
+            &derive_uuid(&inputs.seed, "state-uuid"),
+            &derive_uuid(&inputs.seed, "state-hash-seed"),
+            epoch,
+        )?;
+        parts.push(Partition {
+            kind: 0x83,
+            active: false,
+            start: end / SECTOR,
+            sectors: state_size / SECTOR,
+        });
+        files.push((&ext4, end));
+        end += state_size;
+    }
+    let code = std::fs::read(tools::SYSLINUX_MBR)
+        .map_err(|e| Error::io("reading", tools::SYSLINUX_MBR, e))?;
+    let sector0 = disk::mbr(&code, signature, &parts)?;
+    disk::assemble(raw, end, &sector0, &files)?;
+    for scratch in [&fat, &ext4, &cfg] {
+        let _ = std::fs::remove_file(scratch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_values_are_stable_and_distinct() {
+        let seed = [7u8; 32];
+        let u = derive_uuid(&seed, "verity-uuid");
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_eq!(u, derive_uuid(&seed, "verity-uuid"));
+        assert_ne!(u, derive_uuid(&seed, "state-uuid"));
+        assert_ne!(u, derive_uuid(&[8u8; 32], "verity-uuid"));
+        assert_ne!(derive_u32(&seed, "mbr-signature"), 0);
+    }
+
+    #[test]
+    fn cmdline_format() {
+        let v = VerityInfo {
+            root_hash: "ab".repeat(32),
+            salt: String::new(),
+            data_size: 4096,
+            hash_offset: 4096,
+            uuid: String::new(),
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            image_size: 8192,
+            compressor: "zstd".into(),
+        };
+        assert_eq!(
+            cmdline("demo", "1a2b3c4d", &v, true, &["apparmor=0".into()]),
+            format!(
+                "console=ttyS0 kiln.image=demo kiln.disk=1a2b3c4d kiln.root=part:2 \
+                 kiln.roothash={} kiln.hashoffset=4096 kiln.state=part:3 apparmor=0",
+                "ab".repeat(32)
+            )
+        );
+    }
+}
