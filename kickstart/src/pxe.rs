@@ -84,7 +84,7 @@ pub fn by_digest(hex: &str) -> String {
 /// Not `ds=nocloud-net;s=URL`: with it, cloud-init 22.4 (Debian 12) takes the seed in its
 /// network stage only (the local stage's NoCloud refuses an http seedfrom), after the
 /// fallback DHCP config has brought the NIC up, so the seed's `set-name` rename fails
-/// ("[busy] Error renaming") and 22.4 then crashes in `network_state` (KeyError on the old
+/// ("\[busy\] Error renaming") and 22.4 then crashes in `network_state` (KeyError on the old
 /// name): no identity. Over HTTP it also never fetches `network-config` (`read_seeded` reads
 /// meta-data, user-data and vendor-data). Measured booting px1 of the PXE test.
 pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<String, PxeError> {

@@ -86,7 +86,7 @@ impl Dist {
     pub fn boot(&self) -> PathBuf {
         self.root.join("boot")
     }
-    /// `boot/manifest.json`: what `kiln boot` starts and checks (see [`crate::boot::manifest`]).
+    /// `boot/manifest.json`: what `kiln boot` starts and checks (see [`crate::boot_manifest`]).
     pub fn boot_manifest(&self) -> PathBuf {
         self.root.join(Self::boot_manifest_rel())
     }

@@ -8,7 +8,7 @@
 //!   content-addressed files, `sha256:HEX`; a sha256 of the bytes for small files, size and
 //!   mtime for large ones), `If-None-Match` (304), `HEAD`, a `Content-Type` per kind.
 //! - One log line per request (method, path, status, bytes, peer).
-//! - [`Server::stop`] (and SIGINT/SIGTERM through [`signals`]) ends the accept loop; requests
+//! - `Server::stop` (and SIGINT/SIGTERM through [`signals`]) ends the accept loop; requests
 //!   in flight finish.
 
 pub mod http;

@@ -243,7 +243,7 @@ fn shown_width(c: char) -> usize {
     s.chars().count()
 }
 
-/// `s` with every control character but line breaks escaped (see [`needs_escape`]), nothing
+/// `s` with every control character but line breaks escaped (see `needs_escape`), nothing
 /// cut: for multi-line error reports whose paths must stay whole.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
     escape(s, true)
@@ -266,8 +266,8 @@ fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
 }
 
 /// `s` made safe and short for a terminal: words (runs without a space) longer than
-/// [`MAX_WORD`] characters keep their start and end around `…`, a message longer than
-/// [`MAX_MESSAGE`] is cut with `…`, and control characters are escaped. A value of a megabyte
+/// `MAX_WORD` characters keep their start and end around `…`, a message longer than
+/// `MAX_MESSAGE` is cut with `…`, and control characters are escaped. A value of a megabyte
 /// echoed in a message is shown in a few hundred bytes.
 pub fn terminal_text(s: &str) -> String {
     let mut cut = String::new();

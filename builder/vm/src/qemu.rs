@@ -300,7 +300,7 @@ pub fn tail(path: &Path, lines: usize) -> Vec<String> {
 }
 
 /// Starts one VM in `run_dir` with `accel`. With `keep`, QEMU runs in its own process group
-/// and outlives kiln; otherwise it is killed when kiln dies (see [`die_with_parent`]).
+/// and outlives kiln; otherwise it is killed when kiln dies (see `die_with_parent`).
 pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: bool) -> Result<Vm> {
     let name = &spec.name;
     let serial_log = run_dir.join(format!("{name}.serial.log"));

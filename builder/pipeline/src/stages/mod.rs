@@ -19,7 +19,7 @@
 //! previous output's files are hard-linked into the staging directory first, and only what
 //! changed is written again (a changed identity rewrites that host's files only).
 //!
-//! The build runs in stages ([`stages`], [`outputs`]) over one context; layers come from a
+//! The build runs in stages (`role_images`, `bootable`, `outputs`) over one context; layers come from a
 //! [`layer_cache::LayerCache`] when their inputs did not change, and a build whose inputs
 //! (spec, sources, options, kiln version) equal those of the output it would replace does
 //! nothing and says so.

@@ -1,7 +1,7 @@
 //! Every host's provisioning artifacts — its cloud-init seed files (`cloud-init/HOST/`), its
 //! kickstart (`kickstart/HOST.ks`, with `[kickstart]`) and the PXE configs (`pxe/` but
 //! `pxe/sha256/`, with the PXE tree on) — rendered and written **incrementally** by
-//! [`write`], the one path `kiln build` and the `provision_scale` benchmark take.
+//! [`write()`], the one path `kiln build` and the `provision_scale` benchmark take.
 //!
 //! Incremental: a file whose bytes and mode are already on disk is left alone (same inode,
 //! same mtime); any other is written to a temporary name beside it and renamed over it, so a
@@ -9,7 +9,7 @@
 //! previous output, see [`carry_over`]) is never changed. Files under those directories that
 //! the plan no longer produces (a removed host, kickstarts switched off) are removed, and so
 //! are directories left empty. `cloud-init/HOST-cidata.iso` of a current host is left to its
-//! maker (`kiln build`, see [`super::seed::write_iso`]).
+//! maker (`kiln build`, see `seed::write_iso`).
 //!
 //! Seeds and kickstarts with secrets are mode 0600, other kickstarts and the PXE configs 0644,
 //! set exactly (the umask plays no part). Hosts are rendered and written on up to
@@ -32,7 +32,7 @@ use super::kickstart::{post_entries, render_with_role};
 use super::{io_err, place, BuildError, Dist, KickstartReport};
 use crate::components::Rendered;
 
-/// What [`write`] renders from.
+/// What [`write()`] renders from.
 #[derive(Debug, Clone, Copy)]
 pub struct Provision<'a> {
     pub plan: &'a Plan,
@@ -47,7 +47,7 @@ pub struct Provision<'a> {
     pub liveimg: &'a BTreeMap<String, LiveImage>,
 }
 
-/// One host's part of what [`write`] did.
+/// One host's part of what [`write()`] did.
 #[derive(Debug, Clone)]
 pub struct HostProvisioned {
     pub host: String,
@@ -59,7 +59,7 @@ pub struct HostProvisioned {
     pub kickstart: Option<KickstartReport>,
 }
 
-/// The files [`write`] touched, as paths relative to the output root, in plan order.
+/// The files [`write()`] touched, as paths relative to the output root, in plan order.
 #[derive(Debug, Clone, Default)]
 pub struct WriteStats {
     /// Written (new, or different bytes or mode).
@@ -78,7 +78,7 @@ impl WriteStats {
     }
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug, Clone)]
 pub struct Provisioned {
     /// Per host of the plan with an identity tree, in plan order.
@@ -86,7 +86,7 @@ pub struct Provisioned {
     pub stats: WriteStats,
 }
 
-/// The top-level directories [`write`] owns (below the output root). `pxe/sha256/` is not
+/// The top-level directories [`write()`] owns (below the output root). `pxe/sha256/` is not
 /// its: the build places the boot files there.
 const OWNED: [&str; 3] = ["cloud-init", "kickstart", "pxe"];
 const NOT_OWNED: &str = "pxe/sha256";
@@ -399,7 +399,7 @@ fn remove_unexpected(
 }
 
 /// Hard-links every regular file of the previous output `old` under the directories
-/// [`write`] owns (but `pxe/sha256/`) into `new`, so that [`write`] finds unchanged files
+/// [`write()`] owns (but `pxe/sha256/`) into `new`, so that [`write()`] finds unchanged files
 /// already there and leaves them alone: an identity change to one host then rewrites only
 /// that host's files, and `new` (a staging directory) still becomes the output whole.
 /// Sharing inodes with `old` is safe because nothing writes a file there in place. Where a

@@ -2,13 +2,13 @@
 //! the resolved cluster.
 //!
 //! Three steps, each in its own place:
-//! - **checking** (the topic modules: [`hosts`], [`sources`], [`masters`], [`etcd`],
-//!   [`docker`], [`calico`]) turns each spec value into its type from [`kiln_model::values`]
+//! - **checking** (the topic modules: `hosts`, `sources`, `masters`, `etcd`,
+//!   `docker`, `calico`) turns each spec value into its type from [`kiln_model::values`]
 //!   or a diagnostic located at its key; all problems of a spec are collected, never only the
 //!   first;
-//! - **deriving** ([`derive`]) is pure: from the typed parts it builds profiles and asks the
+//! - **deriving** (`derive`) is pure: from the typed parts it builds profiles and asks the
 //!   component registry what each profile runs and masks;
-//! - **cross-checks** ([`ports`]) look at the derived plan (two services on one port).
+//! - **cross-checks** (`ports`) look at the derived plan (two services on one port).
 
 mod access;
 mod boot;
