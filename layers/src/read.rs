@@ -111,6 +111,10 @@ pub(crate) struct RawEntry {
     dev: (u32, u32),
     xattrs: BTreeMap<String, Vec<u8>>,
     data: Vec<u8>,
+    /// Offset of the contents in the stream.
+    data_offset: u64,
+    /// Size of the contents as the headers give it.
+    size: u64,
 }
 
 /// The entries of one layer, not yet applied.
@@ -299,6 +303,73 @@ pub(crate) struct TarReader<R> {
     r: R,
     offset: u64,
     done: bool,
+    /// Index mode ([`index`]): file contents are skipped, not read into memory, and names
+    /// that are not UTF-8 are taken lossily instead of refused.
+    skip_data: bool,
+}
+
+/// What a member of a tar archive is, as [`index`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    /// A regular file (type `0`, NUL or `7`).
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link; [`Member::link`] is its target as stored.
+    Symlink,
+    /// A hard link; [`Member::link`] names the member it links to.
+    Hardlink,
+    /// A device, FIFO or anything else.
+    Other,
+}
+
+/// One member of an uncompressed tar archive: its name as stored (after GNU long names, the
+/// ustar prefix and PAX `path`), and where its contents start in the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The name as stored, not normalised (`./usr/bin/x`, `usr/bin/x`, …).
+    pub name: String,
+    pub kind: MemberKind,
+    /// Permission bits (`0o7777` of the header's mode).
+    pub mode: u32,
+    /// Link target for symlinks and hard links, as stored; empty otherwise.
+    pub link: String,
+    /// Size of the contents (after a PAX `size`); 0 for anything but files.
+    pub size: u64,
+    /// Byte offset of the contents in the archive.
+    pub data_offset: u64,
+}
+
+/// Lists the members of an uncompressed tar archive without keeping their contents: for
+/// reading members later by offset (a root filesystem's index, a docker-archive). The same
+/// header parsing as [`read_layer`] (ustar, GNU, PAX), but no containment checks: names are
+/// reported as stored and the caller decides what they mean.
+pub fn index<R: Read>(r: R) -> Result<Vec<Member>> {
+    let mut reader = TarReader::new(r);
+    reader.skip_data = true;
+    let mut out = Vec::new();
+    while let Some(raw) = reader.next_entry()? {
+        let kind = match raw.typeflag {
+            b'0' | b'\0' | b'7' => MemberKind::File,
+            b'5' => MemberKind::Dir,
+            b'2' => MemberKind::Symlink,
+            b'1' => MemberKind::Hardlink,
+            _ => MemberKind::Other,
+        };
+        out.push(Member {
+            name: raw.name,
+            kind,
+            mode: raw.mode & 0o7777,
+            link: raw.linkname,
+            size: if kind == MemberKind::File {
+                raw.size
+            } else {
+                0
+            },
+            data_offset: raw.data_offset,
+        });
+    }
+    Ok(out)
 }
 
 fn malformed(offset: u64, reason: impl Into<String>) -> Error {
@@ -373,6 +444,7 @@ impl<R: Read> TarReader<R> {
             r,
             offset: 0,
             done: false,
+            skip_data: false,
         }
     }
 
@@ -415,6 +487,18 @@ impl<R: Read> TarReader<R> {
             return Err(malformed(self.offset, "unexpected end of archive"));
         }
         Ok(data)
+    }
+
+    /// Skips `size` bytes of contents and their padding.
+    fn skip(&mut self, size: u64) -> Result<()> {
+        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        let got = io::copy(&mut (&mut self.r).take(padded), &mut io::sink())
+            .map_err(Error::io("reading layer"))?;
+        if got != padded {
+            return Err(malformed(self.offset, "unexpected end of archive"));
+        }
+        self.offset += padded;
+        Ok(())
     }
 
     pub(crate) fn next_entry(&mut self) -> Result<Option<RawEntry>> {
@@ -533,9 +617,19 @@ impl<R: Read> TarReader<R> {
                         .map(|n| (n.to_string(), v.clone()))
                 })
                 .collect();
-            let name = utf8(at, &name)?;
-            let linkname = utf8(at, &linkname)?;
-            let data = self.read_data(size, None)?;
+            let (name, linkname) = if self.skip_data {
+                let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (lossy(&name), lossy(&linkname))
+            } else {
+                (utf8(at, &name)?, utf8(at, &linkname)?)
+            };
+            let data_offset = self.offset;
+            let data = if self.skip_data {
+                self.skip(size)?;
+                Vec::new()
+            } else {
+                self.read_data(size, None)?
+            };
             let data = if matches!(typeflag, b'0' | b'\0' | b'7') {
                 data
             } else {
@@ -553,6 +647,8 @@ impl<R: Read> TarReader<R> {
                 dev,
                 xattrs,
                 data,
+                data_offset,
+                size,
             }));
         }
     }

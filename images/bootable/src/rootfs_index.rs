@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use kiln_layers::read::MemberKind;
+
 use crate::{Error, Result};
 
 /// What a member is.
@@ -58,32 +60,26 @@ impl RootfsIndex {
     /// Indexes the uncompressed tarball `tar`.
     pub fn open(tar: &Path) -> Result<Self> {
         let file = File::open(tar).map_err(|e| Error::io("opening root filesystem", tar, e))?;
-        let mut archive = tar::Archive::new(file);
+        let members = kiln_layers::read::index(std::io::BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| {
+                Error::invalid(
+                    format!("root filesystem tarball {}", tar.display()),
+                    e.to_string(),
+                )
+            })?;
         let mut nodes = BTreeMap::new();
-        let bad = |e: std::io::Error| Error::io("reading root filesystem tarball", tar, e);
-        for entry in archive.entries_with_seek().map_err(bad)? {
-            let entry = entry.map_err(bad)?;
-            let path = normalise(&entry.path().map_err(bad)?.to_string_lossy());
-            let header = entry.header();
-            let mode = header.mode().map_err(bad)?;
-            let link = || -> Result<String> {
-                Ok(entry
-                    .link_name()
-                    .map_err(bad)?
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default())
-            };
-            let kind = match header.entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => NodeKind::File {
-                    offset: entry.raw_file_position(),
-                    size: entry.size(),
+        for m in members {
+            let kind = match m.kind {
+                MemberKind::File => NodeKind::File {
+                    offset: m.data_offset,
+                    size: m.size,
                 },
-                tar::EntryType::Directory => NodeKind::Dir,
-                tar::EntryType::Symlink => NodeKind::Symlink(link()?),
-                tar::EntryType::Link => NodeKind::Hardlink(normalise(&link()?)),
-                _ => NodeKind::Other,
+                MemberKind::Dir => NodeKind::Dir,
+                MemberKind::Symlink => NodeKind::Symlink(m.link),
+                MemberKind::Hardlink => NodeKind::Hardlink(normalise(&m.link)),
+                MemberKind::Other => NodeKind::Other,
             };
-            nodes.insert(path, Node { kind, mode });
+            nodes.insert(normalise(&m.name), Node { kind, mode: m.mode });
         }
         Ok(RootfsIndex {
             tar: tar.to_path_buf(),

@@ -15,6 +15,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use flate2::read::GzDecoder;
+use kiln_layers::read::MemberKind;
 use kiln_layers::{Digest, HashingReader};
 use serde::{Deserialize, Serialize};
 
@@ -301,32 +302,27 @@ impl ArchiveIndex {
     fn open(path: &Path) -> Result<Self> {
         let mut members = HashMap::new();
         let rerr = |e| Error::io("reading docker-archive", path, e);
-        let mut archive = tar::Archive::new(File::open(path).map_err(rerr)?);
-        for entry in archive.entries().map_err(rerr)? {
-            let entry = entry.map_err(rerr)?;
-            let name = entry.path().map_err(rerr)?.to_string_lossy().into_owned();
-            let Some(name) = normalize(&name) else {
+        let file = BufReader::new(File::open(path).map_err(rerr)?);
+        let listed = kiln_layers::read::index(file).map_err(|e| {
+            Error::invalid(format!("docker-archive {}", path.display()), e.to_string())
+        })?;
+        for m in listed {
+            let Some(name) = normalize(&m.name) else {
                 continue;
             };
-            match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
+            match m.kind {
+                MemberKind::File => {
                     members.insert(
                         name,
                         Member::File {
-                            offset: entry.raw_file_position(),
-                            size: entry.size(),
+                            offset: m.data_offset,
+                            size: m.size,
                         },
                     );
                 }
-                tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let target = entry
-                        .link_name()
-                        .map_err(rerr)?
-                        .map(|t| t.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let resolved = if entry.header().entry_type() == tar::EntryType::Link
-                        || target.starts_with('/')
-                    {
+                MemberKind::Symlink | MemberKind::Hardlink => {
+                    let target = m.link;
+                    let resolved = if m.kind == MemberKind::Hardlink || target.starts_with('/') {
                         normalize(&target)
                     } else {
                         let dir = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -336,7 +332,7 @@ impl ArchiveIndex {
                         members.insert(name, Member::Link(resolved));
                     }
                 }
-                _ => {}
+                MemberKind::Dir | MemberKind::Other => {}
             }
         }
         let file = File::open(path).map_err(rerr)?;
