@@ -7,13 +7,12 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kiln_pipeline::diag::escape_controls;
 use kiln_pipeline::validate::Rejected;
 
 mod args;
 mod commands;
-mod gendocs;
 mod progress;
 
 use args::Usage;
@@ -84,43 +83,10 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// The hidden `generate-docs` subcommand. It is added to the parser only, so the man pages and
-/// completions generated from [`Cli`] do not show it.
-const GENERATE_DOCS: &str = "generate-docs";
-
 /// Runs `kiln` with the process's arguments: parses them (clap exits on a usage error), sets
 /// up logging, runs the subcommand and turns its result into the exit code.
 pub fn main() -> ExitCode {
-    let matches = Cli::command()
-        .subcommand(
-            clap::Command::new(GENERATE_DOCS)
-                .hide(true)
-                .about("Write the spec reference, man pages and shell completions into DIR")
-                .arg(
-                    clap::Arg::new("dir")
-                        .value_name("DIR")
-                        .required(true)
-                        .value_parser(clap::value_parser!(std::path::PathBuf)),
-                ),
-        )
-        .get_matches();
-    if let Some((GENERATE_DOCS, m)) = matches.subcommand() {
-        let dir = m
-            .get_one::<std::path::PathBuf>("dir")
-            .cloned()
-            .unwrap_or_default();
-        return match gendocs::write_all(Cli::command(), &dir) {
-            Ok(files) => {
-                eprintln!("wrote {} file(s) under {}", files.len(), dir.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: writing {}: {e}", dir.display());
-                ExitCode::from(EXIT_FAILURE)
-            }
-        };
-    }
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = Cli::parse();
     init_logging(cli.verbose);
     exit_code(cli.command.run())
 }
