@@ -6,9 +6,17 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
-    let (Some(dir), None) = (args.next(), args.next()) else {
-        eprintln!("usage: kiln-gendocs DIR");
-        return ExitCode::from(2);
+    let usage = "usage: kiln-gendocs DIR   (writes kiln's generated reference into DIR)";
+    let dir = match (args.next(), args.next()) {
+        (Some(a), None) if a == "-h" || a == "--help" => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        (Some(dir), None) if !dir.to_string_lossy().starts_with('-') => dir,
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
     };
     let dir = PathBuf::from(dir);
     match kiln_gendocs::write_all(&dir) {
