@@ -1,7 +1,11 @@
-//! `kiln generate-docs DIR` (hidden): the spec reference, man pages and shell completions,
-//! committed under `docs/reference/` and checked for drift by the tests. Everything written is
-//! a function of the code alone (no dates, no terminal width), so a regeneration on another
-//! machine gives the same bytes.
+//! kiln-gendocs: the generator of kiln's reference, kept out of the `kiln` binary. It writes
+//! the spec reference (`spec.md`), the spec's JSON Schema, the demo's "What runs where" table,
+//! a man page for `kiln` and each subcommand, and bash, zsh and fish completions, all from the
+//! code: the parser of `kiln-cli` ([`kiln_cli::command`]) and the spec and plan of
+//! `kiln-pipeline`. The output is committed under `docs/reference/` (`./dev gen` regenerates
+//! it; the binary is `kiln-gendocs DIR`) and checked for drift by the tests through
+//! [`write_all`]. Everything written is a function of the code alone (no dates, no terminal
+//! width), so a regeneration on another machine gives the same bytes.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,9 +19,11 @@ const COMPLETIONS: [(Shell, &str); 3] = [
     (Shell::Fish, "kiln.fish"),
 ];
 
-/// Writes `DIR/spec.md`, `DIR/man/*.1` (kiln and every subcommand) and
-/// `DIR/completions/{kiln.bash,_kiln,kiln.fish}` for `cmd`; returns the files written.
-pub fn write_all(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// Writes `DIR/spec.md`, `DIR/kiln-spec.schema.json`, `DIR/what-runs-where.md`,
+/// `DIR/man/*.1` (kiln and every subcommand) and `DIR/completions/{kiln.bash,_kiln,kiln.fish}`;
+/// returns the files written.
+pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let cmd = kiln_cli::command();
     let mut written = Vec::new();
     std::fs::create_dir_all(dir)?;
     let reference = dir.join("spec.md");
@@ -35,7 +41,8 @@ pub fn write_all(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     clean(&man, "1")?;
     let mut root = cmd.clone().disable_help_subcommand(true);
     root.build();
-    let source = format!("kiln {}", env!("CARGO_PKG_VERSION"));
+    let version = cmd.get_version().unwrap_or_default();
+    let source = format!("kiln {version}");
     write_man_pages(&root, &man, &source, &mut written)?;
 
     let completions = dir.join("completions");

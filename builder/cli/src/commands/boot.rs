@@ -1,0 +1,130 @@
+//! `kiln boot`: boot a build's hosts in QEMU and check their health.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::args::Usage;
+
+/// Boot the hosts of a build in QEMU and print their health table.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Each host boots its role's disk (DIST/boot/PROFILE/disk.qcow2, behind an \
+overlay, so the build is never written) with its cloud-init seed as a CD-ROM and its NIC (the \
+spec's MAC) on one private L2 network shared by the VMs of the run (QEMU multicast socket \
+on 127.0.0.1, no root), plus a second NIC, the host link (QEMU user networking, brought up \
+as 10.0.2.15/24 through the guest agent), through which the hosts reach the build host's \
+127.0.0.1 at 10.0.2.2, e.g. a registry for the cluster. VMs start one after another. The checks come from the plan \
+(DIST/boot/manifest.json) and run inside each guest through the QEMU guest agent: etcd \
+/version and /health, the local etcd proxy or gateway, ZooKeeper srvr, docker info and the \
+cluster store, Docker's node key in etcd, CNI plugins and config, Mesos and Marathon where \
+present, and every unit active with no restarts. KVM is used when a short probe boot \
+proves it works, TCG otherwise. Serial logs, overlays and agent sockets stay in the run \
+directory. Exit 0 only when every host is healthy.\n\nExamples:\n  kiln boot dist --all\n  \
+kiln boot dist --host node1 --keep\n  kiln boot dist --all --json | jq '.hosts[] | {name, healthy}'"
+)]
+pub(crate) struct BootArgs {
+    /// The output directory of `kiln build`.
+    dist: PathBuf,
+    /// Boot only this host (repeatable).
+    #[arg(long = "host", value_name = "NAME", conflicts_with = "all")]
+    hosts: Vec<String>,
+    /// Boot every host of the build (the default when no --host is given).
+    #[arg(long)]
+    all: bool,
+    /// Print the result as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Leave the VMs running; prints their PIDs, consoles and agent sockets.
+    #[arg(long)]
+    keep: bool,
+    /// Seconds to wait for every check to pass.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Accelerator: auto (KVM if a probe boot works, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    accel: String,
+    /// Memory per VM in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
+    /// Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+}
+
+impl BootArgs {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        use kiln_vm::AccelChoice;
+        let BootArgs {
+            dist,
+            hosts,
+            all: _,
+            json,
+            keep,
+            timeout,
+            accel,
+            memory,
+            run_dir,
+        } = self;
+        let mut opts = kiln_vm::BootOptions::new(&dist);
+        opts.hosts = hosts;
+        opts.keep = keep;
+        opts.timeout = std::time::Duration::from_secs(timeout);
+        opts.memory_mib = memory;
+        opts.run_dir = run_dir;
+        opts.accel = match accel.as_str() {
+            "kvm" => AccelChoice::Kvm,
+            "tcg" => AccelChoice::Tcg,
+            _ => AccelChoice::Auto,
+        };
+        let run = kiln_vm::boot(&opts, &mut |m| eprintln!("  {m}")).map_err(|e| {
+            if e.is_usage() {
+                anyhow::Error::from(Usage(e.to_string()))
+            } else {
+                anyhow::Error::from(e).context(format!("booting {}", dist.display()))
+            }
+        })?;
+        let report = &run.report;
+        let table = kiln_vm::health::table(&report.hosts);
+        if json {
+            eprint!("{table}");
+            let mut s = serde_json::to_string_pretty(report)?;
+            s.push('\n');
+            std::io::stdout().write_all(s.as_bytes())?;
+        } else {
+            print!("{table}");
+        }
+        for (host, fw) in &report.forwards {
+            let list: Vec<String> = fw
+                .iter()
+                .map(|f| format!("{} -> {}", f.host, f.guest_port))
+                .collect();
+            if !list.is_empty() {
+                eprintln!("{host}: ports on this machine: {}", list.join(", "));
+            }
+        }
+        for vm in &run.kept {
+            eprintln!(
+                "kept {}: pid {}, console {}, agent {}",
+                vm.name,
+                vm.pid,
+                vm.serial_log.display(),
+                vm.qga_socket.display()
+            );
+        }
+        if !run.kept.is_empty() {
+            // Dropping a kept VM would stop it.
+            std::mem::forget(run.kept);
+        }
+        eprintln!("run directory {}", report.run_dir.display());
+        if report.healthy {
+            eprintln!(
+                "all {} host(s) healthy in {:.0} s",
+                report.hosts.len(),
+                report.elapsed_secs
+            );
+            Ok(())
+        } else {
+            anyhow::bail!("unhealthy: {}", report.unhealthy().join(", "))
+        }
+    }
+}
