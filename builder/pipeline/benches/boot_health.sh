@@ -11,7 +11,7 @@
 # the kernel (on the project machines it does not: `kiln boot --accel auto` says why and the
 # KVM row says "not usable"). Boot outputs come from kiln's cache when the images are
 # unchanged (CACHE, default kiln's own); the build is not timed. With --readme, the table is
-# written into README.md between the boot-bench markers.
+# written into docs/contributing/benchmarks.md between the boot-bench markers.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 readme=false
@@ -75,11 +75,11 @@ echo "$table"
 if $readme; then
   python3 - "$table" <<'PY'
 import re, sys
-p = "README.md"
+p = "docs/contributing/benchmarks.md"
 s = open(p).read()
 start, end = "<!-- boot-bench:start -->", "<!-- boot-bench:end -->"
 if start not in s:
-    sys.exit("README.md has no boot-bench markers")
+    sys.exit("docs/contributing/benchmarks.md has no boot-bench markers")
 s = re.sub(re.escape(start) + ".*?" + re.escape(end), start + "\n" + sys.argv[1] + "\n" + end, s, flags=re.S)
 open(p, "w").write(s)
 PY

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: cold, no-change and one-config-change builds of the Debian-base spec, side by
 # side in one run (issue 9). Prints a Markdown table; with --readme, also writes it into
-# README.md between the bench markers.
+# docs/contributing/benchmarks.md between the bench markers.
 #
 #   builder/pipeline/benches/build_incremental.sh [--readme]
 #
@@ -52,14 +52,13 @@ if $readme; then
   python3 - "$table" <<'PY'
 import sys, re
 table = sys.argv[1]
-p = "README.md"
+p = "docs/contributing/benchmarks.md"
 s = open(p).read()
 start, end = "<!-- bench:build_incremental -->", "<!-- /bench:build_incremental -->"
 block = f"{start}\n{table}\n{end}"
-if start in s:
-    s = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, s, flags=re.S)
-else:
-    s = s.replace("## Layout\n", f"### Incremental builds (benchmark)\n\n`builder/pipeline/benches/build_incremental.sh --readme` writes this table:\n\n{block}\n\n## Layout\n", 1)
+if start not in s:
+    sys.exit(p + " has no bench:build_incremental markers")
+s = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, s, flags=re.S)
 open(p, "w").write(s)
 PY
 fi
