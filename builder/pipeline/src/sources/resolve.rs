@@ -205,6 +205,7 @@ type Corrupt = (PathBuf, String);
 
 /// Resolves every source the plan needs; see the [module docs](super).
 pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Resolved> {
+    let _span = tracing::info_span!("stage", name = "resolve-sources").entered();
     let mut run = Run {
         spec_dir,
         opts,

@@ -54,6 +54,13 @@ use crate::components::Rendered;
 use crate::sources::{PresenceError, Resolved};
 use layer_cache::LayerCache;
 
+/// Runs one stage of the build inside a `stage` tracing span: with `-v` the CLI prints each
+/// stage as it closes, with the time it took.
+fn stage<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+    let _span = tracing::info_span!("stage", name).entered();
+    f()
+}
+
 /// Default `SOURCE_DATE_EPOCH` when the environment sets none: 1980-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: u64 = 315_532_800;
 
@@ -341,17 +348,23 @@ fn build_into(
         cache: LayerCache::new(opts.layer_cache.clone()),
         progress,
     };
-    let base = role_images::ingest_base(&mut ctx)?;
-    let (baked, images_tree) = role_images::bake_images(&mut ctx, &base)?;
-    let placed = role_images::place_files(&ctx, &base)?;
-    let lp = role_images::plan_layers(&ctx, &base, images_tree.as_ref(), &placed);
-    let (layers, cached) = role_images::compress(&mut ctx, &lp)?;
-    let mut images = role_images::assemble(&mut ctx, &mut layout, &base, &lp, &layers)?;
+    let base = stage("ingest-base", || role_images::ingest_base(&mut ctx))?;
+    let (baked, images_tree) = stage("bake-images", || role_images::bake_images(&mut ctx, &base))?;
+    let placed = stage("place-files", || role_images::place_files(&ctx, &base))?;
+    let lp = stage("plan-layers", || {
+        role_images::plan_layers(&ctx, &base, images_tree.as_ref(), &placed)
+    });
+    let (layers, cached) = stage("compress", || role_images::compress(&mut ctx, &lp))?;
+    let mut images = stage("assemble", || {
+        role_images::assemble(&mut ctx, &mut layout, &base, &lp, &layers)
+    })?;
     images.extend(outputs::component_images(plan, &baked, &mut layout)?);
     layout.finish()?;
 
     let boot = match &plan.boot {
-        Some(b) => bootable::write_all(&mut ctx, b, &base, &lp, &images)?,
+        Some(b) => stage("bootable", || {
+            bootable::write_all(&mut ctx, b, &base, &lp, &images)
+        })?,
         None => Vec::new(),
     };
     if !boot.is_empty() {
@@ -365,7 +378,9 @@ fn build_into(
         _ => None,
     };
     let epoch = opts.source_date_epoch;
-    let sbom = crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)?;
+    let sbom = stage("sbom", || {
+        crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)
+    })?;
     if opts.archives {
         outputs::archives(&ctx.dist, &ctx.store, &images, epoch, ctx.progress)?;
     }
@@ -379,22 +394,25 @@ fn build_into(
     if let Some(prev) = &previous {
         provision::carry_over(&prev.dist, &ctx.dist)?;
     }
-    let provisioned = provision::write(
-        &provision::Provision {
-            plan,
-            rendered,
-            base: &base.tree,
-            pxe: pxe_profiles.as_deref(),
-            liveimg: &liveimg,
-        },
-        &ctx.dist,
-    )?;
+    let provisioned = stage("provisioning", || {
+        provision::write(
+            &provision::Provision {
+                plan,
+                rendered,
+                base: &base.tree,
+                pxe: pxe_profiles.as_deref(),
+                liveimg: &liveimg,
+            },
+            &ctx.dist,
+        )
+    })?;
     (ctx.progress)(&format!(
         "provisioning: {} file(s) written, {} unchanged, {} removed",
         provisioned.stats.written.len(),
         provisioned.stats.unchanged,
         provisioned.stats.removed.len()
     ));
+    let _finish = tracing::info_span!("stage", name = "identities-report-publish").entered();
     let identity = outputs::identities(
         plan,
         rendered,
