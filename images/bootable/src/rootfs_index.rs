@@ -183,6 +183,50 @@ impl RootfsIndex {
 mod tests {
     use super::*;
 
+    /// The index agrees with the `tar` crate, an independent reader, member for member, on a
+    /// tarball GNU tar made of a real tree (this machine's /usr/bin and /etc: long names,
+    /// symlinks, hard links, setuid files).
+    #[test]
+    fn index_agrees_with_an_independent_reader_on_a_gnu_tarball() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("real.tar");
+        let status = std::process::Command::new("tar")
+            .args(["--format=gnu", "-cf"])
+            .arg(&path)
+            .args(["-C", "/", "--ignore-failed-read", "usr/bin", "etc"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.code().is_some_and(|c| c <= 1), "tar: {status}");
+        let index = RootfsIndex::open(&path).unwrap();
+        let mut archive = tar::Archive::new(File::open(&path).unwrap());
+        let mut want = BTreeMap::new();
+        for e in archive.entries_with_seek().unwrap() {
+            let e = e.unwrap();
+            let name = normalise(&e.path().unwrap().to_string_lossy());
+            let link = || {
+                e.link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            let kind = match e.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => NodeKind::File {
+                    offset: e.raw_file_position(),
+                    size: e.size(),
+                },
+                tar::EntryType::Directory => NodeKind::Dir,
+                tar::EntryType::Symlink => NodeKind::Symlink(link()),
+                tar::EntryType::Link => NodeKind::Hardlink(normalise(&link())),
+                _ => NodeKind::Other,
+            };
+            let mode = e.header().mode().unwrap();
+            want.insert(name, Node { kind, mode });
+        }
+        assert!(want.len() > 100, "{} members", want.len());
+        assert_eq!(index.nodes, want);
+    }
+
     /// A merged-/usr tarball: `lib -> usr/lib`, `bin -> usr/bin`, an absolute link, a
     /// relative one with `..`, a hard link.
     fn sample(dir: &Path) -> PathBuf {
