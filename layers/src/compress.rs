@@ -13,7 +13,7 @@
 
 use crate::digest::{Digest, HashingWriter};
 use crate::tar::write_tar;
-use crate::{Error, FileTree, Result};
+use crate::{Error, FileTree, IoError, Result};
 use flate2::{Compress, FlushCompress, Status};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -130,9 +130,8 @@ pub fn write_tar_stream<R: Read, W: Write>(
     out: W,
 ) -> Result<LayerBlob> {
     write_blob(opts, out, |w| {
-        std::io::copy(&mut tar, w)
-            .map(|_| ())
-            .map_err(Error::io("reading the tar stream"))
+        std::io::copy(&mut tar, w).map_err(IoError::new("reading the tar stream"))?;
+        Ok(())
     })
 }
 
@@ -149,9 +148,9 @@ fn write_blob<W: Write>(
     let mut tar = HashingWriter::new(enc);
     fill(&mut tar)?;
     let (enc, diff_id, uncompressed_size) = tar.finish();
-    let blob = enc.finish().map_err(Error::io("compressing layer"))?;
+    let blob = enc.finish().map_err(IoError::new("compressing layer"))?;
     let (mut out, digest, size) = blob.finish();
-    out.flush().map_err(Error::io("writing layer"))?;
+    out.flush().map_err(IoError::new("writing layer"))?;
     Ok(LayerBlob {
         diff_id,
         digest,
@@ -184,20 +183,20 @@ fn blob_to_dir(
 ) -> Result<LayerBlob> {
     use std::os::unix::fs::PermissionsExt;
     let dir = root.join("blobs").join("sha256");
-    std::fs::create_dir_all(&dir).map_err(Error::path_io("creating", &dir))?;
+    std::fs::create_dir_all(&dir).map_err(IoError::at("creating", &dir))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-layer-")
         .tempfile_in(&dir)
-        .map_err(Error::path_io("creating a temporary file in", &dir))?;
+        .map_err(IoError::at("creating a temporary file in", &dir))?;
     let blob = write(tmp.as_file_mut())?;
     let file = tmp.as_file();
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(Error::path_io("setting mode of", tmp.path()))?;
+        .map_err(IoError::at("setting mode of", tmp.path()))?;
     file.sync_all()
-        .map_err(Error::path_io("syncing", tmp.path()))?;
+        .map_err(IoError::at("syncing", tmp.path()))?;
     let dest = dir.join(blob.digest.hex());
     tmp.persist(&dest)
-        .map_err(|e| Error::path_io("renaming blob to", &dest)(e.error))?;
+        .map_err(|e| IoError::at("renaming blob to", &dest)(e.error))?;
     Ok(blob)
 }
 

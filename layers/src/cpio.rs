@@ -10,7 +10,7 @@
 //! [`Error::Unrepresentable`].
 
 use crate::tar::{clamp_mtime, Links};
-use crate::{Entry, EntryKind, Error, FileTree, Result};
+use crate::{Entry, EntryKind, Error, FileTree, IoError, Result};
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -147,7 +147,7 @@ fn write_member<W: Write>(out: &mut W, name: &str, h: &Header, data: &[u8]) -> R
     buf.extend_from_slice(name.as_bytes());
     buf.push(0);
     buf.resize(buf.len() + pad4(buf.len()), 0);
-    let err = || Error::io(format!("writing cpio member {name}"));
+    let err = || IoError::new(format!("writing cpio member {name}"));
     out.write_all(&buf).map_err(err())?;
     out.write_all(data).map_err(err())?;
     let pad = pad4(data.len());

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::io::{self, Read};
 
-use crate::{Error, Result};
+use crate::{Error, IoError, Result};
 
 /// A compression format, as detected from the first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub fn decompressed<'a, R: Read + 'a>(mut r: R) -> Result<Box<dyn Read + 'a>> {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading archive")(e)),
+            Err(e) => return Err(IoError::new("reading archive")(e).into()),
         }
     }
     let stream = io::Cursor::new(head[..n].to_vec()).chain(r);
@@ -69,7 +69,7 @@ pub fn decompress_all(bytes: &[u8]) -> Result<Cow<'_, [u8]>> {
     let mut out = Vec::new();
     decompressed(bytes)?
         .read_to_end(&mut out)
-        .map_err(Error::io("decompressing"))?;
+        .map_err(IoError::new("decompressing"))?;
     Ok(Cow::Owned(out))
 }
 

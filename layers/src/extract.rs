@@ -13,7 +13,7 @@
 //! directories under the target while it is being written.
 
 use crate::tar::Links;
-use crate::{EntryKind, Error, FileTree, Result};
+use crate::{EntryKind, Error, FileTree, IoError, Result};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -24,7 +24,7 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Writes every entry of `tree` below `dir` (created if missing). Hard links become real
 /// hard links within `dir`; devices and fifos are created with `mknod` (devices need root).
 pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(Error::path_io("creating", dir))?;
+    fs::create_dir_all(dir).map_err(IoError::at("creating", dir))?;
     let links = Links::resolve(tree)?;
     let as_root = rustix::process::geteuid().is_root();
     let mut checked: HashSet<String> = HashSet::new();
@@ -41,7 +41,7 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
         if let Some(leader) = link_to {
             // The leader sorts first, so it is already written (and its parents checked).
             let src = dir.join(&leader[1..]);
-            fs::hard_link(&src, &dest).map_err(Error::path_io("hard-linking", &dest))?;
+            fs::hard_link(&src, &dest).map_err(IoError::at("hard-linking", &dest))?;
             continue;
         }
         match &e.kind {
@@ -52,19 +52,18 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
                     .mode(0o600)
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&dest)
-                    .map_err(Error::path_io("creating", &dest))?;
-                f.write_all(data)
-                    .map_err(Error::path_io("writing", &dest))?;
+                    .map_err(IoError::at("creating", &dest))?;
+                f.write_all(data).map_err(IoError::at("writing", &dest))?;
                 if as_root {
                     rustix::fs::fchown(
                         &f,
                         Some(rustix::process::Uid::from_raw(e.uid)),
                         Some(rustix::process::Gid::from_raw(e.gid)),
                     )
-                    .map_err(|err| Error::path_io("changing owner of", &dest)(err.into()))?;
+                    .map_err(|err| IoError::at("changing owner of", &dest)(err.into()))?;
                 }
                 f.set_permissions(fs::Permissions::from_mode(e.mode & 0o7777))
-                    .map_err(Error::path_io("setting mode of", &dest))?;
+                    .map_err(IoError::at("setting mode of", &dest))?;
                 for (name, value) in &e.xattrs {
                     rustix::fs::fsetxattr(
                         &f,
@@ -72,26 +71,26 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
                         value,
                         rustix::fs::XattrFlags::empty(),
                     )
-                    .map_err(|err| Error::path_io("setting xattr", dest.join(name))(err.into()))?;
+                    .map_err(|err| IoError::at("setting xattr", dest.join(name))(err.into()))?;
                 }
                 if let Some(m) = e.mtime {
                     f.set_modified(UNIX_EPOCH + Duration::from_secs(m))
-                        .map_err(Error::path_io("setting mtime of", &dest))?;
+                        .map_err(IoError::at("setting mtime of", &dest))?;
                 }
                 continue;
             }
             EntryKind::Dir => {
                 if fs::symlink_metadata(&dest).is_err() {
-                    fs::create_dir(&dest).map_err(Error::path_io("creating", &dest))?;
+                    fs::create_dir(&dest).map_err(IoError::at("creating", &dest))?;
                 }
                 // Owner-writable until the end, so children can be created.
                 fs::set_permissions(&dest, fs::Permissions::from_mode(0o700))
-                    .map_err(Error::path_io("setting mode of", &dest))?;
+                    .map_err(IoError::at("setting mode of", &dest))?;
                 dirs.push((path, dest.clone()));
             }
             EntryKind::Symlink(target) => {
                 std::os::unix::fs::symlink(target, &dest)
-                    .map_err(Error::path_io("creating symlink", &dest))?;
+                    .map_err(IoError::at("creating symlink", &dest))?;
             }
             EntryKind::CharDevice(..) | EntryKind::BlockDevice(..) | EntryKind::Fifo => {
                 let (ty, dev) = match e.kind {
@@ -111,7 +110,7 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
                     rustix::fs::Mode::from_raw_mode(0o600),
                     dev,
                 )
-                .map_err(|err| Error::path_io("creating node", &dest)(err.into()))?;
+                .map_err(|err| IoError::at("creating node", &dest)(err.into()))?;
             }
             EntryKind::Hardlink(_) => {
                 return Err(Error::BadHardlink {
@@ -129,16 +128,16 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
                 Some(rustix::process::Gid::from_raw(e.gid)),
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map_err(|err| Error::path_io("changing owner of", &dest)(err.into()))?;
+            .map_err(|err| IoError::at("changing owner of", &dest)(err.into()))?;
         }
         let is_link = matches!(e.kind, EntryKind::Symlink(_));
         if !is_link && e.kind != EntryKind::Dir {
             fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode & 0o7777))
-                .map_err(Error::path_io("setting mode of", &dest))?;
+                .map_err(IoError::at("setting mode of", &dest))?;
         }
         for (name, value) in &e.xattrs {
             rustix::fs::lsetxattr(&dest, name.as_str(), value, rustix::fs::XattrFlags::empty())
-                .map_err(|err| Error::path_io("setting xattr", dest.join(name))(err.into()))?;
+                .map_err(|err| IoError::at("setting xattr", dest.join(name))(err.into()))?;
         }
         if let (Some(m), false) = (e.mtime, e.kind == EntryKind::Dir) {
             set_mtime_nofollow(&dest, m)?;
@@ -148,12 +147,12 @@ pub fn extract_to_dir(tree: &FileTree, dir: &Path) -> Result<()> {
     for (path, dest) in dirs.iter().rev() {
         let Some(e) = tree.get(path) else { continue };
         if let Some(m) = e.mtime {
-            let f = File::open(dest).map_err(Error::path_io("opening", dest))?;
+            let f = File::open(dest).map_err(IoError::at("opening", dest))?;
             f.set_modified(UNIX_EPOCH + Duration::from_secs(m))
-                .map_err(Error::path_io("setting mtime of", dest))?;
+                .map_err(IoError::at("setting mtime of", dest))?;
         }
         fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o7777))
-            .map_err(Error::path_io("setting mode of", dest))?;
+            .map_err(IoError::at("setting mode of", dest))?;
     }
     Ok(())
 }
@@ -174,7 +173,8 @@ fn set_mtime_nofollow(dest: &Path, secs: u64) -> Result<()> {
         &times,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(|err| Error::path_io("setting mtime of", dest)(err.into()))
+    .map_err(|err| IoError::at("setting mtime of", dest)(err.into()))?;
+    Ok(())
 }
 
 /// Checks with `lstat` that every parent of `path` below `dir` is a real directory.
@@ -187,7 +187,7 @@ fn check_parents(dir: &Path, path: &str, checked: &mut HashSet<String>) -> Resul
             continue;
         }
         let p = dir.join(&parent[1..]);
-        let meta = fs::symlink_metadata(&p).map_err(Error::path_io("inspecting", &p))?;
+        let meta = fs::symlink_metadata(&p).map_err(IoError::at("inspecting", &p))?;
         if !meta.file_type().is_dir() {
             return Err(Error::UnsafeEntry {
                 entry: path.to_string(),
@@ -208,10 +208,10 @@ fn clear_for(dest: &Path, want_dir: bool) -> Result<()> {
     let ft = meta.file_type();
     if ft.is_dir() {
         if !want_dir {
-            fs::remove_dir_all(dest).map_err(Error::path_io("removing", dest))?;
+            fs::remove_dir_all(dest).map_err(IoError::at("removing", dest))?;
         }
     } else {
-        fs::remove_file(dest).map_err(Error::path_io("removing", dest))?;
+        fs::remove_file(dest).map_err(IoError::at("removing", dest))?;
     }
     Ok(())
 }

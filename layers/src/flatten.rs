@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 
 use crate::read::{clean_name, TarReader};
 use crate::tar::{write_entry, write_tree_except, BLOCK};
-use crate::{Entry, EntryKind, Error, FileTree, Result};
+use crate::{Entry, EntryKind, Error, FileTree, IoError, Result};
 
 /// Streams `base` (plain, gzip or zstd tar) with `upper` over it into `out` as one plain tar;
 /// returns the bytes written. Entries without an mtime get `source_date_epoch`; others are
@@ -80,7 +80,7 @@ pub fn flatten_tar<R: Read, W: Write>(
     }
     written += write_tree_except(upper, &done, source_date_epoch, &mut out)?;
     out.write_all(&[0u8; 2 * BLOCK])
-        .map_err(Error::io("writing tar trailer"))?;
+        .map_err(IoError::new("writing tar trailer"))?;
     Ok(written + 2 * BLOCK as u64)
 }
 

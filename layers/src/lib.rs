@@ -54,6 +54,7 @@ pub mod decompress;
 pub mod digest;
 pub mod extract;
 pub mod flatten;
+mod io_error;
 pub mod read;
 pub mod tar;
 pub mod tree;
@@ -69,6 +70,7 @@ pub use digest::{
 };
 pub use extract::extract_to_dir;
 pub use flatten::flatten_tar;
+pub use io_error::IoError;
 pub use read::{
     apply_layer, apply_layer_metadata, apply_layer_metadata_relative, apply_layer_selected,
     read_layer,
@@ -76,26 +78,12 @@ pub use read::{
 pub use tar::write_tar;
 pub use tree::{resolve_parents, Entry, EntryKind, FileTree, TreeError};
 
-use std::path::PathBuf;
-
 /// Errors from writing, compressing, reading and extracting layers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O error while doing `action` (e.g. "writing blob").
-    #[error("{action}: {source}")]
-    Io {
-        action: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// An I/O error on a path.
-    #[error("{action} {path}: {source}", path = .path.display())]
-    PathIo {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O error, with what was being done and the path when there is one.
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// Building a tree failed.
     #[error(transparent)]
     Tree(#[from] TreeError),
@@ -129,23 +117,3 @@ pub enum Error {
 
 /// A `Result` alias for this crate's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    /// Wraps an I/O error with a short lowercase description of what was being done.
-    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-        let action = action.into();
-        move |source| Error::Io { action, source }
-    }
-
-    pub(crate) fn path_io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::PathIo {
-            action,
-            path,
-            source,
-        }
-    }
-}

@@ -22,7 +22,7 @@
 //! bookkeeping) are ignored. Directories that a layer only implies (entries without a header
 //! for their parent) keep the metadata they had below.
 
-use crate::{Entry, EntryKind, Error, FileTree, Result};
+use crate::{Entry, EntryKind, Error, FileTree, IoError, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 
@@ -457,7 +457,7 @@ impl<R: Read> TarReader<R> {
                 Ok(0) => return Err(malformed(self.offset, "unexpected end of archive")),
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("reading layer")(e)),
+                Err(e) => return Err(IoError::new("reading layer")(e).into()),
             }
         }
         self.offset += buf.len() as u64;
@@ -476,7 +476,7 @@ impl<R: Read> TarReader<R> {
         let got = (&mut self.r)
             .take(size)
             .read_to_end(&mut data)
-            .map_err(Error::io("reading layer"))?;
+            .map_err(IoError::new("reading layer"))?;
         if got != len {
             return Err(malformed(self.offset, "unexpected end of archive"));
         }
@@ -493,7 +493,7 @@ impl<R: Read> TarReader<R> {
     fn skip(&mut self, size: u64) -> Result<()> {
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
         let got = io::copy(&mut (&mut self.r).take(padded), &mut io::sink())
-            .map_err(Error::io("reading layer"))?;
+            .map_err(IoError::new("reading layer"))?;
         if got != padded {
             return Err(malformed(self.offset, "unexpected end of archive"));
         }

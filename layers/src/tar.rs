@@ -14,7 +14,7 @@
 //!   carries the content, every other member of the group is a link to it;
 //! - two zero blocks at the end, no padding to a record size.
 
-use crate::{Entry, EntryKind, Error, FileTree, Result};
+use crate::{Entry, EntryKind, Error, FileTree, IoError, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
@@ -114,7 +114,7 @@ pub fn clamp_mtime(mtime: Option<u64>, source_date_epoch: u64) -> u64 {
 pub fn write_tar<W: Write>(tree: &FileTree, source_date_epoch: u64, mut out: W) -> Result<u64> {
     let written = write_tree_except(tree, &Default::default(), source_date_epoch, &mut out)?;
     out.write_all(&[0u8; 2 * BLOCK])
-        .map_err(Error::io("writing tar trailer"))?;
+        .map_err(IoError::new("writing tar trailer"))?;
     Ok(written + 2 * BLOCK as u64)
 }
 
@@ -220,10 +220,10 @@ pub(crate) fn write_entry<W: Write>(
     let mut n = write_header(out, path, &f, xattrs)?;
     if !data.is_empty() {
         out.write_all(data)
-            .map_err(Error::io(format!("writing tar data of {path}")))?;
+            .map_err(IoError::new(format!("writing tar data of {path}")))?;
         let pad = padding(data.len() as u64);
         out.write_all(&[0u8; BLOCK][..pad])
-            .map_err(Error::io("writing tar padding"))?;
+            .map_err(IoError::new("writing tar padding"))?;
         n += data.len() as u64 + pad as u64;
     }
     Ok(n)
@@ -312,18 +312,18 @@ fn write_header<W: Write>(
         };
         let block = encode(&hdr, ("", &hdr.name));
         out.write_all(&block)
-            .map_err(Error::io(format!("writing pax header of {path}")))?;
+            .map_err(IoError::new(format!("writing pax header of {path}")))?;
         out.write_all(&records)
-            .map_err(Error::io(format!("writing pax header of {path}")))?;
+            .map_err(IoError::new(format!("writing pax header of {path}")))?;
         let pad = padding(records.len() as u64);
         out.write_all(&[0u8; BLOCK][..pad])
-            .map_err(Error::io("writing tar padding"))?;
+            .map_err(IoError::new("writing tar padding"))?;
         n += (BLOCK + records.len() + pad) as u64;
     }
     let (prefix, name) = split.unwrap_or(("", truncate(&f.name, 100)));
     let block = encode(f, (prefix, name));
     out.write_all(&block)
-        .map_err(Error::io(format!("writing tar header of {path}")))?;
+        .map_err(IoError::new(format!("writing tar header of {path}")))?;
     Ok(n + BLOCK as u64)
 }
 
