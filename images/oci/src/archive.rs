@@ -16,7 +16,7 @@ use std::path::Path;
 
 use flate2::read::GzDecoder;
 use kiln_layers::read::MemberKind;
-use kiln_layers::{Digest, HashingReader};
+use kiln_layers::{Digest, HashingReader, IoError};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::manifest::{parse_config, parse_manifest, ImageManifest};
@@ -90,16 +90,15 @@ fn verify_layer(store: &BlobStore, layer: &Layer) -> Result<u64> {
     let (blob, (diff_id, size)) = if is_gzip_layer(&layer.media_type)? {
         let mut dec = GzDecoder::new(compressed);
         let mut tar = HashingReader::with_algorithm(&mut dec, layer.diff_id.algorithm());
-        io::copy(&mut tar, &mut io::sink()).map_err(|e| Error::stream(what("decompressing"), e))?;
+        io::copy(&mut tar, &mut io::sink()).map_err(IoError::new(what("decompressing")))?;
         let tar = tar.finish();
         let mut compressed = dec.into_inner();
-        io::copy(&mut compressed, &mut io::sink())
-            .map_err(|e| Error::stream(what("reading"), e))?;
+        io::copy(&mut compressed, &mut io::sink()).map_err(IoError::new(what("reading")))?;
         (compressed.finish().0, tar)
     } else {
         // An uncompressed layer: blob and tar are the same bytes, hashed once per algorithm.
         let mut r = compressed;
-        io::copy(&mut r, &mut io::sink()).map_err(|e| Error::stream(what("reading"), e))?;
+        io::copy(&mut r, &mut io::sink()).map_err(IoError::new(what("reading")))?;
         let (d, n) = r.finish();
         let diff_id = if layer.diff_id.algorithm() == d.algorithm() {
             d
@@ -108,7 +107,7 @@ fn verify_layer(store: &BlobStore, layer: &Layer) -> Result<u64> {
                 BufReader::new(store.open_blob(&layer.digest)?),
                 layer.diff_id.algorithm(),
             )
-            .map_err(|e| Error::stream(what("reading"), e))?;
+            .map_err(IoError::new(what("reading")))?;
             d
         };
         (d, (diff_id, n))
@@ -190,21 +189,20 @@ pub fn write_docker_archive<W: Write>(
 
     let mtime = u64::try_from(epoch).unwrap_or(0);
     let mut builder = tar::Builder::new(out);
-    let werr =
-        |name: &str, e: io::Error| Error::stream(format!("writing docker-archive entry {name}"), e);
+    let werr = |name: &str| IoError::new(format!("writing docker-archive entry {name}"));
     for (name, source) in &entries {
         match source {
             Source::Dir => {
                 let mut h = header(tar::EntryType::Directory, 0o755, 0, mtime);
                 builder
                     .append_data(&mut h, name, io::empty())
-                    .map_err(|e| werr(name, e))?;
+                    .map_err(werr(name))?;
             }
             Source::Bytes(bytes) => {
                 let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
                 builder
                     .append_data(&mut h, name, bytes.as_slice())
-                    .map_err(|e| werr(name, e))?;
+                    .map_err(werr(name))?;
             }
             Source::Layer(layer) => {
                 // First pass verifies both digests and learns the tar's size (needed up front
@@ -217,7 +215,7 @@ pub fn write_docker_archive<W: Write>(
                 );
                 builder
                     .append_data(&mut h, name, &mut reader)
-                    .map_err(|e| werr(name, e))?;
+                    .map_err(werr(name))?;
                 let (diff_id, n) = reader.finish();
                 if diff_id != layer.diff_id || n != size {
                     return Err(Error::DigestMismatch {
@@ -231,7 +229,7 @@ pub fn write_docker_archive<W: Write>(
     }
     builder
         .into_inner()
-        .map_err(|e| Error::stream("finishing docker-archive", e))
+        .map_err(|e| IoError::new("finishing docker-archive")(e).into())
 }
 
 /// Writes a docker-archive to `path` atomically.
@@ -248,14 +246,14 @@ pub fn write_docker_archive_file(
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(|e| Error::io("creating temporary file", dir, e))?;
+        .map_err(IoError::at("creating temporary file", dir))?;
     let out = io::BufWriter::new(tmp);
     let out = write_docker_archive(out, store, images, epoch)?;
     let tmp = out
         .into_inner()
-        .map_err(|e| Error::io("writing docker-archive", path, e.into_error()))?;
+        .map_err(|e| IoError::at("writing docker-archive", path)(e.into_error()))?;
     tmp.persist(path)
-        .map_err(|e| Error::io("renaming docker-archive into place", path, e.error))?;
+        .map_err(|e| IoError::at("renaming docker-archive into place", path)(e.error))?;
     Ok(())
 }
 
@@ -301,8 +299,8 @@ struct ArchiveIndex {
 impl ArchiveIndex {
     fn open(path: &Path) -> Result<Self> {
         let mut members = HashMap::new();
-        let rerr = |e| Error::io("reading docker-archive", path, e);
-        let file = BufReader::new(File::open(path).map_err(rerr)?);
+        let rerr = || IoError::at("reading docker-archive", path);
+        let file = BufReader::new(File::open(path).map_err(rerr())?);
         let listed = kiln_layers::read::index(file).map_err(|e| {
             Error::invalid(format!("docker-archive {}", path.display()), e.to_string())
         })?;
@@ -335,7 +333,7 @@ impl ArchiveIndex {
                 MemberKind::Dir | MemberKind::Other => {}
             }
         }
-        let file = File::open(path).map_err(rerr)?;
+        let file = File::open(path).map_err(rerr())?;
         Ok(ArchiveIndex { file, members })
     }
 
@@ -349,7 +347,7 @@ impl ArchiveIndex {
                     let (offset, size) = (*offset, *size);
                     self.file
                         .seek(SeekFrom::Start(offset))
-                        .map_err(|e| Error::stream("seeking in docker-archive", e))?;
+                        .map_err(IoError::new("seeking in docker-archive"))?;
                     return Ok(((&mut self.file).take(size), size));
                 }
                 None => break,
@@ -362,7 +360,7 @@ impl ArchiveIndex {
         let (mut r, size) = self.member(name)?;
         let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         r.read_to_end(&mut buf)
-            .map_err(|e| Error::stream(format!("reading {name} from docker-archive"), e))?;
+            .map_err(IoError::new(format!("reading {name} from docker-archive")))?;
         Ok(buf)
     }
 }

@@ -1,32 +1,14 @@
 //! Error type of the crate.
 
-use std::path::PathBuf;
-
-use kiln_layers::{Digest, ParseDigestError};
+use kiln_layers::{Digest, IoError, ParseDigestError};
 
 /// Everything that can go wrong while writing, reading, pushing or pulling images.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A filesystem operation failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done ("writing blob", "opening layout").
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An I/O error without a useful path (streams, sockets).
-    #[error("{action}: {source}")]
-    Stream {
-        /// What was being done.
-        action: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A filesystem or stream operation failed: with a path for files, without one for
+    /// streams and sockets (a registry retries those).
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// Content did not hash to the digest that names it. (The digests are boxed: a sha512
     /// digest is 64 bytes, and every `Result` of the crate carries this enum.)
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
@@ -94,35 +76,10 @@ pub enum Error {
     Layers(#[from] kiln_layers::Error),
 }
 
-/// Whether an I/O error says the disk (or the quota) is full.
-pub(crate) fn disk_full(e: &std::io::Error) -> bool {
-    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
-    e.raw_os_error().is_some_and(|c| full.contains(&c))
-}
-
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
-    }
-
-    pub(crate) fn stream(action: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Stream {
-            action: action.into(),
-            source,
-        }
-    }
-
     pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
         Error::Json {
             what: what.into(),

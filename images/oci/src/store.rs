@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use kiln_layers::{hash_reader, Algorithm, Digest, HashingReader};
+use kiln_layers::{hash_reader, Algorithm, Digest, HashingReader, IoError};
 
 use crate::{Error, Result};
 
@@ -23,7 +23,7 @@ impl BlobStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let dir = root.join(Algorithm::Sha256.name());
-        fs::create_dir_all(&dir).map_err(|e| Error::io("creating blob store", &dir, e))?;
+        fs::create_dir_all(&dir).map_err(IoError::at("creating blob store", &dir))?;
         Ok(BlobStore { root })
     }
 
@@ -52,7 +52,7 @@ impl BlobStore {
         match fs::metadata(&path) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingBlob(*digest)),
-            Err(e) => Err(Error::io("reading blob metadata", path, e)),
+            Err(e) => Err(IoError::at("reading blob metadata", path)(e).into()),
         }
     }
 
@@ -63,7 +63,7 @@ impl BlobStore {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::MissingBlob(*digest)
             } else {
-                Error::io("opening blob", path, e)
+                IoError::at("opening blob", path)(e).into()
             }
         })
     }
@@ -74,7 +74,7 @@ impl BlobStore {
         let path = self.path(digest);
         self.open_blob(digest)?
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("reading blob", &path, e))?;
+            .map_err(IoError::at("reading blob", &path))?;
         let actual = Digest::of(digest.algorithm(), &bytes);
         check(&path.display().to_string(), digest, actual)?;
         Ok(bytes)
@@ -84,7 +84,7 @@ impl BlobStore {
     pub fn verify(&self, digest: &Digest) -> Result<u64> {
         let path = self.path(digest);
         let (actual, size) = hash_reader(self.open_blob(digest)?, digest.algorithm())
-            .map_err(|e| Error::io("reading blob", &path, e))?;
+            .map_err(IoError::at("reading blob", &path))?;
         check(&path.display().to_string(), digest, actual)?;
         Ok(size)
     }
@@ -110,7 +110,7 @@ impl BlobStore {
         let mut tmp = self.temp_file(algo)?;
         let mut hashing = HashingReader::with_algorithm(reader, algo);
         io::copy(&mut hashing, tmp.as_file_mut())
-            .map_err(|e| Error::io("writing blob", tmp.path().to_path_buf(), e))?;
+            .map_err(IoError::at("writing blob", tmp.path().to_path_buf()))?;
         let (digest, size) = hashing.finish();
         if let Some(expected) = expected {
             check("blob being stored", expected, digest)?;
@@ -118,9 +118,9 @@ impl BlobStore {
         let dest = self.path(&digest);
         tmp.as_file_mut()
             .flush()
-            .map_err(|e| Error::io("writing blob", &dest, e))?;
+            .map_err(IoError::at("writing blob", &dest))?;
         tmp.persist(&dest)
-            .map_err(|e| Error::io("renaming blob into place", &dest, e.error))?;
+            .map_err(|e| IoError::at("renaming blob into place", &dest)(e.error))?;
         Ok((digest, size))
     }
 
@@ -163,11 +163,11 @@ impl BlobStore {
             return Ok(false);
         }
         let (actual, _) = hash_reader(tmp.as_file_mut(), digest.algorithm())
-            .map_err(|e| Error::io("reading blob", tmp.path().to_path_buf(), e))?;
+            .map_err(IoError::at("reading blob", tmp.path().to_path_buf()))?;
         check(&src_path.display().to_string(), digest, actual)?;
         let dest = self.path(digest);
         tmp.persist(&dest)
-            .map_err(|e| Error::io("renaming blob into place", &dest, e.error))?;
+            .map_err(|e| IoError::at("renaming blob into place", &dest)(e.error))?;
         Ok(true)
     }
 
@@ -176,13 +176,14 @@ impl BlobStore {
     fn temp_file(&self, algo: Algorithm) -> Result<tempfile::NamedTempFile> {
         let dir = self.algorithm_dir(algo);
         if algo != Algorithm::Sha256 {
-            fs::create_dir_all(&dir).map_err(|e| Error::io("creating blob store", &dir, e))?;
+            fs::create_dir_all(&dir).map_err(IoError::at("creating blob store", &dir))?;
         }
-        tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .permissions(shared_mode())
             .tempfile_in(&dir)
-            .map_err(|e| Error::io("creating temporary blob", &dir, e))
+            .map_err(IoError::at("creating temporary blob", &dir))?;
+        Ok(tmp)
     }
 }
 
@@ -214,12 +215,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .permissions(shared_mode())
         .tempfile_in(dir)
-        .map_err(|e| Error::io("creating temporary file", dir, e))?;
+        .map_err(IoError::at("creating temporary file", dir))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.flush())
-        .map_err(|e| Error::io("writing", path, e))?;
+        .map_err(IoError::at("writing", path))?;
     tmp.persist(path)
-        .map_err(|e| Error::io("renaming into place", path, e.error))?;
+        .map_err(|e| IoError::at("renaming into place", path)(e.error))?;
     Ok(())
 }
 

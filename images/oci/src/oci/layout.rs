@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use kiln_layers::IoError;
 use serde::{Deserialize, Serialize};
 
 use super::config::ImageConfig;
@@ -43,7 +44,7 @@ impl LayoutWriter {
     /// empty) and writes `oci-layout`.
     pub fn create(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| Error::io("creating OCI layout", &dir, e))?;
+        fs::create_dir_all(&dir).map_err(IoError::at("creating OCI layout", &dir))?;
         let store = BlobStore::open(dir.join("blobs"))?;
         let layout = canonical_json(
             "oci-layout",
@@ -142,7 +143,7 @@ impl Layout {
         let dir = dir.into();
         let read = |name: &str| {
             let p = dir.join(name);
-            fs::read(&p).map_err(|e| Error::io("reading OCI layout", p, e))
+            fs::read(&p).map_err(IoError::at("reading OCI layout", p))
         };
         let marker: OciLayoutFile = serde_json::from_slice(&read("oci-layout")?)
             .map_err(|e| Error::json("parsing oci-layout", e))?;

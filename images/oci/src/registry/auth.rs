@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use kiln_layers::IoError;
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -85,7 +86,7 @@ pub fn credentials_from_docker_config(path: &Path, registry: &str) -> Result<Opt
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading docker config", path, e)),
+        Err(e) => return Err(IoError::at("reading docker config", path)(e).into()),
     };
     let config: DockerConfig = serde_json::from_slice(&bytes)
         .map_err(|e| Error::json(format!("parsing {}", path.display()), e))?;

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kiln_layers::IoError;
+
 use super::auth::{credentials_from_docker_config, docker_config_path, AuthState, Credentials};
 use crate::{Error, Result};
 
@@ -110,9 +112,9 @@ impl Body<'_> {
             Body::Empty => Box::new(io::empty()),
             Body::Bytes(b) => Box::new(b),
             Body::File { path, offset, len } => {
-                let mut f = File::open(path).map_err(|e| Error::io("opening blob", path, e))?;
+                let mut f = File::open(path).map_err(IoError::at("opening blob", path))?;
                 f.seek(SeekFrom::Start(offset))
-                    .map_err(|e| Error::io("seeking in blob", path, e))?;
+                    .map_err(IoError::at("seeking in blob", path))?;
                 Box::new(io::BufReader::with_capacity(256 * 1024, f).take(len))
             }
         })
@@ -133,7 +135,9 @@ pub struct Client {
 /// Whether an error is worth another attempt (connection trouble, server-side failures).
 pub(crate) fn is_retryable(e: &Error) -> bool {
     match e {
-        Error::Transport { .. } | Error::Stream { .. } => true,
+        Error::Transport { .. } => true,
+        // Without a path: a stream or socket (a file's error names its path).
+        Error::Io(e) => e.path.is_none(),
         Error::Registry { status, .. } => *status >= 500 || *status == 429,
         _ => false,
     }

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use kiln_layers::{Algorithm, Digest};
+use kiln_layers::{Algorithm, Digest, IoError};
 
 use super::client::{expect_status, is_retryable, Body, Client};
 use super::{validate_repository, Progress, ProgressEvent};
@@ -114,7 +114,7 @@ fn fetch_manifest(
     resp.into_reader()
         .take(MAX_MANIFEST + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::stream(format!("reading {url}"), e))?;
+        .map_err(IoError::new(format!("reading {url}")))?;
     if bytes.len() as u64 > MAX_MANIFEST {
         return Err(Error::invalid(
             format!("manifest {url}"),
@@ -195,8 +195,8 @@ fn fetch_blob(
                     .map_err(|e| match e {
                         // A read from the connection failed (retried); a full disk is a
                         // write error on the named file, and retrying does not help.
-                        Error::Io { source, .. } if !crate::error::disk_full(&source) => {
-                            Error::stream(format!("downloading {url}"), source)
+                        Error::Io(e) if e.path.is_some() && !e.is_disk_full() => {
+                            IoError::new(format!("downloading {url}"))(e.source).into()
                         }
                         other => other,
                     })
