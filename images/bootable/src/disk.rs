@@ -18,6 +18,7 @@ use std::path::Path;
 
 use super::tools::{self, MCOPY, MKFS_EXT4, MKFS_VFAT, QEMU_IMG, SYSLINUX};
 use crate::{Error, Result};
+use kiln_layers::IoError;
 
 /// Sector size of the partition table.
 pub const SECTOR: u64 = 512;
@@ -82,9 +83,10 @@ fn set_mtime(path: &Path, epoch: u64) -> Result<()> {
     let f = File::options()
         .write(true)
         .open(path)
-        .map_err(|e| Error::io("opening", path, e))?;
+        .map_err(IoError::at("opening", path))?;
     f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch))
-        .map_err(|e| Error::io("setting mtime of", path, e))
+        .map_err(IoError::at("setting mtime of", path))?;
+    Ok(())
 }
 
 /// The FAT boot filesystem (`out`, `size` bytes, FAT16) holding `files` (name in the root
@@ -148,8 +150,8 @@ pub fn build_ext4(
     source_date_epoch: u64,
 ) -> Result<()> {
     let _ = std::fs::remove_file(out);
-    let f = File::create(out).map_err(|e| Error::io("creating", out, e))?;
-    f.set_len(size).map_err(|e| Error::io("sizing", out, e))?;
+    let f = File::create(out).map_err(IoError::at("creating", out))?;
+    f.set_len(size).map_err(IoError::at("sizing", out))?;
     drop(f);
     let epoch = source_date_epoch.to_string();
     tools::run(
@@ -180,7 +182,7 @@ pub fn build_ext4(
 
 /// Copies `src` into `dst` at byte `offset`, leaving all-zero 64 KiB blocks as holes.
 pub fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
-    let mut f = File::open(src).map_err(|e| Error::io("opening", src, e))?;
+    let mut f = File::open(src).map_err(IoError::at("opening", src))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut at = offset;
     loop {
@@ -190,7 +192,7 @@ pub fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("reading", src, e)),
+                Err(e) => return Err(IoError::at("reading", src)(e).into()),
             }
         }
         if n == 0 {
@@ -199,7 +201,7 @@ pub fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
         if buf[..n].iter().any(|&b| b != 0) {
             dst.seek(SeekFrom::Start(at))
                 .and_then(|_| dst.write_all(&buf[..n]))
-                .map_err(|e| Error::io("writing disk image at", src, e))?;
+                .map_err(IoError::at("writing disk image at", src))?;
         }
         at += n as u64;
     }
@@ -214,16 +216,17 @@ pub fn assemble(out: &Path, size: u64, sector0: &[u8; 512], parts: &[(&Path, u64
         .read(true)
         .write(true)
         .open(out)
-        .map_err(|e| Error::io("creating disk image", out, e))?;
+        .map_err(IoError::at("creating disk image", out))?;
     f.set_len(size)
-        .map_err(|e| Error::io("sizing disk image", out, e))?;
+        .map_err(IoError::at("sizing disk image", out))?;
     f.write_all(sector0)
-        .map_err(|e| Error::io("writing MBR of", out, e))?;
+        .map_err(IoError::at("writing MBR of", out))?;
     for (src, offset) in parts {
         copy_sparse(src, &mut f, *offset)?;
     }
     f.sync_all()
-        .map_err(|e| Error::io("syncing disk image", out, e))
+        .map_err(IoError::at("syncing disk image", out))?;
+    Ok(())
 }
 
 /// `qemu-img convert -O qcow2`; no compression (deterministic and fast to boot).

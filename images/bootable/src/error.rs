@@ -1,21 +1,13 @@
 //! Error type of the crate.
 
-use std::path::PathBuf;
+use kiln_layers::IoError;
 
 /// Everything that can go wrong while making bootable artifacts.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done ("writing", "opening").
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// An input is not what the format requires.
     #[error("invalid {what}: {reason}")]
     Invalid {
@@ -62,18 +54,6 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
-    }
-
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Invalid {
             what: what.into(),

@@ -15,6 +15,7 @@ use super::elf;
 use super::modules::{self, ModulesDep};
 use super::rootfs_index::RootfsIndex;
 use crate::{Error, Result};
+use kiln_layers::IoError;
 
 /// The `/init` template.
 pub const INIT_TEMPLATE: &str = include_str!("../templates/init.sh");
@@ -349,7 +350,7 @@ fn copy_modules(
 /// Writes `tree` as a gzip-compressed newc cpio to `out`; returns its size. gzip is written
 /// with no name and mtime 0, so equal trees give equal bytes.
 pub fn write_initramfs(tree: &FileTree, source_date_epoch: u64, out: &Path) -> Result<u64> {
-    let file = std::fs::File::create(out).map_err(|e| Error::io("creating initramfs", out, e))?;
+    let file = std::fs::File::create(out).map_err(IoError::at("creating initramfs", out))?;
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(3)
@@ -357,12 +358,11 @@ pub fn write_initramfs(tree: &FileTree, source_date_epoch: u64, out: &Path) -> R
     kiln_layers::write_cpio(tree, source_date_epoch, &mut gz)?;
     let mut w = gz
         .finish()
-        .map_err(|e| Error::io("compressing initramfs", out, e))?;
-    w.flush()
-        .map_err(|e| Error::io("writing initramfs", out, e))?;
+        .map_err(IoError::at("compressing initramfs", out))?;
+    w.flush().map_err(IoError::at("writing initramfs", out))?;
     drop(w);
     Ok(std::fs::metadata(out)
-        .map_err(|e| Error::io("reading size of", out, e))?
+        .map_err(IoError::at("reading size of", out))?
         .len())
 }
 

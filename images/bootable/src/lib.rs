@@ -26,6 +26,7 @@ pub mod verity;
 
 use std::path::{Path, PathBuf};
 
+use kiln_layers::IoError;
 use sha2::{Digest, Sha256};
 
 pub use rootfs_index::RootfsIndex;
@@ -202,15 +203,14 @@ fn check_tools(inputs: &BootInputs) -> Result<()> {
 /// `initramfs.img`, `root.img`, `disk.raw`, `disk.qcow2` (and scratch files it removes).
 pub fn build_boot(inputs: &BootInputs, out_dir: &Path) -> Result<BootArtifacts> {
     check_tools(inputs)?;
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io("creating", out_dir, e))?;
+    std::fs::create_dir_all(out_dir).map_err(IoError::at("creating", out_dir))?;
     let name = inputs.name;
     let epoch = inputs.source_date_epoch;
     let index = RootfsIndex::open(inputs.rootfs_tar)?;
     let (kernel_path, kernel_version) = find_kernel(&index, name)?;
 
     let kernel = out_dir.join("vmlinuz");
-    std::fs::write(&kernel, index.read(&kernel_path)?)
-        .map_err(|e| Error::io("writing", &kernel, e))?;
+    std::fs::write(&kernel, index.read(&kernel_path)?).map_err(IoError::at("writing", &kernel))?;
 
     let (tree, mut info) = initramfs::initramfs_tree(&index, name, &kernel_version)?;
     let initramfs = out_dir.join("initramfs.img");
@@ -265,7 +265,7 @@ pub fn build_boot(inputs: &BootInputs, out_dir: &Path) -> Result<BootArtifacts> 
         if inputs.raw {
             disk_raw = Some(raw);
         } else {
-            std::fs::remove_file(&raw).map_err(|e| Error::io("removing", &raw, e))?;
+            std::fs::remove_file(&raw).map_err(IoError::at("removing", &raw))?;
         }
     }
     Ok(BootArtifacts {
@@ -308,10 +308,10 @@ fn build_disk(
     let size_of = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len())
-            .map_err(|e| Error::io("reading size of", p, e))
+            .map_err(IoError::at("reading size of", p))
     };
     let cfg = out_dir.join("syslinux.cfg");
-    std::fs::write(&cfg, syslinux_cfg(cmdline)).map_err(|e| Error::io("writing", &cfg, e))?;
+    std::fs::write(&cfg, syslinux_cfg(cmdline)).map_err(IoError::at("writing", &cfg))?;
     let payload = size_of(kernel)? + size_of(initramfs)?;
     let fat_size = round_up(payload + payload / 4 + (4 << 20), ALIGN).max(32 << 20);
     let boot_start = ALIGN;
@@ -365,8 +365,8 @@ fn build_disk(
         files.push((&ext4, end));
         end += state_size;
     }
-    let code = std::fs::read(tools::SYSLINUX_MBR)
-        .map_err(|e| Error::io("reading", tools::SYSLINUX_MBR, e))?;
+    let code =
+        std::fs::read(tools::SYSLINUX_MBR).map_err(IoError::at("reading", tools::SYSLINUX_MBR))?;
     let sector0 = disk::mbr(&code, signature, &parts)?;
     disk::assemble(raw, end, &sector0, &files)?;
     for scratch in [&fat, &ext4, &cfg] {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use kiln_layers::read::MemberKind;
 
 use crate::{Error, Result};
+use kiln_layers::IoError;
 
 /// What a member is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +60,7 @@ fn normalise(path: &str) -> String {
 impl RootfsIndex {
     /// Indexes the uncompressed tarball `tar`.
     pub fn open(tar: &Path) -> Result<Self> {
-        let file = File::open(tar).map_err(|e| Error::io("opening root filesystem", tar, e))?;
+        let file = File::open(tar).map_err(IoError::at("opening root filesystem", tar))?;
         let members = kiln_layers::read::index(std::io::BufReader::with_capacity(1 << 20, file))
             .map_err(|e| {
                 Error::invalid(
@@ -164,12 +165,12 @@ impl RootfsIndex {
                 format!("/{} is not a regular file there", normalise(path)),
             )
         })?;
-        let mut f = File::open(&self.tar)
-            .map_err(|e| Error::io("opening root filesystem", &self.tar, e))?;
+        let mut f =
+            File::open(&self.tar).map_err(IoError::at("opening root filesystem", &self.tar))?;
         let mut buf = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
         f.seek(SeekFrom::Start(offset))
             .and_then(|_| f.read_exact(&mut buf))
-            .map_err(|e| Error::io("reading root filesystem", &self.tar, e))?;
+            .map_err(IoError::at("reading root filesystem", &self.tar))?;
         Ok(buf)
     }
 

@@ -15,6 +15,7 @@ use std::process::Stdio;
 use super::tar_filter;
 use super::tools::{self, TAR2SQFS, VERITYSETUP};
 use crate::{Error, Result};
+use kiln_layers::IoError;
 
 /// Block size of data and hash tree.
 pub const BLOCK: u64 = 4096;
@@ -73,7 +74,7 @@ pub fn build_root_image(
     warnings: &mut Vec<String>,
 ) -> Result<VerityInfo> {
     let input =
-        File::open(rootfs_tar).map_err(|e| Error::io("opening root filesystem", rootfs_tar, e))?;
+        File::open(rootfs_tar).map_err(IoError::at("opening root filesystem", rootfs_tar))?;
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut cmd = tools::command(TAR2SQFS)?;
     cmd.args([
@@ -119,7 +120,7 @@ pub fn build_root_image(
     if !output.status.success() {
         return Err(tools::failed(TAR2SQFS, &output));
     }
-    let dropped = fed.map_err(|e| Error::io("streaming root filesystem", rootfs_tar, e))?;
+    let dropped = fed.map_err(IoError::at("streaming root filesystem", rootfs_tar))?;
     if !dropped.is_empty() {
         warnings.push(format!(
             "squashfs cannot store POSIX ACLs and other system.* xattrs; dropped: {}",
@@ -136,14 +137,14 @@ pub fn build_root_image(
     let file = OpenOptions::new()
         .write(true)
         .open(out)
-        .map_err(|e| Error::io("opening root image", out, e))?;
+        .map_err(IoError::at("opening root image", out))?;
     let size = file
         .metadata()
-        .map_err(|e| Error::io("reading size of", out, e))?
+        .map_err(IoError::at("reading size of", out))?
         .len();
     let data_size = size.div_ceil(BLOCK) * BLOCK;
     file.set_len(data_size)
-        .map_err(|e| Error::io("padding root image", out, e))?;
+        .map_err(IoError::at("padding root image", out))?;
     drop(file);
 
     let stdout = tools::run(
@@ -169,7 +170,7 @@ pub fn build_root_image(
             detail: format!("no root hash in its output:\n{stdout}"),
         })?;
     let image_size = std::fs::metadata(out)
-        .map_err(|e| Error::io("reading size of", out, e))?
+        .map_err(IoError::at("reading size of", out))?
         .len();
     Ok(VerityInfo {
         root_hash,
