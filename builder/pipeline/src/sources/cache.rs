@@ -10,6 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_layers::IoError;
 use kiln_oci::BlobStore;
 
 use super::{hex_of, Error, Result};
@@ -41,7 +42,7 @@ impl Cache {
     pub fn open(root: &Path) -> Result<Cache> {
         for sub in ["blobs/sha256", "partial", "refs"] {
             let d = root.join(sub);
-            fs::create_dir_all(&d).map_err(Error::io("creating cache directory", &d))?;
+            fs::create_dir_all(&d).map_err(IoError::at("creating cache directory", &d))?;
         }
         let store = BlobStore::open(root.join("blobs")).map_err(|source| Error::Image {
             reference: "cache".into(),
@@ -77,7 +78,7 @@ impl Cache {
     /// as [`Error::CorruptCache`].
     pub fn read_verified(&self, digest: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let bytes = fs::read(&path).map_err(Error::io("reading cache entry", &path))?;
+        let bytes = fs::read(&path).map_err(IoError::at("reading cache entry", &path))?;
         let actual = sha256_hex(&bytes);
         if actual != hex_of(digest) {
             let _ = fs::remove_file(&path);
@@ -89,8 +90,8 @@ impl Cache {
     /// Streams a blob through sha256 (for large blobs); removes it when corrupt.
     pub fn verify(&self, digest: &str) -> Result<u64> {
         let path = self.blob_path(digest);
-        let f = File::open(&path).map_err(Error::io("opening cache entry", &path))?;
-        let (actual, size) = hash_reader(f).map_err(Error::io("reading cache entry", &path))?;
+        let f = File::open(&path).map_err(IoError::at("opening cache entry", &path))?;
+        let (actual, size) = hash_reader(f).map_err(IoError::at("reading cache entry", &path))?;
         if actual != hex_of(digest) {
             let _ = fs::remove_file(&path);
             return Err(Error::CorruptCache { path, actual });
@@ -107,8 +108,8 @@ impl Cache {
         expected: Option<(&str, &str)>,
         origin: &str,
     ) -> Result<(String, u64)> {
-        let f = File::open(file).map_err(Error::io("opening", file))?;
-        let (actual, size) = hash_reader(f).map_err(Error::io("reading", file))?;
+        let f = File::open(file).map_err(IoError::at("opening", file))?;
+        let (actual, size) = hash_reader(f).map_err(IoError::at("reading", file))?;
         if let Some((want, pinned_by)) = expected {
             if hex_of(want) != actual {
                 let _ = fs::remove_file(file);
@@ -121,7 +122,7 @@ impl Cache {
             }
         }
         let dest = self.blob_path(&actual);
-        fs::rename(file, &dest).map_err(Error::io("moving into the cache", &dest))?;
+        fs::rename(file, &dest).map_err(IoError::at("moving into the cache", &dest))?;
         Ok((actual, size))
     }
 
@@ -136,15 +137,13 @@ impl Cache {
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&dir)
-            .map_err(Error::io("creating temporary file in", &dir))?;
+            .map_err(IoError::at("creating temporary file in", &dir))?;
         io::copy(&mut reader, tmp.as_file_mut())
             .and_then(|_| tmp.as_file_mut().flush())
-            .map_err(Error::io("writing", tmp.path().to_path_buf()))?;
-        let (file, path) = tmp.keep().map_err(|e| Error::Io {
-            action: "keeping temporary file",
-            path: dir.clone(),
-            source: e.error,
-        })?;
+            .map_err(IoError::at("writing", tmp.path()))?;
+        let (file, path) = tmp
+            .keep()
+            .map_err(|e| IoError::at("keeping temporary file", &dir)(e.error))?;
         drop(file);
         let r = self.adopt(&path, expected, origin);
         if r.is_err() {
@@ -155,7 +154,7 @@ impl Cache {
 
     /// `kiln cache import FILE`: adds a file by its digest; returns `sha256:<hex>`.
     pub fn import(&self, file: &Path) -> Result<String> {
-        let f = File::open(file).map_err(Error::io("opening", file))?;
+        let f = File::open(file).map_err(IoError::at("opening", file))?;
         let (hex, _) = self.put_reader(f, None, &file.display().to_string())?;
         Ok(format!("sha256:{hex}"))
     }
@@ -192,13 +191,10 @@ pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(Error::io("creating temporary file in", dir))?;
-    tmp.write_all(bytes).map_err(Error::io("writing", dest))?;
-    tmp.persist(dest).map_err(|e| Error::Io {
-        action: "writing",
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
+        .map_err(IoError::at("creating temporary file in", dir))?;
+    tmp.write_all(bytes).map_err(IoError::at("writing", dest))?;
+    tmp.persist(dest)
+        .map_err(|e| IoError::at("writing", dest)(e.error))?;
     Ok(())
 }
 

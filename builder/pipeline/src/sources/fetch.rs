@@ -11,6 +11,8 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kiln_layers::IoError;
+
 use super::cache::Cache;
 use super::{Error, Result};
 
@@ -177,7 +179,7 @@ impl Downloader {
                     .create(true)
                     .append(true)
                     .open(&part)
-                    .map_err(Error::io("opening partial download", &part))?;
+                    .map_err(IoError::at("opening partial download", &part))?;
                 // Another build downloading the same URL holds the lock: do not share its
                 // file; download privately instead.
                 let locked =
@@ -192,12 +194,10 @@ impl Downloader {
                     private = tempfile::Builder::new()
                         .prefix(".dl-")
                         .tempfile_in(part.parent().unwrap_or(cache.root()))
-                        .map_err(Error::io("creating temporary file in", cache.root()))?;
-                    let (file, path) = private.keep().map_err(|e| Error::Io {
-                        action: "keeping temporary file",
-                        path: part.clone(),
-                        source: e.error,
-                    })?;
+                        .map_err(IoError::at("creating temporary file in", cache.root()))?;
+                    let (file, path) = private
+                        .keep()
+                        .map_err(|e| IoError::at("keeping temporary file", &part)(e.error))?;
                     (file, path)
                 };
                 let r = self.download(&real, url, &file, &path);
@@ -254,7 +254,7 @@ impl Downloader {
             Ok(r) => r,
             Err(ureq::Error::Status(416, _)) if have > 0 => {
                 // The partial file is not a prefix the server recognises: start over.
-                file.set_len(0).map_err(Error::io("truncating", path))?;
+                file.set_len(0).map_err(IoError::at("truncating", path))?;
                 return Ok(Attempt::Retry("server refused the resume range".into()));
             }
             Err(ureq::Error::Status(code, r)) if code >= 500 || code == 429 || code == 408 => {
@@ -279,12 +279,12 @@ impl Downloader {
                 .and_then(|v| v.split('-').next())
                 .and_then(|v| v.trim().parse::<u64>().ok());
             if start != Some(have) {
-                file.set_len(0).map_err(Error::io("truncating", path))?;
+                file.set_len(0).map_err(IoError::at("truncating", path))?;
                 return Ok(Attempt::Retry("server answered a different range".into()));
             }
         } else {
             // A full answer (the server ignores ranges): start over.
-            file.set_len(0).map_err(Error::io("truncating", path))?;
+            file.set_len(0).map_err(IoError::at("truncating", path))?;
             offset = 0;
         }
         let total = len.map(|l| l + offset);
@@ -298,20 +298,20 @@ impl Downloader {
                 Ok(0) => break,
                 Ok(n) => {
                     out.write_all(&buf[..n])
-                        .map_err(Error::io("writing", path))?;
+                        .map_err(IoError::at("writing", path))?;
                     done += n as u64;
                     self.progress.borrow_mut().update(label, done, total);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    out.flush().map_err(Error::io("writing", path))?;
+                    out.flush().map_err(IoError::at("writing", path))?;
                     return Ok(Attempt::Retry(format!(
                         "transfer broke at {done} bytes: {e}"
                     )));
                 }
             }
         }
-        out.flush().map_err(Error::io("writing", path))?;
+        out.flush().map_err(IoError::at("writing", path))?;
         if let Some(t) = total {
             if done != t {
                 return Ok(Attempt::Retry(format!(

@@ -19,6 +19,7 @@
 use std::fs;
 use std::path::Path;
 
+use kiln_layers::IoError;
 use serde::{Deserialize, Serialize};
 
 use super::{hex_of, Error, Result};
@@ -66,7 +67,7 @@ impl LockFile {
                     artifacts: Vec::new(),
                 })
             }
-            Err(e) => return Err(Error::io("reading", path)(e)),
+            Err(e) => return Err(IoError::at("reading", path)(e).into()),
         };
         let bad = |reason: String| Error::Lock {
             path: path.to_path_buf(),

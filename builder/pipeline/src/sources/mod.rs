@@ -41,7 +41,7 @@ pub mod unpack;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kiln_layers::FileTree;
+use kiln_layers::{FileTree, IoError};
 use kiln_oci::oci::layout::ResolvedImage;
 use kiln_oci::BlobStore;
 
@@ -150,7 +150,7 @@ impl BaseSource {
             BaseSource::Tree(t) => Ok(t.clone()),
             BaseSource::Tarball { path, .. } => {
                 let f = std::fs::File::open(path)
-                    .map_err(Error::io("reading the base tarball", path))?;
+                    .map_err(IoError::at("reading the base tarball", path))?;
                 let mut tree = FileTree::new();
                 // Streamed into its layer as it is: names must already be relative.
                 let f = std::io::BufReader::new(f);
@@ -267,13 +267,8 @@ pub enum Error {
     #[error("{key}: {reason}")]
     Source { key: String, reason: String },
     /// An I/O error on a path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// A `Result` alias for source operations.
@@ -283,29 +278,7 @@ impl Error {
     /// Whether a full disk (or an exhausted quota) caused this: no other source or mirror
     /// helps then, only space.
     pub fn is_disk_full(&self) -> bool {
-        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cause {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.raw_os_error().is_some_and(|c| full.contains(&c)) {
-                    return true;
-                }
-            }
-            cause = e.source();
-        }
-        false
-    }
-
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
+        IoError::find_disk_full(self).is_some()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_layers::FileTree;
+use kiln_layers::{FileTree, IoError};
 
 use super::cache::{sha256_hex, Cache};
 use super::fetch::Downloader;
@@ -525,7 +525,7 @@ impl Run<'_> {
                 self.record(component, &origin, &hex, None, expected.is_some());
                 return Ok(Some(Ready::Tree(tree)));
             }
-            let bytes = std::fs::read(&path).map_err(Error::io("reading source file", &path))?;
+            let bytes = std::fs::read(&path).map_err(IoError::at("reading source file", &path))?;
             let hex = sha256_hex(&bytes);
             self.check(&origin, exp, &hex)?;
             self.record(
@@ -606,7 +606,7 @@ impl Run<'_> {
         origin: &str,
         exp: Option<(&str, &str)>,
     ) -> Result<(String, u64, String)> {
-        let tmp = tempfile::tempdir().map_err(Error::io(
+        let tmp = tempfile::tempdir().map_err(IoError::at(
             "creating temporary directory",
             std::env::temp_dir(),
         ))?;
@@ -623,7 +623,7 @@ impl Run<'_> {
             });
         }
         let file = std::fs::read_dir(tmp.path())
-            .map_err(Error::io("reading", tmp.path()))?
+            .map_err(IoError::at("reading", tmp.path()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .ok_or_else(|| Error::Tool {
@@ -634,7 +634,7 @@ impl Run<'_> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let f = std::fs::File::open(&file).map_err(Error::io("opening", &file))?;
+        let f = std::fs::File::open(&file).map_err(IoError::at("opening", &file))?;
         let (hex, size) = self.cache.put_reader(f, exp, origin)?;
         Ok((hex, size, name))
     }
@@ -673,15 +673,13 @@ impl Run<'_> {
             .prefix(".mmdebstrap-")
             .suffix(".tar")
             .tempfile_in(self.cache.root().join("partial"))
-            .map_err(Error::io(
+            .map_err(IoError::at(
                 "creating temporary file in",
                 self.cache.root().join("partial"),
             ))?;
-        let (_, path): (std::fs::File, PathBuf) = tmp.keep().map_err(|e| Error::Io {
-            action: "keeping temporary file",
-            path: self.cache.root().into(),
-            source: e.error,
-        })?;
+        let (_, path): (std::fs::File, PathBuf) = tmp
+            .keep()
+            .map_err(|e| IoError::at("keeping temporary file", self.cache.root())(e.error))?;
         let started = std::time::Instant::now();
         if self.opts.progress {
             eprintln!(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kiln_layers::{Entry, EntryKind, FileTree};
+use kiln_layers::{Entry, EntryKind, FileTree, IoError};
 
 use super::{deb, rpm, Error, Result};
 
@@ -87,25 +87,25 @@ pub fn place(what: &str, name: &str, bytes: &[u8], p: &Placement) -> Result<File
 pub fn read_dir(what: &str, dir: &Path) -> Result<FileTree> {
     fn walk(tree: &mut FileTree, dir: &Path, rel: &str, what: &str) -> Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(Error::io("reading directory", dir))?
+            .map_err(IoError::at("reading directory", dir))?
             .collect::<std::io::Result<_>>()
-            .map_err(Error::io("reading directory", dir))?;
+            .map_err(IoError::at("reading directory", dir))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             let tpath = format!("{rel}/{name}");
-            let md = std::fs::symlink_metadata(&path).map_err(Error::io("reading", &path))?;
+            let md = std::fs::symlink_metadata(&path).map_err(IoError::at("reading", &path))?;
             use std::os::unix::fs::PermissionsExt;
             let mode = md.permissions().mode() & 0o7777;
             let entry = if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&path).map_err(Error::io("reading link", &path))?;
+                let t = std::fs::read_link(&path).map_err(IoError::at("reading link", &path))?;
                 Entry::symlink(t.to_string_lossy().into_owned())
             } else if md.is_dir() {
                 Entry::dir(mode)
             } else if md.is_file() {
                 Entry::file(
-                    std::fs::read(&path).map_err(Error::io("reading", &path))?,
+                    std::fs::read(&path).map_err(IoError::at("reading", &path))?,
                     mode,
                 )
             } else {
