@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use kiln_layers::IoError;
 use rustix::fs::{FlockOperation, RenameFlags};
 use rustix::io::Errno;
 
@@ -30,13 +31,8 @@ use rustix::io::Errno;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The output exists and is not an earlier output of the same command.
     #[error("{} exists and is not a kiln {what} output; choose another directory or remove it", path.display())]
     NotOurs { path: PathBuf, what: &'static str },
@@ -48,14 +44,6 @@ pub enum Error {
 /// A `Result` alias for publishing.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Fails unless `out` may be replaced: it does not exist, is an empty directory, or holds
 /// `marker` (an earlier output of the same kiln command, `what`).
 pub fn replaceable(out: &Path, marker: &str, what: &'static str) -> Result<()> {
@@ -65,7 +53,7 @@ pub fn replaceable(out: &Path, marker: &str, what: &'static str) -> Result<()> {
     let ours = out.join(marker).exists();
     let empty = out.is_dir()
         && fs::read_dir(out)
-            .map_err(io_err("reading", out))?
+            .map_err(IoError::at("reading", out))?
             .next()
             .is_none();
     if ours || empty {
@@ -163,7 +151,7 @@ impl Staging {
     /// ([`replaceable`]) and creates an empty staging directory beside it.
     pub fn new(out: &Path, marker: &str, what: &'static str) -> Result<Staging> {
         let names = Names::of(out)?;
-        fs::create_dir_all(&names.parent).map_err(io_err("creating", &names.parent))?;
+        fs::create_dir_all(&names.parent).map_err(IoError::at("creating", &names.parent))?;
         recover(&names)?;
         replaceable(out, marker, what)?;
         let id = format!(
@@ -180,7 +168,7 @@ impl Staging {
         };
         // A directory of this name is a leftover of a dead process that had our PID.
         remove_all(&staging.dir)?;
-        fs::create_dir(&staging.dir).map_err(io_err("creating", &staging.dir))?;
+        fs::create_dir(&staging.dir).map_err(IoError::at("creating", &staging.dir))?;
         if let Some(lock) = &mut staging.lock {
             // For people looking at a leftover: who owned it.
             let _ = writeln!(lock, "{} {}", std::process::id(), start_time().unwrap_or(0));
@@ -214,11 +202,11 @@ impl Staging {
             Ok(()) => Some(self.dir.clone()),
             Err(Errno::NOENT) => {
                 // No old output: a plain rename.
-                fs::rename(&self.dir, &out).map_err(io_err("renaming into place", &out))?;
+                fs::rename(&self.dir, &out).map_err(IoError::at("renaming into place", &out))?;
                 None
             }
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => self.swap_by_renames(&out)?,
-            Err(e) => return Err(io_err("swapping in", &out)(e.into())),
+            Err(e) => return Err(IoError::at("swapping in", &out)(e.into()).into()),
         };
         pause_at("after-swap");
         if let Some(old) = old {
@@ -235,16 +223,16 @@ impl Staging {
         match fs::rename(out, &old) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::rename(&self.dir, out).map_err(io_err("renaming into place", out))?;
+                fs::rename(&self.dir, out).map_err(IoError::at("renaming into place", out))?;
                 return Ok(None);
             }
-            Err(e) => return Err(io_err("moving the old output aside", out)(e)),
+            Err(e) => return Err(IoError::at("moving the old output aside", out)(e).into()),
         }
         pause_at("between-renames");
         if let Err(e) = fs::rename(&self.dir, out) {
             // Put the old output back; a crash here is repaired by the next build's recovery.
             let _ = fs::rename(&old, out);
-            return Err(io_err("renaming into place", out)(e));
+            return Err(IoError::at("renaming into place", out)(e).into());
         }
         Ok(Some(old))
     }
@@ -279,10 +267,11 @@ fn take_lock(path: &Path) -> Result<File> {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(io_err("creating lock file", path))?;
+            .map_err(IoError::at("creating lock file", path))?;
         match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) if same_file(&f, path) => {
-                f.set_len(0).map_err(io_err("writing lock file", path))?;
+                f.set_len(0)
+                    .map_err(IoError::at("writing lock file", path))?;
                 return Ok(f);
             }
             Ok(()) => {}
@@ -290,10 +279,11 @@ fn take_lock(path: &Path) -> Result<File> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(io_err("locking", path)(last.map_or_else(
+    Err(IoError::at("locking", path)(last.map_or_else(
         || io::Error::other("lock file keeps disappearing"),
         Into::into,
-    )))
+    ))
+    .into())
 }
 
 /// Whether `path` still names the open file `f`.
@@ -328,7 +318,9 @@ fn remove_all(path: &Path) -> Result<()> {
         Ok(_) => fs::remove_file(path),
     };
     match r {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", path)(e)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(IoError::at("removing", path)(e).into())
+        }
         _ => Ok(()),
     }
 }
@@ -338,10 +330,10 @@ fn remove_all(path: &Path) -> Result<()> {
 fn remove_old(old: &Path) -> Result<()> {
     if fs::symlink_metadata(old).is_ok_and(|m| m.is_dir()) {
         let first = fs::read_dir(old)
-            .map_err(io_err("reading", old))?
+            .map_err(IoError::at("reading", old))?
             .next()
             .transpose()
-            .map_err(io_err("reading", old))?;
+            .map_err(IoError::at("reading", old))?;
         if let Some(entry) = first {
             remove_all(&entry.path())?;
             pause_at("removing-old");
@@ -370,9 +362,9 @@ fn recover(names: &Names) -> Result<()> {
     let legacy_stage = format!(".{}.kiln-new-", names.name);
     let mut legacy_live = false;
     let mut legacy_dead = Vec::new();
-    let entries = fs::read_dir(&names.parent).map_err(io_err("reading", &names.parent))?;
+    let entries = fs::read_dir(&names.parent).map_err(IoError::at("reading", &names.parent))?;
     for entry in entries {
-        let entry = entry.map_err(io_err("reading", &names.parent))?;
+        let entry = entry.map_err(IoError::at("reading", &names.parent))?;
         let file_name = entry.file_name();
         let Some(file_name) = file_name.to_str() else {
             continue;
@@ -449,7 +441,8 @@ fn restore_or_remove(old: &Path, out: &Path) -> Result<()> {
             out.display(),
             old.display()
         );
-        fs::rename(old, out).map_err(io_err("restoring", out))
+        fs::rename(old, out).map_err(IoError::at("restoring", out))?;
+        Ok(())
     } else {
         remove_all(old)
     }

@@ -4,10 +4,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use kiln_layers::{EntryKind, FileTree};
+use kiln_layers::{EntryKind, FileTree, IoError};
 
 use crate::components::Rendered;
-use crate::publish::{Error, Result, Staging};
+use crate::publish::{Result, Staging};
 
 /// Marks a directory as kiln's output, so a re-render may replace it.
 pub const MARKER: &str = ".kiln-render";
@@ -38,32 +38,25 @@ pub fn manifest(tree: &FileTree) -> String {
 /// the manifest. Errors name the path.
 pub fn write_tree(tree: &FileTree, root: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    fs::create_dir_all(root).map_err(io("creating", root))?;
+    fs::create_dir_all(root).map_err(IoError::at("creating", root))?;
     for (path, e) in tree.iter() {
         let dest = root.join(path.trim_start_matches('/'));
         match &e.kind {
-            EntryKind::Dir => fs::create_dir_all(&dest).map_err(io("creating", &dest))?,
+            EntryKind::Dir => fs::create_dir_all(&dest).map_err(IoError::at("creating", &dest))?,
             EntryKind::File(data) => {
-                fs::write(&dest, data).map_err(io("writing", &dest))?;
+                fs::write(&dest, data).map_err(IoError::at("writing", &dest))?;
                 fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode))
-                    .map_err(io("setting the mode of", &dest))?;
+                    .map_err(IoError::at("setting the mode of", &dest))?;
             }
             EntryKind::Symlink(t) => {
-                std::os::unix::fs::symlink(t, &dest).map_err(io("creating", &dest))?
+                std::os::unix::fs::symlink(t, &dest).map_err(IoError::at("creating", &dest))?
             }
             other => {
-                return Err(io("writing", &dest)(io::Error::other(format!(
+                return Err(IoError::at("writing", &dest)(io::Error::other(format!(
                     "cannot write a {} to a plain directory",
                     other.name()
-                ))))
+                )))
+                .into())
             }
         }
     }
@@ -71,7 +64,7 @@ pub fn write_tree(tree: &FileTree, root: &Path) -> Result<()> {
     for (path, e) in tree.iter().filter(|(_, e)| e.kind == EntryKind::Dir) {
         let dest = root.join(path.trim_start_matches('/'));
         fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode))
-            .map_err(io("setting the mode of", &dest))?;
+            .map_err(IoError::at("setting the mode of", &dest))?;
     }
     Ok(())
 }
@@ -85,13 +78,8 @@ pub fn write_tree(tree: &FileTree, root: &Path) -> Result<()> {
 pub fn publish(rendered: &Rendered, plan_json: &str, out: &Path) -> Result<()> {
     let staging = Staging::new(out, MARKER, "render")?;
     let dir = staging.path();
-    let write = |path: PathBuf, text: &str| {
-        fs::write(&path, text).map_err(|source| Error::Io {
-            action: "writing",
-            path,
-            source,
-        })
-    };
+    let write =
+        |path: PathBuf, text: &str| fs::write(&path, text).map_err(IoError::at("writing", path));
     for (kind, trees) in [("profiles", &rendered.profiles), ("hosts", &rendered.hosts)] {
         for (name, tree) in trees {
             write_tree(tree, &dir.join(kind).join(name))?;
