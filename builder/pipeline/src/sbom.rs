@@ -24,10 +24,9 @@ pub use dpkg::{reads, BasePackages, DebPackage, LicenseRef};
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
 use std::path::Path;
 
-use kiln_layers::{Digest, FileTree};
+use kiln_layers::{Digest, FileTree, IoError};
 use kiln_model::plan::{Plan, Profile};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -39,19 +38,14 @@ use crate::stages::{Dist, ImageReport};
 /// Errors from writing an SBOM.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{action}: {source}")]
-    Io { action: String, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("serialising the SBOM: {0}")]
     Json(#[from] serde_json::Error),
 }
 
 /// A `Result` alias for SBOM operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
-    let action = action.into();
-    move |source| Error::Io { action, source }
-}
 
 /// One SBOM in the build report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,7 +78,7 @@ pub fn write_all(
     dist: &Dist,
 ) -> Result<Vec<SbomReport>> {
     let base = BasePackages::of(resolved.base.as_ref(), base);
-    fs::create_dir_all(dist.sbom_dir()).map_err(io_err("creating sbom/"))?;
+    fs::create_dir_all(dist.sbom_dir()).map_err(IoError::new("creating sbom/"))?;
     let mut out = Vec::new();
     for image in images.iter().filter(|i| i.kind == "role") {
         let Some(profile) = plan.profile(&image.of) else {
@@ -105,7 +99,7 @@ pub fn write_all(
 /// Writes `doc` as pretty JSON with a trailing newline; returns the file's sha256 (hex).
 pub fn write(doc: &Document, out: &Path) -> Result<String> {
     let bytes = to_bytes(doc)?;
-    fs::write(out, &bytes).map_err(io_err(format!("writing {}", out.display())))?;
+    fs::write(out, &bytes).map_err(IoError::at("writing", out))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 

@@ -19,13 +19,13 @@ use std::io::{self, BufReader, BufWriter, Read};
 use std::path::Path;
 
 use kiln_bootable::{build_boot, BootArtifacts, BootInputs};
-use kiln_layers::FileTree;
+use kiln_layers::{FileTree, IoError};
 use kiln_model::plan::BootPlan;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::role_images::{Base, Ctx, LayerPlan};
-use super::{io_err, BuildError, Dist, ImageReport};
+use super::{BuildError, Dist, ImageReport};
 use crate::sources::BaseSource;
 
 /// One role image's bootable outputs, as the build report lists them (paths under `dist/`).
@@ -75,7 +75,7 @@ pub(super) fn write_all(
         }
         let rel_dir = Dist::boot_dir_rel(&profile.name);
         let dir = ctx.dist.root().join(&rel_dir);
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {rel_dir}")))?;
+        fs::create_dir_all(&dir).map_err(IoError::new(format!("creating {rel_dir}")))?;
         let seed = seed(&image.manifest_digest.to_string(), &profile.name, boot);
         let cached = ctx
             .opts
@@ -118,7 +118,7 @@ pub(super) fn write_all(
             }
             None => None,
         };
-        fs::remove_file(&tar).map_err(io_err(format!("removing {rel_dir}/rootfs.tar")))?;
+        fs::remove_file(&tar).map_err(IoError::new(format!("removing {rel_dir}/rootfs.tar")))?;
         let r = report(
             &rel_dir,
             &profile.name,
@@ -156,8 +156,11 @@ pub(super) fn write_manifest(
     let mut json =
         serde_json::to_string_pretty(&m).map_err(|e| BuildError::Source(e.to_string()))?;
     json.push('\n');
-    fs::write(dist.boot_manifest(), json)
-        .map_err(io_err(format!("writing {}", Dist::boot_manifest_rel())))
+    fs::write(dist.boot_manifest(), json).map_err(IoError::new(format!(
+        "writing {}",
+        Dist::boot_manifest_rel()
+    )))?;
+    Ok(())
 }
 
 const CACHED_REPORT: &str = "boot-report.json";
@@ -269,7 +272,7 @@ fn flatten(
 ) -> Result<(), BuildError> {
     let stream: Box<dyn Read> = match &ctx.resolved.base {
         Some(BaseSource::Tarball { path, .. }) => {
-            Box::new(fs::File::open(path).map_err(io_err(format!("reading {}", path.display())))?)
+            Box::new(fs::File::open(path).map_err(IoError::at("reading", path))?)
         }
         Some(BaseSource::Image(img)) => match img.image.layers.as_slice() {
             [one] => Box::new(ctx.store.open_blob(&one.digest)?),
@@ -294,7 +297,7 @@ fn flatten(
             ))
         }
     };
-    let file = fs::File::create(out).map_err(io_err(format!("creating {}", out.display())))?;
+    let file = fs::File::create(out).map_err(IoError::at("creating", out))?;
     let mut w = BufWriter::new(file);
     kiln_layers::flatten_tar(
         BufReader::new(stream),
@@ -302,12 +305,11 @@ fn flatten(
         ctx.opts.source_date_epoch,
         &mut w,
     )?;
-    let f = w.into_inner().map_err(|e| BuildError::Io {
-        action: format!("writing {}", out.display()),
-        source: e.into_error(),
-    })?;
-    f.sync_all()
-        .map_err(io_err(format!("writing {}", out.display())))
+    let f = w
+        .into_inner()
+        .map_err(|e| IoError::at("writing", out)(e.into_error()))?;
+    f.sync_all().map_err(IoError::at("writing", out))?;
+    Ok(())
 }
 
 fn empty_tar() -> io::Cursor<Vec<u8>> {
@@ -317,7 +319,7 @@ fn empty_tar() -> io::Cursor<Vec<u8>> {
 /// `tar` compressed to `out`: gzip with kiln's deterministic parallel encoder, or xz (`xz`
 /// from Debian's `xz-utils`, which gives the same bytes for the same input and options).
 fn compress(tar: &Path, out: &Path, ext: &str, threads: usize) -> Result<(), BuildError> {
-    let err = || io_err(format!("writing {}", out.display()));
+    let err = || IoError::at("writing", out);
     let mut input = fs::File::open(tar).map_err(err())?;
     match ext {
         "tar.gz" => {

@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use kiln_layers::{EntryKind, FileTree};
+use kiln_layers::{EntryKind, FileTree, IoError};
 use kiln_model::plan::{HostPlan, KickstartPlan, Plan, Profile};
 use kiln_provision::cloudinit::IdentityFile;
 use kiln_provision::kickstart::{self, Kickstart, KickstartInputs, LiveImage, PostEntry};
 
-use super::{io_err, BootReport, BuildError, Dist};
+use super::{BootReport, BuildError, Dist};
 use crate::components::Rendered;
 
 /// A kickstart the build wrote.
@@ -113,7 +113,7 @@ pub(super) fn liveimages(
             continue;
         };
         let sha256 = super::pxe::sha256_file(&dist.root().join(&path))
-            .map_err(io_err(format!("reading {path}")))?;
+            .map_err(IoError::new(format!("reading {path}")))?;
         out.insert(b.profile.clone(), LiveImage { path, sha256 });
     }
     Ok(out)

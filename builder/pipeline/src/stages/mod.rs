@@ -40,10 +40,9 @@ pub use kiln_dist::{Dist, REPORT};
 pub use seed::identity_files;
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use kiln_layers::{Compression, Digest, FileTree};
+use kiln_layers::{Compression, Digest, FileTree, IoError};
 use kiln_model::plan::Plan;
 use kiln_oci::oci::layout::LayoutWriter;
 use kiln_oci::BlobStore;
@@ -74,8 +73,8 @@ pub enum BuildError {
     /// Making a role's bootable outputs failed.
     #[error(transparent)]
     Bootable(#[from] kiln_bootable::Error),
-    #[error("{action}: {source}")]
-    Io { action: String, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{0}")]
     Source(String),
     #[error(transparent)]
@@ -103,11 +102,6 @@ pub enum BuildError {
         profile: String,
         missing: Vec<String>,
     },
-}
-
-fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
-    let action = action.into();
-    move |source| BuildError::Io { action, source }
 }
 
 /// What a build needs besides the plan.
@@ -452,7 +446,7 @@ fn build_into(
     let mut json =
         serde_json::to_string_pretty(&report).map_err(|e| BuildError::Source(e.to_string()))?;
     json.push('\n');
-    fs::write(ctx.dist.report(), json).map_err(io_err("writing build-report.json"))?;
+    fs::write(ctx.dist.report(), json).map_err(IoError::new("writing build-report.json"))?;
     outputs::sha256sums(&ctx.dist)?;
     Ok(Built {
         report,

@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use kiln_layers::FileTree;
+use kiln_layers::{FileTree, IoError};
 use kiln_model::plan::{Plan, Profile};
 use kiln_oci::archive::{write_docker_archive_file, ArchiveImage};
 use kiln_oci::oci::layout::LayoutWriter;
@@ -15,7 +15,7 @@ use kiln_oci::BlobStore;
 use sha2::{Digest, Sha256};
 
 use super::role_images::Baked;
-use super::{io_err, place, BuildError, Dist, IdentityReport, ImageReport, LayerReport};
+use super::{place, BuildError, Dist, IdentityReport, ImageReport, LayerReport};
 use crate::components::Rendered;
 
 /// The baked component images under their own refs, with report entries.
@@ -68,7 +68,7 @@ pub(super) fn archives(
     epoch: u64,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BuildError> {
-    fs::create_dir_all(dist.archives()).map_err(io_err("creating archives/"))?;
+    fs::create_dir_all(dist.archives()).map_err(IoError::new("creating archives/"))?;
     for img in images {
         let manifest = kiln_oci::Descriptor::new(
             &img.manifest_media_type,
@@ -109,7 +109,7 @@ pub(super) fn identities(
     dist: &Dist,
 ) -> Result<Vec<IdentityReport>, BuildError> {
     let dir = dist.identity_dir();
-    fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    fs::create_dir_all(&dir).map_err(IoError::at("creating", &dir))?;
     let seeds: BTreeMap<&str, &super::provision::HostProvisioned> =
         seeds.iter().map(|s| (s.host.as_str(), s)).collect();
     let mut reports = Vec::new();
@@ -122,7 +122,8 @@ pub(super) fn identities(
         let mut bytes = Vec::new();
         kiln_layers::write_tar(&placed, epoch, &mut bytes)?;
         let rel = Dist::identity_rel(name);
-        fs::write(dist.root().join(&rel), &bytes).map_err(io_err(format!("writing {rel}")))?;
+        fs::write(dist.root().join(&rel), &bytes)
+            .map_err(IoError::new(format!("writing {rel}")))?;
         super::seed::write_iso(dist, name, epoch, reuse_isos && seed.seed_unchanged)?;
         reports.push(IdentityReport {
             host: h.name.to_string(),
@@ -216,8 +217,8 @@ pub(super) fn sha256sums(dist: &Dist) -> Result<(), BuildError> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).map_err(io_err(format!("listing {}", dir.display())))? {
-            let p = e.map_err(io_err("listing dist"))?.path();
+        for e in fs::read_dir(&dir).map_err(IoError::at("listing", &dir))? {
+            let p = e.map_err(IoError::new("listing dist"))?.path();
             if p.is_dir() {
                 stack.push(p);
             } else if p.is_file() {
@@ -245,13 +246,14 @@ pub(super) fn sha256sums(dist: &Dist) -> Result<(), BuildError> {
         lines.push(format!("{hex}  {rel}\n"));
     }
     lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
-    fs::write(dist.sha256sums(), lines.concat()).map_err(io_err("writing SHA256SUMS"))
+    fs::write(dist.sha256sums(), lines.concat()).map_err(IoError::new("writing SHA256SUMS"))?;
+    Ok(())
 }
 
 fn hash_file(f: &Path, rel: &str) -> Result<String, BuildError> {
     let mut h = Sha256::new();
-    let mut file = fs::File::open(f).map_err(io_err(format!("reading {rel}")))?;
-    io::copy(&mut file, &mut h).map_err(io_err(format!("reading {rel}")))?;
+    let mut file = fs::File::open(f).map_err(IoError::new(format!("reading {rel}")))?;
+    io::copy(&mut file, &mut h).map_err(IoError::new(format!("reading {rel}")))?;
     Ok(hex::encode(h.finalize()))
 }
 

@@ -22,14 +22,14 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use kiln_layers::FileTree;
+use kiln_layers::{FileTree, IoError};
 use kiln_model::plan::{HostPlan, Plan};
 use kiln_provision::cloudinit;
 use kiln_provision::kickstart::{LiveImage, PostEntry};
 use kiln_provision::pxe::{self as pxe_render, PxeProfile};
 
 use super::kickstart::{post_entries, render_with_role};
-use super::{io_err, place, BuildError, Dist, KickstartReport};
+use super::{place, BuildError, Dist, KickstartReport};
 use crate::components::Rendered;
 
 /// What [`write()`] renders from.
@@ -272,7 +272,8 @@ fn par_chunks<T: Sync, R: Send>(
 }
 
 fn mkdir(path: &Path, rel: &str) -> Result<(), BuildError> {
-    fs::create_dir_all(path).map_err(io_err(format!("creating {rel}/")))
+    fs::create_dir_all(path).map_err(IoError::new(format!("creating {rel}/")))?;
+    Ok(())
 }
 
 /// Whether `path` is a regular file holding exactly `data` with permission bits `mode`.
@@ -304,7 +305,7 @@ fn put(
     stats: &mut WriteStats,
 ) -> Result<(), BuildError> {
     let path = root.join(rel);
-    let err = || io_err(format!("writing {rel}"));
+    let err = || IoError::new(format!("writing {rel}"));
     if on_disk(&path, data, mode).map_err(err())? {
         stats.unchanged += 1;
         return Ok(());
@@ -329,7 +330,7 @@ fn put(
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(err()(e));
+        return Err(err()(e).into());
     }
     stats.written.push(rel.to_string());
     Ok(())
@@ -356,10 +357,10 @@ fn remove_unexpected(
     ) -> Result<bool, BuildError> {
         let path = root.join(rel);
         let mut empty = true;
-        let entries = fs::read_dir(&path).map_err(io_err(format!("listing {rel}/")))?;
+        let entries = fs::read_dir(&path).map_err(IoError::new(format!("listing {rel}/")))?;
         let mut names: Vec<String> = Vec::new();
         for e in entries {
-            let e = e.map_err(io_err(format!("listing {rel}/")))?;
+            let e = e.map_err(IoError::new(format!("listing {rel}/")))?;
             names.push(e.file_name().to_string_lossy().into_owned());
         }
         names.sort();
@@ -370,11 +371,12 @@ fn remove_unexpected(
                 continue;
             }
             let cpath = root.join(&child);
-            let meta = fs::symlink_metadata(&cpath).map_err(io_err(format!("reading {child}")))?;
+            let meta =
+                fs::symlink_metadata(&cpath).map_err(IoError::new(format!("reading {child}")))?;
             if meta.is_dir() {
                 let left_empty = walk(root, &child, expected, stats)?;
                 if left_empty && !expected.contains(&child) {
-                    fs::remove_dir(&cpath).map_err(io_err(format!("removing {child}/")))?;
+                    fs::remove_dir(&cpath).map_err(IoError::new(format!("removing {child}/")))?;
                     stats.removed.push(format!("{child}/"));
                 } else {
                     empty = false;
@@ -382,7 +384,7 @@ fn remove_unexpected(
             } else if expected.contains(&child) {
                 empty = false;
             } else {
-                fs::remove_file(&cpath).map_err(io_err(format!("removing {child}")))?;
+                fs::remove_file(&cpath).map_err(IoError::new(format!("removing {child}")))?;
                 stats.removed.push(child);
             }
         }
@@ -392,7 +394,7 @@ fn remove_unexpected(
     let wanted =
         expected.contains(top) || expected.iter().any(|e| e.starts_with(&format!("{top}/")));
     if empty && !wanted {
-        fs::remove_dir(&dir).map_err(io_err(format!("removing {top}/")))?;
+        fs::remove_dir(&dir).map_err(IoError::new(format!("removing {top}/")))?;
         stats.removed.push(format!("{top}/"));
     }
     Ok(())
@@ -418,7 +420,7 @@ pub fn carry_over(old: &Dist, new: &Dist) -> Result<usize, BuildError> {
         };
         mkdir(&new.root().join(&rel), &rel)?;
         for e in entries {
-            let e = e.map_err(io_err(format!("listing the previous {rel}/")))?;
+            let e = e.map_err(IoError::new(format!("listing the previous {rel}/")))?;
             let name = e.file_name().to_string_lossy().into_owned();
             let child = format!("{rel}/{name}");
             let Ok(kind) = e.file_type() else { continue };

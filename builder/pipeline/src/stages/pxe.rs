@@ -17,11 +17,12 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use kiln_layers::IoError;
 use kiln_model::plan::{HostPlan, Plan, ProvisionPlan};
 use kiln_provision::pxe::{self, PxeProfile};
 use sha2::{Digest, Sha256};
 
-use super::{io_err, BootReport, BuildError, Dist};
+use super::{BootReport, BuildError, Dist};
 pub use kiln_dist::pxe_hosts::{PxeHost, PxeHosts};
 
 /// Places each role's kernel, initramfs and root image under `pxe/sha256/` (hard links, see
@@ -32,15 +33,15 @@ pub(super) fn link_boot_files(
     boot: &[BootReport],
 ) -> Result<Vec<PxeProfile>, BuildError> {
     let by_digest = dist.pxe().join("sha256");
-    fs::create_dir_all(&by_digest).map_err(io_err("creating pxe/sha256"))?;
+    fs::create_dir_all(&by_digest).map_err(IoError::new("creating pxe/sha256"))?;
     let mut profiles = Vec::new();
     for b in boot {
         let place = |rel: &str| -> Result<String, BuildError> {
             let src = dist.root().join(rel);
-            let hex = sha256_file(&src).map_err(io_err(format!("reading {rel}")))?;
+            let hex = sha256_file(&src).map_err(IoError::new(format!("reading {rel}")))?;
             let dst = by_digest.join(&hex);
             if !dst.exists() && fs::hard_link(&src, &dst).is_err() {
-                fs::copy(&src, &dst).map_err(io_err(format!(
+                fs::copy(&src, &dst).map_err(IoError::new(format!(
                     "copying {rel} to pxe/{}",
                     pxe::by_digest(&hex)
                 )))?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use kiln_layers::{Entry, FileTree, LayerOptions};
+use kiln_layers::{Entry, FileTree, IoError, LayerOptions};
 use kiln_model::plan::{Plan, Profile};
 use kiln_oci::archive::{write_docker_archive, ArchiveImage};
 use kiln_oci::oci::layout::LayoutWriter;
@@ -13,7 +13,7 @@ use kiln_oci::{BlobStore, ImageSpec, Layer};
 
 use super::layer_cache::{LayerCache, LayerInput};
 use super::outputs::{check_artifacts, labels, metadata_only};
-use super::{io_err, place, BuildError, BuildOptions, Dist, ImageReport, LayerReport};
+use super::{place, BuildError, BuildOptions, Dist, ImageReport, LayerReport};
 use crate::components::{calico::archive_name, Rendered, IMAGES_DIR, LOAD_UNIT};
 use crate::sources::{BaseSource, Resolved};
 
@@ -97,8 +97,7 @@ pub(super) fn ingest_base<'a>(ctx: &mut Ctx<'a>) -> Result<Base<'a>, BuildError>
                     // Streamed as it is, with all compression threads, before the smaller
                     // layers.
                     (ctx.progress)(&format!("base layer from {}", path.display()));
-                    let file = std::fs::File::open(path)
-                        .map_err(io_err(format!("reading {}", path.display())))?;
+                    let file = std::fs::File::open(path).map_err(IoError::at("reading", path))?;
                     let blob = kiln_layers::write_tar_stream_to_dir(
                         io::BufReader::new(file),
                         &opts,

@@ -10,10 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use kiln_layers::{EntryKind, FileTree};
+use kiln_layers::{EntryKind, FileTree, IoError};
 use kiln_provision::cloudinit::IdentityFile;
 
-use super::{io_err, BuildError, Dist};
+use super::{BuildError, Dist};
 
 /// Fails early, before anything is built, when `xorriso` cannot run.
 pub(super) fn require_xorriso() -> Result<(), BuildError> {
@@ -86,7 +86,7 @@ pub(super) fn write_iso(
         std::process::id()
     ));
     let made = make_iso(&dist.seed_dir(host), &tmp, &rel, epoch)
-        .and_then(|()| fs::rename(&tmp, &iso).map_err(io_err(format!("writing {rel}"))));
+        .and_then(|()| Ok(fs::rename(&tmp, &iso).map_err(IoError::new(format!("writing {rel}")))?));
     if made.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -111,7 +111,7 @@ fn make_iso(dir: &Path, out: &Path, rel: &str, epoch: u64) -> Result<(), BuildEr
         .arg(dir)
         .stdin(Stdio::null())
         .output()
-        .map_err(io_err(format!("running xorriso for {rel}")))?;
+        .map_err(IoError::new(format!("running xorriso for {rel}")))?;
     if !status.status.success() {
         return Err(BuildError::Source(format!(
             "xorriso failed making {rel} ({}): {}",
@@ -121,14 +121,15 @@ fn make_iso(dir: &Path, out: &Path, rel: &str, epoch: u64) -> Result<(), BuildEr
     }
     // In case the file was replaced rather than written into.
     fs::set_permissions(out, fs::Permissions::from_mode(0o600))
-        .map_err(io_err(format!("setting the mode of {rel}")))
+        .map_err(IoError::new(format!("setting the mode of {rel}")))?;
+    Ok(())
 }
 
 /// Writes `path` with mode 0600 from the start (never readable by others, even briefly).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let err = || io_err(format!("writing {}", path.display()));
+    let err = || IoError::at("writing", path);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -136,5 +137,6 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> {
         .mode(0o600)
         .open(path)
         .map_err(err())?;
-    f.write_all(data).map_err(err())
+    f.write_all(data).map_err(err())?;
+    Ok(())
 }
