@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kiln_layers::IoError;
 use serde::Serialize;
 
 pub use health::{CheckHealth, CheckStatus, HostHealth};
@@ -49,19 +50,11 @@ pub enum BootError {
     },
     #[error("VM {host}: {detail}")]
     Qemu { host: String, detail: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl BootError {
-    /// A closure mapping an I/O error to [`BootError::Io`] with context.
-    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BootError {
-        let what = what.into();
-        move |source| BootError::Io { what, source }
-    }
     /// Whether the error is the caller's (exit code 2).
     pub fn is_usage(&self) -> bool {
         matches!(self, BootError::UnknownHost { .. } | BootError::NoHosts)
@@ -181,15 +174,16 @@ pub fn select<'a>(m: &'a BootManifest, names: &[String]) -> Result<Vec<&'a HostB
 pub fn run_dir(given: Option<&Path>) -> Result<PathBuf> {
     match given {
         Some(d) => {
-            std::fs::create_dir_all(d)
-                .map_err(BootError::io(format!("creating {}", d.display())))?;
+            std::fs::create_dir_all(d).map_err(IoError::at("creating", d))?;
             Ok(d.to_path_buf())
         }
-        None => tempfile::Builder::new()
-            .prefix("kiln-boot-")
-            .tempdir()
-            .map(tempfile::TempDir::keep)
-            .map_err(BootError::io("creating a run directory under $TMPDIR")),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("kiln-boot-")
+                .tempdir()
+                .map_err(IoError::new("creating a run directory under $TMPDIR"))?;
+            Ok(dir.keep())
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kiln_layers::IoError;
 use serde::Serialize;
 
 use super::{BootError, Result};
@@ -194,14 +195,14 @@ impl Forward {
             .iter()
             .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
             .collect::<std::io::Result<Vec<_>>>()
-            .map_err(BootError::io("finding free ports on 127.0.0.1"))?;
+            .map_err(IoError::new("finding free ports on 127.0.0.1"))?;
         guest_ports
             .iter()
             .zip(&listeners)
             .map(|(&guest_port, l)| {
                 let port = l
                     .local_addr()
-                    .map_err(BootError::io("reading a bound port"))?
+                    .map_err(IoError::new("reading a bound port"))?
                     .port();
                 Ok(Forward {
                     guest_port,
@@ -408,12 +409,11 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             "virtserialport,chardev=qga0,name={}",
             super::qga::CHANNEL
         ));
-    let log = File::create(&qemu_log)
-        .map_err(BootError::io(format!("creating {}", qemu_log.display())))?;
+    let log = File::create(&qemu_log).map_err(IoError::at("creating", &qemu_log))?;
     cmd.stdin(Stdio::null())
         .stdout(
             log.try_clone()
-                .map_err(BootError::io("duplicating a file handle"))?,
+                .map_err(IoError::new("duplicating a file handle"))?,
         )
         .stderr(log);
     if keep {
@@ -422,9 +422,7 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
         die_with_parent(&mut cmd);
     }
     tracing::debug!(?cmd, "starting VM {name}");
-    let child = cmd
-        .spawn()
-        .map_err(BootError::io(format!("running {}", tools.qemu.display())))?;
+    let child = cmd.spawn().map_err(IoError::at("running", &tools.qemu))?;
     Ok(Vm {
         name: name.clone(),
         pid: child.id(),
@@ -462,10 +460,7 @@ fn create_overlay(tools: &Tools, image: &Path, format: DiskFormat, overlay: &Pat
         .arg(overlay)
         .stdin(Stdio::null())
         .output()
-        .map_err(BootError::io(format!(
-            "running {}",
-            tools.qemu_img.display()
-        )))?;
+        .map_err(IoError::at("running", &tools.qemu_img))?;
     if !out.status.success() {
         return Err(BootError::Qemu {
             host: overlay.display().to_string(),
