@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_dist::pxe_hosts::PxeHosts;
 use kiln_dist::Dist;
+use kiln_layers::IoError;
 
 /// The top-level directories served.
 pub const SERVED: &[&str] = &["pxe", "cloud-init", "kickstart", "boot", "oci"];
@@ -42,11 +43,8 @@ pub enum TreeError {
         paths.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
     )]
     Exposed { dist: PathBuf, paths: Vec<String> },
-    #[error("reading {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Where a request leads.
@@ -86,10 +84,7 @@ pub struct Tree {
 impl Tree {
     /// Reads the hosts of `dist` and checks that no shared path holds a private file.
     pub fn open(dist: &Path) -> Result<Tree, TreeError> {
-        let root = fs::canonicalize(dist).map_err(|source| TreeError::Io {
-            path: dist.to_path_buf(),
-            source,
-        })?;
+        let root = fs::canonicalize(dist).map_err(IoError::at("reading", dist))?;
         let d = Dist::new(&root);
         let tree = match fs::read(d.pxe_hosts()) {
             Ok(bytes) => {
@@ -160,18 +155,12 @@ impl Tree {
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(TreeError::Io { path, source }),
+                Err(source) => return Err(IoError::at("reading", path)(source).into()),
             };
             if meta.is_dir() {
-                let entries = fs::read_dir(&path).map_err(|source| TreeError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                let entries = fs::read_dir(&path).map_err(IoError::at("reading", &path))?;
                 for e in entries {
-                    let e = e.map_err(|source| TreeError::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
+                    let e = e.map_err(|source| IoError::at("reading", &path)(source))?;
                     todo.push(format!("{rel}/{}", e.file_name().to_string_lossy()));
                 }
             } else if meta.is_file() {
