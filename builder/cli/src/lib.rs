@@ -148,12 +148,7 @@ fn error_text(e: &anyhow::Error) -> String {
         }
         text.push_str(&s);
     }
-    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| e.raw_os_error());
-    let disk_full = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .find(|io| io.raw_os_error().is_some_and(|c| full.contains(&c)));
-    if let Some(io) = disk_full {
+    if let Some(io) = kiln_layers::IoError::find_disk_full(e.as_ref()) {
         let os = io.to_string();
         text = if text.contains(&os) {
             text.replacen(&os, &format!("disk full: {os}"), 1)
