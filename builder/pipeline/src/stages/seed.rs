@@ -85,8 +85,10 @@ pub(super) fn write_iso(
         ".{host}-cidata.iso.kiln-tmp-{}",
         std::process::id()
     ));
-    let made = make_iso(&dist.seed_dir(host), &tmp, &rel, epoch)
-        .and_then(|()| Ok(fs::rename(&tmp, &iso).map_err(IoError::new(format!("writing {rel}")))?));
+    let made = make_iso(&dist.seed_dir(host), &tmp, &rel, epoch).and_then(|()| {
+        fs::rename(&tmp, &iso).map_err(IoError::new(format!("writing {rel}")))?;
+        Ok(())
+    });
     if made.is_err() {
         let _ = fs::remove_file(&tmp);
     }
