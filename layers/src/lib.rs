@@ -27,6 +27,8 @@
 //!   symlinks and without ever writing outside it.
 //!
 //! Everything returns this crate's [`Result`]; tree construction errors stay [`TreeError`].
+//! An I/O error with its context is an [`IoError`], the shape the error types of kiln's crates
+//! use for it (`"{action} {path}: {source}"`, built with [`IoError::at`] and [`IoError::new`]).
 //!
 //! # Example
 //! ```
