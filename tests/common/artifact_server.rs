@@ -12,7 +12,7 @@ use kiln_layers::{Entry, FileTree};
 use kiln_test_support::require_tool;
 use sha2::{Digest, Sha256};
 
-pub(crate) fn sha(b: &[u8]) -> String {
+pub fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
@@ -21,24 +21,24 @@ type RequestLog = Mutex<Vec<(String, Option<String>)>>;
 
 /// How the server answers for one path.
 #[derive(Clone, Default)]
-pub(crate) struct Served {
-    pub(crate) body: Vec<u8>,
+pub struct Served {
+    pub body: Vec<u8>,
     /// Close the connection at this offset of the file (Content-Length still announces all).
-    pub(crate) cut_at: Option<usize>,
+    pub cut_at: Option<usize>,
     /// Cut only the first request for the path.
-    pub(crate) cut_once: bool,
+    pub cut_once: bool,
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 with Range support and fault injection.
-pub(crate) struct Server {
-    pub(crate) port: u16,
-    pub(crate) files: Arc<Mutex<HashMap<String, Served>>>,
+pub struct Server {
+    pub port: u16,
+    pub files: Arc<Mutex<HashMap<String, Served>>>,
     /// `(path, range header)` of every request.
-    pub(crate) log: Arc<RequestLog>,
+    pub log: Arc<RequestLog>,
 }
 
 impl Server {
-    pub(crate) fn start() -> Server {
+    pub fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
@@ -55,15 +55,15 @@ impl Server {
         Server { port, files, log }
     }
 
-    pub(crate) fn put(&self, path: &str, s: Served) {
+    pub fn put(&self, path: &str, s: Served) {
         self.files.lock().unwrap().insert(path.to_string(), s);
     }
 
-    pub(crate) fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub(crate) fn requests(&self, path: &str) -> Vec<Option<String>> {
+    pub fn requests(&self, path: &str) -> Vec<Option<String>> {
         self.log
             .lock()
             .unwrap()
@@ -74,7 +74,7 @@ impl Server {
     }
 }
 
-pub(crate) fn serve(
+pub fn serve(
     mut conn: TcpStream,
     files: &Mutex<HashMap<String, Served>>,
     log: &RequestLog,
@@ -139,23 +139,23 @@ pub(crate) fn serve(
 }
 
 /// Fixture artifacts, generated once per test.
-pub(crate) struct Fixtures {
-    pub(crate) dir: tempfile::TempDir,
+pub struct Fixtures {
+    pub dir: tempfile::TempDir,
     /// etcd-v3.4.23-linux-amd64/{etcd,etcdctl,README.md}, gzip.
-    pub(crate) tarball: Vec<u8>,
+    pub tarball: Vec<u8>,
     /// A .deb (dpkg-deb, xz) with /usr/bin/dockerd and /usr/bin/docker.
-    pub(crate) deb: Vec<u8>,
+    pub deb: Vec<u8>,
     /// An .rpm (rpmbuild) with /opt/cni/bin/calico-ipam.
-    pub(crate) rpm: Vec<u8>,
+    pub rpm: Vec<u8>,
     /// A single binary (a shell script).
-    pub(crate) binary: Vec<u8>,
+    pub binary: Vec<u8>,
 }
 
-pub(crate) fn script(name: &str) -> Vec<u8> {
+pub fn script(name: &str) -> Vec<u8> {
     format!("#!/bin/sh\necho {name}\n").into_bytes()
 }
 
-pub(crate) fn make_fixtures() -> Fixtures {
+pub fn make_fixtures() -> Fixtures {
     let dir = tempfile::tempdir().unwrap();
     let mut t = FileTree::new();
     t.insert(
@@ -237,7 +237,7 @@ pub(crate) fn make_fixtures() -> Fixtures {
     }
 }
 
-pub(crate) fn set_mode(p: &Path, mode: u32) {
+pub fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -1,5 +1,20 @@
-//! Helpers of kiln's integration tests: running the binary, fixture paths. Tool checks, Docker,
-//! the local registry and `systemd-analyze verify` are in `kiln-test-support`.
+//! Helpers of kiln's integration tests, shared by both test binaries: the fast tier
+//! (`tests/fast/`) and the slow tier (`tests/slow/`, QEMU and mmdebstrap). Here: running the
+//! binary, fixture paths, the PyPI validators, the SBOM checks; in the submodules, what
+//! several test modules build on. Tool checks, Docker, the local registry, busybox,
+//! `systemd-analyze verify` and snapshots are in `kiln-test-support` (`tests/support/`),
+//! shared with the crates' own tests.
+//!
+//! Each binary uses a part of these helpers, so unused ones are not warned about here.
+#![allow(dead_code)]
+
+pub mod artifact_server;
+pub mod render;
+pub mod secret_scan;
+pub mod shapes;
+pub mod sources;
+pub mod vm;
+pub mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -109,38 +124,15 @@ pub fn spdx_package<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_jso
         })
 }
 
-/// Held by every test while its QEMU guests run: two TCG guests that start at the same moment
-/// on 2 cores can hang in timer calibration (`shared/BOOT-NOTES.md`), and one guest per core
-/// keeps boot times within the tests' timeouts. A mutex within this process and an exclusive
-/// `flock` on `$TMPDIR/kiln-vm.lock` across processes (other test binaries, a developer's
-/// own boot runs).
-pub struct VmLock {
-    _file: std::fs::File,
-    _guard: std::sync::MutexGuard<'static, ()>,
-}
-
-/// Waits for [`VmLock`].
-pub fn vm_lock() -> VmLock {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let guard = LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let path = std::env::temp_dir().join("kiln-vm.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
-    VmLock {
-        _file: file,
-        _guard: guard,
-    }
-}
-
 /// `ksvalidator` (PyPI `pykickstart`), the independent kickstart checker.
 pub fn ksvalidator() -> PathBuf {
     pypi_tool("ksvalidator", "pykickstart")
+}
+
+/// `PROPTEST_CASES` if set, else `default`: the number of cases of the property tests.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }

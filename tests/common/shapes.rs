@@ -1,7 +1,7 @@
 //! The shape of a rendered file, read with small independent parsers (not kiln's code): the
 //! kind comes from the path, the parser from the kind, and the shape is what a spec value must
 //! not change — keys, line count, fields, arguments, quotes and specifiers. Used by the
-//! property test over spec values (`props.rs`).
+//! property test over spec values (`fast/spec_value_props.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,13 +10,13 @@ use kiln_pipeline::components::Rendered;
 
 /// Characters that must never reach a rendered file: controls (but newline and, in
 /// `/etc/hosts`, tab) and the bidi/zero-width characters that make a line read differently.
-pub(crate) fn is_hidden(c: char, tab_ok: bool) -> bool {
+pub fn is_hidden(c: char, tab_ok: bool) -> bool {
     (c.is_control() && c != '\n' && !(tab_ok && c == '\t'))
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The kind of a rendered file, from its path.
-pub(crate) fn kind_of(path: &str) -> &'static str {
+pub fn kind_of(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or("");
     let parent = &path[..path.len() - name.len()];
     if name == "myid" {
@@ -51,7 +51,7 @@ pub(crate) fn kind_of(path: &str) -> &'static str {
 
 /// The shape of one file: kind plus what a value must not change. `Err` when it does not
 /// parse as its kind.
-pub(crate) fn shape(path: &str, data: &[u8]) -> Result<String, String> {
+pub fn shape(path: &str, data: &[u8]) -> Result<String, String> {
     let kind = kind_of(path);
     let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
     if let Some(c) = text.chars().find(|&c| is_hidden(c, kind == "hosts")) {
@@ -203,7 +203,7 @@ fn json_keys(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
 
 /// Shapes of a tree's files and symlinks (directories come and go with paths), sorted: a path
 /// value may move a file, so files are compared as a multiset of shapes.
-pub(crate) fn tree_shapes(tree: &FileTree) -> Result<Vec<String>, String> {
+pub fn tree_shapes(tree: &FileTree) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for (path, e) in tree.iter() {
         match &e.kind {
@@ -220,12 +220,12 @@ pub(crate) fn tree_shapes(tree: &FileTree) -> Result<Vec<String>, String> {
 
 /// Shapes of every profile (by name) and every identity tree (sorted: a host name orders them).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Shapes {
-    pub(crate) profiles: BTreeMap<String, Vec<String>>,
-    pub(crate) hosts: Vec<Vec<String>>,
+pub struct Shapes {
+    pub profiles: BTreeMap<String, Vec<String>>,
+    pub hosts: Vec<Vec<String>>,
 }
 
-pub(crate) fn shapes(r: &Rendered) -> Result<Shapes, String> {
+pub fn shapes(r: &Rendered) -> Result<Shapes, String> {
     let mut profiles = BTreeMap::new();
     for (name, tree) in &r.profiles {
         profiles.insert(name.clone(), tree_shapes(tree)?);
@@ -240,7 +240,7 @@ pub(crate) fn shapes(r: &Rendered) -> Result<Shapes, String> {
 }
 
 /// What differs between two shape lists, for a readable failure.
-pub(crate) fn diff(a: &[String], b: &[String]) -> String {
+pub fn diff(a: &[String], b: &[String]) -> String {
     let (a, b): (BTreeSet<_>, BTreeSet<_>) = (a.iter().collect(), b.iter().collect());
     let only_a: Vec<_> = a.difference(&b).collect();
     let only_b: Vec<_> = b.difference(&a).collect();

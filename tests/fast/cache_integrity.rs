@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::build::{build_args, fixture_workspace};
-use crate::util::kiln_code;
+use crate::common::kiln_code;
+use crate::common::workspace::{build_args, fixture_workspace};
 use kiln_pipeline::sources::cache::sha256_hex;
 use kiln_test_support::require_tool;
 
@@ -239,7 +239,7 @@ fn an_os_error_is_said_once() {
     let file = tmp.path().join("a-file");
     fs::write(&file, "").unwrap();
     let cache = file.join("cache");
-    let res = crate::util::kiln(&build_args(
+    let res = crate::common::kiln(&build_args(
         &spec,
         &tmp.path().join("dist"),
         cache.to_str().unwrap(),

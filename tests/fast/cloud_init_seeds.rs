@@ -7,8 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::build::{build, build_args, fixture_workspace, report};
-use kiln_test_support::{require_tool, run};
+use crate::common::tests_dir;
+use crate::common::workspace::{build, build_args, fixture_workspace, report};
+use kiln_test_support::{require_tool, run, snapshot};
 
 const SEED_FILES: [&str; 3] = ["meta-data", "network-config", "user-data"];
 
@@ -157,31 +158,22 @@ fn without_xorriso_the_build_stops_first_naming_the_package() {
 }
 
 /// The seeds of the built-in demo's hosts, rendered from their identity trees (not placed on a
-/// base: no build here), byte for byte; `KILN_BLESS=1` rewrites `snapshots/demo-seed/`.
+/// base: no build here), byte for byte against `snapshots/demo-seed/HOST/` (every file, no
+/// other); `./dev gen` (or `KILN_BLESS=1`) rewrites it.
 #[test]
 fn demo_seeds_match_their_snapshot_and_cloud_init_accepts_them() {
     require_tool("cloud-init", "cloud-init");
     let src = kiln_pipeline::read_spec(None).unwrap();
     let loaded = kiln_pipeline::validate::load(&src).unwrap();
     let rendered = kiln_pipeline::components::render(&loaded.plan).unwrap();
-    let snapshots = crate::util::tests_dir().join("snapshots/demo-seed");
-    let bless = std::env::var_os("KILN_BLESS").is_some();
     let tmp = tempfile::tempdir().unwrap();
+    let mut seeds = snapshot::Tree::new();
     for host in &loaded.plan.hosts {
         let name = host.name.as_str();
         let files = kiln_pipeline::stages::identity_files(name, &rendered.hosts[name]).unwrap();
         let seed = kiln_provision::cloudinit::render(host, &files).unwrap();
-        let dir = snapshots.join(name);
         for (file, text) in seed.files() {
-            if bless {
-                fs::create_dir_all(&dir).unwrap();
-                fs::write(dir.join(file), text).unwrap();
-                continue;
-            }
-            let want = fs::read_to_string(dir.join(file)).unwrap_or_else(|e| {
-                panic!("{name}/{file}: {e}; create the snapshot with KILN_BLESS=1")
-            });
-            assert_eq!(text, want, "{name}/{file} differs from its snapshot");
+            seeds.insert(format!("{name}/{file}"), text.into());
         }
         let ud = tmp.path().join(format!("{name}-user-data"));
         fs::write(&ud, &seed.user_data).unwrap();
@@ -189,4 +181,5 @@ fn demo_seeds_match_their_snapshot_and_cloud_init_accepts_them() {
             .args(["schema", "--config-file"])
             .arg(&ud));
     }
+    snapshot::assert_dir(&tests_dir().join("snapshots/demo-seed"), &seeds);
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::build::{build_args, fixture_workspace};
-use crate::util::{kiln, kiln_code};
+use crate::common::workspace::{build_args, fixture_workspace};
+use crate::common::{kiln, kiln_code};
 use kiln_pipeline::sources::cache::sha256_hex;
 
 /// Every entry under `dir`: relative path → sha256 of a file, `-> TARGET` of a symlink, `dir`.

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::render::{render, TOPOLOGIES};
-use crate::util::tests_dir;
+use crate::common::render::{render, TOPOLOGIES};
+use crate::common::tests_dir;
 use kiln_test_support::{require_tool, verify_unit};
 
 /// Every absolute program an `Exec*=` line of `unit` runs.
@@ -134,7 +134,7 @@ fn every_config_file_parses_with_independent_parsers() {
         .map(|(n, s)| render(n, *s, tmp.path()))
         .collect();
     let out = Command::new("python3")
-        .arg(tests_dir().join("parse_check.py"))
+        .arg(tests_dir().join("common/parse_check.py"))
         .args(&dirs)
         .output()
         .unwrap();
@@ -156,7 +156,7 @@ fn parse_check_rejects_broken_files() {
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("daemon.json"), "{\"cluster-store\": }\n").unwrap();
     let out = Command::new("python3")
-        .arg(tests_dir().join("parse_check.py"))
+        .arg(tests_dir().join("common/parse_check.py"))
         .arg(tmp.path())
         .output()
         .unwrap();

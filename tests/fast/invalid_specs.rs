@@ -15,7 +15,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::util::{fixture, kiln};
+use crate::common::{fixture, kiln};
 
 /// Fewer fixtures than this means the corpus was lost or the directory moved.
 const MIN_FIXTURES: usize = 150;

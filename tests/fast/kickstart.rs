@@ -1,6 +1,6 @@
 //! Kickstarts per host: every target and mode of `fixtures/specs/kickstart.toml` passes
 //! `ksvalidator -v RHEL7|RHEL8|RHEL9` (pykickstart) for its target and matches its snapshot
-//! under `snapshots/kickstart/` (`KILN_BLESS=1` rewrites them); what kiln checks beyond
+//! under `snapshots/kickstart/` (`./dev gen` rewrites them); what kiln checks beyond
 //! ksvalidator (tarball names, MAC-matched network, exactly the profile's ports, secrets only
 //! as hashes); and `kiln build` writing `dist/kickstart/HOST.ks` (0600 with secrets).
 
@@ -12,9 +12,10 @@ use std::process::Command;
 use kiln_pipeline::diag::SpecSource;
 use kiln_pipeline::stages::render_kickstart;
 use kiln_provision::kickstart::LiveImage;
+use kiln_test_support::snapshot;
 
-use crate::build::{build, fixture_workspace};
-use crate::util::{fixture, ksvalidator, tests_dir};
+use crate::common::workspace::{build, fixture_workspace};
+use crate::common::{fixture, ksvalidator, tests_dir};
 
 const COMBOS: &[(&str, &str)] = &[
     ("centos7", "image"),
@@ -102,14 +103,13 @@ fn ksvalidate(version: &str, file: &Path) {
 #[test]
 fn every_target_and_mode_passes_ksvalidator_and_matches_its_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
-    let bless = std::env::var_os("KILN_BLESS").is_some();
+    let mut kickstarts = snapshot::Tree::new();
     for &(target, mode) in COMBOS {
         let version = match target {
             "centos7" => "RHEL7",
             "stream8" => "RHEL8",
             _ => "RHEL9",
         };
-        let snaps = tests_dir().join(format!("snapshots/kickstart/{target}-{mode}"));
         for (host, text) in render(target, mode, "rootfs.tar.gz") {
             let text = text.unwrap();
             let file = tmp.path().join(format!("{target}-{mode}-{host}.ks"));
@@ -187,21 +187,10 @@ fn every_target_and_mode_passes_ksvalidator_and_matches_its_snapshot() {
                 }
             }
 
-            let snap = snaps.join(format!("{host}.ks"));
-            if bless {
-                fs::create_dir_all(&snaps).unwrap();
-                fs::write(&snap, &text).unwrap();
-            } else {
-                let want = fs::read_to_string(&snap).unwrap_or_else(|e| {
-                    panic!("{}: {e}; create it with KILN_BLESS=1", snap.display())
-                });
-                assert_eq!(
-                    text, want,
-                    "{target}-{mode}/{host}.ks differs from its snapshot"
-                );
-            }
+            kickstarts.insert(format!("{target}-{mode}/{host}.ks"), text.into());
         }
     }
+    snapshot::assert_dir(&tests_dir().join("snapshots/kickstart"), &kickstarts);
 }
 
 /// Anaconda reads anything but these tarball names as a disk image.

@@ -19,8 +19,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use crate::props::cases;
-use crate::util::fixture;
+use crate::common::fixture;
+use crate::common::proptest_cases;
 
 /// The valid specs mutations start from.
 fn seeds() -> Vec<Vec<u8>> {
@@ -236,7 +236,7 @@ fn mutated_specs_never_panic_and_are_refused_with_a_location_or_render() {
     let seeds = seeds();
     assert!(seeds.len() >= 5, "only {} seed specs", seeds.len());
     let mut runner = TestRunner::new(Config {
-        cases: cases(1000),
+        cases: proptest_cases(1000),
         failure_persistence: None,
         ..Config::default()
     });

@@ -1,46 +1,19 @@
 //! Pinned sources: fetching tarballs, .deb, .rpm and single binaries from a local HTTP server,
 //! tamper detection, the cache, the lock file, --offline, --locked, the catalog through
-//! --mirror, a real Debian package, the presence check and the mmdebstrap base.
+//! --mirror, OCI layout sources, the presence check.
 //!
-//! Nothing here reaches the internet: artifacts are served from 127.0.0.1 by [`Server`]; only
-//! `apt-get download` and mmdebstrap talk to Debian's mirror (the package registry).
+//! Nothing here reaches the internet: artifacts are served from 127.0.0.1 by [`Server`]
+//! (`common/artifact_server.rs`). A real Debian package: `debian_package_source.rs`; the
+//! mmdebstrap base: the slow tier's `debian_base_source.rs`.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use kiln_layers::{Entry, FileTree};
-use kiln_pipeline::plan::Plan;
-use kiln_pipeline::sources::{self, Error, SourceOptions};
+use kiln_pipeline::sources::{self, Error};
 
-use crate::sources_server::*;
-use crate::util::kiln_code;
-
-pub(crate) const HEAD: &str = r#"
-[cluster]
-name = "t"
-
-[base]
-source = { base = true }
-
-[[hosts]]
-name = "n1"
-roles = ["master", "agent"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:01"
-
-[zookeeper]
-enabled = false
-[mesos.master]
-enabled = false
-[mesos.agent]
-enabled = false
-[marathon]
-enabled = false
-[calico.node]
-enabled = false
-[calico.libnetwork]
-enabled = false
-"#;
+use crate::common::artifact_server::*;
+use crate::common::kiln_code;
+use crate::common::sources::{file, plan_of, setup, HEAD};
 
 /// A spec fetching all four kinds from `server`.
 fn spec_all(server: &Server, extra_etcd: &str) -> String {
@@ -80,61 +53,6 @@ fn serve_all(server: &Server, f: &Fixtures) {
             },
         );
     }
-}
-
-pub(crate) struct Setup {
-    pub(crate) dir: tempfile::TempDir,
-    pub(crate) spec_path: PathBuf,
-    pub(crate) opts: SourceOptions,
-}
-
-pub(crate) fn setup(spec: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let spec_path = dir.path().join("cluster.toml");
-    std::fs::write(&spec_path, spec).unwrap();
-    let mut opts = SourceOptions::new(dir.path());
-    opts.cache_dir = dir.path().join("cache");
-    opts.http.attempts = 3;
-    opts.http.initial_backoff = Duration::from_millis(10);
-    opts.http.read_timeout = Duration::from_secs(10);
-    Setup {
-        dir,
-        spec_path,
-        opts,
-    }
-}
-
-pub(crate) fn plan_of(path: &Path) -> Plan {
-    let src = kiln_pipeline::read_spec(Some(path)).unwrap();
-    kiln_pipeline::validate::load(&src)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .plan
-}
-
-impl Setup {
-    pub(crate) fn resolve(&self) -> Result<sources::Resolved, Error> {
-        sources::resolve(&plan_of(&self.spec_path), self.dir.path(), &self.opts)
-    }
-    fn blobs(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.opts.cache_dir.join("blobs/sha256"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-}
-
-pub(crate) fn file<'a>(t: &'a FileTree, p: &str) -> &'a Entry {
-    t.get(p).unwrap_or_else(|| {
-        panic!(
-            "{p} missing; tree has {:?}",
-            t.iter().map(|(p, _)| p).collect::<Vec<_>>()
-        )
-    })
 }
 
 #[test]

@@ -16,7 +16,7 @@ use kiln_pipeline::stages::provision::{self, Provision, WriteStats};
 use kiln_pipeline::stages::Dist;
 use kiln_provision::pxe::PxeProfile;
 
-use crate::build::{build, fixture_workspace};
+use crate::common::workspace::{build, fixture_workspace};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtIe7kPEAXCJt+AmYd+hNmM7P7js86e6VqK3CNj/wel test@kiln";

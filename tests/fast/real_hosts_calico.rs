@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::util::kiln_code;
+use crate::common::kiln_code;
 
 /// One master and one agent, every component on; `extra` is appended (later tables and keys
 /// of the same table must not repeat what is here).
@@ -314,8 +314,8 @@ fn fqdn_nodename_is_the_hostname_the_cni_plugins_use() {
 #[test]
 fn every_host_hostname_is_its_calico_node_name() {
     let tmp = tempfile::tempdir().unwrap();
-    for (name, spec) in crate::render::TOPOLOGIES {
-        let out = crate::render::render(name, *spec, tmp.path());
+    for (name, spec) in crate::common::render::TOPOLOGIES {
+        let out = crate::common::render::render(name, *spec, tmp.path());
         for e in fs::read_dir(out.join("hosts")).unwrap() {
             let dir = e.unwrap().path();
             if !dir.is_dir() {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use kiln_layers::{Entry, FileTree};
 use kiln_pipeline::sources::{self, SourceOptions};
 
-use crate::render::{render, TOPOLOGIES};
-use crate::util::kiln_code;
+use crate::common::kiln_code;
+use crate::common::render::{render, TOPOLOGIES};
 
 /// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
 fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {

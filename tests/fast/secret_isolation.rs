@@ -6,18 +6,19 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 
-use crate::build::{build, fixture_workspace};
-use crate::util::kiln_code;
-use kiln_test_support::{require_tool, run};
 use std::process::Command;
 
-/// Test secrets: throwaway keys made with `ssh-keygen` and the sha512crypt hash of "kiln".
-pub(crate) const CLUSTER_KEY_BODY: &str =
-    "AAAAC3NzaC1lZDI1NTE5AAAAIGtIe7kPEAXCJt+AmYd+hNmM7P7js86e6VqK3CNj/wel";
+use crate::common::kiln_code;
+use crate::common::secret_scan::{contains, needles_of, scan, walk, CLUSTER_KEY_BODY};
+use crate::common::workspace::{build, fixture_workspace};
+use kiln_test_support::{require_tool, run};
+
+/// Test secrets: throwaway keys made with `ssh-keygen` and the sha512crypt hash of "kiln"
+/// (the cluster key is `common::secret_scan::CLUSTER_KEY_BODY`).
 const AGENT_KEY_BODY: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBJhoYZNcR2wvRVm22FNDNk3Ov4OyqdtEg86I9sL83f+FPmm0QJ4F6XwcwRm52UUZT7+Iv1XBcBbofvIhBQ6tnaQ=";
 const HASH: &str = "$6$QgEBUdDXg9lV89I2$/MnwmTKrhqU65dSBZGDej/xeq5cLhSDGNik/Vik6jShsAsZNiRKOUJXwhJU.zw2D0WUK6Kcy8zraOUPXcIso51";
 
@@ -44,72 +45,6 @@ fn needles() -> Vec<(String, Vec<u8>)> {
         ("agent key", AGENT_KEY_BODY),
         ("hash", HASH),
     ])
-}
-
-/// [`needles`] of the secrets `secrets` (what, text).
-pub(crate) fn needles_of(secrets: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for &(what, s) in secrets {
-        out.push((what.to_string(), s.as_bytes().to_vec()));
-        for pad in 0..3 {
-            let mut bytes = vec![b'x'; pad];
-            bytes.extend_from_slice(s.as_bytes());
-            let enc = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            // Skip the characters that mix in the padding bytes, keep a long middle.
-            let start = (pad * 4).div_ceil(3) + 1;
-            let end = enc.len() - 4;
-            out.push((
-                format!("{what} (base64, offset {pad})"),
-                enc.as_bytes()[start..end].to_vec(),
-            ));
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
-}
-
-/// Every secret found in `data` (decompressed, and inside tar members), with where.
-pub(crate) fn scan(
-    name: &str,
-    data: &[u8],
-    needles: &[(String, Vec<u8>)],
-    found: &mut Vec<String>,
-) {
-    let data = kiln_layers::decompress_all(data).unwrap_or_else(|e| panic!("{name}: {e}"));
-    for (what, n) in needles {
-        if contains(&data, n) {
-            found.push(format!("{what} in {name}"));
-        }
-    }
-    // A tar (a layer, a docker-archive, a rootfs tarball): its members may be compressed.
-    if data.len() > 262 && &data[257..262] == b"ustar" {
-        let mut ar = tar::Archive::new(&data[..]);
-        for entry in ar.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let path = entry.path().unwrap().display().to_string();
-            let mut member = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut member).unwrap();
-            if kiln_layers::decompress::detect(&member) != kiln_layers::decompress::Format::Plain
-                || (member.len() > 262 && &member[257..262] == b"ustar")
-            {
-                scan(&format!("{name}!{path}"), &member, needles, found);
-            }
-        }
-    }
-}
-
-pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// The scanner finds a secret inside a gzip'd tar member inside a tar, and base64'd.

@@ -372,7 +372,7 @@ fn serve_refuses_to_start_when_a_shared_path_holds_a_private_file() {
     fs::create_dir_all(stray.parent().unwrap()).unwrap();
     fs::write(&stray, "x").unwrap();
     fs::set_permissions(&stray, fs::Permissions::from_mode(0o600)).unwrap();
-    let (_, stderr) = crate::util::kiln_code(
+    let (_, stderr) = crate::common::kiln_code(
         &[
             "serve",
             tmp.path().to_str().unwrap(),

@@ -7,7 +7,7 @@
 //! rendered from the plain spec: a value can change what a line says, never how many lines,
 //! keys, fields or arguments there are.
 //!
-//! Parsers (in `shapes.rs`), by kind: systemd units (`[Section]` and `Key=Value` lines, continuations joined;
+//! Parsers (in `common/shapes.rs`), by kind: systemd units (`[Section]` and `Key=Value` lines, continuations joined;
 //! the shape counts each line's arguments and its quotes, `%` specifiers and `$` variables),
 //! env files (`KEY=VALUE`), Mesos flag files (exactly one line), JSON (serde_json), XML
 //! (Python's `xml.etree`, one batched call at the end), tmpfiles.d, sysusers.d and
@@ -29,21 +29,14 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use toml_edit::{DocumentMut, Item, Value};
 
-use crate::shapes::{diff, is_hidden, kind_of, shapes, Shapes};
-use crate::util::fixture;
+use crate::common::shapes::{diff, is_hidden, kind_of, shapes, Shapes};
+use crate::common::{fixture, proptest_cases};
 
 /// The name diagnostics must carry.
 const NAME: &str = "props.toml";
 
 /// Cases per key unless `PROPTEST_CASES` says otherwise.
 const DEFAULT_CASES: u32 = 64;
-
-pub(crate) fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 // ---------------------------------------------------------------------------------------
 // Where the strings are
@@ -594,7 +587,7 @@ fn arbitrary_text_in_any_string_key_is_refused_where_it_is_or_renders_well_forme
     let targets = targets(&doc);
     assert!(targets.len() >= 50, "only {} string keys", targets.len());
     let xml: XmlPairs = Mutex::new(BTreeMap::new());
-    let n = cases(DEFAULT_CASES);
+    let n = proptest_cases(DEFAULT_CASES);
     let (mut accepted, mut refused) = (0u32, 0u32);
     for target in &targets {
         let mut runner = TestRunner::new(Config {

@@ -13,7 +13,7 @@
 //! - a write to `/usr` fails and the host stays healthy;
 //! - a reboot of the master keeps etcd's and ZooKeeper's data and the cluster is healthy again.
 //!
-//! A flipped byte in the root image and a wrong root hash are refused at boot: `boot.rs`.
+//! A flipped byte in the root image and a wrong root hash are refused at boot: `verified_disk_boot.rs`.
 //!
 //! The base and the boot outputs are cached in kiln's cache (`$KILN_TEST_CACHE`, else kiln's
 //! default), so a machine that keeps it builds them once. Serial logs and the report stay under
@@ -29,8 +29,8 @@ use kiln_vm::health::{self, Watched};
 use kiln_vm::qga::Agent;
 use kiln_vm::{BootOptions, BootRun, Check};
 
-use crate::build::{busybox_tree, write_fixture_image};
-use crate::util::{fixture, kiln_code};
+use crate::common::workspace::{busybox_tree, write_fixture_image};
+use crate::common::{fixture, kiln_code};
 
 /// The registry port the spec names (`[registry] address = "10.0.2.2:5000"`): the build host's
 /// 127.0.0.1:5000 as the VMs see it through their host link.
@@ -192,6 +192,9 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     let dist = work.path().join("dist");
     let cache = machine_cache();
     let started = Instant::now();
+    // The cluster and PXE specs share their Debian base: one of them makes it, the other
+    // waits and takes it from the machine's cache.
+    let base = crate::common::vm::debian_base_lock(&spec);
     kiln_code(
         &[
             "build",
@@ -204,6 +207,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
         0,
     );
     eprintln!("cluster build: {:.0?}", started.elapsed());
+    drop(base);
 
     // The registry on the host; the build pushed to it, as an operator would.
     let registry = Registry::start_on(REGISTRY_PORT);
@@ -218,7 +222,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
         0,
     );
 
-    let _vms = crate::util::vm_lock();
+    let _vms = crate::common::vm::vm_lock();
     let mut opts = BootOptions::new(&dist);
     opts.keep = true;
     opts.run_dir = Some(logs.join("run"));

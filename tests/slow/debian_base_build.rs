@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{checked_sboms, kiln_code, spdx_package};
+use crate::common::{checked_sboms, kiln_code, spdx_package};
 use kiln_test_support::{require_tool, verify_unit};
 
 /// `path` resolved inside `root`, following absolute and relative symlinks there (a plain
@@ -64,14 +64,16 @@ fn debian_base_image_runs_real_binaries_and_its_units_verify() {
     let cache = kiln_test_support::machine_cache();
     // A copy: kiln writes kiln.lock beside the spec, which must not land in the source tree.
     let spec = tmp.path().join("debian.toml");
-    fs::copy(crate::util::fixture("specs/debian.toml"), &spec).unwrap();
+    fs::copy(crate::common::fixture("specs/debian.toml"), &spec).unwrap();
     let dist = tmp.path().join("dist");
     let (s, d, c) = (
         spec.to_str().unwrap(),
         dist.to_str().unwrap(),
         cache.to_str().unwrap(),
     );
+    let base = crate::common::vm::debian_base_lock(&spec);
     kiln_code(&["build", s, "-o", d, "--cache", c], 0);
+    drop(base);
 
     let root = unpack(&dist, "deb-master-agent", &tmp.path().join("bundle"));
     // The real etcd from the base, and zoo.cfg placed behind Debian's alternatives link.

@@ -1,47 +1,18 @@
-//! Sources that come from Debian's package registry (the only network the tests use):
-//! a real `.deb` fetched with `apt-get download`, and the mmdebstrap base, built and checked
-//! for reproducibility. Split from `sources.rs`, whose helpers they use.
-
-use std::process::Command;
+//! The `debian` base made by mmdebstrap through kiln's source resolution: minbase plus one
+//! small package, cached in the machine's test cache and then resolved offline, the presence
+//! check against it, and two builds into two empty caches giving the same tarball.
+//! mmdebstrap talks to Debian's mirror (the package registry).
 
 use kiln_layers::EntryKind;
 use kiln_pipeline::sources;
 use kiln_test_support::require_tool;
 
-use crate::sources::{file, plan_of, setup, HEAD};
-
-#[test]
-fn real_debian_etcd_server_deb_is_extracted_and_runs() {
-    require_tool("apt-get", "apt");
-    let spec = format!("{HEAD}\n[etcd]\nsource = {{ deb = \"etcd-server\", paths = [\"usr/bin/etcd\"] }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
-    let s = setup(&spec);
-    let r = s
-        .resolve()
-        .unwrap_or_else(|e| panic!("{e}\n(apt-get download needs `apt-get update` to have run)"));
-    let etcd = &r.trees["etcd"];
-    assert!(matches!(
-        file(etcd, "/usr/bin/etcd").kind,
-        EntryKind::File(_)
-    ));
-    assert_eq!(file(etcd, "/usr/bin/etcd").mode & 0o111, 0o111);
-    let out = tempfile::tempdir().unwrap();
-    kiln_layers::extract_to_dir(etcd, out.path()).unwrap();
-    let v = Command::new(out.path().join("usr/bin/etcd"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&v.stdout);
-    assert!(
-        v.status.success() && text.contains("etcd Version:"),
-        "{text}"
-    );
-    assert!(r.lock[0].origin == "deb:etcd-server" && r.recorded.len() == 1);
-}
+use crate::common::sources::{plan_of, setup, HEAD};
 
 /// mmdebstrap minbase + one small package. Slow (~30–80 s), so the cache is the machine's
 /// test cache and later runs reuse it (the test then checks the offline path).
 #[test]
-fn debian_base_from_mmdebstrap() {
+fn mmdebstrap_base_has_its_packages_and_resolves_offline_from_the_cache() {
     require_tool("mmdebstrap", "mmdebstrap");
     let spec = format!("{HEAD}\n[base.debian]\nsuite = \"bookworm\"\nvariant = \"minbase\"\npackages = [\"hello\"]\nkernel = \"\"\n\n[etcd]\nsource = {{ base = true }}\n[docker]\nsource = {{ base = true }}\n[calico.cni]\nenabled = false\n");
     let mut s = setup(&spec);

@@ -31,7 +31,7 @@ use kiln_vm::qemu::{self, Accel, AccelPick, BootFrom, VmSpec};
 use kiln_vm::qga::Agent;
 use kiln_vm::{health, BootOptions, L2Net};
 
-use crate::util::{fixture, kiln_code};
+use crate::common::{fixture, kiln_code};
 
 /// The port `provision.url` names (`http://10.0.2.2:28080/`).
 const SERVE_PORT: u16 = 28080;
@@ -146,6 +146,9 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     let dist = work.path().join("dist");
     let cache = machine_cache();
     let started = Instant::now();
+    // The cluster and PXE specs share their Debian base: one of them makes it, the other
+    // waits and takes it from the machine's cache.
+    let base = crate::common::vm::debian_base_lock(&spec);
     kiln_code(
         &[
             "build",
@@ -160,6 +163,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         0,
     );
     eprintln!("pxe build: {:.0?}", started.elapsed());
+    drop(base);
     no_seed_secret_outside_the_hosts_paths(&dist);
 
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -179,7 +183,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         fs::write(logs.join("serve.log"), log.lock().unwrap().join("\n")).unwrap();
     };
 
-    let _vms = crate::util::vm_lock();
+    let _vms = crate::common::vm::vm_lock();
     let tools = qemu::Tools::find().unwrap();
     let accel = AccelPick {
         accel: Accel::Tcg,
@@ -386,7 +390,7 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
 /// Nothing under `dist/pxe`, and no shared path `kiln serve` exposes, holds the seed's secret;
 /// each host's own seed does.
 fn no_seed_secret_outside_the_hosts_paths(dist: &Path) {
-    use crate::secrets::{needles_of, scan, walk, CLUSTER_KEY_BODY};
+    use crate::common::secret_scan::{needles_of, scan, walk, CLUSTER_KEY_BODY};
     let needles = needles_of(&[("ssh key", CLUSTER_KEY_BODY)]);
     let mut found = Vec::new();
     let mut files = Vec::new();

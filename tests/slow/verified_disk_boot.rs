@@ -166,7 +166,7 @@ struct Run {
 /// (the guest powered off) or after `timeout`.
 fn qemu(dir: &Path, label: &str, extra: &[&str], timeout: Duration) -> Run {
     let log = dir.join(format!("{label}.console"));
-    let _vm = crate::util::vm_lock();
+    let _vm = crate::common::vm::vm_lock();
     let started = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args([

@@ -2,7 +2,7 @@
 //! with the guest agent, made by `fixtures/boot/tiny-guest.sh`): the host link comes up through
 //! the guest agent (the `host-link` check), the guest reaches the build host at 10.0.2.2, and a
 //! port forward reaches a server in the guest from the build host. Seconds, not minutes: the
-//! cluster test (`cluster.rs`) covers the real images.
+//! cluster test (`cluster_boot.rs`) covers the real images.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,7 +26,7 @@ fn tiny_guest(out: &Path) -> (PathBuf, PathBuf) {
         require_tool(tool, pkg);
     }
     let status = Command::new("bash")
-        .arg(crate::util::fixture("boot/tiny-guest.sh"))
+        .arg(crate::common::fixture("boot/tiny-guest.sh"))
         .arg(out)
         .env("KILN_FIXTURE_CACHE", machine_cache().join("test-fixtures"))
         .status()
@@ -85,7 +85,7 @@ fn the_host_link_reaches_the_build_host_and_forwards_into_the_guest() {
     opts.start_gap = Duration::from_secs(30);
     let run_dir = dir.path().join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
-    let _vm = crate::util::vm_lock();
+    let _vm = crate::common::vm::vm_lock();
     let run = kiln_vm::run(
         &tools,
         &accel,
