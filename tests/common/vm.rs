@@ -44,14 +44,8 @@ pub fn vm_lock() -> VmLock {
 /// base. An exclusive `flock` on `$TMPDIR/kiln-test-base-KEY.lock`, within this process and
 /// across processes.
 pub fn debian_base_lock(spec: &Path) -> Option<std::fs::File> {
-    use sha2::{Digest, Sha256};
-    let text =
-        std::fs::read_to_string(spec).unwrap_or_else(|e| panic!("reading {}: {e}", spec.display()));
-    let doc: serde_json::Value = toml_edit::de::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", spec.display()));
-    let debian = doc.get("base")?.get("debian")?;
-    let key = hex::encode(Sha256::digest(debian.to_string().as_bytes()));
-    let path = std::env::temp_dir().join(format!("kiln-test-base-{}.lock", &key[..16]));
+    let key = debian_base_key(spec)?;
+    let path = std::env::temp_dir().join(format!("kiln-test-base-{key}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -61,4 +55,17 @@ pub fn debian_base_lock(spec: &Path) -> Option<std::fs::File> {
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
     Some(file)
+}
+
+/// The key of [`debian_base_lock`]: a digest of the spec's `[base.debian]` table (its values,
+/// not its formatting), or `None` without one.
+pub fn debian_base_key(spec: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let text =
+        std::fs::read_to_string(spec).unwrap_or_else(|e| panic!("reading {}: {e}", spec.display()));
+    let doc: serde_json::Value = toml_edit::de::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", spec.display()));
+    let debian = doc.get("base")?.get("debian")?;
+    let digest = hex::encode(Sha256::digest(debian.to_string().as_bytes()));
+    Some(digest[..16].to_string())
 }
