@@ -5,8 +5,8 @@
 use std::path::Path;
 
 /// Held by every test while its QEMU guests run: two TCG guests that start at the same moment
-/// on 2 cores can hang in timer calibration (seen on the project's machines), and one guest per core
-/// keeps boot times within the tests' timeouts. A mutex within this process and an exclusive
+/// on 2 cores can hang in timer calibration (seen on the project's machines), and one guest per
+/// core keeps boot times within the tests' timeouts. A mutex within this process and an exclusive
 /// `flock` on `$TMPDIR/kiln-vm.lock` across processes (other test binaries, a developer's
 /// own boot runs).
 pub struct VmLock {

@@ -7,11 +7,11 @@
 //! rendered from the plain spec: a value can change what a line says, never how many lines,
 //! keys, fields or arguments there are.
 //!
-//! Parsers (in `common/shapes.rs`), by kind: systemd units (`[Section]` and `Key=Value` lines, continuations joined;
-//! the shape counts each line's arguments and its quotes, `%` specifiers and `$` variables),
-//! env files (`KEY=VALUE`), Mesos flag files (exactly one line), JSON (serde_json), XML
-//! (Python's `xml.etree`, one batched call at the end), tmpfiles.d, sysusers.d and
-//! `/etc/hosts` (whitespace-separated fields), `zoo.cfg` (`key=value`).
+//! Parsers (in `common/shapes.rs`), by kind: systemd units (`[Section]` and `Key=Value` lines,
+//! continuations joined; the shape counts each line's arguments and its quotes, `%` specifiers
+//! and `$` variables), env files (`KEY=VALUE`), Mesos flag files (exactly one line), JSON
+//! (serde_json), XML (Python's `xml.etree`, one batched call at the end), tmpfiles.d,
+//! sysusers.d and `/etc/hosts` (whitespace-separated fields), `zoo.cfg` (`key=value`).
 //!
 //! `PROPTEST_CASES` sets the cases per key (default 64); a failure prints the shrunk value.
 

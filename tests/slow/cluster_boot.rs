@@ -13,7 +13,8 @@
 //! - a write to `/usr` fails and the host stays healthy;
 //! - a reboot of the master keeps etcd's and ZooKeeper's data and the cluster is healthy again.
 //!
-//! A flipped byte in the root image and a wrong root hash are refused at boot: `verified_disk_boot.rs`.
+//! A flipped byte in the root image and a wrong root hash are refused at boot:
+//! `verified_disk_boot.rs`.
 //!
 //! The base and the boot outputs are cached in kiln's cache (`$KILN_TEST_CACHE`, else kiln's
 //! default), so a machine that keeps it builds them once. Serial logs and the report stay under
