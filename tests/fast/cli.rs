@@ -387,7 +387,7 @@ fn readme_what_runs_where_is_generated() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     assert!(
         readme.contains(&table),
-        "README.md's What runs where table differs from builder/docs/what-runs-where.md: copy it over after `cargo run -p kiln -- generate-docs builder/docs`"
+        "README.md's What runs where table differs from docs/reference/what-runs-where.md: copy it over after `./dev gen`"
     );
 }
 
