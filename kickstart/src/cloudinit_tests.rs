@@ -326,21 +326,10 @@ fn seed_with_secrets_matches_its_snapshot() {
     compare_snapshot(&dir, &seed);
 }
 
+/// The seed's files against the snapshot directory `dir` (stale files too); `KILN_BLESS=1`
+/// rewrites it.
 fn compare_snapshot(dir: &std::path::Path, seed: &Seed) {
-    let bless = std::env::var_os("KILN_BLESS").is_some();
-    if bless {
-        fs::create_dir_all(dir).unwrap();
-    }
-    for (name, text) in seed.files() {
-        let path = dir.join(name);
-        if bless {
-            fs::write(&path, text).unwrap();
-            continue;
-        }
-        let want = fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; create it with KILN_BLESS=1", path.display()));
-        assert_eq!(text, want, "{name} differs from its snapshot");
-    }
+    kiln_test_support::snapshot::assert_dir(dir, &kiln_test_support::snapshot::files(seed.files()));
 }
 
 /// The rendered seed of the test host, byte for byte (`KILN_BLESS=1` rewrites the snapshot

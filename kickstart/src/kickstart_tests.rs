@@ -1,5 +1,5 @@
 //! Unit tests of the kickstart renderer's checks; whole kickstarts of every target and mode
-//! are rendered from a spec and checked with `ksvalidator` in `tests/kickstart.rs`.
+//! are rendered from a spec and checked with `ksvalidator` in `tests/fast/kickstart.rs`.
 
 use super::*;
 

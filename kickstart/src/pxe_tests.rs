@@ -72,40 +72,12 @@ fn provision(installer: bool) -> ProvisionPlan {
     }
 }
 
+/// The PXE tree against the snapshot directory `dir`: every file, and no other (stale files
+/// too); `KILN_BLESS=1` rewrites it.
 fn compare_snapshot(dir: &Path, files: &[PxeFile]) {
-    let bless = std::env::var_os("KILN_BLESS").is_some();
-    if bless {
-        let _ = fs::remove_dir_all(dir);
-    }
-    let mut want_paths = Vec::new();
-    for f in files {
-        let path = dir.join(&f.path);
-        if bless {
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, &f.text).unwrap();
-        }
-        let want = fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; create it with KILN_BLESS=1", path.display()));
-        assert_eq!(f.text, want, "{} differs from its snapshot", f.path);
-        want_paths.push(f.path.clone());
-    }
-    let mut have = Vec::new();
-    for sub in ["", "mac", "pxelinux.cfg", "grub"] {
-        for e in fs::read_dir(dir.join(sub)).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_file() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                have.push(if sub.is_empty() {
-                    name
-                } else {
-                    format!("{sub}/{name}")
-                });
-            }
-        }
-    }
-    have.sort();
-    want_paths.sort();
-    assert_eq!(have, want_paths, "snapshot files of {}", dir.display());
+    let tree = kiln_test_support::snapshot::files(files.iter().map(|f| (f.path.clone(), &f.text)));
+    assert_eq!(tree.len(), files.len(), "two PXE files with one path");
+    kiln_test_support::snapshot::assert_dir(dir, &tree);
 }
 
 #[test]

@@ -370,10 +370,11 @@ pub fn write_initramfs(tree: &FileTree, source_date_epoch: u64, out: &Path) -> R
 mod tests {
     use super::*;
 
-    /// The rendered `/init` for a fixed input, compared with the checked-in copy; set
-    /// `KILN_BLESS=1` to rewrite it after an intended change.
+    /// The rendered `/init` for a fixed input, compared with its snapshot
+    /// (`src/testdata/init.golden`; `KILN_BLESS=1` rewrites it after an intended change), and
+    /// parsed by busybox sh.
     #[test]
-    fn init_script_golden() {
+    fn init_script_matches_its_snapshot_and_busybox_parses_it() {
         let mods = vec![
             "kernel/drivers/virtio/virtio.ko".to_string(),
             "kernel/drivers/block/virtio_blk.ko".to_string(),
@@ -381,11 +382,7 @@ mod tests {
         let net = vec!["kernel/drivers/net/virtio_net.ko".to_string()];
         let got = render_init("demo-master-agent", "6.1.0-99-amd64", &mods, &net).unwrap();
         let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/init.golden");
-        if std::env::var_os("KILN_BLESS").is_some() {
-            std::fs::write(&golden, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden).unwrap_or_default();
-        assert_eq!(got, want, "init script changed; KILN_BLESS=1 to accept");
+        kiln_test_support::snapshot::assert_file(&golden, &got);
         // Syntax: busybox sh parses it.
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("init");

@@ -1,6 +1,8 @@
-//! Helpers shared by kiln's test suites (the `kiln` integration tests and those of
-//! `kiln-images` and `kiln-layers`): finding external tools, running them, Docker, a local
-//! `docker-registry`, Debian's static busybox, `systemd-analyze verify`.
+//! Helpers shared by kiln's test suites (the integration tests under `tests/` and the crates'
+//! own tests): finding external tools, running them, Docker, a local
+//! `docker-registry`, Debian's static busybox, `systemd-analyze verify`, and [`snapshot`]: the
+//! one way every suite compares its output with committed snapshots (`KILN_BLESS=1` rewrites
+//! them).
 //!
 //! A test that needs an external tool checks for it first and panics naming the Debian
 //! package to install; CI (`./dev test`) installs every one, so nothing is skipped there.
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod registry;
+pub mod snapshot;
 
 pub use registry::{free_port, wait_for_port, Registry};
 

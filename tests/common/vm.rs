@@ -1,0 +1,71 @@
+//! What the slow tier's VM tests share: one set of QEMU guests at a time ([`vm_lock`]), and
+//! one build at a time of the specs on the same Debian base ([`debian_base_lock`]), so that
+//! mmdebstrap makes that base once and every other build takes it from the machine's cache.
+
+use std::path::Path;
+
+/// Held by every test while its QEMU guests run: two TCG guests that start at the same moment
+/// on 2 cores can hang in timer calibration (seen on the project's machines), and one guest per
+/// core keeps boot times within the tests' timeouts. A mutex within this process and an exclusive
+/// `flock` on `$TMPDIR/kiln-vm.lock` across processes (other test binaries, a developer's
+/// own boot runs).
+pub struct VmLock {
+    _file: std::fs::File,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Waits for [`VmLock`].
+pub fn vm_lock() -> VmLock {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = std::env::temp_dir().join("kiln-vm.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    VmLock {
+        _file: file,
+        _guard: guard,
+    }
+}
+
+/// Held while `kiln build` runs on a spec with a `[base.debian]` table, keyed by that table:
+/// builds of specs on the same Debian base (the cluster and PXE tests' specs) take turns, so
+/// the first makes the base with mmdebstrap into the machine's cache
+/// ([`kiln_test_support::machine_cache`]) and the others find it there instead of running
+/// mmdebstrap at the same time for the same tarball. kiln keys the cached base by its inputs
+/// whatever this lock does; the lock only decides who waits. `None` for a spec with no Debian
+/// base. An exclusive `flock` on `$TMPDIR/kiln-test-base-KEY.lock`, within this process and
+/// across processes.
+pub fn debian_base_lock(spec: &Path) -> Option<std::fs::File> {
+    let key = debian_base_key(spec)?;
+    let path = std::env::temp_dir().join(format!("kiln-test-base-{key}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    Some(file)
+}
+
+/// The key of [`debian_base_lock`]: a digest of the spec's `[base.debian]` table (its values,
+/// not its formatting), or `None` without one.
+pub fn debian_base_key(spec: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let text =
+        std::fs::read_to_string(spec).unwrap_or_else(|e| panic!("reading {}: {e}", spec.display()));
+    let doc: serde_json::Value = toml_edit::de::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", spec.display()));
+    let debian = doc.get("base")?.get("debian")?;
+    let digest = hex::encode(Sha256::digest(debian.to_string().as_bytes()));
+    Some(digest[..16].to_string())
+}

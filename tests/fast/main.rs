@@ -1,0 +1,33 @@
+//! kiln's integration tests, fast tier: everything that needs no VM and no mmdebstrap
+//! (`cargo test` runs it; `./dev test --fast` is fmt plus this tier and the crates' own tests).
+//! One test binary driving the `kiln` binary and the libraries on fixture specs; external
+//! tools (skopeo, umoci, Docker, cloud-init, …) are checked for first, and a missing one is
+//! named with its Debian package.
+//!
+//! The slow tier (QEMU guests, Debian bases made by mmdebstrap) is the `slow` test binary
+//! (`tests/slow/`), built only with the `slow-tests` feature. Helpers of both are in
+//! `tests/common/` and, shared with the crates' own tests, in `tests/support/` (the
+//! `kiln-test-support` crate); fixtures in `tests/fixtures/`, snapshots in `tests/snapshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod build_outputs;
+mod cache_integrity;
+mod cli;
+mod cloud_init_seeds;
+mod crash_safe_publish;
+mod debian_package_source;
+mod independent_validators;
+mod invalid_specs;
+mod kickstart;
+mod mutated_specs;
+mod pinned_sources;
+mod provision_incremental;
+mod real_hosts_calico;
+mod real_hosts_mesos;
+mod rendered_trees;
+mod secret_isolation;
+mod serve;
+mod spec_value_props;

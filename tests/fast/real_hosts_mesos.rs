@@ -1,0 +1,541 @@
+//! What the upstream programs do with kiln's files on a real host (issue 8): the Mesos init
+//! wrapper's flags, ZooKeeper's AdminServer, Marathon's libprocess port and program path.
+//! Each test is named after what broke; the upstream facts are in
+//! `builder/notes/issue8-upstream.md`, cited in the components.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use kiln_layers::{Entry, FileTree};
+use kiln_pipeline::sources::{self, SourceOptions};
+
+use crate::common::kiln_code;
+use crate::common::render::{render, TOPOLOGIES};
+
+/// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
+fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, spec).unwrap();
+    let out = dir.join(name);
+    kiln_code(
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    out
+}
+
+/// The built-in demo with `from` replaced by `to` (which must occur once).
+fn demo_with(from: &str, to: &str) -> String {
+    assert_eq!(kiln_pipeline::DEMO_SPEC.matches(from).count(), 1, "{from}");
+    kiln_pipeline::DEMO_SPEC.replace(from, to)
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// `NAME=` assignments of a shell or env file (comments and blank lines skipped).
+fn assigned(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+        .collect()
+}
+
+// The mesosphere init wrapper, as a test oracle (mesosphere/mesos-deb-packaging 54ec74a,
+// `mesos-init-wrapper` l.68-87 and l.126-146; `default/*` and `build_mesos` l.243-253 for what
+// the package installs). Written from reading it, not copied.
+
+/// Variables the wrapper turns into flags of `kind` (`ULIMIT` into `ulimit`).
+fn wrapper_vars(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "master" => &[
+            ("ULIMIT", "ulimit"),
+            ("ZK", "zk"),
+            ("IP", "ip"),
+            ("PORT", "port"),
+            ("CLUSTER", "cluster"),
+            ("LOGS", "log_dir"),
+        ],
+        _ => &[
+            ("ULIMIT", "ulimit"),
+            ("MASTER", "master"),
+            ("IP", "ip"),
+            ("LOGS", "log_dir"),
+            ("ISOLATION", "isolation"),
+        ],
+    }
+}
+
+/// The package's own `/etc/default/NAME` (its variables) and flag files.
+fn package_defaults(name: &str) -> Vec<String> {
+    let v: &[&str] = match name {
+        "mesos" => &["LOGS", "ULIMIT"],
+        "mesos-master" => &["PORT", "ZK"],
+        _ => &["MASTER"],
+    };
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn package_flag_files(kind: &str) -> Vec<String> {
+    let v: &[&str] = match kind {
+        "master" => &["quorum", "work_dir"],
+        _ => &["work_dir"],
+    };
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// What the wrapper passes to the `kind` daemon of a host: the flags (in order, a flag given
+/// twice appears twice) and whether it runs `ulimit`. `root` is the profile tree laid over
+/// the Mesos package (kiln's files replace the package's at the same path); `env` is the
+/// unit's environment.
+fn wrapper_run(root: &Path, kind: &str, env: &[String]) -> (Vec<String>, bool) {
+    let mut vars: Vec<String> = env.to_vec();
+    for name in ["mesos".to_string(), format!("mesos-{kind}")] {
+        let f = root.join("etc/default").join(&name);
+        if f.is_file() {
+            vars.extend(assigned(&read(&f)));
+        } else {
+            vars.extend(package_defaults(&name));
+        }
+    }
+    let mut flags = Vec::new();
+    let mut ulimit = false;
+    for (var, flag) in wrapper_vars(kind) {
+        if vars.iter().any(|v| v == var) {
+            if *flag == "ulimit" {
+                ulimit = true;
+            } else {
+                flags.push(flag.to_string());
+            }
+        }
+    }
+    let dir = root.join(format!("etc/mesos-{kind}"));
+    let mut files = package_flag_files(kind);
+    if dir.is_dir() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                files.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    flags.extend(
+        files
+            .iter()
+            .map(|f| f.strip_prefix('?').unwrap_or(f).to_string()),
+    );
+    (flags, ulimit)
+}
+
+/// `(host, profile root, the mesos units' environment)` of every host of a render output.
+fn hosts_of(out: &Path) -> Vec<(String, PathBuf, Vec<String>)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(out.join("hosts")).unwrap() {
+        let p = e.unwrap().path();
+        if !p.is_dir() {
+            continue;
+        }
+        let id = read(&p.join("etc/kiln/identity.env"));
+        let profile = id
+            .lines()
+            .find_map(|l| l.strip_prefix("KILN_PROFILE="))
+            .unwrap()
+            .to_string();
+        let root = out.join("profiles").join(&profile);
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        v.push((name, root, assigned(&id)));
+    }
+    v.sort();
+    v
+}
+
+/// The unit's own `Environment=` names, and whether it reads the identity env file.
+fn unit_env(unit: &str) -> (Vec<String>, bool) {
+    let names = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|v| v.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    (
+        names,
+        unit.contains("EnvironmentFile=/etc/kiln/identity.env"),
+    )
+}
+
+fn duplicates(flags: &[String]) -> Vec<&String> {
+    let mut seen = BTreeMap::new();
+    for f in flags {
+        *seen.entry(f).or_insert(0) += 1;
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(f, _)| f)
+        .collect()
+}
+
+/// Issue 8, item 5: the package's `/etc/default/mesos-master` set `PORT=5050`, kiln wrote
+/// `/etc/mesos-master/port`, the wrapper passed `--port` twice and Mesos 1.11 exited ("Flag
+/// 'port' is already loaded"), restarting forever. kiln now owns the three default files and
+/// every flag is one file.
+#[test]
+fn mesos_master_gets_each_flag_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (name, spec) in TOPOLOGIES {
+        let out = render(name, *spec, tmp.path());
+        for (host, root, identity) in hosts_of(&out) {
+            for (kind, unit, needed) in [
+                (
+                    "master",
+                    "mesos-master.service",
+                    &["zk", "port", "quorum", "work_dir", "cluster", "log_dir"][..],
+                ),
+                (
+                    "slave",
+                    "mesos-slave.service",
+                    &["master", "port", "work_dir", "log_dir"][..],
+                ),
+            ] {
+                let unit_path = root.join("etc/systemd/system").join(unit);
+                if unit_path.is_symlink() || !unit_path.is_file() {
+                    continue;
+                }
+                // The package's default files must never apply: kiln writes all three.
+                for d in ["mesos", "mesos-master", "mesos-slave"] {
+                    assert!(
+                        root.join("etc/default").join(d).is_file(),
+                        "{name}/{host}: no /etc/default/{d}"
+                    );
+                }
+                let (mut env, reads_identity) = unit_env(&read(&unit_path));
+                if reads_identity {
+                    env.extend(identity.iter().cloned());
+                }
+                let (flags, _) = wrapper_run(&root, kind, &env);
+                assert!(
+                    duplicates(&flags).is_empty(),
+                    "{name}/{host}: mesos-{kind} gets {:?} twice: {flags:?}",
+                    duplicates(&flags)
+                );
+                for f in needed {
+                    assert!(
+                        flags.iter().any(|x| x == f),
+                        "{name}/{host}: mesos-{kind} lacks --{f}: {flags:?}"
+                    );
+                }
+                // The ZooKeeper URL the daemon gets is the one in /etc/mesos/zk.
+                let zk_flag = if kind == "master" { "zk" } else { "master" };
+                assert_eq!(
+                    read(&root.join(format!("etc/mesos-{kind}/{zk_flag}"))),
+                    read(&root.join("etc/mesos/zk")),
+                    "{name}/{host}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "only {checked} daemons checked");
+
+    // The oracle sees the original bug: the package's defaults with kiln's flag files.
+    let out = render("demo", None, tmp.path());
+    let bare = tempfile::tempdir().unwrap();
+    let flag_dir = bare.path().join("etc/mesos-master");
+    fs::create_dir_all(&flag_dir).unwrap();
+    for e in fs::read_dir(out.join("profiles/master-agent/etc/mesos-master")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), flag_dir.join(e.file_name())).unwrap();
+    }
+    let (flags, _) = wrapper_run(bare.path(), "master", &[]);
+    assert!(
+        duplicates(&flags).contains(&&"port".to_string()),
+        "{flags:?}"
+    );
+}
+
+/// Issue 8, item 15 (the Mesos part): the package's `/etc/default/mesos` has `ULIMIT="-n
+/// 8192"`, and the wrapper's `ulimit $ULIMIT` sets the soft and hard limit, lowering the unit's
+/// `LimitNOFILE=` for Mesos and every task. Covered by owning the default files (item 5).
+#[test]
+fn mesos_package_ulimit_no_longer_lowers_limit_nofile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
+    let mut checked = 0;
+    for (host, root, identity) in hosts_of(&out) {
+        for (kind, unit) in [
+            ("master", "mesos-master.service"),
+            ("slave", "mesos-slave.service"),
+        ] {
+            let unit_path = root.join("etc/systemd/system").join(unit);
+            if unit_path.is_symlink() || !unit_path.is_file() {
+                continue;
+            }
+            let text = read(&unit_path);
+            assert!(text.contains("\nLimitNOFILE=65536\n"), "{host}: {text}");
+            let (_, ulimit) = wrapper_run(&root, kind, &identity);
+            assert!(!ulimit, "{host}: mesos-{kind} would run `ulimit`");
+            let defaults = read(&root.join("etc/default/mesos"));
+            assert!(
+                !assigned(&defaults).contains(&"ULIMIT".into()),
+                "{defaults}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5, "3 masters + 2 agents");
+    // Without kiln's files the package's ULIMIT would apply.
+    let bare = tempfile::tempdir().unwrap();
+    assert!(wrapper_run(bare.path(), "slave", &[]).1);
+}
+
+/// Issue 8, item 6: ZooKeeper 3.5+ starts an AdminServer on 8080, Marathon's port; on a
+/// single host ZooKeeper exits when Marathon has it, in a quorum Marathon loses it.
+#[test]
+fn zookeeper_admin_server_is_off_so_marathon_keeps_8080() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in TOPOLOGIES {
+        let out = render(name, *spec, tmp.path());
+        for e in fs::read_dir(out.join("profiles")).unwrap() {
+            let root = e.unwrap().path();
+            let cfg = root.join("etc/zookeeper/conf/zoo.cfg");
+            if !root.is_dir() || !cfg.is_file() {
+                continue;
+            }
+            let text = read(&cfg);
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(
+                lines.contains(&"admin.enableServer=false"),
+                "{name}: {text}"
+            );
+            assert!(!text.contains("admin.serverPort"), "{name}: {text}");
+            let fw = root.join("etc/firewalld/services/kiln-zookeeper.xml");
+            if fw.is_file() {
+                let zk = read(&fw);
+                assert!(!zk.contains("port=\"8080\""), "{name}: {zk}");
+            }
+        }
+    }
+    let marathon = read(
+        &tmp.path()
+            .join("demo/profiles/master-agent/etc/firewalld/services/kiln-marathon.xml"),
+    );
+    assert!(marathon.contains("port=\"8080\""), "{marathon}");
+}
+
+/// `zookeeper.admin_port` turns the AdminServer on, on that port, and opens it on the
+/// masters; the port-clash check sees it (fixture `port-clash-zookeeper-admin-marathon`).
+#[test]
+fn zookeeper_admin_port_turns_the_admin_server_on_and_opens_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = demo_with("# admin_port = 8081 ", "admin_port = 8081 ");
+    let out = render_text(tmp.path(), "admin", &spec);
+    let root = out.join("profiles/master-agent");
+    let cfg = read(&root.join("etc/zookeeper/conf/zoo.cfg"));
+    assert!(
+        cfg.contains("\nadmin.enableServer=true\nadmin.serverPort=8081\n"),
+        "{cfg}"
+    );
+    assert!(!cfg.contains("admin.enableServer=false"), "{cfg}");
+    let fw = read(&root.join("etc/firewalld/services/kiln-zookeeper.xml"));
+    assert!(
+        fw.contains("<port protocol=\"tcp\" port=\"8081\"/>"),
+        "{fw}"
+    );
+    let (check, _) = kiln_code(
+        &["check", tmp.path().join("admin.toml").to_str().unwrap()],
+        0,
+    );
+    assert!(check.contains("3888/tcp 8081/tcp"), "{check}");
+}
+
+/// Issue 8, item 11: Marathon's scheduler driver listened on a random ephemeral port that no
+/// firewall opened, so with several masters the leading Mesos master could not reach it.
+#[test]
+fn marathon_libprocess_port_is_fixed_and_opened_on_masters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
+    let master = out.join("profiles/master");
+    let unit = read(&master.join("etc/systemd/system/marathon.service"));
+    assert!(
+        unit.contains("\nEnvironment=LIBPROCESS_PORT=15101\n"),
+        "{unit}"
+    );
+    let fw = read(&master.join("etc/firewalld/services/kiln-marathon.xml"));
+    assert!(
+        fw.contains("<port protocol=\"tcp\" port=\"15101\"/>"),
+        "{fw}"
+    );
+    let zone = read(&master.join("etc/firewalld/zones/public.xml"));
+    assert!(zone.contains("<service name=\"kiln-marathon\"/>"), "{zone}");
+    // Agents run no Marathon and open nothing for it.
+    let agent = out.join("profiles/agent/etc/firewalld");
+    for e in fs::read_dir(agent.join("services")).unwrap() {
+        let text = read(&e.unwrap().path());
+        assert!(!text.contains("15101"), "{text}");
+    }
+    // The key moves both.
+    let spec = demo_with("# libprocess_port = 15101 ", "libprocess_port = 15200 ");
+    let out = render_text(tmp.path(), "lp", &spec);
+    let root = out.join("profiles/master-agent");
+    let unit = read(&root.join("etc/systemd/system/marathon.service"));
+    assert!(
+        unit.contains("\nEnvironment=LIBPROCESS_PORT=15200\n"),
+        "{unit}"
+    );
+    let fw = read(&root.join("etc/firewalld/services/kiln-marathon.xml"));
+    assert!(
+        fw.contains("port=\"15200\"") && !fw.contains("15101"),
+        "{fw}"
+    );
+}
+
+/// Issue 8, item 13: Marathon's unit ran `/usr/bin/marathon` while the catalog unpacked the
+/// tarball under `/usr/share/marathon`, so the presence check refused every default build.
+/// The catalog's tarball (laid out as upstream's: `marathon-V-COMMIT/bin/marathon`, `lib/`)
+/// is served from a `--mirror` directory and the presence check runs on what it places.
+#[test]
+fn marathon_unit_runs_the_program_the_catalog_unpacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = r#"
+[cluster]
+name = "t"
+
+[base]
+source = { base = true }
+
+[[hosts]]
+name = "m1"
+roles = ["master"]
+address = "10.0.0.11/24"
+mac = "52:54:00:00:00:01"
+
+[zookeeper]
+source = { base = true }
+[mesos]
+source = { base = true }
+[mesos.agent]
+enabled = false
+[etcd]
+source = { base = true }
+[docker]
+enabled = false
+[calico.cni]
+enabled = false
+[calico.node]
+enabled = false
+[calico.libnetwork]
+enabled = false
+[marathon]
+version = "1.6.322"
+"#;
+    let spec_path = tmp.path().join("cluster.toml");
+    fs::write(&spec_path, spec).unwrap();
+    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
+    let plan = kiln_pipeline::validate::load(&src)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .plan;
+
+    // The upstream tarball's layout (mesosphere/marathon v1.6.322: `sbt
+    // universal:packageZipTarball`, top directory marathon-1.6.322-2bf46b341).
+    let top = "marathon-1.6.322-2bf46b341";
+    let mut t = FileTree::new();
+    t.insert(
+        &format!("/{top}/bin/marathon"),
+        Entry::file(
+            "#!/bin/sh\n# kiln test fixture standing in for Marathon\n",
+            0o755,
+        ),
+    )
+    .unwrap();
+    t.insert(
+        &format!("/{top}/lib/mesosphere.marathon.marathon-1.6.322.jar"),
+        Entry::file("fixture", 0o644),
+    )
+    .unwrap();
+    let mut tar = Vec::new();
+    kiln_layers::write_tar(&t, 0, &mut tar).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let mirror = tmp.path().join("mirror");
+    let at = mirror.join(format!(
+        "downloads.mesosphere.io/marathon/builds/1.6.322-2bf46b341/{top}.tgz"
+    ));
+    fs::create_dir_all(at.parent().unwrap()).unwrap();
+    fs::write(&at, gz.finish().unwrap()).unwrap();
+
+    let mut opts = SourceOptions::new(tmp.path());
+    opts.cache_dir = tmp.path().join("cache");
+    opts.mirror = Some(mirror.to_str().unwrap().to_string());
+    let resolved = sources::resolve(&plan, tmp.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let placed = &resolved.trees["marathon"];
+
+    let profile = plan.profile("master").unwrap();
+    let svc = profile
+        .services
+        .iter()
+        .find(|s| s.unit == "marathon.service")
+        .unwrap();
+    assert_eq!(svc.exec.as_str(), "/usr/share/marathon/bin/marathon");
+    // The base provides the others' programs; Marathon's comes only from the catalog.
+    let mut rootfs = placed.clone();
+    for s in profile
+        .services
+        .iter()
+        .filter(|s| s.component != svc.component)
+    {
+        rootfs.replace(&s.exec, Entry::file("x", 0o755)).unwrap();
+    }
+    sources::check_presence(&plan, profile, &rootfs).unwrap_or_else(|e| panic!("{e}"));
+    // The unit file runs the same program.
+    let out = tmp.path().join("out");
+    kiln_code(
+        &[
+            "render",
+            spec_path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    let unit = read(&out.join("profiles/master/etc/systemd/system/marathon.service"));
+    assert!(
+        unit.contains("\nExecStart=/usr/share/marathon/bin/marathon --master "),
+        "{unit}"
+    );
+
+    // `marathon.home` moves the catalog's destination and the unit's program together.
+    let moved = spec.replace(
+        "version = \"1.6.322\"",
+        "version = \"1.6.322\"\nhome = \"/opt/marathon\"",
+    );
+    fs::write(&spec_path, moved).unwrap();
+    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
+    let plan = kiln_pipeline::validate::load(&src).unwrap().plan;
+    let set = kiln_pipeline::components::source_sets(&plan)
+        .into_iter()
+        .find(|s| s.name == "marathon")
+        .unwrap();
+    assert_eq!(
+        set.catalog[0].dest.as_ref().unwrap().as_str(),
+        "/opt/marathon"
+    );
+    let exec = &plan
+        .profile("master")
+        .unwrap()
+        .services
+        .iter()
+        .find(|s| s.unit == "marathon.service")
+        .unwrap()
+        .exec;
+    assert_eq!(exec.as_str(), "/opt/marathon/bin/marathon");
+}

@@ -1,0 +1,500 @@
+//! The cluster test (issue 10): one master and one agent built from
+//! `fixtures/specs/cluster.toml` on the demo's Debian base, booted by `kiln boot --all` (the
+//! library call behind it) from their disks and seeds, and checked from inside through the
+//! guest agent:
+//! - `kiln boot`'s own health checks pass on both hosts (etcd member, the agent's gateway to
+//!   it, ZooKeeper, Docker's cluster store and node key, CNI files, calico-node, Mesos,
+//!   Marathon, every unit active and never restarted);
+//! - the FIXTURE stand-ins for Mesos, Marathon and calico-node (upstream only, not fetchable
+//!   here) were started at the right paths with the flags and environment the spec implies,
+//!   and after the units they must follow;
+//! - a real CNI ADD with Debian's plugins into a network namespace on the agent;
+//! - the agent `docker pull`s an image kiln built and `kiln push`ed to a registry on the host;
+//! - a write to `/usr` fails and the host stays healthy;
+//! - a reboot of the master keeps etcd's and ZooKeeper's data and the cluster is healthy again.
+//!
+//! A flipped byte in the root image and a wrong root hash are refused at boot:
+//! `verified_disk_boot.rs`.
+//!
+//! The base and the boot outputs are cached in kiln's cache (`$KILN_TEST_CACHE`, else kiln's
+//! default), so a machine that keeps it builds them once. Serial logs and the report stay under
+//! `target/tmp/cluster-test/` when the test fails.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kiln_layers::{Entry, FileTree};
+use kiln_test_support::{machine_cache, require_tool, Registry};
+use kiln_vm::health::{self, Watched};
+use kiln_vm::qga::Agent;
+use kiln_vm::{BootOptions, BootRun, Check};
+
+use crate::common::workspace::{busybox_tree, write_fixture_image};
+use crate::common::{fixture, kiln_code};
+
+/// The registry port the spec names (`[registry] address = "10.0.2.2:5000"`): the build host's
+/// 127.0.0.1:5000 as the VMs see it through their host link.
+const REGISTRY_PORT: u16 = 5000;
+
+/// mesosphere's init wrapper, as a FIXTURE: records what it was started with (its argument,
+/// the flags the real wrapper would pass from the flag directory, the environment) and answers
+/// Mesos' `/health` on the port the flags name.
+const MESOS_WRAPPER: &str = r#"#!/bin/bash
+# kiln test FIXTURE standing in for mesosphere's mesos-init-wrapper: not Mesos.
+set -u
+kind=$1
+rec=/run/kiln-fixture/mesos-$kind
+mkdir -p "$rec.www"
+{
+  echo "argv: $*"
+  for f in /etc/mesos-"$kind"/*; do [ -f "$f" ] && echo "--${f##*/}=$(cat "$f")"; done
+} > "$rec.flags"
+env | sort > "$rec.env"
+echo OK > "$rec.www/health"
+port=$(cat /etc/mesos-"$kind"/port)
+exec busybox httpd -f -p "$port" -h "$rec.www"
+"#;
+
+/// Marathon's launcher, as a FIXTURE: records its arguments and environment, answers `/ping`.
+const MARATHON: &str = r#"#!/bin/bash
+# kiln test FIXTURE standing in for Marathon: not Marathon.
+set -u
+rec=/run/kiln-fixture/marathon
+mkdir -p "$rec.www"
+echo "argv: $*" > "$rec.flags"
+env | sort > "$rec.env"
+echo pong > "$rec.www/ping"
+port=
+while [ $# -gt 0 ]; do [ "$1" = --http_port ] && port=$2; shift; done
+exec busybox httpd -f -p "$port" -h "$rec.www"
+"#;
+
+/// calico/node's entry point, as a FIXTURE: writes the container's environment to the host's
+/// `/var/log/calico` (a volume of the unit) and stays up.
+const CALICO_NODE: &str = "#!/bin/sh\n# kiln test FIXTURE standing in for calico/node: not \
+Calico.\nenv | sort > /var/log/calico/fixture-env\nexec sleep 2147483647\n";
+
+/// A Calico CNI plugin, as a FIXTURE (the CNI ADD below uses Debian's real plugins).
+const CNI_PLUGIN: &str =
+    "#!/bin/sh\n# kiln test FIXTURE standing in for a Calico CNI plugin: not Calico.\nexit 1\n";
+
+/// The spec and the fixture artifacts it names, in `dir`.
+fn workspace(dir: &Path) -> PathBuf {
+    let spec = dir.join("cluster.toml");
+    fs::copy(fixture("specs/cluster.toml"), &spec).unwrap();
+    let file = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    file("fixture-mesos/usr/bin/mesos-init-wrapper", MESOS_WRAPPER);
+    file("fixture-marathon/usr/share/marathon/bin/marathon", MARATHON);
+    file("fixture-calico-cni/calico", CNI_PLUGIN);
+    file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);
+    let mut node: FileTree = busybox_tree();
+    for applet in ["env", "sort", "sleep"] {
+        node.insert(&format!("/bin/{applet}"), Entry::symlink("busybox"))
+            .unwrap();
+    }
+    node.insert("/fixture-calico-node", Entry::file(CALICO_NODE, 0o755))
+        .unwrap();
+    write_fixture_image(
+        &dir.join("fixture-calico-node-oci"),
+        "calico-node",
+        &node,
+        Some(vec!["/fixture-calico-node".into()]),
+    );
+    spec
+}
+
+/// Runs `script` with bash in the guest behind `socket`.
+fn try_sh(socket: &Path, script: &str) -> Result<(i32, String), kiln_vm::qga::QgaError> {
+    let mut a = Agent::connect(socket, Duration::from_secs(10))?;
+    let out = a.exec("/bin/bash", &["-c", script], Duration::from_secs(120))?;
+    Ok((
+        out.exit_code.unwrap_or(-1),
+        out.stdout_text() + &out.stderr_text(),
+    ))
+}
+
+/// [`try_sh`] that must reach the agent; returns (exit code, stdout+stderr).
+fn sh(socket: &Path, script: &str) -> (i32, String) {
+    try_sh(socket, script).unwrap_or_else(|e| panic!("in the guest: {script}\n{e}"))
+}
+
+/// [`sh`] that must succeed.
+fn sh_ok(socket: &Path, script: &str) -> String {
+    let (code, out) = sh(socket, script);
+    assert_eq!(code, 0, "in the guest: {script}\n{out}");
+    out
+}
+
+/// The monotonic time a unit became active (µs since boot), 0 when it never did.
+fn active_since(socket: &Path, unit: &str) -> u64 {
+    let out = sh_ok(
+        socket,
+        &format!("systemctl show -P ActiveEnterTimestampMonotonic {unit}"),
+    );
+    out.trim().parse().unwrap_or(0)
+}
+
+/// Asserts that `first` became active before `then` did.
+fn started_before(socket: &Path, first: &str, then: &str) {
+    let (a, b) = (active_since(socket, first), active_since(socket, then));
+    assert!(
+        a > 0 && b > 0 && a <= b,
+        "{first} ({a} µs) must be active before {then} ({b} µs)"
+    );
+}
+
+/// Lines of a fixture's record file.
+fn record(socket: &Path, file: &str) -> Vec<String> {
+    sh_ok(socket, &format!("cat /run/kiln-fixture/{file}"))
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Asserts that `lines` (a fixture's record) holds each of `want` as a whole line.
+fn has_all(lines: &[String], want: &[&str], what: &str) {
+    for w in want {
+        assert!(
+            lines.iter().any(|l| l == w),
+            "{what} lacks {w:?}:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
+/// The guest agent socket of `host`.
+fn qga(run: &BootRun, host: &str) -> PathBuf {
+    let h = run.report.hosts.iter().find(|h| h.name == host).unwrap();
+    h.qga_socket.clone()
+}
+
+#[test]
+fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
+    for (tool, pkg) in [
+        ("mmdebstrap", "mmdebstrap"),
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("docker-registry", "docker-registry"),
+        ("xorriso", "xorriso"),
+        ("tar2sqfs", "squashfs-tools-ng"),
+    ] {
+        require_tool(tool, pkg);
+    }
+    let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-test");
+    let _ = fs::remove_dir_all(&logs);
+    fs::create_dir_all(&logs).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let spec = workspace(work.path());
+    let dist = work.path().join("dist");
+    let cache = machine_cache();
+    let started = Instant::now();
+    // The cluster and PXE specs share their Debian base: one of them makes it, the other
+    // waits and takes it from the machine's cache.
+    let base = crate::common::vm::debian_base_lock(&spec);
+    kiln_code(
+        &[
+            "build",
+            spec.to_str().unwrap(),
+            "-o",
+            dist.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ],
+        0,
+    );
+    eprintln!("cluster build: {:.0?}", started.elapsed());
+    drop(base);
+
+    // The registry on the host; the build pushed to it, as an operator would.
+    let registry = Registry::start_on(REGISTRY_PORT);
+    kiln_code(
+        &[
+            "push",
+            dist.to_str().unwrap(),
+            "--to",
+            &format!("{}/pushed", registry.host()),
+            "--insecure",
+        ],
+        0,
+    );
+
+    let _vms = crate::common::vm::vm_lock();
+    let mut opts = BootOptions::new(&dist);
+    opts.keep = true;
+    opts.run_dir = Some(logs.join("run"));
+    opts.timeout = Duration::from_secs(1200);
+    let run = kiln_vm::boot(&opts, &mut |l| eprintln!("kiln boot: {l}")).unwrap();
+    fs::write(
+        logs.join("report.json"),
+        serde_json::to_vec_pretty(&run.report).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        run.report.healthy,
+        "cluster not healthy (logs in {}):\n{}\n{}",
+        logs.display(),
+        health::table(&run.report.hosts),
+        tails(&run.report.hosts)
+    );
+    let (m1, a1) = (qga(&run, "m1"), qga(&run, "a1"));
+
+    wiring_on_the_master(&m1);
+    wiring_on_the_agent(&a1);
+    cni_add_with_debians_plugins(&a1);
+    pull_from_the_hosts_registry(&a1, &dist);
+    usr_is_read_only(&m1, &a1);
+    master_reboot_keeps_its_data(&run, &dist, &m1, &a1);
+
+    drop(run);
+    let _ = fs::remove_dir_all(&logs);
+}
+
+fn tails(hosts: &[kiln_vm::HostHealth]) -> String {
+    let mut s = String::new();
+    for h in hosts.iter().filter(|h| !h.healthy) {
+        s += &format!("--- {} console:\n{}\n", h.name, h.console_tail.join("\n"));
+        for (unit, j) in &h.journals {
+            s += &format!("--- {} {unit}:\n{j}\n", h.name);
+        }
+    }
+    s
+}
+
+/// Mesos master and Marathon got the flags and environment the spec implies, in order.
+fn wiring_on_the_master(m1: &Path) {
+    let flags = [
+        "argv: master",
+        "--zk=zk://10.88.0.11:2181/mesos",
+        "--quorum=1",
+        "--port=5050",
+        "--cluster=ct",
+    ];
+    has_all(&record(m1, "mesos-master.flags"), &flags, "mesos-master");
+    let env = ["LIBPROCESS_IP=10.88.0.11", "MESOS_HOSTNAME=m1.kiln.test"];
+    has_all(&record(m1, "mesos-master.env"), &env, "mesos-master env");
+    let argv = "argv: --master zk://10.88.0.11:2181/mesos --zk zk://10.88.0.11:2181/marathon \
+                --http_port 8080 --hostname m1.kiln.test";
+    has_all(&record(m1, "marathon.flags"), &[argv], "marathon");
+    has_all(&record(m1, "marathon.env"), &[env[0]], "marathon env");
+    started_before(m1, "zookeeper.service", "mesos-master.service");
+    started_before(m1, "mesos-master.service", "marathon.service");
+    // The master runs no agent-side unit.
+    let (code, _) = sh(m1, "systemctl is-active docker.service calico-node.service");
+    assert_ne!(
+        code, 0,
+        "docker and calico-node must not run on a master-only host"
+    );
+}
+
+/// Mesos agent and calico-node got the flags and environment the spec implies, in order.
+fn wiring_on_the_agent(a1: &Path) {
+    let flags = record(a1, "mesos-slave.flags");
+    let want = [
+        "argv: slave",
+        "--master=zk://10.88.0.11:2181/mesos",
+        "--containerizers=docker,mesos",
+        "--network_cni_config_dir=/etc/cni/net.d",
+        "--network_cni_plugins_dir=/opt/cni/bin",
+    ];
+    has_all(&flags, &want, "mesos-slave");
+    let iso = flags
+        .iter()
+        .find(|l| l.starts_with("--isolation="))
+        .expect("an --isolation flag");
+    for want in ["filesystem/linux", "docker/runtime", "network/cni"] {
+        assert!(
+            iso.split([',', '=']).any(|i| i == want),
+            "{iso} lacks {want}"
+        );
+    }
+    has_all(
+        &record(a1, "mesos-slave.env"),
+        &["LIBPROCESS_IP=10.88.0.21"],
+        "mesos-slave env",
+    );
+    let env: Vec<String> = sh_ok(a1, "cat /var/log/calico/fixture-env")
+        .lines()
+        .map(String::from)
+        .collect();
+    let want = [
+        "ETCD_ENDPOINTS=http://127.0.0.1:2379",
+        "NODENAME=a1",
+        "IP=10.88.0.21",
+        "CALICO_NETWORKING_BACKEND=bird",
+        "CALICO_LIBNETWORK_ENABLED=true",
+    ];
+    has_all(&env, &want, "calico-node's environment");
+    started_before(a1, "docker.service", "kiln-load-images.service");
+    started_before(a1, "kiln-load-images.service", "calico-node.service");
+    started_before(a1, "etcd-gateway.service", "calico-node.service");
+    started_before(a1, "docker.service", "mesos-slave.service");
+    // The calico config sits where the agent's flags point.
+    let conf = sh_ok(a1, "cat /etc/cni/net.d/calico.conf");
+    let conf: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    assert_eq!(conf["type"], "calico");
+    assert_eq!(conf["ipam"]["type"], "calico-ipam");
+    assert_eq!(conf["etcd_endpoints"], "http://127.0.0.1:2379");
+}
+
+/// Debian's `bridge` and `host-local` plugins add an interface to a new network namespace.
+fn cni_add_with_debians_plugins(a1: &Path) {
+    let out = sh_ok(
+        a1,
+        r#"set -e
+ip netns add kiln-cni-test
+cat > /run/kiln-cni-test.conf <<'EOF'
+{"cniVersion": "0.4.0", "name": "kiln-test", "type": "bridge", "bridge": "kilncni0",
+ "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}
+EOF
+CNI_COMMAND=ADD CNI_CONTAINERID=kiln-cni-test CNI_NETNS=/run/netns/kiln-cni-test \
+  CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < /run/kiln-cni-test.conf
+echo
+ip netns exec kiln-cni-test ip -o -4 addr show dev eth0
+# From inside the namespace, the bridge's gateway address answers (busybox: minbase has no ping).
+ip netns exec kiln-cni-test busybox ping -c 1 -W 5 10.99.0.1
+"#,
+    );
+    assert!(out.contains("\"ips\""), "CNI ADD printed no result:\n{out}");
+    assert!(
+        out.contains("inet 10.99.0."),
+        "no address in the namespace:\n{out}"
+    );
+    assert!(
+        out.contains("1 packets received"),
+        "the namespace does not answer:\n{out}"
+    );
+}
+
+/// The agent pulls an image of this build from the registry on the host (not from its own
+/// baked copy: the pushed name is new to it) and gets the digest kiln built.
+fn pull_from_the_hosts_registry(a1: &Path, dist: &Path) {
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(dist.join("build-report.json")).unwrap()).unwrap();
+    let image = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "component")
+        .expect("a component image (calico-node) in the build report");
+    let digest = image["manifest_digest"].as_str().unwrap();
+    let pulled = format!(
+        "10.0.2.2:{REGISTRY_PORT}/pushed/{}:{}",
+        image["push_name"].as_str().unwrap(),
+        image["tags"][0].as_str().unwrap()
+    );
+    let out = sh_ok(
+        a1,
+        &format!(
+            "docker pull {pulled} && docker image inspect -f '{{{{json .RepoDigests}}}}' {pulled}"
+        ),
+    );
+    assert!(
+        out.contains(digest),
+        "pulled {pulled}, digest {digest} not in:\n{out}"
+    );
+}
+
+/// `/usr` is the verified read-only root; a write fails and nothing else breaks.
+fn usr_is_read_only(m1: &Path, a1: &Path) {
+    for q in [m1, a1] {
+        let (code, out) = sh(q, "touch /usr/kiln-write-test");
+        assert_ne!(code, 0, "a write to /usr succeeded");
+        assert!(out.contains("Read-only file system"), "{out}");
+    }
+}
+
+/// etcd's key, a ZooKeeper znode and `myid` survive a reboot of the master, and both hosts are healthy
+/// again afterwards.
+fn master_reboot_keeps_its_data(run: &BootRun, dist: &Path, m1: &Path, a1: &Path) {
+    sh_ok(
+        m1,
+        "exec 3<>/dev/tcp/10.88.0.11/2379; printf 'PUT /v2/keys/kiln-test HTTP/1.0\\r\\n\
+         Content-Type: application/x-www-form-urlencoded\\r\\nContent-Length: 16\\r\\n\\r\\n\
+         value=kept-value' >&3; cat <&3",
+    );
+    // A znode, through Debian's own ZooKeeper client (a JVM: slow under TCG, once each way).
+    let zk_cli = "/usr/share/zookeeper/bin/zkCli.sh -server 10.88.0.11:2181";
+    sh_ok(m1, &format!("{zk_cli} create /kiln-test kept-znode"));
+    let myid = sh_ok(
+        m1,
+        "stat -L -c '%Y' /var/lib/zookeeper/myid && cat /var/lib/zookeeper/myid",
+    );
+    let m1_host = run.report.hosts.iter().find(|h| h.name == "m1").unwrap();
+    let boots = |log: &Path| {
+        fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("kiln-initramfs:")
+            .count()
+    };
+    let before = boots(&m1_host.serial_log);
+    // The agent may go away before it answers: only a reboot that never happens fails.
+    let _ = try_sh(m1, "systemctl reboot --no-block");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while boots(&m1_host.serial_log) <= before {
+        assert!(Instant::now() < deadline, "the master did not reboot");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let checks = |name: &str| -> Vec<Check> {
+        kiln_vm::read_manifest(&kiln_pipeline::stages::Dist::new(dist))
+            .unwrap()
+            .hosts
+            .into_iter()
+            .find(|h| h.name == name)
+            .unwrap()
+            .checks
+    };
+    let watched: Vec<Watched> = run
+        .report
+        .hosts
+        .iter()
+        .map(|h| Watched {
+            name: h.name.clone(),
+            qga_socket: h.qga_socket.clone(),
+            serial_log: h.serial_log.clone(),
+            checks: checks(&h.name),
+        })
+        .collect();
+    let again = health::wait_healthy(
+        &watched,
+        Instant::now(),
+        Duration::from_secs(900),
+        &mut |l| eprintln!("after reboot: {l}"),
+    );
+    assert!(
+        again.iter().all(|h| h.healthy),
+        "not healthy after the master's reboot:\n{}\n{}",
+        health::table(&again),
+        tails(&again)
+    );
+    let got = sh_ok(
+        m1,
+        "exec 3<>/dev/tcp/10.88.0.11/2379; printf 'GET /v2/keys/kiln-test HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+    );
+    assert!(
+        got.contains("\"value\":\"kept-value\""),
+        "etcd lost its key:\n{got}"
+    );
+    let znode = sh_ok(m1, &format!("{zk_cli} get /kiln-test"));
+    assert!(
+        znode.contains("kept-znode"),
+        "ZooKeeper lost its znode:\n{znode}"
+    );
+    let myid_after = sh_ok(
+        m1,
+        "stat -L -c '%Y' /var/lib/zookeeper/myid && cat /var/lib/zookeeper/myid",
+    );
+    assert_eq!(
+        myid, myid_after,
+        "myid was rewritten: the identity is written once per instance"
+    );
+    // The agent reaches the rebooted member through its gateway again.
+    sh_ok(
+        a1,
+        "exec 3<>/dev/tcp/127.0.0.1/2379; printf 'GET /v2/keys/kiln-test HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3 | grep -q kept-value",
+    );
+}

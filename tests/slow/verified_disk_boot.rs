@@ -1,0 +1,382 @@
+//! Bootable artifacts from a real Debian bookworm root filesystem (`kiln_bootable`),
+//! proven by booting them in QEMU (TCG, SeaBIOS, no `-kernel`): the disk reaches systemd, a
+//! test unit in the image reports on the console that `/usr` is read-only while `/etc` is
+//! writable and that state survives a reboot; a flipped byte in the root image and a wrong
+//! root hash stop the boot with a message naming the image and the hash.
+//!
+//! The base (mmdebstrap minbase + systemd, systemd-sysv, linux-image-amd64, busybox-static,
+//! cryptsetup-bin) is built once through kiln's own Debian helper and cached under
+//! `test-bases/` of the machine's test cache (`kiln_test_support::machine_cache`), keyed by its
+//! inputs (or in `$KILN_BOOT_BASE_CACHE`).
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_bootable::{self as boot, BootArtifacts, BootInputs};
+use kiln_pipeline::spec::DebianBase;
+use kiln_test_support::require_tool;
+
+const EPOCH: u64 = 1_700_000_000;
+const NAME: &str = "boot-test-agent";
+const SEED: [u8; 32] = *b"kiln boot integration test seed!";
+
+/// The Debian base, built once and cached.
+fn base_tarball() -> PathBuf {
+    let d = DebianBase {
+        suite: "bookworm".into(),
+        variant: "minbase".into(),
+        packages: [
+            "systemd",
+            "systemd-sysv",
+            "busybox-static",
+            "cryptsetup-bin",
+        ]
+        .map(String::from)
+        .to_vec(),
+        kernel: "linux-image-amd64".into(),
+        mirror: None,
+    };
+    let dir = std::env::var_os("KILN_BOOT_BASE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| kiln_test_support::machine_cache().join("test-bases"));
+    fs::create_dir_all(&dir).unwrap();
+    let tar = dir.join(format!(
+        "{}.tar",
+        kiln_pipeline::sources::debian::inputs_digest(&d, EPOCH)
+    ));
+    if !tar.is_file() {
+        require_tool("mmdebstrap", "mmdebstrap");
+        let started = Instant::now();
+        let partial = dir.join(".partial.tar");
+        kiln_pipeline::sources::debian::build(&d, EPOCH, &partial).unwrap();
+        fs::rename(&partial, &tar).unwrap();
+        eprintln!("mmdebstrap base: {:.1?}", started.elapsed());
+    }
+    tar
+}
+
+/// The script the test unit runs: what the booted system can and cannot write, where its
+/// root and state come from; one `KILN-CHECK` line on the console, then power off.
+const CHECK_SCRIPT: &str = r#"#!/bin/sh
+r=""
+if touch /usr/kiln-probe 2>/dev/null; then r="$r usr=writable"; else r="$r usr=readonly"; fi
+if echo ok > /etc/kiln-probe; then r="$r etc=writable"; else r="$r etc=readonly"; fi
+n=$(cat /var/lib/kiln-boots 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" > /var/lib/kiln-boots
+r="$r boots=$n"
+r="$r root=$(awk '$2 == "/" { print $1 ":" $3 }' /proc/mounts | tail -n 1)"
+r="$r state=$(awk '$2 == "/run/kiln/state" { print $3 }' /proc/mounts)"
+r="$r docker=$(awk '$2 == "/var/lib/docker" { print $3 }' /proc/mounts)"
+echo "KILN-CHECK$r" > /dev/console
+systemctl poweroff --no-block
+"#;
+
+const CHECK_UNIT: &str = "[Unit]
+Description=kiln boot test probe
+After=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/kiln-boot-check
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// The role image: the base with the test unit appended (the base's bytes, then new members).
+fn role_tarball(base: &Path, out: &Path) {
+    // Where the base's members end (its end-of-archive blocks start).
+    let mut archive = tar::Archive::new(File::open(base).unwrap());
+    let mut end = 0;
+    for e in archive.entries_with_seek().unwrap() {
+        let e = e.unwrap();
+        end = e.raw_file_position() + e.size().div_ceil(512) * 512;
+    }
+    let mut w = File::create(out).unwrap();
+    std::io::copy(&mut File::open(base).unwrap().take(end), &mut w).unwrap();
+    let mut b = tar::Builder::new(w);
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(EPOCH);
+        h.set_size(data.len() as u64);
+        if kind == tar::EntryType::Symlink {
+            b.append_link(&mut h, path, link).unwrap();
+        } else {
+            b.append_data(&mut h, path, data).unwrap();
+        }
+    };
+    add(
+        "./usr/local/sbin/kiln-boot-check",
+        tar::EntryType::Regular,
+        0o755,
+        CHECK_SCRIPT.as_bytes(),
+        "",
+    );
+    add(
+        "./etc/systemd/system/kiln-boot-check.service",
+        tar::EntryType::Regular,
+        0o644,
+        CHECK_UNIT.as_bytes(),
+        "",
+    );
+    add(
+        "./etc/systemd/system/multi-user.target.wants/kiln-boot-check.service",
+        tar::EntryType::Symlink,
+        0o777,
+        b"",
+        "/etc/systemd/system/kiln-boot-check.service",
+    );
+    b.into_inner().unwrap().flush().unwrap();
+}
+
+fn build(rootfs: &Path, out: &Path) -> BootArtifacts {
+    let started = Instant::now();
+    let a = boot::build_boot(
+        &BootInputs {
+            rootfs_tar: rootfs,
+            name: NAME,
+            seed: SEED,
+            source_date_epoch: EPOCH,
+            kernel_args: vec!["apparmor=0".into()],
+            state_size: 256 << 20,
+            raw: true,
+            qcow2: true,
+        },
+        out,
+    )
+    .unwrap();
+    eprintln!("build_boot: {:.1?}", started.elapsed());
+    a
+}
+
+/// How a QEMU run ended.
+struct Run {
+    console: String,
+    exited: bool,
+    took: Duration,
+}
+
+/// Boots `extra` QEMU arguments with the serial console in a file; stops when QEMU exits
+/// (the guest powered off) or after `timeout`.
+fn qemu(dir: &Path, label: &str, extra: &[&str], timeout: Duration) -> Run {
+    let log = dir.join(format!("{label}.console"));
+    let _vm = crate::common::vm::vm_lock();
+    let started = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-machine", "q35", "-m", "2048", "-smp", "1", "-accel", "tcg",
+        ])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let console = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
+    let took = started.elapsed();
+    eprintln!(
+        "qemu {label}: {:.1?}, {}",
+        took,
+        if exited { "powered off" } else { "timed out" }
+    );
+    Run {
+        console,
+        exited,
+        took,
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The `KILN-CHECK` line of a console log.
+fn check_line(run: &Run) -> &str {
+    run.console
+        .lines()
+        .find(|l| l.starts_with("KILN-CHECK"))
+        .unwrap_or_else(|| panic!("no KILN-CHECK line:\n{}", tail(&run.console)))
+}
+
+/// Byte offset of partition `n` (1-based) of an MBR disk.
+fn partition_offset(disk: &Path, n: usize) -> u64 {
+    let mut mbr = [0u8; 512];
+    File::open(disk).unwrap().read_exact(&mut mbr).unwrap();
+    let e = 446 + 16 * (n - 1);
+    u64::from(u32::from_le_bytes(mbr[e + 8..e + 12].try_into().unwrap())) * 512
+}
+
+fn flip_byte(file: &Path, at: u64) {
+    let mut f = File::options().read(true).write(true).open(file).unwrap();
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x01]).unwrap();
+}
+
+#[test]
+fn disk_boots_a_verified_read_only_root_with_persistent_state() {
+    for (tool, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("tar2sqfs", "squashfs-tools-ng"),
+        ("veritysetup", "cryptsetup-bin"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("syslinux", "syslinux"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("qemu-img", "qemu-utils"),
+    ] {
+        if kiln_bootable::tools::find(kiln_bootable::tools::Tool {
+            name: tool,
+            package,
+        })
+        .is_err()
+        {
+            require_tool(tool, package);
+        }
+    }
+    let tmp = kiln_test_support::tempdir();
+    let base = base_tarball();
+    let role = tmp.path().join("role.tar");
+    role_tarball(&base, &role);
+
+    let out = tmp.path().join("out");
+    let a = build(&role, &out);
+    assert_eq!(
+        a.verity.compressor, "zstd",
+        "Debian's 6.1 kernel reads zstd squashfs"
+    );
+    assert!(a
+        .cmdline
+        .contains(&format!("kiln.roothash={}", a.verity.root_hash)));
+    assert!(
+        a.warnings.iter().all(|w| w.contains("posix_acl")),
+        "{:?}",
+        a.warnings
+    );
+    kiln_bootable::verity::verify(&a.root_image, &a.verity).unwrap();
+
+    // Determinism: a second build gives the same bytes for every artifact.
+    let again = build(&role, &tmp.path().join("again"));
+    for (x, y) in [
+        (&a.kernel, &again.kernel),
+        (&a.initramfs, &again.initramfs),
+        (&a.root_image, &again.root_image),
+        (
+            a.disk_raw.as_ref().unwrap(),
+            again.disk_raw.as_ref().unwrap(),
+        ),
+        (
+            a.disk_qcow2.as_ref().unwrap(),
+            again.disk_qcow2.as_ref().unwrap(),
+        ),
+    ] {
+        assert!(
+            fs::read(x).unwrap() == fs::read(y).unwrap(),
+            "{} differs between two builds",
+            x.display()
+        );
+    }
+    assert_eq!(a.verity, again.verity);
+    drop(again);
+    fs::remove_dir_all(tmp.path().join("again")).unwrap();
+
+    let disk = a.disk_raw.clone().unwrap();
+    let drive = format!("file={},format=raw,if=virtio", disk.display());
+    let limit = Duration::from_secs(180);
+
+    // 1. The disk boots through syslinux, the initramfs and systemd to the probe.
+    let run = qemu(tmp.path(), "boot1", &["-drive", &drive], limit);
+    for line in [
+        "kiln-initramfs: root verified and mounted read-only",
+        "kiln-initramfs: state on /dev/vda3",
+        "kiln-initramfs: switching to the image's /sbin/init",
+    ] {
+        assert!(
+            run.console.contains(line),
+            "{line:?} missing:\n{}",
+            tail(&run.console)
+        );
+    }
+    let check = check_line(&run);
+    assert_eq!(
+        check,
+        "KILN-CHECK usr=readonly etc=writable boots=1 root=/dev/mapper/kiln-root:squashfs \
+         state=ext4 docker=ext4",
+        "{}",
+        tail(&run.console)
+    );
+    assert!(run.exited, "the probe powers the guest off");
+    eprintln!("boot to probe: {:.1?}", run.took);
+
+    // 2. State on the ext4 partition survives a reboot.
+    let run = qemu(tmp.path(), "boot2", &["-drive", &drive], limit);
+    assert!(
+        check_line(&run).contains(" boots=2 "),
+        "{}",
+        check_line(&run)
+    );
+
+    // 3. One flipped byte of the squashfs (its superblock, read at mount) stops the boot.
+    let root_at = partition_offset(&disk, 2);
+    flip_byte(&disk, root_at + 20);
+    let run = qemu(tmp.path(), "corrupt", &["-drive", &drive], limit);
+    flip_byte(&disk, root_at + 20);
+    stopped_with_message(&run, &a.verity.root_hash, "failed verification");
+
+    // 4. A root hash that is not the image's is refused (same initramfs, other command line).
+    let wrong = "0".repeat(64);
+    let cmdline = a.cmdline.replace(&a.verity.root_hash, &wrong);
+    let (kernel, initrd) = (
+        a.kernel.display().to_string(),
+        a.initramfs.display().to_string(),
+    );
+    let run = qemu(
+        tmp.path(),
+        "wronghash",
+        &[
+            "-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline, "-drive", &drive,
+        ],
+        limit,
+    );
+    stopped_with_message(&run, &wrong, "");
+}
+
+/// The boot stopped in the initramfs: the FATAL lines name the image and the expected hash,
+/// systemd never ran, and the guest powered off.
+fn stopped_with_message(run: &Run, hash: &str, reason: &str) {
+    let text = &run.console;
+    assert!(
+        text.contains(&format!(
+            "kiln-initramfs: FATAL: image {NAME} cannot boot; expected root hash {hash}"
+        )),
+        "no verity failure message:\n{}",
+        tail(text)
+    );
+    assert!(text.contains(reason), "{reason:?} missing:\n{}", tail(text));
+    assert!(!text.contains("switching to the image's"), "{}", tail(text));
+    assert!(!text.contains("systemd[1]"), "systemd ran:\n{}", tail(text));
+    assert!(run.exited, "the guest did not power off:\n{}", tail(text));
+}
