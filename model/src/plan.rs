@@ -651,7 +651,7 @@ pub struct ImagesPlan {
 
 /// Bootable outputs of every role image.
 #[derive(Debug, Clone, Serialize)]
-pub struct BootPlan {
+pub struct BootablePlan {
     /// MiB of the disks' persistent state partition; 0: none (changes live in RAM).
     pub state_size_mib: u32,
     /// Kernel arguments added to kiln's own.
@@ -824,7 +824,7 @@ pub struct Plan {
     pub registry: Option<RegistryPlan>,
     pub images: ImagesPlan,
     /// Bootable outputs; `None`: only images.
-    pub boot: Option<BootPlan>,
+    pub boot: Option<BootablePlan>,
     /// Kickstarts per host; `None`: none.
     pub kickstart: Option<KickstartPlan>,
     /// Upstream components left out on request; empty for a whole cluster.

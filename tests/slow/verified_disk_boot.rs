@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln_bootable::{self as boot, BootArtifacts, BootInputs};
+use kiln_bootable::{self as boot, Bootable, BootableInputs};
 use kiln_pipeline::spec::DebianBase;
 use kiln_test_support::require_tool;
 
@@ -135,10 +135,10 @@ fn role_tarball(base: &Path, out: &Path) {
     b.into_inner().unwrap().flush().unwrap();
 }
 
-fn build(rootfs: &Path, out: &Path) -> BootArtifacts {
+fn build(rootfs: &Path, out: &Path) -> Bootable {
     let started = Instant::now();
-    let a = boot::build_boot(
-        &BootInputs {
+    let a = boot::build_bootable(
+        &BootableInputs {
             rootfs_tar: rootfs,
             name: NAME,
             seed: SEED,
@@ -151,7 +151,7 @@ fn build(rootfs: &Path, out: &Path) -> BootArtifacts {
         out,
     )
     .unwrap();
-    eprintln!("build_boot: {:.1?}", started.elapsed());
+    eprintln!("build_bootable: {:.1?}", started.elapsed());
     a
 }
 

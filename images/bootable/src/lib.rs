@@ -5,10 +5,10 @@
 //! Everything comes from the tarball, never from the build machine (only the tools that
 //! *write* formats run here: tar2sqfs, veritysetup, mkfs.vfat, mtools, syslinux, mkfs.ext4,
 //! qemu-img). Every value that would be random (verity salt and UUID, FAT volume id, MBR
-//! signature, ext4 UUID and hash seed) is derived from [`BootInputs::seed`], so equal inputs
+//! signature, ext4 UUID and hash seed) is derived from [`BootableInputs::seed`], so equal inputs
 //! give equal bytes.
 //!
-//! The kernel command line ([`BootArtifacts::cmdline`]):
+//! The kernel command line ([`Bootable::cmdline`]):
 //! `console=ttyS0 kiln.image=NAME kiln.disk=PTUUID kiln.root=part:2 kiln.roothash=HEX
 //! kiln.hashoffset=BYTES [kiln.state=part:3] EXTRA…`. For a diskless boot (PXE) replace
 //! `kiln.disk`/`kiln.root=part:2`/`kiln.state` with `kiln.root=http://HOST/root.img`; see
@@ -34,9 +34,9 @@ pub use verity::VerityInfo;
 
 pub use error::{Error, Result};
 
-/// What [`build_boot`] needs.
+/// What [`build_bootable`] needs.
 #[derive(Debug, Clone)]
-pub struct BootInputs<'a> {
+pub struct BootableInputs<'a> {
     /// The role image flattened: one uncompressed tar, owners/modes/xattrs as in the image,
     /// no whiteouts.
     pub rootfs_tar: &'a Path,
@@ -56,9 +56,9 @@ pub struct BootInputs<'a> {
     pub qcow2: bool,
 }
 
-/// What [`build_boot`] wrote.
+/// What [`build_bootable`] wrote.
 #[derive(Debug, Clone)]
-pub struct BootArtifacts {
+pub struct Bootable {
     /// `vmlinuz`: the image's kernel.
     pub kernel: PathBuf,
     /// The kernel's version (`6.1.0-13-amd64`).
@@ -175,7 +175,7 @@ pub fn cmdline(
 }
 
 /// Checks every external tool the requested outputs need, before any work.
-fn check_tools(inputs: &BootInputs) -> Result<()> {
+fn check_tools(inputs: &BootableInputs) -> Result<()> {
     use tools::*;
     let mut needed = vec![TAR2SQFS, VERITYSETUP];
     if inputs.raw || inputs.qcow2 {
@@ -201,7 +201,7 @@ fn check_tools(inputs: &BootInputs) -> Result<()> {
 
 /// Builds kernel, initramfs, root image and (when asked) disks into `out_dir`: `vmlinuz`,
 /// `initramfs.img`, `root.img`, `disk.raw`, `disk.qcow2` (and scratch files it removes).
-pub fn build_boot(inputs: &BootInputs, out_dir: &Path) -> Result<BootArtifacts> {
+pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootable> {
     check_tools(inputs)?;
     std::fs::create_dir_all(out_dir).map_err(IoError::at("creating", out_dir))?;
     let name = inputs.name;
@@ -268,7 +268,7 @@ pub fn build_boot(inputs: &BootInputs, out_dir: &Path) -> Result<BootArtifacts> 
             std::fs::remove_file(&raw).map_err(IoError::at("removing", &raw))?;
         }
     }
-    Ok(BootArtifacts {
+    Ok(Bootable {
         kernel,
         kernel_version,
         initramfs,
@@ -294,7 +294,7 @@ pub fn syslinux_cfg(cmdline: &str) -> String {
 
 #[allow(clippy::too_many_arguments)]
 fn build_disk(
-    inputs: &BootInputs,
+    inputs: &BootableInputs,
     out_dir: &Path,
     raw: &Path,
     signature: u32,

@@ -1,7 +1,7 @@
 //! One module per component: the units and ports it runs ([`services`]), and the files it puts
 //! in a profile's tree and in a host's identity tree ([`render`]).
 
-mod boot;
+mod bootable;
 pub(crate) mod calico;
 pub(crate) mod docker;
 mod etcd;
@@ -136,7 +136,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &docker::Docker,
     &calico::Calico,
     &firewall::Firewall,
-    &boot::Boot,
+    &bootable::Boot,
 ];
 
 /// The registered component `id`.

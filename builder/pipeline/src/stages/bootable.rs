@@ -1,4 +1,4 @@
-//! Stage 7 (when the plan has [`BootPlan`]): per role image, its root filesystem flattened
+//! Stage 7 (when the plan has [`BootablePlan`]): per role image, its root filesystem flattened
 //! into one tar (the base streamed, kiln's layers over it) and turned into bootable outputs
 //! under `boot/PROFILE/` by [`kiln_bootable`]: the image's kernel, kiln's initramfs, a
 //! squashfs root with its dm-verity hash tree, and self-booting disks; optionally the rootfs
@@ -18,9 +18,9 @@ use std::fs;
 use std::io::{self, BufReader, BufWriter, Read};
 use std::path::Path;
 
-use kiln_bootable::{build_boot, BootArtifacts, BootInputs};
+use kiln_bootable::{build_bootable, Bootable, BootableInputs};
 use kiln_layers::{FileTree, IoError};
-use kiln_model::plan::BootPlan;
+use kiln_model::plan::BootablePlan;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,7 @@ use crate::sources::BaseSource;
 
 /// One role image's bootable outputs, as the build report lists them (paths under `dist/`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BootReport {
+pub struct BootableReport {
     pub profile: String,
     /// The role image they were made from (ref in `oci/`).
     pub image: String,
@@ -54,11 +54,11 @@ pub struct BootReport {
 /// Writes the bootable outputs of every role image.
 pub(super) fn write_all(
     ctx: &mut Ctx,
-    boot: &BootPlan,
+    boot: &BootablePlan,
     base: &Base,
     lp: &LayerPlan,
     images: &[ImageReport],
-) -> Result<Vec<BootReport>, BuildError> {
+) -> Result<Vec<BootableReport>, BuildError> {
     let mut reports = Vec::new();
     for (profile, seq) in ctx.plan.profiles.iter().zip(&lp.per_profile) {
         let Some(image) = images
@@ -98,7 +98,7 @@ pub(super) fn write_all(
             "boot {}: kernel, initramfs, verified root and disks",
             profile.name
         ));
-        let inputs = BootInputs {
+        let inputs = BootableInputs {
             rootfs_tar: &tar,
             name: &image.reference,
             seed,
@@ -108,7 +108,7 @@ pub(super) fn write_all(
             raw: boot.raw,
             qcow2: boot.qcow2,
         };
-        let art = build_boot(&inputs, &dir)?;
+        let art = build_bootable(&inputs, &dir)?;
         let rootfs_tarball = match &boot.rootfs_tarball {
             Some(ext) => {
                 let name = format!("rootfs.{ext}");
@@ -139,7 +139,7 @@ pub(super) fn write_all(
 /// `boot/manifest.json`: what `kiln boot` starts and checks ([`super::boot_manifest`]).
 pub(super) fn write_manifest(
     plan: &kiln_model::plan::Plan,
-    boot: &[BootReport],
+    boot: &[BootableReport],
     dist: &Dist,
 ) -> Result<(), BuildError> {
     let profiles = boot
@@ -167,8 +167,8 @@ const CACHED_REPORT: &str = "boot-report.json";
 
 /// The outputs of a cache entry copied into `dir`, and their report; `None` (and `dir`
 /// emptied) when there is no complete entry.
-fn from_cache(entry: &Path, dir: &Path) -> Option<BootReport> {
-    let report: BootReport =
+fn from_cache(entry: &Path, dir: &Path) -> Option<BootableReport> {
+    let report: BootableReport =
         serde_json::from_str(&fs::read_to_string(entry.join(CACHED_REPORT)).ok()?).ok()?;
     let copied = (|| -> io::Result<()> {
         for f in fs::read_dir(entry)? {
@@ -187,7 +187,7 @@ fn from_cache(entry: &Path, dir: &Path) -> Option<BootReport> {
 }
 
 /// Stores the outputs in `dir` as the cache entry `entry` (complete or not at all).
-fn to_cache(entry: &Path, dir: &Path, report: &BootReport) -> io::Result<()> {
+fn to_cache(entry: &Path, dir: &Path, report: &BootableReport) -> io::Result<()> {
     let parent = entry.parent().unwrap_or(entry);
     fs::create_dir_all(parent)?;
     let tmp = tempfile::Builder::new()
@@ -218,16 +218,16 @@ fn report(
     rel_dir: &str,
     profile: &str,
     image: &str,
-    art: &BootArtifacts,
+    art: &Bootable,
     rootfs_tarball: Option<String>,
-) -> BootReport {
+) -> BootableReport {
     let rel = |p: &Path| {
         format!(
             "{rel_dir}/{}",
             p.file_name().unwrap_or_default().to_string_lossy()
         )
     };
-    BootReport {
+    BootableReport {
         profile: profile.into(),
         image: image.into(),
         kernel: rel(&art.kernel),
@@ -244,7 +244,7 @@ fn report(
 
 /// What the salt, UUIDs and disk signature derive from: the image (its manifest digest covers
 /// every byte of it) and the boot settings.
-fn seed(manifest_digest: &str, profile: &str, boot: &BootPlan) -> [u8; 32] {
+fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(kiln_bootable::initramfs::recipe_digest());
     for part in [

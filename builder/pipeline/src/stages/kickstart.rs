@@ -12,7 +12,7 @@ use kiln_model::plan::{HostPlan, KickstartPlan, Plan, Profile};
 use kiln_provision::cloudinit::IdentityFile;
 use kiln_provision::kickstart::{self, Kickstart, KickstartInputs, LiveImage, PostEntry};
 
-use super::{BootReport, BuildError, Dist};
+use super::{BootableReport, BuildError, Dist};
 use crate::components::Rendered;
 
 /// A kickstart the build wrote.
@@ -104,7 +104,7 @@ pub(super) fn render_with_role(
 /// Each role's rootfs tarball the build wrote, with its sha256 (hashed once per role,
 /// however many hosts install it), for `image` kickstarts.
 pub(super) fn liveimages(
-    boot: &[BootReport],
+    boot: &[BootableReport],
     dist: &Dist,
 ) -> Result<BTreeMap<String, LiveImage>, BuildError> {
     let mut out = BTreeMap::new();

@@ -34,7 +34,7 @@ pub mod pxe;
 mod role_images;
 mod seed;
 
-pub use bootable::BootReport;
+pub use bootable::BootableReport;
 pub use kickstart::{render_host as render_kickstart, KickstartReport};
 pub use kiln_dist::{Dist, REPORT};
 pub use seed::identity_files;
@@ -174,7 +174,7 @@ pub struct BuildReport {
     pub sbom: Vec<crate::sbom::SbomReport>,
     /// Per role image: its bootable outputs under `boot/PROFILE/` (when the plan has boot).
     #[serde(default)]
-    pub boot: Vec<BootReport>,
+    pub boot: Vec<BootableReport>,
     /// Per host: `kickstart/HOST.ks` (when the plan has kickstarts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kickstart: Vec<KickstartReport>,

@@ -22,7 +22,7 @@ use kiln_model::plan::{HostPlan, Plan, ProvisionPlan};
 use kiln_provision::pxe::{self, PxeProfile};
 use sha2::{Digest, Sha256};
 
-use super::{BootReport, BuildError, Dist};
+use super::{BootableReport, BuildError, Dist};
 pub use kiln_dist::pxe_hosts::{PxeHost, PxeHosts};
 
 /// Places each role's kernel, initramfs and root image under `pxe/sha256/` (hard links, see
@@ -30,7 +30,7 @@ pub use kiln_dist::pxe_hosts::{PxeHost, PxeHosts};
 /// and `hosts.json` are written by [`super::provision`].
 pub(super) fn link_boot_files(
     dist: &Dist,
-    boot: &[BootReport],
+    boot: &[BootableReport],
 ) -> Result<Vec<PxeProfile>, BuildError> {
     let by_digest = dist.pxe().join("sha256");
     fs::create_dir_all(&by_digest).map_err(IoError::new("creating pxe/sha256"))?;

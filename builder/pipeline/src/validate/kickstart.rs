@@ -3,7 +3,9 @@
 //! registry for `bootc`, an installation source for `packages`), and every value a kickstart
 //! line takes (time zone, disk, partitions, installer file names, repositories, packages).
 
-use kiln_model::plan::{BasePlan, BootPlan, KickstartPlan, PartitionPlan, ProvisionPlan, RepoPlan};
+use kiln_model::plan::{
+    BasePlan, BootablePlan, KickstartPlan, PartitionPlan, ProvisionPlan, RepoPlan,
+};
 use kiln_model::values::{quote, BaseFamily, HttpUrl, KsMode, KsTarget, PartFs};
 
 use super::Checker;
@@ -52,7 +54,7 @@ impl Checker {
         &mut self,
         spec: &Spec,
         base: Option<&BasePlan>,
-        boot: Option<&Option<BootPlan>>,
+        boot: Option<&Option<BootablePlan>>,
         has_registry: bool,
         provision: Option<&Option<ProvisionPlan>>,
     ) -> Option<Option<KickstartPlan>> {
@@ -206,7 +208,7 @@ impl Checker {
         target: KsTarget,
         mode: KsMode,
         base: Option<&BasePlan>,
-        boot: Option<&Option<BootPlan>>,
+        boot: Option<&Option<BootablePlan>>,
         has_registry: bool,
     ) {
         match mode {

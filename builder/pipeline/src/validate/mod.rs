@@ -11,7 +11,7 @@
 //! - **cross-checks** (`ports`) look at the derived plan (two services on one port).
 
 mod access;
-mod boot;
+mod bootable;
 mod calico;
 mod derive;
 mod docker;
@@ -108,7 +108,7 @@ pub fn load(src: &SpecSource) -> Result<Loaded, Rejected> {
 /// [`load`] with options.
 pub fn load_with(src: &SpecSource, opts: &LoadOptions) -> Result<Loaded, Rejected> {
     let mut spec = parse(src)?;
-    let left_out = boot::leave_out(&mut spec, &opts.leave_out);
+    let left_out = bootable::leave_out(&mut spec, &opts.leave_out);
     let mut c = Checker { diags: Vec::new() };
     let plan = c.plan(&spec, src).map(|mut p| {
         p.left_out = left_out;
@@ -243,7 +243,7 @@ impl Checker {
         let boot = self.boot(spec);
         let mut base = self.base(spec);
         if let (Some(Some(_)), Some(d)) = (&boot, base.as_mut().and_then(|b| b.debian.as_mut())) {
-            d.packages = boot::with_boot_packages(std::mem::take(&mut d.packages));
+            d.packages = bootable::with_boot_packages(std::mem::take(&mut d.packages));
         }
         let access = self.cluster_access(&spec.access);
         let hosts = match &domain {
@@ -256,7 +256,7 @@ impl Checker {
             base.as_mut().and_then(|b| b.debian.as_mut()),
             sets_password,
         ) {
-            d.packages = boot::with_password_tools(std::mem::take(&mut d.packages));
+            d.packages = bootable::with_password_tools(std::mem::take(&mut d.packages));
         }
         let masters = hosts.iter().filter(|h| h.roles.master).count();
         let calico = self.calico(spec, &hosts);

@@ -1,6 +1,6 @@
 //! `[provision]`: the URL `dist/` is published at and the PXE tree (`dist/pxe/`).
 
-use kiln_model::plan::{BootPlan, ProvisionPlan};
+use kiln_model::plan::{BootablePlan, ProvisionPlan};
 use kiln_model::values::{quote, HttpUrl};
 
 use super::Checker;
@@ -11,7 +11,7 @@ impl Checker {
     pub(super) fn provision(
         &mut self,
         spec: &Spec,
-        boot: Option<&Option<BootPlan>>,
+        boot: Option<&Option<BootablePlan>>,
     ) -> Option<Option<ProvisionPlan>> {
         let p = &spec.provision;
         let has_boot = matches!(boot, Some(Some(_)));

@@ -1,6 +1,6 @@
 //! `[boot]`: the bootable outputs of every role image, and `--leave-out`.
 
-use kiln_model::plan::{BootPlan, LeftOut, Upstream, BOOT_PACKAGES};
+use kiln_model::plan::{BootablePlan, LeftOut, Upstream, BOOT_PACKAGES};
 use kiln_model::values::{quote, DebPackage, FlagValue};
 
 use super::Checker;
@@ -8,7 +8,7 @@ use crate::spec::Spec;
 
 impl Checker {
     /// The boot plan: `Some(None)` when boot outputs are off, `None` on errors.
-    pub(super) fn boot(&mut self, spec: &Spec) -> Option<Option<BootPlan>> {
+    pub(super) fn boot(&mut self, spec: &Spec) -> Option<Option<BootablePlan>> {
         let b = &spec.boot;
         let has_kernel = spec
             .base
@@ -84,7 +84,7 @@ impl Checker {
                 None
             }
         };
-        ok.then_some(Some(BootPlan {
+        ok.then_some(Some(BootablePlan {
             state_size_mib: b.state_size_mib,
             kernel_args,
             raw,

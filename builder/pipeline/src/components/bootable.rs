@@ -1,5 +1,5 @@
 //! What a bootable role image carries besides its services (only when the plan has
-//! [`BootPlan`](kiln_model::plan::BootPlan)): cloud-init's configuration, so that each host's
+//! [`BootablePlan`](kiln_model::plan::BootablePlan)): cloud-init's configuration, so that each host's
 //! NoCloud seed gives it its identity at boot. (The initramfs mounts the state partition
 //! below `/run`, so the read-only root needs no mount point of kiln's.)
 //!
