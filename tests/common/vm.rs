@@ -20,15 +20,7 @@ pub fn vm_lock() -> VmLock {
     let guard = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let path = std::env::temp_dir().join("kiln-vm.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    let file = lock_file(&std::env::temp_dir().join("kiln-vm.lock"));
     VmLock {
         _file: file,
         _guard: guard,
@@ -45,16 +37,23 @@ pub fn vm_lock() -> VmLock {
 /// across processes.
 pub fn debian_base_lock(spec: &Path) -> Option<std::fs::File> {
     let key = debian_base_key(spec)?;
-    let path = std::env::temp_dir().join(format!("kiln-test-base-{key}.lock"));
+    Some(lock_file(
+        &std::env::temp_dir().join(format!("kiln-test-base-{key}.lock")),
+    ))
+}
+
+/// Opens (creating) `path` and waits for an exclusive `flock` on it, held until the file is
+/// dropped: within this process and across processes.
+fn lock_file(path: &Path) -> std::fs::File {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
-    Some(file)
+    file
 }
 
 /// The key of [`debian_base_lock`]: a digest of the spec's `[base.debian]` table (its values,
