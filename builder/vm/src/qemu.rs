@@ -2,7 +2,7 @@
 //! disk itself is never written), the host's seed ISO as a CD-ROM, one NIC with the host's MAC
 //! on a private L2 network shared by the VMs of one run (a UDP multicast socket netdev on
 //! 127.0.0.1, group and port random per run), the serial console in a log file and the guest
-//! agent's virtio-serial channel on a unix socket. See `shared/BOOT-NOTES.md` for why: KVM is
+//! agent's virtio-serial channel on a unix socket. See `docs/design/boot-facts.md` for why: KVM is
 //! probed with a real boot, VMs use `-smp 1` and start one after another.
 
 use std::fs::{self, File, OpenOptions};
