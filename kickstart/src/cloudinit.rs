@@ -9,8 +9,16 @@
 //! - `user-data`: `#cloud-config` whose `write_files` carry exactly the identity files
 //!   (base64, with mode and owner). Nothing is installed (no `packages`, no `runcmd`);
 //!   `manage_etc_hosts: false` leaves `/etc/hosts` to kiln's file. `local-hostname` is the
-//!   identity's `/etc/hostname` (the Calico node name), which cloud-init's `set_hostname`
-//!   makes the kernel hostname on first boot (the role image sets `preserve_hostname: false`).
+//!   identity's `/etc/hostname` (the Calico node name), and `hostname`, `fqdn` and
+//!   `prefer_fqdn_over_hostname` make cloud-init's `set_hostname` and `update_hostname` write
+//!   that same name to the kernel and `/etc/hostname` (the role image sets
+//!   `preserve_hostname: false`). Without them cloud-init 22.4 splits an FQDN
+//!   `local-hostname` and writes the short name: `util.get_hostname_fqdn` takes the first
+//!   label as the hostname, and `Distro._select_hostname` returns the FQDN only when
+//!   `prefer_fqdn_over_hostname` is true, which Debian's distro class does not default to
+//!   (canonical/cloud-init 22.4, `cloudinit/util.py`, `cloudinit/distros/__init__.py`). The
+//!   Calico CNI plugin (`os.Hostname()`) and libnetwork then name workloads after the short
+//!   name while calico-node runs as the FQDN, and Felix never programs them.
 //! - root's login secrets ([`HostPlan::access`]), only here: the SSH keys as a `write_files`
 //!   entry for `/root/.ssh/authorized_keys` (0600; the role image has `/root/.ssh` at 0700,
 //!   since `write_files` would create it 0755), and the password hash as `users: [{name:
@@ -127,16 +135,23 @@ pub fn instance_id(host: &HostPlan, files: &[IdentityFile]) -> String {
 /// Where root's SSH keys go.
 pub const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
 
-/// Renders the seed of `host` carrying `files`.
-pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
-    let templates = Templates::new(TEMPLATES)?;
-    let instance_id = instance_id(host, files);
-    let hostname = files
+/// The host's node name: its identity's `/etc/hostname` (the short name or the FQDN, as
+/// `calico.node.nodename` says), else its short name. Seeds and kickstarts set this one name
+/// as the hostname.
+pub fn node_name(host: &HostPlan, files: &[IdentityFile]) -> String {
+    files
         .iter()
         .find(|f| f.path == "/etc/hostname")
         .map(|f| String::from_utf8_lossy(&f.data).trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| host.name.to_string());
+        .unwrap_or_else(|| host.name.to_string())
+}
+
+/// Renders the seed of `host` carrying `files`.
+pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
+    let templates = Templates::new(TEMPLATES)?;
+    let instance_id = instance_id(host, files);
+    let hostname = node_name(host, files);
     let meta_data = templates.render(
         "meta-data",
         MetaData {
@@ -173,10 +188,16 @@ pub fn render(host: &HostPlan, files: &[IdentityFile]) -> Result<Seed> {
         permissions: quote("0600"),
         owner: quote("root:root"),
     });
+    // The name cloud-init must leave in the kernel and /etc/hostname: the node name. In
+    // `fqdn` mode that is the FQDN, which cloud-init keeps only when told to prefer it.
+    let prefer_fqdn = hostname == host.fqdn.as_str();
     let user_data = templates.render(
         "user-data",
         UserData {
             host: host.name.as_str(),
+            hostname: quote(host.name.as_str()),
+            fqdn: quote(host.fqdn.as_str()),
+            prefer_fqdn,
             files,
             authorized_keys,
             root_password_hash: host
@@ -221,6 +242,11 @@ struct MetaData<'a> {
 #[derive(Serialize)]
 struct UserData<'a> {
     host: &'a str,
+    /// The short name and the FQDN for `set_hostname`/`update_hostname`, quoted.
+    hostname: String,
+    fqdn: String,
+    /// Whether the node name is the FQDN (`prefer_fqdn_over_hostname`).
+    prefer_fqdn: bool,
     /// The identity files, base64.
     files: Vec<WriteFile>,
     /// Root's `authorized_keys`, plain text (one quoted YAML string).

@@ -2,7 +2,7 @@
 //! Stream 9, from the plan's [`KickstartPlan`], the host and its profile.
 //!
 //! Every mode sets the network from the spec matched by MAC (`network --device=MAC
-//! --bootproto=static …`), the hostname (the FQDN), root's password (`rootpw --iscrypted`
+//! --bootproto=static …`), the hostname (the node name, as in the seed), root's password (`rootpw --iscrypted`
 //! from the spec's hash only, else `rootpw --lock`), root's SSH keys (`sshkey` on 8 and 9; a
 //! `%post` writing `authorized_keys` on 7, whose Anaconda has no `sshkey`), the time zone,
 //! SELinux, `firewall --port=` for exactly the ports the host's profile opens, `services
@@ -157,7 +157,11 @@ pub fn render(inputs: &KickstartInputs) -> Result<Kickstart> {
         let dns: Vec<String> = host.dns.iter().map(ToString::to_string).collect();
         network.push_str(&format!(" --nameserver={}", dns.join(",")));
     }
-    network.push_str(&format!(" --hostname={} --activate", host.fqdn));
+    // The node name, as the seed sets it: the host's `/etc/hostname`, which %post writes too.
+    network.push_str(&format!(
+        " --hostname={} --activate",
+        crate::cloudinit::node_name(host, inputs.identity)
+    ));
 
     // Exactly the ports the profile opens to other hosts; IP-in-IP has no port (the role's
     // firewalld zone opens protocol 4).
@@ -174,7 +178,9 @@ pub fn render(inputs: &KickstartInputs) -> Result<Kickstart> {
                     unit: s.unit.clone(),
                 });
             }
-            let entry = format!("{}:{proto}", p.port);
+            // `PORT-PORT:proto` for a range: firewall-offline-cmd(1), which Anaconda runs
+            // with these entries, takes `--port=<port>[-<port>]:<protocol>`.
+            let entry = format!("{}:{proto}", p.number());
             if !ports.contains(&entry) {
                 ports.push(entry);
             }

@@ -234,10 +234,13 @@ impl Proto {
     }
 }
 
-/// A port a service listens on.
+/// A port a service listens on, or a range of them (`last`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
     pub port: u16,
+    /// The last port of a range that starts at `port`; `None` for one port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<u16>,
     pub proto: Proto,
     /// Only on loopback: no firewall opening needed.
     pub local: bool,
@@ -251,9 +254,28 @@ impl Port {
     pub fn tcp(port: u16, key: &str) -> Self {
         Port {
             port,
+            last: None,
             proto: Proto::Tcp,
             local: false,
             key: key.into(),
+        }
+    }
+    /// The TCP ports `first` to `last` reachable from other hosts.
+    pub fn tcp_range(first: u16, last: u16, key: &str) -> Self {
+        Port {
+            last: (last != first).then_some(last),
+            ..Port::tcp(first, key)
+        }
+    }
+    /// The last port it covers.
+    pub fn end(&self) -> u16 {
+        self.last.unwrap_or(self.port)
+    }
+    /// `5051`, or `31000-32000` for a range (the syntax of firewalld and Anaconda).
+    pub fn number(&self) -> String {
+        match self.last {
+            Some(l) => format!("{}-{l}", self.port),
+            None => self.port.to_string(),
         }
     }
     /// A TCP port bound to loopback only.
@@ -489,6 +511,8 @@ pub struct MesosAgentPlan {
     pub port: u16,
     pub containerizers: Vec<Containerizer>,
     pub isolation: Vec<Isolator>,
+    /// The port ranges offered to tasks (first, last), in spec order: the `ports` resource.
+    pub ports: Vec<(u16, u16)>,
     /// `--network_cni_config_dir` and `--network_cni_plugins_dir`, when CNI is used.
     pub cni_dirs: Option<(AbsPath, AbsPath)>,
     pub flags: BTreeMap<FlagName, FlagValue>,

@@ -183,3 +183,120 @@ fn demo_seeds_match_their_snapshot_and_cloud_init_accepts_them() {
     }
     snapshot::assert_dir(&tests_dir().join("snapshots/demo-seed"), &seeds);
 }
+
+/// cloud-init's own hostname code (the installed cloud-init, Debian 12's 22.4 in CI), run as
+/// `set_hostname` and `update_hostname` run it on a Debian host with the NoCloud datasource,
+/// on a seed (`argv[1]`: its directory): writes the name it would put in `/etc/hostname` to
+/// the file `argv[2]` and prints the name it would give the kernel.
+const CLOUD_INIT_HOSTNAME: &str = r#"
+import os, sys, yaml
+from cloudinit import distros, helpers, util
+from cloudinit.sources.DataSourceNoCloud import DataSourceNoCloud
+seed = sys.argv[1]
+cfg = yaml.safe_load(open(os.path.join(seed, "user-data")))
+paths = helpers.Paths({})
+d = distros.fetch("debian")("debian", {}, paths)
+d.hostname_conf_fn = sys.argv[2]
+applied = []
+d._apply_hostname = applied.append
+ds = DataSourceNoCloud({}, d, paths)
+ds.metadata = yaml.safe_load(open(os.path.join(seed, "meta-data")))
+class Cloud:  # cloudinit.cloud.Cloud.get_hostname, which passes through to the datasource
+    def get_hostname(self, fqdn=False, metadata_only=False):
+        return ds.get_hostname(fqdn=fqdn, metadata_only=metadata_only)
+prefer = util.get_cfg_option_bool(cfg, "prefer_fqdn_over_hostname", None)
+if prefer is not None:
+    d.set_option("prefer_fqdn_over_hostname", prefer)
+hostname, fqdn, _ = util.get_hostname_fqdn(cfg, Cloud())
+d.set_hostname(hostname, fqdn)
+print(applied[0])
+"#;
+
+/// cloud-init 22.4 shortened an FQDN node name: with `calico.node.nodename = "fqdn"` it wrote
+/// the short name to the kernel and `/etc/hostname`, so the CNI plugin (`os.Hostname()`) and
+/// libnetwork named workloads after another node than calico-node's NODENAME. In both modes
+/// the name cloud-init writes and applies, kiln's `/etc/hostname`, the seed's
+/// `local-hostname` and `KILN_NODENAME` (calico-node's NODENAME) are one name.
+#[test]
+fn fqdn_nodename_is_not_shortened_by_cloud_init() {
+    require_tool("python3", "python3");
+    require_tool("cloud-init", "cloud-init");
+    let python = cloud_init_python();
+    for (mode, suffix) in [("hostname", ""), ("fqdn", ".kiln.test")] {
+        let (tmp, spec) = fixture_workspace();
+        let text = fs::read_to_string(&spec).unwrap().replace(
+            "[calico.node]\n",
+            &format!("[calico.node]\nnodename = \"{mode}\"\n"),
+        );
+        fs::write(&spec, text).unwrap();
+        let dist = tmp.path().join("dist");
+        build(&spec, &dist, &[]);
+        for host in ["m1", "a1"] {
+            let want = format!("{host}{suffix}");
+            let seed = dist.join(format!("cloud-init/{host}"));
+            let written = tmp.path().join(format!("{host}-{mode}-hostname"));
+            let out = run(Command::new(&python)
+                .args(["-c", CLOUD_INIT_HOSTNAME])
+                .arg(&seed)
+                .arg(&written));
+            let applied = out.trim().to_string();
+            assert_eq!(
+                applied, want,
+                "{mode}: the kernel hostname cloud-init sets on {host}"
+            );
+            let file = fs::read_to_string(&written).unwrap();
+            assert_eq!(
+                file,
+                format!("{want}\n"),
+                "{mode}: cloud-init's /etc/hostname on {host}"
+            );
+            let meta = fs::read_to_string(seed.join("meta-data")).unwrap();
+            assert!(
+                meta.lines().any(|l| l == format!("local-hostname: {want}")),
+                "{mode}: {host}'s meta-data:\n{meta}"
+            );
+            let files = write_files(&seed.join("user-data"));
+            assert_eq!(
+                files.get("/etc/hostname").map(String::as_str),
+                Some(file.as_str()),
+                "{mode}: kiln's /etc/hostname on {host} differs from cloud-init's"
+            );
+            let env = files
+                .get("/etc/kiln/identity.env")
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                env.lines().any(|l| l == format!("KILN_NODENAME={want}")),
+                "{mode}: calico-node's NODENAME on {host}:\n{env}"
+            );
+        }
+    }
+}
+
+/// The Python that runs cloud-init (its script's `#!` line: Debian's `/usr/bin/python3`, which
+/// need not be the `python3` first on PATH).
+fn cloud_init_python() -> String {
+    let script = run(Command::new("sh").args(["-c", "command -v cloud-init"]));
+    let text = fs::read_to_string(script.trim()).unwrap();
+    let line = text.lines().next().unwrap_or_default();
+    let interp = line.strip_prefix("#!").unwrap_or("/usr/bin/python3").trim();
+    interp
+        .split_whitespace()
+        .next()
+        .unwrap_or("/usr/bin/python3")
+        .to_string()
+}
+
+/// The `write_files` of a user-data file: path → text.
+fn write_files(user_data: &Path) -> std::collections::BTreeMap<String, String> {
+    let out = run(Command::new("python3")
+        .args([
+            "-c",
+            "import base64, json, sys, yaml\n\
+             doc = yaml.safe_load(open(sys.argv[1]))\n\
+             print(json.dumps({f['path']: base64.b64decode(f['content']).decode() \
+             for f in doc.get('write_files', []) if f.get('encoding') == 'b64'}))",
+        ])
+        .arg(user_data));
+    serde_json::from_str(&out).unwrap()
+}

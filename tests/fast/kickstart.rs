@@ -126,8 +126,10 @@ fn every_target_and_mode_passes_ksvalidator_and_matches_its_snapshot() {
                 text.contains(&format!("network --device={mac} --bootproto=static --ip=")),
                 "{text}"
             );
+            // The node name, as the seed and /etc/hostname have it (the fixture's
+            // calico.node.nodename is the default, the short name).
             assert!(
-                text.contains(&format!("--hostname={host}.kiln.test")),
+                text.contains(&format!("--hostname={host} --activate")),
                 "{text}"
             );
             assert!(
@@ -153,7 +155,7 @@ fn every_target_and_mode_passes_ksvalidator_and_matches_its_snapshot() {
             let want = if host == "m1" {
                 "firewall --enabled --port=2181:tcp,2888:tcp,3888:tcp,2379:tcp,2380:tcp,5050:tcp,8080:tcp,15101:tcp"
             } else {
-                "firewall --enabled --port=5051:tcp,179:tcp"
+                "firewall --enabled --port=5051:tcp,31000-32000:tcp,179:tcp"
             };
             assert_eq!(firewall, want);
             match mode {

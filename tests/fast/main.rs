@@ -26,6 +26,7 @@ mod mutated_specs;
 mod pinned_sources;
 mod provision_incremental;
 mod real_hosts_calico;
+mod real_hosts_etcd;
 mod real_hosts_mesos;
 mod rendered_trees;
 mod secret_isolation;

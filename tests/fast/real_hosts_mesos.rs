@@ -1,7 +1,7 @@
 //! What the upstream programs do with kiln's files on a real host (issue 8): the Mesos init
 //! wrapper's flags, ZooKeeper's AdminServer, Marathon's libprocess port and program path.
 //! Each test is named after what broke; the upstream facts are in
-//! `builder/notes/issue8-upstream.md`, cited in the components.
+//! `docs/design/upstream-facts.md`, cited in the components.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -538,4 +538,105 @@ version = "1.6.322"
         .unwrap()
         .exec;
     assert_eq!(exec.as_str(), "/opt/marathon/bin/marathon");
+}
+
+/// The `<port …/>` lines of every firewalld service of a profile tree.
+fn opened_ports(profile: &Path) -> Vec<String> {
+    let dir = profile.join("etc/firewalld/services");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .flat_map(|e| {
+            read(&e.unwrap().path())
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("<port "))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The agent's task ports were closed: an agent offers ports 31000-32000 (apache/mesos 1.11.0
+/// `src/slave/constants.hpp` `DEFAULT_PORTS`), Marathon's host-networked tasks listen there
+/// and its health checks reach them from the masters, but the agent's firewalld service
+/// opened only 5051. `mesos.agent.ports` is now the agent's `ports` resource and is opened,
+/// on agents only; other resources the spec gives stay in front of it.
+#[test]
+fn agent_task_ports_are_offered_and_opened_on_agents_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
+    let range = r#"<port protocol="tcp" port="31000-32000"/>"#;
+    for profile in ["master", "agent"] {
+        let root = out.join("profiles").join(profile);
+        let ports = opened_ports(&root);
+        let resources = root.join("etc/mesos-slave/resources");
+        if profile == "agent" {
+            assert_eq!(read(&resources), "ports:[31000-32000]\n");
+            assert!(ports.iter().any(|p| p == range), "{profile}: {ports:?}");
+        } else {
+            assert!(!resources.exists());
+            assert!(
+                !ports.iter().any(|p| p.contains("31000")),
+                "{profile} opens task ports: {ports:?}"
+            );
+        }
+    }
+
+    let spec = demo_with(
+        "ports = [\"31000-32000\"]",
+        "ports = [\"20000-20999\", \"25000\"]\n[mesos.agent.flags]\nresources = \"cpus:2;mem:1024\"",
+    );
+    let out = render_text(tmp.path(), "ports", &spec);
+    let root = out.join("profiles/master-agent");
+    assert_eq!(
+        read(&root.join("etc/mesos-slave/resources")),
+        "cpus:2;mem:1024;ports:[20000-20999,25000-25000]\n"
+    );
+    let ports = opened_ports(&root);
+    for want in [
+        r#"<port protocol="tcp" port="20000-20999"/>"#,
+        r#"<port protocol="tcp" port="25000"/>"#,
+        r#"<port protocol="tcp" port="5051"/>"#,
+    ] {
+        assert!(ports.iter().any(|p| p == want), "{want} not in {ports:?}");
+    }
+    assert!(!ports.iter().any(|p| p.contains("31000")), "{ports:?}");
+}
+
+/// Agents got no cpu or memory isolation: kiln's `--isolation` replaced Mesos' default
+/// `posix/cpu,posix/mem` (apache/mesos 1.11.0 `src/slave/flags.cpp`) with a list of neither.
+/// The default now limits both with cgroups; a list without them is refused unless the spec
+/// says it wants unlimited tasks.
+#[test]
+fn agent_isolation_limits_cpu_and_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
+    let iso = read(&out.join("profiles/agent/etc/mesos-slave/isolation"));
+    assert_eq!(
+        iso,
+        "cgroups/cpu,cgroups/mem,filesystem/linux,docker/runtime,network/cni\n"
+    );
+
+    let bare = "isolation = [\"filesystem/linux\", \"docker/runtime\", \"network/cni\"]";
+    let from = "isolation = [\"cgroups/cpu\", \"cgroups/mem\", \"filesystem/linux\", \"docker/runtime\", \"network/cni\"]";
+    let path = tmp.path().join("bare.toml");
+    fs::write(&path, demo_with(from, bare)).unwrap();
+    let (_, err) = kiln_code(&["check", path.to_str().unwrap()], 2);
+    assert!(
+        err.contains("no cgroups cpu or memory isolation") && err.contains("allow_unlimited_tasks"),
+        "{err}"
+    );
+    let out = render_text(
+        tmp.path(),
+        "unlimited",
+        &demo_with(from, &format!("{bare}\nallow_unlimited_tasks = true")),
+    );
+    assert_eq!(
+        read(&out.join("profiles/master-agent/etc/mesos-slave/isolation")),
+        "filesystem/linux,docker/runtime,network/cni\n"
+    );
 }

@@ -245,6 +245,9 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
 
     wiring_on_the_master(&m1);
     wiring_on_the_agent(&a1);
+    one_node_name(&m1, "m1.kiln.test");
+    one_node_name(&a1, "a1.kiln.test");
+    task_ports_open_on_agents_only(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
     pull_from_the_hosts_registry(&a1, &dist);
     usr_is_read_only(&m1, &a1);
@@ -300,13 +303,20 @@ fn wiring_on_the_agent(a1: &Path) {
         "--containerizers=docker,mesos",
         "--network_cni_config_dir=/etc/cni/net.d",
         "--network_cni_plugins_dir=/opt/cni/bin",
+        "--resources=ports:[31000-32000]",
     ];
     has_all(&flags, &want, "mesos-slave");
     let iso = flags
         .iter()
         .find(|l| l.starts_with("--isolation="))
         .expect("an --isolation flag");
-    for want in ["filesystem/linux", "docker/runtime", "network/cni"] {
+    for want in [
+        "cgroups/cpu",
+        "cgroups/mem",
+        "filesystem/linux",
+        "docker/runtime",
+        "network/cni",
+    ] {
         assert!(
             iso.split([',', '=']).any(|i| i == want),
             "{iso} lacks {want}"
@@ -323,7 +333,7 @@ fn wiring_on_the_agent(a1: &Path) {
         .collect();
     let want = [
         "ETCD_ENDPOINTS=http://127.0.0.1:2379",
-        "NODENAME=a1",
+        "NODENAME=a1.kiln.test",
         "IP=10.88.0.21",
         "CALICO_NETWORKING_BACKEND=bird",
         "CALICO_LIBNETWORK_ENABLED=true",
@@ -339,6 +349,54 @@ fn wiring_on_the_agent(a1: &Path) {
     assert_eq!(conf["type"], "calico");
     assert_eq!(conf["ipam"]["type"], "calico-ipam");
     assert_eq!(conf["etcd_endpoints"], "http://127.0.0.1:2379");
+}
+
+/// With `calico.node.nodename = "fqdn"` (the spec's), the kernel hostname (what the Calico
+/// CNI plugin's `os.Hostname()` and Docker's `HOSTNAME` for libnetwork give), `hostname`,
+/// `/etc/hostname` and kiln's node name (calico-node's NODENAME, checked in its environment
+/// above) are the FQDN: cloud-init 22.4 used to shorten it.
+fn one_node_name(s: &Path, want: &str) {
+    for (what, cmd) in [
+        ("the kernel hostname", "cat /proc/sys/kernel/hostname"),
+        ("hostname", "hostname"),
+        ("/etc/hostname", "cat /etc/hostname"),
+        (
+            "KILN_NODENAME",
+            ". /etc/kiln/identity.env && echo \"$KILN_NODENAME\"",
+        ),
+    ] {
+        assert_eq!(sh_ok(s, cmd).trim(), want, "{what}");
+    }
+}
+
+/// The agent's firewall (the real firewalld, from the files kiln wrote) opens the ports the
+/// agent offers to tasks (Mesos' 31000-32000) to the master, where Marathon's health checks
+/// come from, and nothing beside them; the master, which offers none, keeps them closed.
+fn task_ports_open_on_agents_only(m1: &Path, a1: &Path) {
+    let www = "mkdir -p /run/kiln-fixture/task.www && echo task > /run/kiln-fixture/task.www/t";
+    for s in [m1, a1] {
+        // busybox httpd without -f goes to the background.
+        sh_ok(s, &format!("{www} && busybox httpd -p 31777 -h /run/kiln-fixture/task.www && busybox httpd -p 33777 -h /run/kiln-fixture/task.www"));
+    }
+    let get = |from: &Path, to: &str, port: u16| {
+        sh(
+            from,
+            &format!("busybox wget -q -T 5 -O - http://{to}:{port}/t"),
+        )
+    };
+    let (code, out) = get(m1, "10.88.0.21", 31777);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "task"),
+        "m1 → a1:31777, a task port"
+    );
+    let (code, out) = get(m1, "10.88.0.21", 33777);
+    assert_ne!(code, 0, "m1 → a1:33777 is no task port but answered: {out}");
+    let (code, out) = get(a1, "10.88.0.11", 31777);
+    assert_ne!(
+        code, 0,
+        "a1 → m1:31777: a master offers no task ports but answered: {out}"
+    );
 }
 
 /// Debian's `bridge` and `host-local` plugins add an interface to a new network namespace.

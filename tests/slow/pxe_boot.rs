@@ -357,6 +357,7 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
     let s = &vm.qga_socket;
     assert_eq!(sh_ok(s, "cat /etc/hostname").trim(), name);
     assert_eq!(sh_ok(s, "hostname").trim(), name);
+    assert_eq!(sh_ok(s, "cat /proc/sys/kernel/hostname").trim(), name);
     let addr = sh_ok(s, "ip -4 -o addr show dev ens3");
     assert!(addr.contains(&format!("inet {ip} ")), "{name}: {addr}");
     let cmdline = sh_ok(s, "cat /proc/cmdline");

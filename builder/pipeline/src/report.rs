@@ -130,9 +130,9 @@ fn ports(s: &Service) -> String {
         .iter()
         .map(|p| match p.proto {
             Proto::Ipip => "ipip".to_string(),
-            Proto::Tcp if p.local => format!("127.0.0.1:{}/tcp", p.port),
-            Proto::Tcp => format!("{}/tcp", p.port),
-            Proto::Udp => format!("{}/udp", p.port),
+            Proto::Tcp if p.local => format!("127.0.0.1:{}/tcp", p.number()),
+            Proto::Tcp => format!("{}/tcp", p.number()),
+            Proto::Udp => format!("{}/udp", p.number()),
         })
         .collect();
     if v.is_empty() {

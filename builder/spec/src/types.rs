@@ -487,8 +487,19 @@ pub struct MesosAgent {
     pub port: u16,
     /// Containerizers; Calico on Mesos needs `docker,mesos`.
     pub containerizers: Vec<String>,
-    /// Isolators; must include `network/cni` for Calico CNI networking.
+    /// Isolators (`--isolation`); must include `network/cni` for Calico CNI networking, and
+    /// cgroups cpu and memory isolation (`cgroups/cpu` and `cgroups/mem`, or `cgroups/all`)
+    /// unless `allow_unlimited_tasks` is set. The default adds them to what Calico needs, as
+    /// DC/OS did.
     pub isolation: Vec<String>,
+    /// Accept an `isolation` list without cgroups cpu and memory isolation: the Mesos
+    /// containerizer's tasks then run with no cpu or memory limit (`posix/cpu` and
+    /// `posix/mem` only account usage).
+    pub allow_unlimited_tasks: bool,
+    /// The port ranges the agent offers to tasks (its `ports` resource, `--resources`), e.g.
+    /// `["31000-32000", "40000"]`. Marathon's host-networked tasks and their health checks use
+    /// them; the agent's firewall opens them. Mesos' own default is `31000-32000`.
+    pub ports: Vec<String>,
     /// `--network_cni_config_dir`; defaults to Calico's CNI config dir, e.g. `/etc/cni/net.d`.
     pub cni_config_dir: Option<String>,
     /// `--network_cni_plugins_dir`; defaults to Calico's CNI plugins dir, e.g. `/opt/cni/bin`.
@@ -800,10 +811,14 @@ impl Default for MesosAgent {
             port: 5051,
             containerizers: vec!["docker".into(), "mesos".into()],
             isolation: vec![
+                "cgroups/cpu".into(),
+                "cgroups/mem".into(),
                 "filesystem/linux".into(),
                 "docker/runtime".into(),
                 "network/cni".into(),
             ],
+            allow_unlimited_tasks: false,
+            ports: vec!["31000-32000".into()],
             cni_config_dir: None,
             cni_plugins_dir: None,
             flags: BTreeMap::new(),

@@ -69,6 +69,7 @@ impl Component for Calico {
             if n.ipip != IpipMode::Off && !n.ip_pools.is_empty() {
                 ports.push(Port {
                     port: 0,
+                    last: None,
                     proto: Proto::Ipip,
                     local: false,
                     key: "calico.node.ipip".into(),

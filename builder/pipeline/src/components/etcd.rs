@@ -79,8 +79,9 @@ impl Component for Etcd {
                 context! {
                     cluster => plan.cluster, data_dir => e.data_dir, initial_cluster => e.initial_cluster(),
                     client_port => e.client_port, peer_port => e.peer_port,
-                    // --enable-v2 exists from 3.3 (default on before 3.4); set it whenever it exists.
-                    enable_v2_flag => e.version.at_least(3, 3), v2 => e.v2.to_string(),
+                    // --enable-v2 exists from 3.2 (default on before 3.4; etcd-io/etcd v3.2.0
+                    // `etcdmain/config.go`); set it whenever it exists.
+                    enable_v2_flag => e.version.at_least(3, 2), v2 => e.v2.to_string(),
                 },
             )?;
             ctx.unit(

@@ -37,7 +37,7 @@ impl Component for Firewall {
                 .filter(|p| !p.local)
                 .map(|p| match p.proto {
                     Proto::Tcp | Proto::Udp => context! {
-                        port => p.port,
+                        port => p.number(),
                         proto => if p.proto == Proto::Tcp { "tcp" } else { "udp" },
                         protocol => None::<u8>,
                     },

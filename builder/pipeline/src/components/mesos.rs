@@ -76,7 +76,16 @@ impl Component for Mesos {
                 component: ComponentId::Mesos,
                 about: "Mesos agent",
                 exec: abs(WRAPPER),
-                ports: vec![Port::tcp(agent.port, "mesos.agent.port")],
+                // The ports it offers to tasks too: Marathon's host-networked tasks listen
+                // there and its health checks reach them from the masters.
+                ports: std::iter::once(Port::tcp(agent.port, "mesos.agent.port"))
+                    .chain(
+                        agent
+                            .ports
+                            .iter()
+                            .map(|(a, b)| Port::tcp_range(*a, *b, "mesos.agent.ports")),
+                    )
+                    .collect(),
             });
         }
         out
@@ -171,6 +180,17 @@ impl Component for Mesos {
                 flags.insert("executor_registration_timeout".into(), "5mins".into());
             }
             flags.extend(a.flags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            // The ports resource is always given, so the firewall and what the agent offers
+            // are one list (unset, Mesos offers `DEFAULT_PORTS` = [31000-32000]: apache/mesos
+            // 1.11.0 `src/slave/constants.hpp`). Added to the spec's own resources (the
+            // spec checks they name no ports and are not JSON).
+            let ranges: Vec<String> = a.ports.iter().map(|(f, l)| format!("{f}-{l}")).collect();
+            let ports = format!("ports:[{}]", ranges.join(","));
+            let resources = match flags.get("resources") {
+                Some(r) => format!("{};{ports}", r.trim_end_matches(';')),
+                None => ports,
+            };
+            flags.insert("resources".into(), resources);
             flag_files(ctx, "/etc/mesos-slave", &flags)?;
             let mut deps = vec!["network-online.target"];
             if ctx.runs("docker.service") {

@@ -279,6 +279,23 @@ impl Checker {
                 );
             }
         }
+        // The GoBGP backend programs no IP-in-IP tunnels: calico/node's `CALICO_NETWORKING_
+        // BACKEND` is `bird`, `gobgp` ("no ipip") or `none` (projectcalico/calico v2.6.12
+        // `v2.6/usage/configuration/as-service.md`). kiln refuses the pair rather than turn
+        // the user's ipip off behind their back.
+        if backend == Some(Backend::Gobgp)
+            && ipip.is_some_and(|i| i != IpipMode::Off)
+            && !n.ip_pools.is_empty()
+        {
+            self.err(
+                "calico.node.ipip",
+                format!(
+                    "the GoBGP backend does not do IP-in-IP, but ipip is {}",
+                    quote(&n.ipip)
+                ),
+                "set calico.node.ipip = \"off\", or use backend = \"bird\" for IP-in-IP",
+            );
+        }
         let pools = self.pools(spec, hosts);
         let image = match (&n.image, release) {
             (Some(i), _) => i.clone(),

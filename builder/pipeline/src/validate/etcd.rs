@@ -152,12 +152,23 @@ impl Checker {
     fn etcd_api(&mut self, spec: &Spec, v: &Version, v2_clients: bool) -> (bool, EtcdAccess) {
         let e = &spec.etcd;
         let modern = v.at_least(3, 4);
+        // `--enable-v2` came with etcd 3.2.0 (default true until 3.4.0); 3.0 and 3.1 always
+        // serve v2 (etcd-io/etcd v3.2.0 and v3.1.0 `etcdmain/config.go`).
+        let has_flag = v.at_least(3, 2);
         let v2 = match e.enable_v2 {
-            Some(on) => on || !modern,
+            Some(on) if has_flag => on,
+            Some(_) => true,
             None => v2_clients || !modern,
         };
+        if e.enable_v2 == Some(false) && !has_flag {
+            self.err(
+                "etcd.enable_v2",
+                format!("etcd {v} always serves the v2 API: --enable-v2 came in etcd 3.2"),
+                "remove etcd.enable_v2, or use etcd 3.2 or later",
+            );
+        }
         if v2_clients {
-            if e.enable_v2 == Some(false) && modern {
+            if e.enable_v2 == Some(false) && has_flag {
                 self.err("etcd.enable_v2", format!("etcd {v} serves v2 only with --enable-v2, but a v2 client needs it (Docker's cluster store or Calico ≤ 2.x)"), "remove etcd.enable_v2 or set it to true");
             }
             if v.at_least(3, 6) {
@@ -179,6 +190,15 @@ impl Checker {
                 EtcdAccess::Gateway
             }
             ProxyMode::GrpcProxy => {
+                // `etcd grpc-proxy` came in 3.1.0: 3.0's main dispatches only `gateway`
+                // (etcd-io/etcd v3.0.17 and v3.1.0 `etcdmain/main.go`).
+                if !v.at_least(3, 1) {
+                    self.err(
+                        "etcd.proxy.mode",
+                        format!("etcd {v} has no grpc-proxy (it came in etcd 3.1)"),
+                        "use mode = \"gateway\", or etcd 3.1 or later",
+                    );
+                }
                 if v2_clients {
                     self.err("etcd.proxy.mode", "etcd grpc-proxy carries only the v3 API, but a v2 client needs v2 (Docker's cluster store or Calico ≤ 2.x)", "use mode = \"gateway\" (TCP, carries v2 and v3)");
                 }

@@ -184,17 +184,136 @@ impl Checker {
                     "add \"network/cni\" to mesos.agent.isolation",
                 );
             }
+            self.cpu_mem_isolation(i, a.allow_unlimited_tasks);
         }
+        let ports = self.task_ports(&a.ports);
         let flags = self.flags("mesos.agent.flags", &a.flags, AGENT_TYPED_FLAGS);
+        let flags = flags.and_then(|f| self.resources_flag(f));
         // The CNI dirs are filled in by `calico` (they must agree with Calico's).
         Some(MesosAgentPlan {
             work_dir: work_dir?,
             port: a.port,
             containerizers: containerizers?,
             isolation: isolation?,
+            ports: ports?,
             cni_dirs: None,
             flags: flags?,
         })
+    }
+
+    /// Without cgroups cpu and memory isolators, the Mesos containerizer's tasks run with no
+    /// limits: `--isolation` replaces the agent's default `posix/cpu,posix/mem` (apache/mesos
+    /// 1.11.0 `src/slave/flags.cpp`), and the posix isolators only account usage. Every
+    /// Mesos 1.x has `cgroups/cpu` and `cgroups/mem` (`src/slave/containerizer/mesos/
+    /// containerizer.cpp`, 1.0.0 to 1.11.0); `cgroups/all` loads every enabled subsystem.
+    fn cpu_mem_isolation(&mut self, isolation: &[Isolator], allowed: bool) {
+        let all = isolation.contains(&Isolator::CgroupsAll);
+        let missing: Vec<&str> = [
+            (Isolator::CgroupsCpu, "cpu"),
+            (Isolator::CgroupsMem, "memory"),
+        ]
+        .into_iter()
+        .filter(|(i, _)| !all && !isolation.contains(i))
+        .map(|(_, what)| what)
+        .collect();
+        if missing.is_empty() || allowed {
+            return;
+        }
+        self.err(
+            "mesos.agent.isolation",
+            format!(
+                "the agent's isolation has no cgroups {} isolation: the Mesos containerizer's tasks would run without {} limits",
+                missing.join(" or "),
+                missing.join(" or ")
+            ),
+            "add \"cgroups/cpu\" and \"cgroups/mem\" to mesos.agent.isolation, or set mesos.agent.allow_unlimited_tasks = true",
+        );
+    }
+
+    /// The agent's task port ranges: `FIRST-LAST` or one port, none overlapping.
+    fn task_ports(&mut self, ports: &[String]) -> Option<Vec<(u16, u16)>> {
+        let mut out: Vec<(u16, u16)> = Vec::new();
+        let mut ok = true;
+        for (i, p) in ports.iter().enumerate() {
+            let key = format!("mesos.agent.ports[{i}]");
+            let parse = |s: &str| s.trim().parse::<u16>().ok().filter(|n| *n > 0);
+            let range = match p.split_once('-') {
+                Some((a, b)) => parse(a).zip(parse(b)),
+                None => parse(p).map(|n| (n, n)),
+            };
+            let Some((first, last)) = range.filter(|(a, b)| a <= b) else {
+                self.err(
+                    &key,
+                    format!("{} is not a port range", quote(p)),
+                    "write a range as \"FIRST-LAST\" (e.g. \"31000-32000\") or one port, from 1 to 65535",
+                );
+                ok = false;
+                continue;
+            };
+            if let Some((a, b)) = out.iter().find(|(a, b)| *a <= last && first <= *b) {
+                self.err(
+                    &key,
+                    format!("{} overlaps {a}-{b}, listed before", quote(p)),
+                    "list each port once",
+                );
+                ok = false;
+                continue;
+            }
+            // Linux's default ephemeral range (net.ipv4.ip_local_port_range, 32768–60999):
+            // an outgoing connection can hold a port the agent offers, and the task that
+            // gets it cannot bind. Mesos' own default stays below it.
+            if first <= 60999 && last >= 32768 {
+                self.warn(
+                    &key,
+                    format!("{} overlaps Linux's ephemeral ports 32768-60999", quote(p)),
+                    "offer ports below 32768 (Mesos' default is 31000-32000), or narrow net.ipv4.ip_local_port_range",
+                );
+            }
+            out.push((first, last));
+        }
+        if out.is_empty() && ok {
+            self.err(
+                "mesos.agent.ports",
+                "the agent offers no ports to tasks",
+                "list at least one range, e.g. [\"31000-32000\"] (Mesos' default)",
+            );
+            return None;
+        }
+        ok.then_some(out)
+    }
+
+    /// `flags.resources` may not name `ports`: `mesos.agent.ports` sets them, and kiln adds
+    /// them to this flag. JSON resources are refused: kiln appends to the text form.
+    fn resources_flag(
+        &mut self,
+        flags: BTreeMap<FlagName, FlagValue>,
+    ) -> Option<BTreeMap<FlagName, FlagValue>> {
+        let Some((_, v)) = flags.iter().find(|(n, _)| n.as_str() == "resources") else {
+            return Some(flags);
+        };
+        let text = v.as_str().trim();
+        let key = "mesos.agent.flags.resources";
+        if text.starts_with('[') || text.starts_with('{') {
+            self.err(
+                key,
+                "resources in JSON: kiln adds the agent's ports to the text form",
+                "write them as text, e.g. \"cpus:4;mem:8192\"",
+            );
+            return None;
+        }
+        let names_ports = text.split(';').any(|r| {
+            let name = r.split(':').next().unwrap_or("");
+            name.split('(').next().unwrap_or("").trim() == "ports"
+        });
+        if names_ports {
+            self.err(
+                key,
+                "the ports resource is set by mesos.agent.ports",
+                "remove ports from flags.resources and set mesos.agent.ports, which the firewall opens too",
+            );
+            return None;
+        }
+        Some(flags)
     }
 
     /// Free-form Mesos flags: names and values checked, typed flags not overridden.

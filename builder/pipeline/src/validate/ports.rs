@@ -1,8 +1,9 @@
-//! Cross-checks on the derived plan: two services of one host on the same port.
+//! Cross-checks on the derived plan: two services of one host on the same port, or on
+//! overlapping ranges (the Mesos agent's task ports).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use kiln_model::plan::{Plan, Proto};
+use kiln_model::plan::{Plan, Port, Proto};
 
 use super::Checker;
 use crate::diag::SpecSource;
@@ -11,7 +12,7 @@ impl Checker {
     pub(super) fn ports(&mut self, plan: &Plan, src: &SpecSource) {
         let mut reported: HashSet<(String, String)> = HashSet::new();
         for p in &plan.profiles {
-            let mut seen: HashMap<(u16, Proto), (&str, &str)> = HashMap::new();
+            let mut seen: Vec<(&Port, &str)> = Vec::new();
             for s in &p.services {
                 for port in s.ports.iter().filter(|x| x.proto != Proto::Ipip) {
                     if port.port == 0 {
@@ -24,11 +25,14 @@ impl Checker {
                         }
                         continue;
                     }
-                    let Some((unit, key)) =
-                        seen.insert((port.port, port.proto), (&s.unit, &port.key))
-                    else {
+                    let clash = seen.iter().find(|(q, _)| {
+                        q.proto == port.proto && q.port <= port.end() && port.port <= q.end()
+                    });
+                    let Some(&(other_port, unit)) = clash else {
+                        seen.push((port, &s.unit));
                         continue;
                     };
+                    let key = other_port.key.as_str();
                     if key == port.key {
                         continue;
                     }
@@ -44,12 +48,18 @@ impl Checker {
                         } else {
                             format!("{unit} and {}", s.unit)
                         };
+                        let what = if port.last.is_none() && other_port.last.is_none() {
+                            format!("port {} is used twice", port.port)
+                        } else {
+                            format!(
+                                "ports {} and {} overlap",
+                                other_port.number(),
+                                port.number()
+                            )
+                        };
                         self.err(
                             here,
-                            format!(
-                                "port {} is used twice on {} hosts: {here} and {other} ({users})",
-                                port.port, p.name
-                            ),
+                            format!("{what} on {} hosts: {here} and {other} ({users})", p.name),
                             format!("give {here} another port"),
                         );
                     }
