@@ -77,6 +77,14 @@ pub enum BuildError {
     Io(#[from] IoError),
     #[error("{0}")]
     Source(String),
+    /// A layer of the base cannot be read, or a member of it is refused.
+    #[error("reading {what}: {source}{}", crate::sources::base_hint(.source))]
+    Base {
+        /// The base and its layer (`base image oci:base-oci:base, layer sha256:…`).
+        what: String,
+        #[source]
+        source: kiln_layers::Error,
+    },
     #[error(transparent)]
     Presence(#[from] PresenceError),
     #[error(transparent)]
