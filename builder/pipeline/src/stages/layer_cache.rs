@@ -8,10 +8,21 @@
 //! reflink where the filesystem can, else a copy): output and cache never share an inode, so
 //! a write to one cannot corrupt the other. An entry whose blob is missing, has the wrong size
 //! or the wrong content is a miss and is rewritten.
+//!
+//! Both files are written as `NAME.partial` and renamed into place. The writer holds an
+//! exclusive `flock` on its partial file while it writes, and removes it on any error (a full
+//! disk included: a partial copy of a large layer would otherwise fill the cache's file system
+//! for every later build). A writer that dies leaves its partial file unlocked; each build
+//! removes, when it opens the cache, the partial files that are unlocked and older than
+//! itself, and leaves alone those of builds still writing (several builds may share a cache).
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
 
 use kiln_layers::{Compression, Digest, FileTree, LayerBlob, LayerOptions};
 use kiln_oci::BlobStore;
@@ -56,6 +67,65 @@ pub struct LayerCache {
     root: Option<PathBuf>,
 }
 
+/// The suffix of a file being written; see the module doc.
+const PARTIAL: &str = ".partial";
+
+/// `PATH.partial`, where `path` is written before it is renamed into place.
+fn partial_of(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(PARTIAL);
+    PathBuf::from(p)
+}
+
+/// Whether `path` still names the open file `f` (a partial file may be renamed into place, or
+/// removed, between someone's `open` and their `flock`).
+fn still_at(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Opens `path` without truncating it and takes its `flock` without waiting; `None` when
+/// someone else holds it or `path` moved meanwhile. On a file system without `flock` the file
+/// is used unlocked (a concurrent writer of the same name writes the same bytes).
+fn lock_existing_or_new(path: &Path, create: bool) -> io::Result<Option<File>> {
+    let f = OpenOptions::new()
+        .create(create)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Err(Errno::WOULDBLOCK) => return Ok(None),
+        Ok(()) | Err(_) => {}
+    }
+    Ok(still_at(&f, path).then_some(f))
+}
+
+/// Writes `dst` with `write` through `DST.partial`, holding the partial file's `flock`
+/// meanwhile, and renames it into place. `Ok(false)`, writing nothing, when another build is
+/// writing the same partial file (the same bytes: the name is a digest). On any error the
+/// partial file is removed before the lock is released.
+fn write_via_partial(
+    dst: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<bool> {
+    let tmp = partial_of(dst);
+    let Some(mut f) = lock_existing_or_new(&tmp, true)? else {
+        return Ok(false);
+    };
+    let written = (|| {
+        f.set_len(0)?;
+        write(&mut f)?;
+        fs::rename(&tmp, dst)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map(|()| true)
+}
+
 /// A writer that only hashes.
 struct HashWriter(Sha256);
 
@@ -73,6 +143,47 @@ impl LayerCache {
     /// A cache under `root` (`None`: no caching).
     pub fn new(root: Option<PathBuf>) -> Self {
         LayerCache { root }
+    }
+
+    /// Removes the partial files that writers which died left (see the module doc): those
+    /// nobody holds locked and last written before `build_started`, so that a partial file a
+    /// build creates after this one started is never taken for a dead one's. Returns how many
+    /// were removed and their bytes. Failures are ignored: they only leave a file behind.
+    pub fn remove_stale_partials(&self, build_started: SystemTime) -> (usize, u64) {
+        let Some(root) = &self.root else {
+            return (0, 0);
+        };
+        let (mut count, mut bytes) = (0, 0);
+        for dir in [root.clone(), root.join("blobs/sha256")] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if !e.file_name().to_string_lossy().ends_with(PARTIAL) {
+                    continue;
+                }
+                // A live writer holds its lock; the kernel dropped a dead one's.
+                let Ok(Some(f)) = lock_existing_or_new(&path, false) else {
+                    continue;
+                };
+                let Ok(meta) = f.metadata() else { continue };
+                if meta.modified().map_or(true, |m| m >= build_started) {
+                    continue;
+                }
+                if fs::remove_file(&path).is_ok() {
+                    count += 1;
+                    bytes += meta.len();
+                }
+            }
+        }
+        if count > 0 {
+            tracing::info!(
+                "layer cache: removed {count} partial file(s) ({bytes} bytes) left by builds \
+                 that stopped while writing them"
+            );
+        }
+        (count, bytes)
     }
 
     /// The key of a layer made from `input` with `opts`.
@@ -149,27 +260,35 @@ impl LayerCache {
     }
 
     /// Records a layer just written into the OCI layout at `oci`. Failures only cost a later
-    /// recompression, so they are logged, not fatal.
+    /// recompression, so they are logged, not fatal; they leave no partial file behind.
     pub fn store(&self, key: &str, blob: &LayerBlob, oci: &Path) {
         let (Some(entry), Some(dst)) = (self.entry(key), self.blob(&blob.digest.hex())) else {
             return;
         };
-        let result = (|| -> io::Result<()> {
+        let src = oci.join("blobs/sha256").join(blob.digest.hex());
+        let result = (|| -> io::Result<bool> {
             if let Some(dir) = dst.parent() {
                 fs::create_dir_all(dir)?;
             }
             if !fs::metadata(&dst).is_ok_and(|m| m.len() == blob.size) {
-                let tmp = dst.with_extension("partial");
-                fs::copy(oci.join("blobs/sha256").join(blob.digest.hex()), &tmp)?;
-                fs::rename(&tmp, &dst)?;
+                let copied =
+                    write_via_partial(&dst, |out| io::copy(&mut File::open(&src)?, out).map(drop))?;
+                if !copied {
+                    // Another build is storing the same layer, and records it.
+                    return Ok(false);
+                }
             }
             let json = serde_json::to_string(&CachedLayer::from(blob)).map_err(io::Error::other)?;
-            let tmp = entry.with_extension("json.partial");
-            fs::write(&tmp, json)?;
-            fs::rename(&tmp, &entry)
+            write_via_partial(&entry, |out| out.write_all(json.as_bytes()))
         })();
         if let Err(e) = result {
-            tracing::warn!("layer cache: could not record {}: {e}", blob.digest);
+            let full = kiln_layers::IoError::find_disk_full(&e).is_some();
+            tracing::warn!(
+                "layer cache: could not record {} in {}: {e}{}; the layer stays uncached",
+                blob.digest,
+                self.root.as_deref().unwrap_or(Path::new("")).display(),
+                if full { " (disk full)" } else { "" },
+            );
         }
     }
 }

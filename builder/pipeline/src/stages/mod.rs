@@ -225,10 +225,14 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
+    let started = std::time::SystemTime::now();
     let key = build_key(plan, rendered, resolved, opts);
     if !plan.hosts.is_empty() {
         seed::require_xorriso()?;
     }
+    // What builds that died while writing the layer cache left (a partial copy of a large
+    // layer would fill the cache's file system for every later build).
+    LayerCache::new(opts.layer_cache.clone()).remove_stale_partials(started);
     // Leftovers of a killed build first: one may hold the output to compare with.
     crate::publish::recover_output(&opts.dist)?;
     if let Some(report) = unchanged(&Dist::new(&opts.dist), &key) {
