@@ -1,9 +1,9 @@
 //! Cache integrity (issue 9, item 5), seen from `kiln build`: a corrupt entry is named,
 //! removed and restored from its source while the build goes on; the cache and the output
 //! share no inode with the user's files or with each other; a full disk says so, with the
-//! path; an OS error is said once. The layer cache under faults (issue 18, item 13): a full
-//! disk leaves no partial file, and a dead writer's partial files are removed by the next
-//! build.
+//! path; an OS error is said once. The layer cache under faults (issue 18, items 13 and 14): a
+//! full disk leaves no partial file, a dead writer's partial files are removed by the next
+//! build, and a truncated blob, a wrong size and a flipped byte are each said in one line.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -348,4 +348,92 @@ fn stale_partials_are_removed_by_the_next_build() {
     fs::remove_dir_all(&dist).unwrap();
     build(&spec, &dist, &cache);
     assert_eq!(partials(&layers), [newer]);
+}
+
+/// The record (`KEY.json`) of the layer-cache entry whose blob is `hex`.
+fn record_of(layers: &Path, hex: &str) -> PathBuf {
+    fs::read_dir(layers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && fs::read_to_string(p).unwrap().contains(hex)
+        })
+        .unwrap()
+}
+
+/// Regression (issue 18, item 14): a truncated layer-cache blob and a record giving another
+/// size were repaired silently, while a flipped byte got a warning. All three are said the
+/// same way: one warning line naming the blob, what was wrong, and that the layer is
+/// compressed anew; the output is the same as before, and so is the cache.
+#[test]
+fn truncated_and_resized_cache_blobs_are_reported_like_corrupt_ones() {
+    let (tmp, spec) = fixture_workspace();
+    let (dist, cache) = (tmp.path().join("dist"), tmp.path().join("cache"));
+    let layers = cache.join("layers");
+    build(&spec, &dist, &cache);
+    let sums = fs::read(dist.join("SHA256SUMS")).unwrap();
+    let blob = files(&layers.join("blobs/sha256"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let hex = blob.file_name().unwrap().to_string_lossy().into_owned();
+    let record = record_of(&layers, &hex);
+    let bytes = fs::read(&blob).unwrap();
+    let text = fs::read_to_string(&record).unwrap();
+    let size = bytes.len();
+    let resized = text.replace(
+        &format!("\"size\":{size}"),
+        &format!("\"size\":{}", size + 7),
+    );
+    assert_ne!(resized, text, "{text}");
+    let faults: [(&str, &dyn Fn(), String); 3] = [
+        (
+            "truncated",
+            &|| fs::write(&blob, &bytes[..size / 2]).unwrap(),
+            format!("(truncated: {} of {size} bytes)", size / 2),
+        ),
+        (
+            "resized",
+            &|| fs::write(&record, &resized).unwrap(),
+            format!(
+                "(size mismatch: its record says {} bytes, the blob has {size})",
+                size + 7
+            ),
+        ),
+        (
+            "flipped",
+            &|| flip_a_byte(&blob),
+            "(digest mismatch: its sha256 is ".into(),
+        ),
+    ];
+    for (name, fault, what) in faults {
+        fault();
+        fs::remove_dir_all(&dist).unwrap();
+        let err = build(&spec, &dist, &cache);
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(&blob.display().to_string()))
+            .collect();
+        assert_eq!(said.len(), 1, "{name}: not said in one line:\n{err}");
+        let want = format!("layer cache entry {} is corrupt {what}", blob.display());
+        assert!(
+            said[0].contains(&want),
+            "{name}: no {want:?} in {:?}",
+            said[0]
+        );
+        assert!(
+            said[0].contains("removed it, the layer is compressed anew"),
+            "{name}: {:?}",
+            said[0]
+        );
+        assert!(said[0].contains("WARN"), "{name}: {:?}", said[0]);
+        assert_eq!(fs::read(dist.join("SHA256SUMS")).unwrap(), sums, "{name}");
+        assert_eq!(
+            fs::read(&blob).unwrap(),
+            bytes,
+            "{name}: the blob was not restored"
+        );
+        assert_eq!(fs::read_to_string(&record).unwrap(), text, "{name}");
+    }
 }

@@ -6,8 +6,10 @@
 //! Entries live under `CACHE/layers/`: `KEY.json` (the layer's digests and size) and the blob
 //! under `blobs/sha256/HEX`. A hit is copied into the output, checked against its digest (a
 //! reflink where the filesystem can, else a copy): output and cache never share an inode, so
-//! a write to one cannot corrupt the other. An entry whose blob is missing, has the wrong size
-//! or the wrong content is a miss and is rewritten.
+//! a write to one cannot corrupt the other. An entry whose blob is missing is a miss; one
+//! whose blob is truncated, whose record gives another size or whose blob has the wrong
+//! content is corrupt: each is said the same way, in one warning line naming the blob and
+//! what was wrong, removed, and the layer compressed anew (which rewrites the entry).
 //!
 //! Both files are written as `NAME.partial` and renamed into place. The writer holds an
 //! exclusive `flock` on its partial file while it writes, and removes it on any error (a full
@@ -126,6 +128,20 @@ fn write_via_partial(
     written.map(|()| true)
 }
 
+/// What was wrong with a corrupt entry, found on a lookup.
+fn size_fault(blob: &Path, hex: &str, recorded: u64, actual: u64) -> String {
+    let whole = File::open(blob)
+        .ok()
+        .and_then(|f| kiln_layers::hash_reader(f, kiln_layers::Algorithm::Sha256).ok())
+        .is_some_and(|(d, _)| d.hex() == hex);
+    if whole || actual > recorded {
+        // The blob is what its name says: its record is wrong (or the blob grew).
+        format!("size mismatch: its record says {recorded} bytes, the blob has {actual}")
+    } else {
+        format!("truncated: {actual} of {recorded} bytes")
+    }
+}
+
 /// A writer that only hashes.
 struct HashWriter(Sha256);
 
@@ -224,16 +240,27 @@ impl LayerCache {
     }
 
     /// The cached layer for `key`, copied into the OCI layout at `oci` when present and
-    /// whole; `None` on a miss. The copy is checked against the layer's digest: a corrupt
-    /// entry is named, removed and reported as a miss, so the layer is compressed anew and
-    /// the entry rewritten.
+    /// whole; `None` on a miss. A corrupt entry (a truncated blob, a record giving another
+    /// size, a blob with the wrong content: the copy is checked against the layer's digest) is
+    /// said in one warning line naming the blob and what was wrong, removed and reported as a
+    /// miss, so the layer is compressed anew and the entry rewritten.
     pub fn fetch(&self, key: &str, oci: &Path) -> Option<CachedLayer> {
         let entry = self.entry(key)?;
         let text = fs::read_to_string(&entry).ok()?;
-        let layer: CachedLayer = serde_json::from_str(&text).ok()?;
+        let layer: CachedLayer = match serde_json::from_str(&text) {
+            Ok(l) => l,
+            Err(e) => {
+                self.corrupt(&entry, None, &format!("unreadable record: {e}"));
+                return None;
+            }
+        };
         let hex = layer.digest.hex();
         let src = self.blob(&hex)?;
-        if fs::metadata(&src).ok()?.len() != layer.size {
+        // No blob: nothing is wrong with what is there, it is a miss.
+        let len = fs::metadata(&src).ok()?.len();
+        if len != layer.size {
+            let fault = size_fault(&src, &hex, layer.size, len);
+            self.corrupt(&entry, Some(&src), &fault);
             return None;
         }
         let dst = oci.join("blobs/sha256").join(&hex);
@@ -245,18 +272,25 @@ impl LayerCache {
         match out.copy_from(&cache, &layer.digest) {
             Ok(()) => Some(layer),
             Err(kiln_oci::Error::DigestMismatch { actual, .. }) => {
-                tracing::warn!(
-                    "layer cache entry {} is corrupt (its sha256 is {}); removed it, the layer \
-                     is compressed anew",
-                    src.display(),
-                    actual.hex()
-                );
-                let _ = fs::remove_file(&src);
-                let _ = fs::remove_file(&entry);
+                let fault = format!("digest mismatch: its sha256 is {}", actual.hex());
+                self.corrupt(&entry, Some(&src), &fault);
                 None
             }
             Err(_) => None,
         }
+    }
+
+    /// Says that the entry with record `entry` and blob `blob` is corrupt and why, in one
+    /// line, the same for every fault, and removes it.
+    fn corrupt(&self, entry: &Path, blob: Option<&Path>, fault: &str) {
+        tracing::warn!(
+            "layer cache entry {} is corrupt ({fault}); removed it, the layer is compressed anew",
+            blob.unwrap_or(entry).display(),
+        );
+        if let Some(blob) = blob {
+            let _ = fs::remove_file(blob);
+        }
+        let _ = fs::remove_file(entry);
     }
 
     /// Records a layer just written into the OCI layout at `oci`. Failures only cost a later
