@@ -290,13 +290,13 @@ fn disk_full_in_layer_cache_leaves_no_partial_files() {
         "find \"$0\" -name '*.partial'; df -k \"$0\" >&2",
     );
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("layer cache: could not record"), "{err}");
-    assert!(err.contains("(disk full)"), "{err}");
     assert_eq!(
         left.trim(),
         "",
         "partial files left on the full disk: {left}\n{err}"
     );
+    assert!(err.contains("layer cache: could not record"), "{err}");
+    assert!(err.contains("(disk full)"), "{err}");
 }
 
 /// Regression (issue 18, item 13): partial files of a build that died while writing the
