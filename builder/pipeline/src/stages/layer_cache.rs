@@ -98,9 +98,9 @@ fn lock_existing_or_new(path: &Path, create: bool) -> io::Result<Option<File>> {
         .truncate(false)
         .write(true)
         .open(path)?;
-    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        Err(Errno::WOULDBLOCK) => return Ok(None),
-        Ok(()) | Err(_) => {}
+    let held = rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive);
+    if held == Err(Errno::WOULDBLOCK) {
+        return Ok(None);
     }
     Ok(still_at(&f, path).then_some(f))
 }
