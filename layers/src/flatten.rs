@@ -12,8 +12,8 @@
 //! - base hard links whose target was replaced are dropped (their content is gone);
 //! - upper entries not written yet follow, in path order.
 //!
-//! The same containment rules as [`crate::read`] apply to base names (`..` refused, a
-//! leading `/` taken as relative).
+//! The containment rules of a base apply ([`crate::read::read_layer_relative`]): names and
+//! hard-link targets must be relative, `..` and a leading `/` are refused alike.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -37,6 +37,7 @@ pub fn flatten_tar<R: Read, W: Write>(
     // Base paths dropped because the upper tree replaced them (for hard links to them).
     let mut dropped: HashSet<String> = HashSet::new();
     while let Some(raw) = reader.next_entry()? {
+        raw.check_relative()?;
         let Some(path) = clean_name(&raw.name)? else {
             continue;
         };

@@ -21,8 +21,11 @@
 //! # Reading
 //! - [`read::read_layer`] / [`read::apply_layer`] read a plain, gzip or zstd tar layer
 //!   (detected by magic) into a [`FileTree`], applying OCI whiteouts. Paths that would escape
-//!   the root are rejected with [`Error::UnsafeEntry`] naming the entry; a leading `/` is
-//!   treated as relative to the root (the OCI layer spec asks readers to normalise such paths).
+//!   the root are rejected with [`Error::UnsafeEntry`] naming the entry (and, for a hard
+//!   link, saying its target is wrong); a leading `/` is treated as relative to the root, as
+//!   GNU tar and Docker do when they extract. [`read::read_layer_relative`] and
+//!   [`read::apply_layer_metadata_relative`], for a base whose layers are published as they
+//!   are, refuse a leading `/` like `..`.
 //! - [`extract::extract_to_dir`] materialises a tree in a real directory without following
 //!   symlinks and without ever writing outside it.
 //!
@@ -75,7 +78,7 @@ pub use flatten::flatten_tar;
 pub use io_error::IoError;
 pub use read::{
     apply_layer, apply_layer_metadata, apply_layer_metadata_relative, apply_layer_selected,
-    read_layer,
+    read_layer, read_layer_relative,
 };
 pub use tar::write_tar;
 pub use tree::{resolve_parents, Entry, EntryKind, FileTree, TreeError};

@@ -6,10 +6,18 @@
 //! compression is detected from the magic bytes.
 //! File contents are read into memory, since a [`FileTree`] holds them; names must be UTF-8.
 //!
-//! Containment rules, each violation an [`Error::UnsafeEntry`] naming the entry:
+//! Containment rules, each violation an [`Error::UnsafeEntry`] naming the entry and, for a
+//! hard link, saying that its target is the problem:
 //! - a `..` component anywhere in a name or a hard-link target is refused; `.` and empty
-//!   components are dropped; **a leading `/` is treated as relative to the layer root**
-//!   (`/etc/x` is `etc/x`), as the OCI layer spec asks readers to normalise;
+//!   components are dropped;
+//! - a leading `/` (in a name or a hard-link target) is, by the caller's choice, either
+//!   treated as relative to the layer root (`/etc/x` is `etc/x`, as GNU tar and Docker do
+//!   when they extract: [`read_layer`], [`apply_layer`], for archives whose files kiln
+//!   writes again into layers of its own) or refused like `..` ([`read_layer_relative`],
+//!   [`apply_layer_metadata_relative`], for a base, whose layers kiln publishes as they are);
+//! - symlink targets are kept as they are, absolute or with `..`: they are resolved inside
+//!   the root filesystem (as the kernel resolves them in a container), never on the machine
+//!   that reads the layer, and nothing is ever written through a symlink (below);
 //! - a hard link must name a non-directory already present: earlier in the same layer or in
 //!   the tree the layer is applied to;
 //! - an entry whose parent is a symlink (or any non-directory) in the layer or the tree below
@@ -44,6 +52,15 @@ pub fn read_layer<R: Read>(r: R) -> Result<FileTree> {
 /// checked before `base` is touched, so a malformed or refused layer leaves `base` unchanged.
 pub fn apply_layer<R: Read>(base: &mut FileTree, r: R) -> Result<()> {
     apply(base, r, &|_| true, false)
+}
+
+/// Like [`read_layer`], but names and hard-link targets with a leading `/` are refused, like
+/// `..`, instead of normalised: for a base's tarball, whose names must be what any reader
+/// reads.
+pub fn read_layer_relative<R: Read>(r: R) -> Result<FileTree> {
+    let mut tree = FileTree::new();
+    apply(&mut tree, r, &|_| true, true)?;
+    Ok(tree)
 }
 
 /// Like [`apply_layer`], but regular files are kept empty: for checks that need the paths,
@@ -81,15 +98,10 @@ fn apply<R: Read>(
     let mut reader = TarReader::new(decompressed(r)?);
     let mut layer = Layer::default();
     while let Some(mut raw) = reader.next_entry()? {
-        if relative_only
-            && (raw.name.starts_with('/') || raw.linkname.starts_with('/') && raw.typeflag == b'1')
-        {
-            return Err(unsafe_entry(
-                &raw.name,
-                "absolute name in a tarball that is used as a layer verbatim",
-            ));
+        if relative_only {
+            raw.check_relative()?;
         }
-        if !raw.data.is_empty() && !clean(&raw.name, &raw.name)?.is_some_and(|p| keep(&p)) {
+        if !raw.data.is_empty() && !clean_name(&raw.name)?.is_some_and(|p| keep(&p)) {
             raw.data = Vec::new();
         }
         layer.add(base, raw)?;
@@ -136,10 +148,51 @@ fn unsafe_entry(entry: &str, reason: impl Into<String>) -> Error {
 
 /// A tar name as an absolute tree path (`None` for the root), with [`clean`]'s checks.
 pub(crate) fn clean_name(name: &str) -> Result<Option<String>> {
-    clean(name, name)
+    clean(name, name, Part::Name)
+}
+
+/// Which path of a member is checked: what an error says is wrong.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The member's own name.
+    Name,
+    /// The target of a hard link (a member name, like the link's own).
+    HardLinkTarget,
+}
+
+impl Part {
+    /// `name` or `hard link target "T"`, the subject of a refusal.
+    fn subject(self, path: &str) -> String {
+        match self {
+            Part::Name => "name".into(),
+            Part::HardLinkTarget => format!("hard link target {path:?}"),
+        }
+    }
 }
 
 impl RawEntry {
+    /// Refuses a leading `/` in the name or, for a hard link, in its target: for tarballs
+    /// whose names must be relative ([`read_layer_relative`]). Symlink targets may be
+    /// absolute: they are resolved inside the root filesystem. An entry for the root
+    /// directory itself (`/`, which some image builders write) is let through: it names no
+    /// path outside any root, and its metadata is dropped like that of `./`.
+    pub(crate) fn check_relative(&self) -> Result<()> {
+        let absolute = |part: Part, path: &str| {
+            unsafe_entry(
+                &self.name,
+                format!("{} is absolute (starts with '/')", part.subject(path)),
+            )
+        };
+        let the_root = self.name.split('/').all(|p| p.is_empty() || p == ".");
+        if self.name.starts_with('/') && !the_root {
+            return Err(absolute(Part::Name, &self.name));
+        }
+        if self.typeflag == b'1' && self.linkname.starts_with('/') {
+            return Err(absolute(Part::HardLinkTarget, &self.linkname));
+        }
+        Ok(())
+    }
+
     /// The entry, its kind from the type flag; a hard link's target is cleaned but not looked
     /// up (callers with a tree check it).
     pub(crate) fn into_entry(self) -> Result<Entry> {
@@ -151,9 +204,17 @@ impl RawEntry {
             b'3' => EntryKind::CharDevice(self.dev.0, self.dev.1),
             b'4' => EntryKind::BlockDevice(self.dev.0, self.dev.1),
             b'6' => EntryKind::Fifo,
-            b'1' => match clean(name, &self.linkname)? {
+            b'1' => match clean(name, &self.linkname, Part::HardLinkTarget)? {
                 Some(t) => EntryKind::Hardlink(t),
-                None => return Err(unsafe_entry(name, "hard link to the root")),
+                None => {
+                    return Err(unsafe_entry(
+                        name,
+                        format!(
+                            "{} is the root directory",
+                            Part::HardLinkTarget.subject(&self.linkname)
+                        ),
+                    ))
+                }
             },
             t => {
                 return Err(Error::Malformed {
@@ -173,14 +234,17 @@ impl RawEntry {
     }
 }
 
-/// Normalises a tar name to an absolute tree path; `None` for the root itself.
-fn clean(entry: &str, name: &str) -> Result<Option<String>> {
+/// Normalises `path`, the name of member `entry` or its hard-link target (`part`), to an
+/// absolute tree path; `None` for the root itself. Errors name the member and say which of
+/// its paths is wrong, and how.
+fn clean(entry: &str, path: &str, part: Part) -> Result<Option<String>> {
+    let refuse = |what: &str| unsafe_entry(entry, format!("{} {what}", part.subject(path)));
     let mut parts = Vec::new();
-    for part in name.split('/') {
-        match part {
+    for p in path.split('/') {
+        match p {
             "" | "." => {}
-            ".." => return Err(unsafe_entry(entry, "path has a '..' component")),
-            p if p.contains('\0') => return Err(unsafe_entry(entry, "path has a NUL byte")),
+            ".." => return Err(refuse("has a '..' component")),
+            p if p.contains('\0') => return Err(refuse("has a NUL byte")),
             p => parts.push(p),
         }
     }
@@ -229,7 +293,7 @@ impl Layer {
 
     fn add(&mut self, base: &FileTree, raw: RawEntry) -> Result<()> {
         let entry_name = raw.name.as_str();
-        let Some(path) = clean(entry_name, entry_name)? else {
+        let Some(path) = clean_name(entry_name)? else {
             // The root directory itself: its metadata has no place in a tree.
             return Ok(());
         };
@@ -255,16 +319,28 @@ impl Layer {
         }
         let entry_name = raw.name.clone();
         let entry_name = entry_name.as_str();
+        let stored_target = raw.linkname.clone();
         let mut entry = raw.into_entry()?;
         if let EntryKind::Hardlink(target) = &entry.kind {
             let found = self.lookup(base, target).ok_or_else(|| {
                 unsafe_entry(
                     entry_name,
-                    format!("hard link target {target} is not present before it"),
+                    format!(
+                        "{} is not a member before it (nor in the layers below)",
+                        Part::HardLinkTarget.subject(&stored_target)
+                    ),
                 )
             })?;
             match &found.kind {
-                EntryKind::Dir => return Err(unsafe_entry(entry_name, "hard link to a directory")),
+                EntryKind::Dir => {
+                    return Err(unsafe_entry(
+                        entry_name,
+                        format!(
+                            "{} is a directory",
+                            Part::HardLinkTarget.subject(&stored_target)
+                        ),
+                    ))
+                }
                 // Point at the content, not at another link.
                 EntryKind::Hardlink(t) => entry.kind = EntryKind::Hardlink(t.clone()),
                 _ => {}

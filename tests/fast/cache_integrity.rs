@@ -1,7 +1,9 @@
 //! Cache integrity (issue 9, item 5), seen from `kiln build`: a corrupt entry is named,
 //! removed and restored from its source while the build goes on; the cache and the output
 //! share no inode with the user's files or with each other; a full disk says so, with the
-//! path; an OS error is said once.
+//! path; an OS error is said once. The layer cache under faults (issue 18, items 13 and 14): a
+//! full disk leaves no partial file, a dead writer's partial files are removed by the next
+//! build, and a truncated blob, a wrong size and a flipped byte are each said in one line.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -171,6 +173,12 @@ fn cache_and_dist_share_no_inode_with_user_files_or_each_other() {
 /// mount outlives it); after kiln, what is left on the tmpfs is listed on stdout. Returns
 /// (exit code, stdout, stderr).
 fn with_full_disk(mnt: &Path, size: &str, args: &[&str]) -> (i32, String, String) {
+    on_tmpfs(mnt, size, args, "ls -A \"$0\"")
+}
+
+/// [`with_full_disk`], running the shell command `after` (`$0` is `mnt`) once kiln is done,
+/// with the tmpfs still mounted; its output is stdout.
+fn on_tmpfs(mnt: &Path, size: &str, args: &[&str], after: &str) -> (i32, String, String) {
     require_tool("unshare", "util-linux");
     fs::create_dir_all(mnt).unwrap();
     let mut cmd = Command::new("unshare");
@@ -179,7 +187,7 @@ fn with_full_disk(mnt: &Path, size: &str, args: &[&str]) -> (i32, String, String
         cmd.arg("--map-root-user");
     }
     let script = format!(
-        "mount -t tmpfs -o size={size} kiln-test \"$0\" || exit 99; \"$@\"; rc=$?; ls -A \"$0\"; exit $rc"
+        "mount -t tmpfs -o size={size} kiln-test \"$0\" || exit 99; \"$@\"; rc=$?; {after}; exit $rc"
     );
     let out = cmd
         .args(["--propagation", "private", "sh", "-c", &script])
@@ -248,4 +256,184 @@ fn an_os_error_is_said_once() {
     assert_eq!(res.status.code(), Some(1), "{err}");
     assert_eq!(err.matches("os error").count(), 1, "{err}");
     assert!(err.contains(&cache.display().to_string()), "{err}");
+}
+
+/// The layer cache's files whose name ends in `.partial`, relative to `layers`.
+fn partials(layers: &Path) -> Vec<String> {
+    let mut v: Vec<String> = files(layers)
+        .into_iter()
+        .map(|p| p.strip_prefix(layers).unwrap().display().to_string())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Regression (issue 18, item 13): a full disk while the layer cache copied a layer in left
+/// `HEX.partial` (as large as the copy got) on the cache's file system, filling it for every
+/// later build. The partial file is removed on any error, a full disk included; the build
+/// itself goes on (a layer that is not cached only costs a later recompression) and says why
+/// the layer stayed uncached.
+#[test]
+fn disk_full_in_layer_cache_leaves_no_partial_files() {
+    let (tmp, spec) = fixture_workspace();
+    let cache = tmp.path().join("cache");
+    let layers = cache.join("layers");
+    let dist = tmp.path().join("dist");
+    // The config layers fit into 256 KiB; the layer of baked images (busybox, about 1 MB)
+    // does not.
+    let args = build_args(&spec, &dist, cache.to_str().unwrap());
+    let (code, left, err) = on_tmpfs(
+        &layers,
+        "256k",
+        &args,
+        "find \"$0\" -name '*.partial'; df -k \"$0\" >&2",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        left.trim(),
+        "",
+        "partial files left on the full disk: {left}\n{err}"
+    );
+    assert!(err.contains("layer cache: could not record"), "{err}");
+    assert!(err.contains("(disk full)"), "{err}");
+}
+
+/// Regression (issue 18, item 13): partial files of a build that died while writing the
+/// layer cache stayed forever. The next build removes those nobody holds, and leaves alone
+/// the partial file a live build is writing (it holds its `flock`) and one written after the
+/// build started.
+#[test]
+fn stale_partials_are_removed_by_the_next_build() {
+    let (tmp, spec) = fixture_workspace();
+    let cache = tmp.path().join("cache");
+    let layers = cache.join("layers");
+    let blobs = layers.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let plant = |rel: &str, size: usize, mtime| {
+        let path = layers.join(rel);
+        fs::write(&path, vec![0u8; size]).unwrap();
+        let f = fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(mtime).unwrap();
+        f
+    };
+    let dead_blob = format!("blobs/sha256/{}.partial", "a".repeat(64));
+    let dead_record = format!("{}.json.partial", "b".repeat(64));
+    let live = format!("blobs/sha256/{}.partial", "c".repeat(64));
+    let newer = format!("blobs/sha256/{}.partial", "d".repeat(64));
+    plant(&dead_blob, 20 << 20, an_hour_ago);
+    plant(&dead_record, 100, an_hour_ago);
+    // A build still writing: it holds the partial file's lock.
+    let writer = plant(&live, 1 << 20, an_hour_ago);
+    rustix::fs::flock(
+        &writer,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+    plant(&newer, 100, in_an_hour);
+
+    let dist = tmp.path().join("dist");
+    build(&spec, &dist, &cache);
+    assert_eq!(partials(&layers), [live.clone(), newer.clone()]);
+    // Once its writer is gone, the next build removes it too.
+    drop(writer);
+    fs::File::options()
+        .write(true)
+        .open(layers.join(&live))
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    fs::remove_dir_all(&dist).unwrap();
+    build(&spec, &dist, &cache);
+    assert_eq!(partials(&layers), [newer]);
+}
+
+/// The record (`KEY.json`) of the layer-cache entry whose blob is `hex`.
+fn record_of(layers: &Path, hex: &str) -> PathBuf {
+    fs::read_dir(layers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && fs::read_to_string(p).unwrap().contains(hex)
+        })
+        .unwrap()
+}
+
+/// Regression (issue 18, item 14): a truncated layer-cache blob and a record giving another
+/// size were repaired silently, while a flipped byte got a warning. All three are said the
+/// same way: one warning line naming the blob, what was wrong, and that the layer is
+/// compressed anew; the output is the same as before, and so is the cache.
+#[test]
+fn truncated_and_resized_cache_blobs_are_reported_like_corrupt_ones() {
+    let (tmp, spec) = fixture_workspace();
+    let (dist, cache) = (tmp.path().join("dist"), tmp.path().join("cache"));
+    let layers = cache.join("layers");
+    build(&spec, &dist, &cache);
+    let sums = fs::read(dist.join("SHA256SUMS")).unwrap();
+    let blob = files(&layers.join("blobs/sha256"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let hex = blob.file_name().unwrap().to_string_lossy().into_owned();
+    let record = record_of(&layers, &hex);
+    let bytes = fs::read(&blob).unwrap();
+    let text = fs::read_to_string(&record).unwrap();
+    let size = bytes.len();
+    let resized = text.replace(
+        &format!("\"size\":{size}"),
+        &format!("\"size\":{}", size + 7),
+    );
+    assert_ne!(resized, text, "{text}");
+    let faults: [(&str, &dyn Fn(), String); 3] = [
+        (
+            "truncated",
+            &|| fs::write(&blob, &bytes[..size / 2]).unwrap(),
+            format!("(truncated: {} of {size} bytes)", size / 2),
+        ),
+        (
+            "resized",
+            &|| fs::write(&record, &resized).unwrap(),
+            format!(
+                "(size mismatch: its record says {} bytes, the blob has {size})",
+                size + 7
+            ),
+        ),
+        (
+            "flipped",
+            &|| flip_a_byte(&blob),
+            "(digest mismatch: its sha256 is ".into(),
+        ),
+    ];
+    for (name, fault, what) in faults {
+        fault();
+        fs::remove_dir_all(&dist).unwrap();
+        let err = build(&spec, &dist, &cache);
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(&blob.display().to_string()))
+            .collect();
+        assert_eq!(said.len(), 1, "{name}: not said in one line:\n{err}");
+        let want = format!("layer cache entry {} is corrupt {what}", blob.display());
+        assert!(
+            said[0].contains(&want),
+            "{name}: no {want:?} in {:?}",
+            said[0]
+        );
+        assert!(
+            said[0].contains("removed it, the layer is compressed anew"),
+            "{name}: {:?}",
+            said[0]
+        );
+        assert!(said[0].contains("WARN"), "{name}: {:?}", said[0]);
+        assert_eq!(fs::read(dist.join("SHA256SUMS")).unwrap(), sums, "{name}");
+        assert_eq!(
+            fs::read(&blob).unwrap(),
+            bytes,
+            "{name}: the blob was not restored"
+        );
+        assert_eq!(fs::read_to_string(&record).unwrap(), text, "{name}");
+    }
 }

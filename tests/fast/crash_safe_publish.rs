@@ -3,8 +3,10 @@
 //! output, and the next run succeeds and leaves no staging directory behind.
 //!
 //! The binary stops at a named point when `KILN_TEST_PAUSE_AT` names it (it prints `kiln-test:
-//! paused at POINT` and sleeps), so the kill lands exactly there; `KILN_TEST_NO_EXCHANGE=1`
-//! takes the two-rename fallback of filesystems without `RENAME_EXCHANGE`.
+//! paused at POINT` and sleeps, until killed or until `KILN_TEST_RESUME_FILE` exists), so the
+//! kill lands exactly there; `KILN_TEST_NO_EXCHANGE=1` takes the two-rename fallback of
+//! filesystems without `RENAME_EXCHANGE`. Builds of one output are serialised by its lock
+//! (issue 18, item 15).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -264,36 +266,197 @@ fn build_killed_at_every_point_of_the_swap_leaves_old_or_new() {
     kill_at_every_point(&dist, &outputs, &args);
 }
 
-/// A second build never removes the staging directory of a live one; once that one is dead,
-/// the next build does.
+/// A `kiln` process whose stderr is read on: up to a marker line, then by a thread (so that
+/// the process never blocks on, or dies of, a full or closed pipe).
+struct Running {
+    child: Child,
+    /// What stderr said up to the marker.
+    seen: String,
+    rest: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    /// Starts `kiln ARGS` with `env` and reads its stderr until a line contains `marker`.
+    fn until(args: &[&str], env: &[(&str, &str)], marker: &str) -> Running {
+        let mut child = spawn(args, env);
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                let status = child.wait().unwrap();
+                panic!("kiln {args:?} ended ({status}) before saying {marker:?}:\n{seen}");
+            }
+            seen.push_str(&line);
+            if line.contains(marker) {
+                break;
+            }
+        }
+        let rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+            rest
+        });
+        Running {
+            child,
+            seen,
+            rest: Some(rest),
+        }
+    }
+
+    /// Waits for it to end; its exit code and everything its stderr said.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let rest = self.rest.take().unwrap().join().unwrap();
+        (status.code(), format!("{}{rest}", self.seen))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Regression (issue 18, item 15): two `kiln build`s into one output at once both reported
+/// success, and the one that swapped last won. A build holds the output's lock from start to
+/// end: the second waits for the first, saying so with the first's PID, and then builds on its
+/// output (its own spec: its output; the same spec: "nothing changed"). Each output is whole,
+/// the final one is exactly one build's, and `--no-wait` refuses instead of waiting.
 #[test]
-fn a_live_builds_staging_directory_survives_a_concurrent_build() {
+fn concurrent_builds_into_one_output_are_serialised() {
+    let (tmp, spec) = fixture_workspace();
+    let text = fs::read_to_string(&spec).unwrap();
+    let changed = text.replacen("[zookeeper]\n", "[zookeeper]\ntick_time = 3000\n", 1);
+    assert_ne!(changed, text);
+    let specs = [spec.clone(), spec.with_file_name("b.toml")];
+    fs::write(&specs[1], changed).unwrap();
+    let cache = tmp.path().join("cache");
+    let args = |i: usize, dist: &Path| -> Vec<String> {
+        build_args(&specs[i], dist, cache.to_str().unwrap())
+            .into_iter()
+            .map(String::from)
+            .collect()
+    };
+    // Each spec's output, built alone.
+    let alone: Vec<_> = (0..2)
+        .map(|i| {
+            let dir = tmp.path().join(format!("alone-{i}"));
+            let a = args(i, &dir);
+            kiln_code(&a.iter().map(String::as_str).collect::<Vec<_>>(), 0);
+            snapshot(&dir).unwrap()
+        })
+        .collect();
+    assert_ne!(alone[0]["SHA256SUMS"], alone[1]["SHA256SUMS"]);
+
+    let dist = tmp.path().join("dist");
+    for (round, second_spec) in [(0, 1), (1, 0)] {
+        let resume = tmp.path().join(format!("resume-{round}"));
+        let first_args = args(0, &dist);
+        let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+        let first = Running::until(
+            &first_args,
+            &[
+                ("KILN_TEST_PAUSE_AT", "staged"),
+                ("KILN_TEST_RESUME_FILE", resume.to_str().unwrap()),
+            ],
+            "kiln-test: paused at staged",
+        );
+        let stage = leftovers(tmp.path())
+            .into_iter()
+            .find(|n| n.contains(".kiln-stage-"))
+            .unwrap();
+        assert_eq!(
+            snapshot(&tmp.path().join(stage)).as_ref(),
+            Some(&alone[0]),
+            "round {round}: the first build's staged output is not whole"
+        );
+        let before = snapshot(&dist);
+
+        let second_args = args(second_spec, &dist);
+        let second_args: Vec<&str> = second_args.iter().map(String::as_str).collect();
+        let waiting = format!(
+            "waiting for another kiln build to finish writing {} (pid {})",
+            dist.display(),
+            first.child.id()
+        );
+        let second = Running::until(&second_args, &[], &waiting);
+        // It waits, and writes nothing meanwhile.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            snapshot(&dist),
+            before,
+            "round {round}: written while waiting"
+        );
+        // Asked not to wait, a third refuses, naming the output and the build holding it.
+        let mut no_wait = second_args.clone();
+        no_wait.push("--no-wait");
+        let (_, err) = kiln_code(&no_wait, 1);
+        let busy = format!(
+            "another kiln build is writing {} (pid {})",
+            dist.display(),
+            first.child.id()
+        );
+        assert!(err.contains(&busy), "round {round}: {err}");
+        assert_eq!(snapshot(&dist), before, "round {round}: --no-wait wrote");
+
+        fs::write(&resume, "").unwrap();
+        let (code, err) = first.finish();
+        assert_eq!(
+            code,
+            Some(0),
+            "round {round}: the first build failed:\n{err}"
+        );
+        let (code, err) = second.finish();
+        assert_eq!(
+            code,
+            Some(0),
+            "round {round}: the second build failed:\n{err}"
+        );
+        assert_eq!(
+            err.matches("waiting for another kiln build").count(),
+            1,
+            "{err}"
+        );
+        if second_spec == 0 {
+            // The first build's output is the second's, found complete.
+            assert!(err.contains("nothing changed"), "round {round}: {err}");
+        } else {
+            assert!(err.contains("wrote "), "round {round}: {err}");
+        }
+        assert_eq!(
+            snapshot(&dist).as_ref(),
+            Some(&alone[second_spec]),
+            "round {round}: the output is not exactly the last build's"
+        );
+        assert_eq!(leftovers(tmp.path()), Vec::<String>::new(), "round {round}");
+    }
+}
+
+/// A build killed while it holds the output's lock (here with its output staged) does not
+/// block the next one: the kernel dropped the lock with the process. The next build does not
+/// wait, removes what the dead one left and publishes.
+#[test]
+fn a_crashed_builds_output_lock_does_not_block_the_next() {
     let (tmp, spec) = fixture_workspace();
     let dist = tmp.path().join("dist");
     let cache = tmp.path().join("cache");
     let args = build_args(&spec, &dist, cache.to_str().unwrap());
     let first = run_until(&args, "staged", &[]);
     let staged = leftovers(tmp.path());
-    assert_eq!(staged.len(), 2, "{staged:?}"); // dist.kiln-lock-ID, dist.kiln-stage-ID
-    let stage_dir = tmp
-        .path()
-        .join(staged.iter().find(|n| n.contains("stage")).unwrap());
-    let staged_build = snapshot(&stage_dir).unwrap();
-    assert!(staged_build.contains_key("SHA256SUMS"));
-
-    kiln_code(&args, 0);
-    assert_eq!(
-        snapshot(&stage_dir).as_ref(),
-        Some(&staged_build),
-        "the second build touched the live build's staging directory"
-    );
-    assert_eq!(leftovers(tmp.path()), staged);
-    assert_eq!(snapshot(&dist).as_ref(), Some(&staged_build));
-
+    // dist.kiln-lock-ID, dist.kiln-output-lock, dist.kiln-stage-ID
+    assert_eq!(staged.len(), 3, "{staged:?}");
+    assert!(staged.contains(&"dist.kiln-output-lock".to_string()));
     first.kill();
+    assert_eq!(leftovers(tmp.path()), staged);
+
+    let (_, err) = kiln_code(&args, 0);
+    assert!(!err.contains("waiting"), "{err}");
+    assert!(snapshot(&dist).unwrap().contains_key("SHA256SUMS"));
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
     let (_, err) = kiln_code(&args, 0);
     assert!(err.contains("nothing changed"), "{err}");
-    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
 /// A live render keeps its staging directory while another render of the same output runs.

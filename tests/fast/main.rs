@@ -13,6 +13,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod base_member_names;
 mod build_outputs;
 mod cache_integrity;
 mod cli;

@@ -16,6 +16,14 @@
 //! the lock when the process dies, however it dies. Before staging, a build recovers every
 //! leftover whose lock it can take (the owner is dead) and leaves those of live builds alone.
 //! `ID` is the PID and a per-process counter.
+//!
+//! Writers: a staging directory makes one build's swap safe, but two builds of one output
+//! running at once would both succeed and the one that swaps last would win. So a whole
+//! `kiln build` holds [`OutputLock`], a `flock` on `NAME.kiln-output-lock` (its PID and start
+//! time inside, for the message of whoever waits): a second build of the same output waits
+//! for the first to finish (and then finds its output, often "nothing changed") or, asked not
+//! to wait, refuses ([`Error::Busy`]). The lock dies with its process, however it dies, so a
+//! crashed build never blocks the next; the holder removes the file when it is done.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -39,6 +47,22 @@ pub enum Error {
     /// The output path names no directory that can be replaced (`.`, `/`).
     #[error("{} cannot be replaced as a whole; name a directory, e.g. `-o dist`", path.display())]
     NoName { path: PathBuf },
+    /// Another kiln build is writing the output, and the caller chose not to wait.
+    #[error(
+        "another kiln build is writing {} ({}); run again when it has finished, or without \
+         --no-wait to wait for it",
+        path.display(),
+        holder_text(holder)
+    )]
+    Busy {
+        path: PathBuf,
+        /// The PID of the build holding the output's lock, when it could be read.
+        holder: Option<u32>,
+    },
+}
+
+fn holder_text(holder: &Option<u32>) -> String {
+    holder.map_or_else(|| "pid unknown".into(), |p| format!("pid {p}"))
 }
 
 /// A `Result` alias for publishing.
@@ -68,7 +92,8 @@ pub fn replaceable(out: &Path, marker: &str, what: &'static str) -> Result<()> {
 
 /// Test hook: with `KILN_TEST_PAUSE_AT=POINT[,POINT…]` in the environment the process prints
 /// `kiln-test: paused at POINT` to stderr at that point and sleeps until it is killed, so a test
-/// can kill it exactly there. Points: `staged`, `swap`, `between-renames` (fallback only),
+/// can kill it exactly there, or, with `KILN_TEST_RESUME_FILE=PATH`, until `PATH` exists, so a
+/// test can let it go on. Points: `staged`, `swap`, `between-renames` (fallback only),
 /// `after-swap`, `removing-old`.
 pub fn pause_at(point: &str) {
     let Some(points) = std::env::var_os("KILN_TEST_PAUSE_AT") else {
@@ -76,8 +101,13 @@ pub fn pause_at(point: &str) {
     };
     if points.to_string_lossy().split(',').any(|p| p == point) {
         eprintln!("kiln-test: paused at {point}");
+        let resume = std::env::var_os("KILN_TEST_RESUME_FILE").map(PathBuf::from);
         loop {
-            std::thread::sleep(Duration::from_secs(3600));
+            match &resume {
+                Some(file) if file.exists() => return,
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+                None => std::thread::sleep(Duration::from_secs(3600)),
+            }
         }
     }
 }
@@ -131,6 +161,102 @@ impl Names {
     fn lock(&self, id: &str) -> PathBuf {
         self.path("lock", id)
     }
+    fn output_lock(&self) -> PathBuf {
+        self.parent.join(format!("{}.kiln-output-lock", self.name))
+    }
+}
+
+/// The right to write an output, held (`flock` on `NAME.kiln-output-lock`) for a whole build;
+/// see the module doc. Released, and its file removed, when dropped.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl OutputLock {
+    /// Takes the lock of output `out`. When another build holds it: with `wait`, says so once
+    /// through `progress` ("waiting for another kiln build to finish writing DIR (pid N)") and
+    /// waits for it; without, fails with [`Error::Busy`].
+    pub fn acquire(out: &Path, wait: bool, progress: &mut dyn FnMut(&str)) -> Result<OutputLock> {
+        let names = Names::of(out)?;
+        fs::create_dir_all(&names.parent).map_err(IoError::at("creating", &names.parent))?;
+        let path = names.output_lock();
+        let mut said = false;
+        loop {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(IoError::at("creating lock file", &path))?;
+            if rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
+                let holder = lock_holder(&path);
+                if !wait {
+                    return Err(Error::Busy {
+                        path: out.to_path_buf(),
+                        holder,
+                    });
+                }
+                if !said {
+                    progress(&format!(
+                        "waiting for another kiln build to finish writing {} ({})",
+                        out.display(),
+                        holder_text(&holder)
+                    ));
+                    said = true;
+                }
+                loop {
+                    match rustix::fs::flock(&f, FlockOperation::LockExclusive) {
+                        Err(Errno::INTR) => continue,
+                        r => break r.map_err(|e| IoError::at("locking", &path)(e.into()))?,
+                    }
+                }
+            }
+            // The holder removes the file as it finishes: a lock on a removed file is nobody's.
+            if !same_file(&f, &path) {
+                continue;
+            }
+            let mut lock = OutputLock {
+                path,
+                file: Some(f),
+            };
+            if let Some(f) = &mut lock.file {
+                let who = format!("{} {}\n", std::process::id(), start_time().unwrap_or(0));
+                f.set_len(0)
+                    .and_then(|()| f.write_all(who.as_bytes()))
+                    .map_err(IoError::at("writing lock file", &lock.path))?;
+            }
+            return Ok(lock);
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still held, so nobody takes a lock on a file about to disappear
+        // unknowingly (they check that the path still names what they locked).
+        if let Some(f) = self.file.take() {
+            let _ = fs::remove_file(&self.path);
+            drop(f);
+        }
+    }
+}
+
+/// The PID written into the lock file at `path` by its holder, which writes it right after
+/// taking the lock: read a few times, in case it has not yet.
+fn lock_holder(path: &Path) -> Option<u32> {
+    for _ in 0..20 {
+        let pid = fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
+        if pid.is_some() {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
 
 /// A staging directory beside an output, owned by this process. [`Staging::publish`] swaps it
@@ -529,6 +655,44 @@ mod tests {
         assert_eq!(fs::read_to_string(out.join("mark")).unwrap(), "old");
         drop(s);
         assert_eq!(ls(tmp.path()), ["out"]);
+    }
+
+    #[test]
+    fn the_output_lock_is_exclusive_and_removed_when_released() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let mut said = Vec::new();
+        let held = OutputLock::acquire(&out, false, &mut |m| said.push(m.to_string())).unwrap();
+        assert_eq!(ls(tmp.path()), ["out.kiln-output-lock"]);
+        let e = OutputLock::acquire(&out, false, &mut |_| {}).unwrap_err();
+        let pid = std::process::id();
+        assert!(
+            matches!(e, Error::Busy { holder: Some(p), .. } if p == pid),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&format!("(pid {pid})")), "{e}");
+        // A waiter says so once and gets the lock when the holder lets go.
+        let waiter = std::thread::spawn({
+            let out = out.clone();
+            move || {
+                let mut said = Vec::new();
+                let lock = OutputLock::acquire(&out, true, &mut |m| said.push(m.to_string()));
+                (lock.map(drop).is_ok(), said)
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+        let (ok, waited) = waiter.join().unwrap();
+        assert!(ok);
+        assert_eq!(
+            waited,
+            [format!(
+                "waiting for another kiln build to finish writing {} (pid {pid})",
+                out.display()
+            )]
+        );
+        assert!(said.is_empty());
+        assert_eq!(ls(tmp.path()), Vec::<String>::new());
     }
 
     #[test]

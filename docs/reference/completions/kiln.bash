@@ -158,7 +158,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__build)
-            opts="-o -v -h --output --zstd --threads --archives --strict --leave-out --cache --offline --mirror --locked --verbose --help"
+            opts="-o -v -h --output --zstd --threads --archives --strict --no-wait --leave-out --cache --offline --mirror --locked --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

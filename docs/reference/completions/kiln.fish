@@ -63,6 +63,7 @@ complete -c kiln -n "__fish_kiln_using_subcommand build" -l mirror -d 'Read upst
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l zstd -d 'Compress layers with zstd instead of gzip'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l archives -d 'Also write a docker-archive per image under DIR/archives/ (for `docker load`)'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l strict -d 'Treat warnings as errors'
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l no-wait -d 'When another kiln build is writing DIR, fail at once instead of waiting for it'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l offline -d 'Use only the cache; fail listing every missing artifact'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l locked -d 'Refuse any artifact that kiln.lock does not list'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'

@@ -35,9 +35,9 @@ fn absolute_names_stay_inside_the_root() {
     assert!(!std::path::Path::new("/abs/file").exists());
 }
 
-/// A tarball used verbatim as a layer (the mmdebstrap base) must have relative names: a
-/// reader that does not normalise would write `/abs/file` outside its root. The same name in
-/// a layer kiln only reads is normalised (above).
+/// A base's tarball (kept verbatim as a layer, or read as a base tree) must have relative
+/// names: a reader that does not normalise would write `/abs/file` outside its root. The same
+/// name in an archive kiln only unpacks into layers of its own is normalised (above).
 #[test]
 fn absolute_names_are_refused_in_a_tarball_kept_verbatim() {
     let layer = raw_tar(&[("/abs/file", b'0', "", b"in")]);
@@ -48,6 +48,92 @@ fn absolute_names_are_refused_in_a_tarball_kept_verbatim() {
     }
     let ok = raw_tar(&[("./rel/file", b'0', "", b"in")]);
     kiln_layers::apply_layer_metadata_relative(&mut FileTree::new(), &ok[..]).unwrap();
+}
+
+/// `(entry, reason)` of the refusal of `layer` by the base readers (with contents, metadata
+/// only, flattened), which must agree.
+fn refused_as_base(layer: &[u8]) -> (String, String) {
+    let read = kiln_layers::read::read_layer_relative(layer);
+    let meta = kiln_layers::apply_layer_metadata_relative(&mut FileTree::new(), layer);
+    let flat = kiln_layers::flatten_tar(layer, &FileTree::new(), 1, Vec::new());
+    let (Err(Error::UnsafeEntry { entry, reason }), Err(m), Err(f)) = (read, meta, flat) else {
+        panic!("not refused alike by every base reader");
+    };
+    assert_eq!(m.to_string(), f.to_string());
+    (entry, reason)
+}
+
+/// Regression (issue 18, item 12): a base layer's absolute member was accepted (normalised)
+/// and the layer published unchanged, while `..` was refused. In a base both are refused, by
+/// every reader of a base, naming the member and what is wrong with it.
+#[test]
+fn absolute_path_member_in_base_layer_is_refused_like_dotdot() {
+    for (name, wrong) in [
+        ("/etc/passwd", "is absolute"),
+        ("../etc/passwd", "has a '..' component"),
+        ("etc/../../passwd", "has a '..' component"),
+    ] {
+        let (entry, reason) = refused_as_base(&raw_tar(&[(name, b'0', "", b"x")]));
+        assert_eq!(entry, name);
+        assert!(
+            reason.starts_with("name ") && reason.contains(wrong),
+            "{reason}"
+        );
+    }
+    // Relative spellings are fine, and symlink targets may be absolute or climb: they are
+    // resolved inside the root filesystem, never on the machine that reads the layer.
+    // The root directory's own entry (`/`, written by some image builders) names nothing
+    // outside any root: let through, its metadata dropped like that of `./`.
+    let ok = raw_tar(&[
+        ("/", b'5', "", b""),
+        ("./etc/", b'5', "", b""),
+        ("etc/passwd", b'0', "", b"root:x:0:0::/root:/bin/sh\n"),
+        ("etc/abs", b'2', "/etc/passwd", b""),
+        ("etc/up", b'2', "../../../etc/passwd", b""),
+        ("etc/hard", b'1', "./etc/passwd", b""),
+    ]);
+    let t = kiln_layers::read::read_layer_relative(&ok[..]).unwrap();
+    assert_eq!(
+        t.get("/etc/abs").unwrap().kind,
+        kiln_layers::EntryKind::Symlink("/etc/passwd".into())
+    );
+    kiln_layers::flatten_tar(&ok[..], &FileTree::new(), 1, Vec::new()).unwrap();
+}
+
+/// Regression (issue 18, item 12): a hard link whose target had `..` was refused with "path
+/// has a '..' component", as if the member's own name were wrong. The message names the
+/// member, says that its hard-link target is the problem, quotes it and says what is wrong.
+#[test]
+fn hard_link_error_names_the_link_target() {
+    let files = |link: &'static str| raw_tar(&[("f", b'0', "", b"x"), ("h", b'1', link, b"")]);
+    for (link, wrong) in [
+        ("../f", "has a '..' component"),
+        ("a/../../f", "has a '..' component"),
+        ("/", "is the root directory"),
+        ("missing", "is not a member before it"),
+    ] {
+        let reason = refused(&files(link), "h");
+        let want = format!("hard link target {link:?} {wrong}");
+        assert!(
+            reason.starts_with(&want),
+            "{reason:?} does not say {want:?}"
+        );
+    }
+    let reason = refused(
+        &raw_tar(&[("d", b'5', "", b""), ("h", b'1', "d", b"")]),
+        "h",
+    );
+    assert_eq!(reason, "hard link target \"d\" is a directory");
+    // In a base, an absolute target is refused like `..`, and said to be the target's fault.
+    let (entry, reason) = refused_as_base(&files("/f"));
+    assert_eq!(entry, "h");
+    assert_eq!(
+        reason,
+        "hard link target \"/f\" is absolute (starts with '/')"
+    );
+    let (entry, reason) = refused_as_base(&files("../f"));
+    assert_eq!(entry, "h");
+    assert_eq!(reason, "hard link target \"../f\" has a '..' component");
 }
 
 #[test]

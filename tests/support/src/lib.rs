@@ -86,6 +86,34 @@ pub fn busybox() -> Vec<u8> {
     std::fs::read(path).expect("reading /bin/busybox")
 }
 
+/// A plain tar of hand-made members `(name, typeflag, linkname, data)`, names and link
+/// targets stored exactly as given (absolute, with `..`: what a writer like kiln's never makes),
+/// for tests of how hostile archives are refused. Mode 0644, owner 0, mtime 0.
+pub fn raw_tar(members: &[(&str, u8, &str, &[u8])]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (name, typeflag, linkname, data) in members {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = *typeflag;
+        h[157..157 + linkname.len()].copy_from_slice(linkname.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&c| u32::from(c)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        v.extend_from_slice(&h);
+        v.extend_from_slice(data);
+        v.resize(v.len().div_ceil(512) * 512, 0);
+    }
+    v.extend_from_slice(&[0u8; 1024]);
+    v
+}
+
 /// Docker CLI with an engine behind it, or a panic saying what is missing.
 pub fn require_docker() {
     require_tool("docker", "docker.io");

@@ -22,7 +22,8 @@ docker-archive:FILE). SOURCE_DATE_EPOCH (default 1980-01-01) sets every timestam
 same spec and sources give the same digests. Compressed layers are cached by their inputs \
 (CACHE/layers): an unchanged layer is never compressed twice, and a build whose spec, \
 sources and options did not change finds nothing to do. DIR is swapped in only when the \
-whole build succeeded.\n\nExamples:\n  kiln build cluster.toml -o dist\n  \
+whole build succeeded; a second build of the same DIR waits until the first has finished \
+(--no-wait: fails instead).\n\nExamples:\n  kiln build cluster.toml -o dist\n  \
 skopeo copy oci:dist/oci:prod-agent docker-daemon:kiln/prod-agent:latest\n  \
 kiln build cluster.toml -o dist --archives && docker load -i dist/archives/prod-agent.tar\n  \
 kiln push dist --to 127.0.0.1:5000/kiln --insecure"
@@ -45,6 +46,9 @@ pub(crate) struct BuildArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     strict: bool,
+    /// When another kiln build is writing DIR, fail at once instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
     #[command(flatten)]
     plan: PlanArgs,
     #[command(flatten)]
@@ -60,6 +64,7 @@ impl BuildArgs {
             threads,
             archives,
             strict,
+            no_wait,
             plan,
             sources,
         } = self;
@@ -93,6 +98,7 @@ impl BuildArgs {
             threads,
             archives,
             layer_cache: Some(src_opts.cache_dir.join("layers")),
+            wait_for_output: !no_wait,
         };
         let built = kiln_pipeline::stages::build(&plan, &rendered, &resolved, &opts, &mut |m| {
             eprintln!("  {m}")

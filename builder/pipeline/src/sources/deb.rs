@@ -54,7 +54,7 @@ pub fn ar_members<'a>(what: &str, bytes: &'a [u8]) -> Result<Vec<Member<'a>>> {
 }
 
 /// The files a `.deb` installs, from its `data.tar.*`.
-pub fn data_tree(what: &str, bytes: &[u8]) -> Result<FileTree> {
+pub fn data_tree(what: &str, bytes: &[u8], of: super::unpack::Of) -> Result<FileTree> {
     let members = ar_members(what, bytes)?;
     if members.first().map(|m| m.name) != Some("debian-binary") {
         return Err(Error::Archive {
@@ -81,7 +81,11 @@ pub fn data_tree(what: &str, bytes: &[u8]) -> Result<FileTree> {
             ),
         });
     }
-    read_tar(&format!("{what} ({})", data.name), data.data)
+    let what = format!("{what} ({})", data.name);
+    match of {
+        super::unpack::Of::Base => super::unpack::read_base_tar(&what, data.data),
+        super::unpack::Of::Component => read_tar(&what, data.data),
+    }
 }
 
 /// A (compressed) tar member read with the layers reader (escapes refused).

@@ -155,8 +155,8 @@ impl BaseSource {
                 // Streamed into its layer as it is: names must already be relative.
                 let f = std::io::BufReader::new(f);
                 kiln_layers::apply_layer_selected(&mut tree, f, crate::sbom::reads, true).map_err(
-                    |source| Error::Layer {
-                        what: path.display().to_string(),
+                    |source| Error::Base {
+                        what: format!("the base tarball {}", path.display()),
                         source,
                     },
                 )?;
@@ -243,6 +243,15 @@ pub enum Error {
         #[source]
         source: kiln_layers::Error,
     },
+    /// Reading a base's tar failed, or a member of it was refused ([`base_hint`] says what a
+    /// base must be).
+    #[error("reading {what}: {source}{}", base_hint(.source))]
+    Base {
+        /// The base and the file it was read from.
+        what: String,
+        #[source]
+        source: kiln_layers::Error,
+    },
     /// Placing files failed (two sources of a component put different files at one path).
     #[error("placing files of {component}: {source}")]
     Tree {
@@ -269,6 +278,30 @@ pub enum Error {
     /// An I/O error on a path.
     #[error(transparent)]
     Io(#[from] IoError),
+}
+
+/// What to do about a base with a refused member, appended to the error (empty for other
+/// errors).
+///
+/// Every base, whatever it comes in (an image's layers from a registry, an OCI layout or a
+/// docker-archive; the mmdebstrap tarball; a tarball or `.deb` as `base.source`), follows one
+/// rule: member names and hard-link targets are relative paths inside its root, and a
+/// leading `/` is refused exactly like `..`. Refusing rather than normalising, because a
+/// base's layers are published byte for byte: kiln could read `/etc/passwd` as `etc/passwd`,
+/// but the image it writes would still carry the absolute name to every other reader (GNU tar
+/// and Docker strip it, others write outside their root or miss the file), and one rule for
+/// every kind of base is simpler to state and to check than normalising some of them.
+/// Symlink targets may be absolute: they are resolved inside the root filesystem.
+pub fn base_hint(e: &kiln_layers::Error) -> &'static str {
+    match e {
+        kiln_layers::Error::UnsafeEntry { .. } => {
+            "\n  a base's member names and hard-link targets must be relative paths inside its \
+             root: a leading '/' is refused like '..', since the base's layers are published \
+             as they are; re-create the base with relative names (GNU tar writes them: \
+             `tar -C ROOT -cf base.tar .`)"
+        }
+        _ => "",
+    }
 }
 
 /// A `Result` alias for source operations.

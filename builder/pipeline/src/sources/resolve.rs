@@ -280,12 +280,19 @@ pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Res
                     dest: source.dest.as_ref().map(ToString::to_string),
                     mode: source.mode,
                 };
+                let of = if component == "base" {
+                    unpack::Of::Base
+                } else {
+                    unpack::Of::Component
+                };
                 let tree = match r {
                     Ready::Blob { hex, name } => {
                         let bytes = run.cache.read_verified(&hex)?;
-                        unpack::place(key, &name, &bytes, &placement)?
+                        unpack::place(key, &name, &bytes, &placement, of)?
                     }
-                    Ready::Bytes { bytes, name } => unpack::place(key, &name, &bytes, &placement)?,
+                    Ready::Bytes { bytes, name } => {
+                        unpack::place(key, &name, &bytes, &placement, of)?
+                    }
                     Ready::Tree(t) => unpack::select(key, &t, &placement)?,
                     Ready::Image(_) => unreachable_tree(),
                 };

@@ -54,9 +54,27 @@ pub fn read_tar(what: &str, bytes: &[u8]) -> Result<FileTree> {
     })
 }
 
+/// Reads a base's (compressed) tarball into a tree: like [`read_tar`], but names and
+/// hard-link targets must be relative ([`super::base_hint`]).
+pub fn read_base_tar(what: &str, bytes: &[u8]) -> Result<FileTree> {
+    kiln_layers::read_layer_relative(bytes).map_err(|source| Error::Base {
+        what: what.into(),
+        source,
+    })
+}
+
+/// Whose artifact is unpacked: a component's (its files go into layers kiln writes, so a
+/// leading `/` in a member name is read as relative, as tar does when it extracts) or the
+/// base's (the same rule for every base: relative names only, [`super::base_hint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Of {
+    Component,
+    Base,
+}
+
 /// Turns an artifact into the tree it places on the host. `name` is the artifact's file name
 /// (for a single file without `dest`) and what messages call it.
-pub fn place(what: &str, name: &str, bytes: &[u8], p: &Placement) -> Result<FileTree> {
+pub fn place(what: &str, name: &str, bytes: &[u8], p: &Placement, of: Of) -> Result<FileTree> {
     let tree = match detect(bytes) {
         Kind::Single => {
             let dest = p.dest.clone().ok_or_else(|| Error::Source {
@@ -76,8 +94,9 @@ pub fn place(what: &str, name: &str, bytes: &[u8], p: &Placement) -> Result<File
                 })?;
             return Ok(t);
         }
+        Kind::Tar if of == Of::Base => read_base_tar(&format!("{what} ({name})"), bytes)?,
         Kind::Tar => read_tar(what, bytes)?,
-        Kind::Deb => deb::data_tree(what, bytes)?,
+        Kind::Deb => deb::data_tree(what, bytes, of)?,
         Kind::Rpm => rpm::payload_tree(what, bytes)?,
     };
     select(what, &tree, p)
@@ -238,6 +257,50 @@ pub fn glob_match(pat: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18, item 12: one rule for every base, said the same way with what to do. A
+    /// component's archive is unpacked into kiln's own layers, so a leading `/` there is read
+    /// as relative (as tar extracts it); `..` is refused everywhere.
+    #[test]
+    fn a_base_refuses_absolute_names_like_dotdot_and_says_what_to_do() {
+        use kiln_test_support::raw_tar;
+        let abs = raw_tar(&[("/etc/passwd", b'0', "", b"x")]);
+        let up = raw_tar(&[("etc/../../passwd", b'0', "", b"x")]);
+        let p = Placement::default();
+        for (tar, wrong) in [(&abs, "is absolute"), (&up, "has a '..' component")] {
+            let e = place("base.source", "rootfs.tar", tar, &p, Of::Base).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.starts_with("reading base.source (rootfs.tar): unsafe layer entry"),
+                "{e}"
+            );
+            assert!(
+                e.contains(wrong) && e.contains("re-create the base with relative"),
+                "{e}"
+            );
+        }
+        // The mmdebstrap base, streamed into its layer, is read by the same rule.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("base.tar");
+        std::fs::write(&path, &abs).unwrap();
+        let base = super::super::BaseSource::Tarball {
+            path: path.clone(),
+            sha256: String::new(),
+        };
+        let e = base.metadata_tree().unwrap_err().to_string();
+        let want = format!(
+            "reading the base tarball {}: unsafe layer entry \"/etc/passwd\": name is absolute",
+            path.display()
+        );
+        assert!(e.starts_with(&want), "{e}");
+        assert!(e.contains("re-create the base with relative names"), "{e}");
+        // A component's archive: normalised, and `..` refused.
+        let t = place("etcd.source", "etcd.tar", &abs, &p, Of::Component).unwrap();
+        assert!(t.get("/etc/passwd").is_some());
+        let e = place("etcd.source", "etcd.tar", &up, &p, Of::Component).unwrap_err();
+        assert!(e.to_string().contains("'..'"), "{e}");
+        assert!(!e.to_string().contains("re-create the base"), "{e}");
+    }
 
     #[test]
     fn globs() {

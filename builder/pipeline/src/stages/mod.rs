@@ -77,6 +77,14 @@ pub enum BuildError {
     Io(#[from] IoError),
     #[error("{0}")]
     Source(String),
+    /// A layer of the base cannot be read, or a member of it is refused.
+    #[error("reading {what}: {source}{}", crate::sources::base_hint(.source))]
+    Base {
+        /// The base and its layer (`base image oci:base-oci:base, layer sha256:…`).
+        what: String,
+        #[source]
+        source: kiln_layers::Error,
+    },
     #[error(transparent)]
     Presence(#[from] PresenceError),
     #[error(transparent)]
@@ -117,6 +125,9 @@ pub struct BuildOptions {
     pub archives: bool,
     /// Where compressed layers are cached across builds (`None`: no cache).
     pub layer_cache: Option<PathBuf>,
+    /// When another build is writing `dist`: wait for it to finish (then this build sees its
+    /// output), or fail at once with [`crate::publish::Error::Busy`].
+    pub wait_for_output: bool,
 }
 
 /// One layer of a built image.
@@ -209,7 +220,9 @@ pub struct IdentityReport {
     pub seed_iso: String,
 }
 
-/// Builds every image of the plan into `opts.dist` (swapped in only when complete).
+/// Builds every image of the plan into `opts.dist` (swapped in only when complete). The
+/// output's lock is held throughout ([`crate::publish::OutputLock`]): builds of one output
+/// run one after the other, never both publishing.
 pub fn build(
     plan: &Plan,
     rendered: &Rendered,
@@ -217,10 +230,15 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
+    let started = std::time::SystemTime::now();
     let key = build_key(plan, rendered, resolved, opts);
     if !plan.hosts.is_empty() {
         seed::require_xorriso()?;
     }
+    let _writing = crate::publish::OutputLock::acquire(&opts.dist, opts.wait_for_output, progress)?;
+    // What builds that died while writing the layer cache left (a partial copy of a large
+    // layer would fill the cache's file system for every later build).
+    LayerCache::new(opts.layer_cache.clone()).remove_stale_partials(started);
     // Leftovers of a killed build first: one may hold the output to compare with.
     crate::publish::recover_output(&opts.dist)?;
     if let Some(report) = unchanged(&Dist::new(&opts.dist), &key) {

@@ -78,7 +78,7 @@ pub(super) fn ingest_base<'a>(ctx: &mut Ctx<'a>) -> Result<Base<'a>, BuildError>
                 ctx.store.copy_from(&img.store, &l.digest)?;
                 base.layers.push(("base".into(), l.clone()));
             }
-            base.tree = flatten(&ctx.store, &img.image.layers)?;
+            base.tree = flatten(&ctx.store, &img.reference, &img.image.layers)?;
         }
         Some(BaseSource::Tree(tree)) => {
             base.own = Some(tree);
@@ -395,15 +395,24 @@ fn check(ctx: &Ctx, profile: &Profile, rootfs: &FileTree) -> Result<(), BuildErr
     check_artifacts(ctx.plan, profile, rootfs)
 }
 
-/// The root filesystem of `layers` (OCI whiteouts applied, hostile entries refused), without
-/// file contents but those the SBOM reads: checks need paths, kinds, modes and link targets,
-/// and a base of a few GB must not sit in memory.
-fn flatten(store: &BlobStore, layers: &[Layer]) -> Result<FileTree, BuildError> {
+/// The root filesystem of the base image `reference`'s `layers` (OCI whiteouts applied,
+/// hostile entries refused), without file contents but those the SBOM reads: checks need
+/// paths, kinds, modes and link targets, and a base of a few GB must not sit in memory.
+///
+/// The layers go into every role image byte for byte, so their names must be relative: a
+/// leading `/` is refused like `..`, as in every other kind of base
+/// ([`crate::sources::base_hint`]).
+fn flatten(store: &BlobStore, reference: &str, layers: &[Layer]) -> Result<FileTree, BuildError> {
     let mut tree = FileTree::new();
     for l in layers {
         let blob = store.open_blob(&l.digest)?;
         let blob = io::BufReader::new(blob);
-        kiln_layers::apply_layer_selected(&mut tree, blob, crate::sbom::reads, false)?;
+        kiln_layers::apply_layer_selected(&mut tree, blob, crate::sbom::reads, true).map_err(
+            |source| BuildError::Base {
+                what: format!("base image {reference}, layer {}", l.digest),
+                source,
+            },
+        )?;
     }
     Ok(tree)
 }
