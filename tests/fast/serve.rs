@@ -421,3 +421,39 @@ fn kiln_serve_prints_dhcp_settings_and_stops_on_sigterm() {
         assert!(stderr.contains(want), "no {want:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn range_end_beyond_u64_means_to_the_end() {
+    // RFC 9110 §14.1.2: a last-pos at or beyond the representation's length is replaced by
+    // length - 1, however many digits it has; a suffix longer than the representation is
+    // all of it. Only a first-pos beyond the end is unsatisfiable.
+    let tmp = tempfile::tempdir().unwrap();
+    fixture_dist(tmp.path());
+    let s = start(tmp.path());
+    let root = format!("/pxe/sha256/{ROOT_HEX}");
+    for (range, want) in [
+        ("bytes=0-99999999999999999999", "bytes 0-9999/10000"),
+        (
+            "bytes=9990-340282366920938463463374607431768211456",
+            "bytes 9990-9999/10000",
+        ),
+        ("bytes=0-18446744073709551615", "bytes 0-9999/10000"),
+        ("bytes=-99999999999999999999", "bytes 0-9999/10000"),
+    ] {
+        let r = get(s.addr, &root, &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(r.header("content-range"), Some(want), "{range}");
+        let start: usize = want[6..want.find('-').unwrap()].parse().unwrap();
+        assert_eq!(r.body.len(), 10_000 - start, "{range}");
+        assert_eq!(r.body[0], (start % 251) as u8, "{range}");
+    }
+    for range in [
+        "bytes=99999999999999999999-",
+        "bytes=99999999999999999999-99999999999999999999",
+        "bytes=10000-99999999999999999999",
+    ] {
+        let r = get(s.addr, &root, &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 416, "{range}");
+        assert_eq!(r.header("content-range"), Some("bytes */10000"), "{range}");
+    }
+}

@@ -143,10 +143,14 @@ pub fn range(header: Option<&str>, len: u64) -> RangeAsk {
     let Some((a, b)) = spec.trim().split_once('-') else {
         return RangeAsk::Unsatisfiable;
     };
+    // `1*DIGIT`, of any length (RFC 9110 §14.1.1). A number beyond u64 saturates: as a
+    // last-pos it means "to the end" (§14.1.2: a last-pos at or beyond the representation's
+    // length is replaced by length - 1; a client may ask for the rest without knowing the
+    // length), as a suffix-length "all of it" (a suffix longer than the representation
+    // selects the whole), and as a first-pos it is beyond any representation: 416.
     let num = |s: &str| {
         (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     match (a.is_empty(), b.is_empty()) {
         // bytes=-N: the last N bytes.
@@ -235,6 +239,33 @@ mod tests {
         assert_eq!(range(Some("bytes=x-2"), 10), RangeAsk::Unsatisfiable);
         assert_eq!(range(Some("bytes=0-1,4-5"), 10), RangeAsk::Whole);
         assert_eq!(range(Some("items=0-1"), 10), RangeAsk::Whole);
+    }
+
+    #[test]
+    fn range_end_beyond_u64_means_to_the_end() {
+        // RFC 9110 §14.1.2.
+        let to_end = RangeAsk::Part { start: 0, end: 9 };
+        assert_eq!(range(Some("bytes=0-99999999999999999999"), 10), to_end);
+        assert_eq!(range(Some("bytes=0-18446744073709551615"), 10), to_end);
+        assert_eq!(range(Some("bytes=-99999999999999999999"), 10), to_end);
+        assert_eq!(
+            range(Some("bytes=3-99999999999999999999999999999999"), 10),
+            RangeAsk::Part { start: 3, end: 9 }
+        );
+        for beyond in [
+            "bytes=99999999999999999999-",
+            "bytes=99999999999999999999-99999999999999999999",
+            "bytes=18446744073709551615-",
+        ] {
+            assert_eq!(range(Some(beyond), 10), RangeAsk::Unsatisfiable, "{beyond}");
+        }
+        assert_eq!(
+            range(Some("bytes=0-99999999999999999999"), u64::MAX),
+            RangeAsk::Part {
+                start: 0,
+                end: u64::MAX - 1
+            }
+        );
     }
 
     #[test]
