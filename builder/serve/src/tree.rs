@@ -340,8 +340,8 @@ fn open_beneath(dir: &OwnedFd, rel: &str) -> io::Result<OwnedFd> {
     if OPENAT2.load(Ordering::Relaxed) {
         let resolve =
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        // EAGAIN: a rename elsewhere in the tree raced the lookup and the kernel could not
-        // vouch for it; the lookup is simply retried.
+        // EAGAIN: the kernel could not vouch that a `..` stayed beneath the root while a
+        // rename raced it (openat2(2)); routed paths have no `..`, but a retry is the answer.
         for _ in 0..8 {
             match rustix::fs::openat2(dir, rel, file_flags(), Mode::empty(), resolve) {
                 Err(Errno::AGAIN) => continue,
