@@ -173,6 +173,11 @@ pub(crate) fn run(
             match poll(&mut fds, Some(&wait)) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
+                // The kernel is short of memory for the poll set: wait, then try again.
+                Err(Errno::NOMEM) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
             fds.iter().map(PollFd::revents).collect()
@@ -228,8 +233,9 @@ pub(crate) fn run(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_fds(&e) => {
                     // Out of descriptors: the connection waits in the kernel's queue. Free
-                    // one by dropping the oldest slow head, or wait a moment for answers in
-                    // flight to finish (the listener stays readable: no busy loop).
+                    // one by dropping the oldest slow head, or else wait a moment for answers
+                    // in flight to finish (the listener stays readable, so without the pause
+                    // the loop would spin).
                     if let Some(i) = oldest(&pending) {
                         let p = pending.swap_remove(i);
                         refuse(&p.stream, p.peer, 503, "out of file descriptors", log);
