@@ -21,7 +21,13 @@
 //! `[provision]`, each host also gets a kickstart install entry (`inst.ks=URL/kickstart/HOST.ks
 //! inst.ks.sendmac`): `mac/MAC-install.ipxe` and a second menu entry in PXELINUX and GRUB.
 //!
-//! Nothing here is secret: kernel arguments carry digests and URLs, never a seed's contents.
+//! - `dhcp/dhcpd-hosts.conf` (ISC dhcpd `host` declarations) and `dhcp/dnsmasq-hosts.conf`
+//!   (`dhcp-host=MAC,IP,NAME`): a DHCP reservation per host, MAC to the spec's address. `kiln
+//!   serve` hands a host's seed and kickstart only to that address, so the DHCP server must
+//!   give it to the host while it boots.
+//!
+//! Nothing here is secret: kernel arguments carry digests and URLs, never a seed's contents;
+//! the reservations hold names, MACs and addresses (as `hosts.json` does).
 
 use kiln_model::plan::{HostPlan, Installer, ProvisionPlan};
 use kiln_model::templates::Templates;
@@ -36,7 +42,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("install.ipxe", include_str!("../templates/install.ipxe.j2")),
     ("pxelinux.cfg", include_str!("../templates/pxelinux.cfg.j2")),
     ("grub.cfg", include_str!("../templates/grub.cfg.j2")),
+    (
+        "dhcpd-hosts.conf",
+        include_str!("../templates/dhcpd-hosts.conf.j2"),
+    ),
+    (
+        "dnsmasq-hosts.conf",
+        include_str!("../templates/dnsmasq-hosts.conf.j2"),
+    ),
 ];
+
+/// The DHCP reservation files below `pxe/`: ISC dhcpd's and dnsmasq's.
+pub const DHCP_RESERVATIONS: [&str; 2] = ["dhcp/dhcpd-hosts.conf", "dhcp/dnsmasq-hosts.conf"];
 
 /// A role image's bootable files as the PXE tree references them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +173,20 @@ struct BootCtx<'a> {
 }
 
 #[derive(Serialize)]
+struct DhcpCtx<'a> {
+    cluster: &'a str,
+    hosts: Vec<DhcpHost<'a>>,
+}
+
+#[derive(Serialize)]
+struct DhcpHost<'a> {
+    name: &'a str,
+    /// Lowercase, colon-separated (both servers take this spelling).
+    mac: String,
+    address: String,
+}
+
+#[derive(Serialize)]
 struct HostCtx<'a> {
     cluster: &'a str,
     base: String,
@@ -178,9 +209,9 @@ struct HostCtx<'a> {
     grub_install_cmdline: String,
 }
 
-/// Every file of the PXE tree of `cluster` (paths below `pxe/`, sorted): `boot.ipxe` and,
-/// per host, its iPXE script, PXELINUX config and two GRUB configs (and install entries when
-/// `provision` names an installer).
+/// Every file of the PXE tree of `cluster` (paths below `pxe/`, sorted): `boot.ipxe`, the
+/// DHCP reservations of `hosts` and, per host, its iPXE script, PXELINUX config and two GRUB
+/// configs (and install entries when `provision` names an installer).
 pub fn render(
     cluster: &str,
     provision: &ProvisionPlan,
@@ -199,6 +230,26 @@ pub fn render(
             },
         )?,
     }];
+    let dhcp = DhcpCtx {
+        cluster,
+        hosts: hosts
+            .iter()
+            .map(|h| DhcpHost {
+                name: h.name.as_str(),
+                mac: h.mac.to_string(),
+                address: h.address.ip().to_string(),
+            })
+            .collect(),
+    };
+    for (path, template) in DHCP_RESERVATIONS
+        .iter()
+        .zip(["dhcpd-hosts.conf", "dnsmasq-hosts.conf"])
+    {
+        files.push(PxeFile {
+            path: path.to_string(),
+            text: t.render(template, &dhcp)?,
+        });
+    }
     let server = grub_server(&provision.url);
     let url_path = provision.url.path().trim_end_matches('/').to_string();
     for h in hosts {

@@ -192,3 +192,120 @@ fn grub_parses_every_grub_config() {
         );
     }
 }
+
+#[test]
+fn dhcp_reservations_give_each_mac_its_spec_address() {
+    let files = render("pt", &provision(false), &profiles(), &hosts()).unwrap();
+    let isc = file(&files, "dhcp/dhcpd-hosts.conf");
+    let dnsmasq = file(&files, "dhcp/dnsmasq-hosts.conf");
+    for (name, mac, ip) in [
+        ("m1", "52:54:00:aa:00:11", "10.0.0.11"),
+        ("a1", "52:54:00:aa:00:21", "10.0.0.21"),
+        ("a2", "52:54:00:aa:00:22", "10.0.0.22"),
+    ] {
+        let want = format!("host {name} {{ hardware ethernet {mac}; fixed-address {ip}; }}");
+        assert_eq!(isc.lines().filter(|l| *l == want).count(), 1, "{isc}");
+        let want = format!("dhcp-host={mac},{ip},{name}");
+        assert_eq!(
+            dnsmasq.lines().filter(|l| *l == want).count(),
+            1,
+            "{dnsmasq}"
+        );
+    }
+    // Nothing but comments and one line per host: no prefix, gateway or secret.
+    for text in [isc, dnsmasq] {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(text.ends_with("}\n") || text.ends_with(",a2\n"), "{text:?}");
+    }
+}
+
+#[test]
+fn dnsmasq_accepts_the_reservations() {
+    let dnsmasq = require_tool("dnsmasq", "dnsmasq-base");
+    let files = render("pt", &provision(false), &profiles(), &hosts()).unwrap();
+    let dir = kiln_test_support::tempdir();
+    let conf = dir.path().join("dnsmasq-hosts.conf");
+    fs::write(&conf, file(&files, "dhcp/dnsmasq-hosts.conf")).unwrap();
+    // --test parses the whole configuration (and the file it names) and exits.
+    let out = Command::new(&dnsmasq)
+        .arg("--test")
+        .arg("--conf-file=/dev/null")
+        .arg(format!("--conf-file={}", conf.display()))
+        .arg("--dhcp-range=10.0.0.0,static")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("syntax check OK"), "{text}");
+}
+
+#[test]
+fn isc_dhcpd_accepts_the_reservations() {
+    // ISC dhcpd's own parser (`dhcpd -t`), from Debian's isc-dhcp-server package unpacked
+    // here, not installed: installing it would start a DHCP server on the machine.
+    // `apt-get download` reaches Debian's mirror (as the etcd-server source test does).
+    require_tool("apt-get", "apt");
+    require_tool("dpkg-deb", "dpkg");
+    let dir = kiln_test_support::tempdir();
+    let out = Command::new("apt-get")
+        .args(["download", "isc-dhcp-server"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apt-get download isc-dhcp-server (needs `apt-get update` to have run): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap();
+    let root = dir.path().join("root");
+    let st = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let files = render("pt", &provision(false), &profiles(), &hosts()).unwrap();
+    let hosts_conf = dir.path().join("dhcpd-hosts.conf");
+    fs::write(&hosts_conf, file(&files, "dhcp/dhcpd-hosts.conf")).unwrap();
+    let conf = dir.path().join("dhcpd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "subnet 10.0.0.0 netmask 255.255.255.0 {{ }}\ninclude \"{}\";\n",
+            hosts_conf.display()
+        ),
+    )
+    .unwrap();
+    let check = |conf: &Path| {
+        Command::new(root.join("usr/sbin/dhcpd"))
+            .arg("-t")
+            .arg("-cf")
+            .arg(conf)
+            .output()
+            .unwrap()
+    };
+    let out = check(&conf);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check can fail: a malformed declaration is refused.
+    fs::write(
+        &hosts_conf,
+        "host m1 { hardware ethernet zz; fixed-address 10.0.0.11 }\n",
+    )
+    .unwrap();
+    assert!(!check(&conf).status.success());
+}

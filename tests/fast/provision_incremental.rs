@@ -1,9 +1,11 @@
 //! Provisioning artifacts are written incrementally (`kiln_pipeline::stages::provision::write`, what
 //! `kiln build` and `benches/provision_scale.rs` use): after one host's identity changes only
 //! that host's seed files and kickstart are written again (every other file keeps its inode,
-//! mtime and bytes), and a removed host's files are gone — from the library call on a
-//! three-host cluster with kickstarts and a PXE tree, and through `kiln build`, which links
-//! the previous output's files into its staging directory and keeps unchanged seed ISOs.
+//! mtime and bytes; an address change also rewrites the PXE host list and the DHCP
+//! reservations, which list every host's address), and a removed host's files are gone —
+//! from the library call on a three-host cluster with kickstarts and a PXE tree, and through
+//! `kiln build`, which links the previous output's files into its staging directory and keeps
+//! unchanged seed ISOs.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -141,7 +143,9 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
     assert_eq!(again.unchanged, s1.len());
     assert_eq!(snapshot(tmp.path()), s1);
 
-    // a2's address changes: its seed and kickstart, nothing else.
+    // a2's address changes: its seed and kickstart, and the three files that list every
+    // host's address (the PXE host list `kiln serve` binds each host's files to, and the
+    // DHCP reservations that give the host that address); nothing else.
     let moved = write(spec("10.8.0.42/24", true), &dist);
     let s2 = snapshot(tmp.path());
     let a2 = strings(&[
@@ -149,9 +153,17 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
         "cloud-init/a2/network-config",
         "cloud-init/a2/user-data",
         "kickstart/a2.ks",
+        "pxe/dhcp/dhcpd-hosts.conf",
+        "pxe/dhcp/dnsmasq-hosts.conf",
+        "pxe/hosts.json",
     ]);
     assert_eq!(changed(&s1, &s2), a2);
     assert_eq!(moved.written, a2);
+    let dhcp = String::from_utf8(s2["pxe/dhcp/dnsmasq-hosts.conf"].3.clone()).unwrap();
+    assert!(
+        dhcp.contains("dhcp-host=52:54:00:08:00:22,10.8.0.42,a2\n"),
+        "{dhcp}"
+    );
     assert!(moved.removed.is_empty());
     let net = String::from_utf8(s2["cloud-init/a2/network-config"].3.clone()).unwrap();
     assert!(net.contains("10.8.0.42/24"), "{net}");
@@ -160,7 +172,7 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
         "a rewritten file keeps its mode"
     );
 
-    // a3 leaves the cluster: its files go; hosts.json no longer lists it.
+    // a3 leaves the cluster: its files go; hosts.json and the reservations no longer list it.
     let removed = write(spec("10.8.0.42/24", false), &dist);
     let s3 = snapshot(tmp.path());
     let gone = strings(&[
@@ -168,6 +180,8 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
         "cloud-init/a3/network-config",
         "cloud-init/a3/user-data",
         "kickstart/a3.ks",
+        "pxe/dhcp/dhcpd-hosts.conf",
+        "pxe/dhcp/dnsmasq-hosts.conf",
         "pxe/grub/grub.cfg-01-52-54-00-08-00-23",
         "pxe/grub/grub.cfg-52-54-00-08-00-23",
         "pxe/hosts.json",
@@ -178,12 +192,17 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
     assert_eq!(changed(&s2, &s3), gone);
     assert!(s3.contains_key("pxe/hosts.json"));
     assert!(!tmp.path().join("cloud-init/a3").exists());
-    assert_eq!(removed.written, strings(&["pxe/hosts.json"]));
+    let rewritten = strings(&[
+        "pxe/dhcp/dhcpd-hosts.conf",
+        "pxe/dhcp/dnsmasq-hosts.conf",
+        "pxe/hosts.json",
+    ]);
+    assert_eq!(removed.written, rewritten);
     let mut removed_paths = removed.removed.clone();
     removed_paths.sort();
     let mut want: Vec<String> = gone
         .iter()
-        .filter(|p| *p != "pxe/hosts.json")
+        .filter(|p| !rewritten.contains(p))
         .cloned()
         .collect();
     want.push("cloud-init/a3/".into());

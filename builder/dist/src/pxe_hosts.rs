@@ -1,5 +1,8 @@
 //! `pxe/hosts.json`: the hosts of a PXE tree, written by `kiln build` and read by `kiln serve`
-//! to answer the kickstart MAC header. It holds no secret.
+//! to answer the kickstart MAC header and to serve each host's own files only to the host's
+//! address. It holds no secret.
+
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +22,11 @@ pub struct PxeHost {
     pub name: String,
     /// Lowercase, colon-separated.
     pub mac: String,
+    /// The host's address on the cluster network (the spec's, without the prefix): the only
+    /// peer `kiln serve` hands the host's seed and kickstart to. `None` in a hosts.json
+    /// written before kiln recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
     pub profile: String,
     /// Its iPXE script below `pxe/`.
     pub ipxe: String,

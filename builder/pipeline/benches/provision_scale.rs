@@ -11,8 +11,9 @@
 //! kernel, initramfs and root image per role; nothing here boots). Then one agent's address
 //! changes, the spec is rendered again and written into the same directory: every file's
 //! inode, mtime and bytes are compared before and after, and the benchmark fails unless
-//! exactly that host's files changed. A third write with nothing changed shows the cost of
-//! the comparison alone. Peak RSS is the child's `VmHWM` right after the first write (spec,
+//! exactly that host's files changed (and the three that list every host's address:
+//! `pxe/hosts.json` and the DHCP reservations). A third write with nothing changed shows the
+//! cost of the comparison alone. Peak RSS is the child's `VmHWM` right after the first write (spec,
 //! plan, render and write; the benchmark's own snapshots come later).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -210,8 +211,12 @@ fn child(hosts: usize, dir: &Path) {
         .filter(|(rel, now)| before.get(*rel) != Some(now))
         .map(|(rel, _)| rel)
         .collect();
+    // Its own files, and the three that list every host's address.
     let own = |rel: &str| {
-        rel.starts_with(&format!("cloud-init/{name}/")) || rel == format!("kickstart/{name}.ks")
+        rel.starts_with(&format!("cloud-init/{name}/"))
+            || rel == format!("kickstart/{name}.ks")
+            || rel == "pxe/hosts.json"
+            || rel.starts_with("pxe/dhcp/")
     };
     assert!(
         differing.iter().all(|r| own(r)),
@@ -322,7 +327,7 @@ fn main() {
             .fold(0.0, f64::max);
         let _ = writeln!(
             t,
-            "| {n} | {} | {:.0} | {} | {} | {} | {:.0} | {} ({host}: seed files and kickstart) | {} | {} | {} |",
+            "| {n} | {} | {:.0} | {} | {} | {} | {:.0} | {} ({host}: seed files and kickstart; hosts.json and the DHCP reservations) | {} | {} | {} |",
             v["files"],
             v["mib"].as_f64().unwrap(),
             stat(vs, "cold"),

@@ -1,10 +1,8 @@
 //! The HTTP/1.1 subset `kiln serve` speaks: one request per connection (`Connection:
 //! close`), `GET` and `HEAD`, a single byte range, `If-None-Match`.
 
-use std::io::{self, BufRead, BufReader, Read};
-
 /// Longest request head (request line and headers) accepted.
-const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,42 +28,52 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRequest(pub String);
 
-/// Reads one request head from `r`. `Ok(None)`: the peer closed before sending one.
-pub fn read_request<R: Read>(r: R) -> io::Result<Result<Option<Request>, BadRequest>> {
-    let mut r = BufReader::new(r.take(MAX_HEAD as u64 + 1));
+/// Where the request head in `buf` ends (the index after its empty line), once it has
+/// arrived whole; empty lines before the request line are skipped (RFC 9112 §2.2).
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    let start = buf.iter().position(|b| *b != b'\r' && *b != b'\n')?;
+    let mut at = start;
+    while let Some(i) = buf[at..].iter().position(|b| *b == b'\n') {
+        let nl = at + i;
+        // A line that is empty, or only `\r`, ends the head.
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => at = nl + 1,
+        }
+    }
+    None
+}
+
+/// Parses a whole request head (as [`head_end`] delimits it).
+pub fn parse_request(head: &[u8]) -> Result<Request, BadRequest> {
+    if head.len() > MAX_HEAD {
+        return Err(BadRequest("request head too large".into()));
+    }
     let mut lines = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = Vec::new();
-        let n = r.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            if lines.is_empty() {
-                return Ok(Ok(None));
-            }
-            return Ok(Err(BadRequest("incomplete request head".into())));
-        }
-        total += n;
-        if total > MAX_HEAD {
-            return Ok(Err(BadRequest("request head too large".into())));
-        }
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
+    for line in head.split(|b| *b == b'\n') {
+        let mut line = line;
+        while let [rest @ .., b'\r'] = line {
+            line = rest;
         }
         if line.is_empty() {
             if lines.is_empty() {
-                continue; // tolerated before the request line (RFC 9112 2.2)
+                continue; // tolerated before the request line (RFC 9112 §2.2)
             }
             break;
         }
-        match String::from_utf8(line) {
-            Ok(l) => lines.push(l),
-            Err(_) => return Ok(Err(BadRequest("request head is not UTF-8".into()))),
+        match std::str::from_utf8(line) {
+            Ok(l) => lines.push(l.to_string()),
+            Err(_) => return Err(BadRequest("request head is not UTF-8".into())),
         }
     }
-    Ok(parse_head(&lines))
+    if lines.is_empty() {
+        return Err(BadRequest("empty request head".into()));
+    }
+    parse_head(&lines)
 }
 
-fn parse_head(lines: &[String]) -> Result<Option<Request>, BadRequest> {
+fn parse_head(lines: &[String]) -> Result<Request, BadRequest> {
     let bad = |m: &str| Err(BadRequest(m.into()));
     let mut parts = lines[0].split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -95,11 +103,11 @@ fn parse_head(lines: &[String]) -> Result<Option<Request>, BadRequest> {
         };
         headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    Ok(Some(Request {
+    Ok(Request {
         method: method.to_string(),
         path,
         headers,
-    }))
+    })
 }
 
 /// `%XX` decoded; `None` for a malformed escape or a result that is not UTF-8.
@@ -143,10 +151,14 @@ pub fn range(header: Option<&str>, len: u64) -> RangeAsk {
     let Some((a, b)) = spec.trim().split_once('-') else {
         return RangeAsk::Unsatisfiable;
     };
+    // `1*DIGIT`, of any length (RFC 9110 §14.1.1). A number beyond u64 saturates: as a
+    // last-pos it means "to the end" (§14.1.2: a last-pos at or beyond the representation's
+    // length is replaced by length - 1; a client may ask for the rest without knowing the
+    // length), as a suffix-length "all of it" (a suffix longer than the representation
+    // selects the whole), and as a first-pos it is beyond any representation: 416.
     let num = |s: &str| {
         (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     match (a.is_empty(), b.is_empty()) {
         // bytes=-N: the last N bytes.
@@ -177,6 +189,23 @@ pub fn range(header: Option<&str>, len: u64) -> RangeAsk {
     }
 }
 
+/// `s` as one field of a log line: every byte outside printable ASCII (control bytes such as
+/// newline and ESC, and all non-ASCII, which holds the C1 controls and bidirectional
+/// overrides), the space (the field separator) and `%` itself written `%XX`. A request
+/// therefore cannot write a second line, move the terminal's cursor or shift the fields
+/// after it; the result reads like the URL it came from and decodes back unambiguously.
+pub fn log_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether `If-None-Match: header` matches `etag` (weak comparison, `*` matches).
 pub fn none_match(header: Option<&str>, etag: &str) -> bool {
     let Some(h) = header else {
@@ -197,6 +226,7 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         416 => "Range Not Satisfiable",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
@@ -238,18 +268,55 @@ mod tests {
     }
 
     #[test]
+    fn range_end_beyond_u64_means_to_the_end() {
+        // RFC 9110 §14.1.2.
+        let to_end = RangeAsk::Part { start: 0, end: 9 };
+        assert_eq!(range(Some("bytes=0-99999999999999999999"), 10), to_end);
+        assert_eq!(range(Some("bytes=0-18446744073709551615"), 10), to_end);
+        assert_eq!(range(Some("bytes=-99999999999999999999"), 10), to_end);
+        assert_eq!(
+            range(Some("bytes=3-99999999999999999999999999999999"), 10),
+            RangeAsk::Part { start: 3, end: 9 }
+        );
+        for beyond in [
+            "bytes=99999999999999999999-",
+            "bytes=99999999999999999999-99999999999999999999",
+            "bytes=18446744073709551615-",
+        ] {
+            assert_eq!(range(Some(beyond), 10), RangeAsk::Unsatisfiable, "{beyond}");
+        }
+        assert_eq!(
+            range(Some("bytes=0-99999999999999999999"), u64::MAX),
+            RangeAsk::Part {
+                start: 0,
+                end: u64::MAX - 1
+            }
+        );
+    }
+
+    #[test]
+    fn log_escape_leaves_no_control_byte_and_no_space() {
+        assert_eq!(log_escape("/pxe/boot.ipxe"), "/pxe/boot.ipxe");
+        assert_eq!(log_escape("/a\nGET /b"), "/a%0AGET%20/b");
+        assert_eq!(log_escape("\x1b[2J\r\t\x7f%"), "%1B[2J%0D%09%7F%25");
+        // C1 CSI and a right-to-left override, byte by byte.
+        assert_eq!(log_escape("\u{9b}\u{202e}"), "%C2%9B%E2%80%AE");
+    }
+
+    #[test]
     fn heads() {
-        let r =
-            read_request(&b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\n"[..])
-                .unwrap()
-                .unwrap()
-                .unwrap();
+        let raw = b"\r\nGET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\nbody";
+        let end = head_end(raw).unwrap();
+        assert_eq!(&raw[end..], b"body");
+        let r = parse_request(&raw[..end]).unwrap();
         assert_eq!(r.path, "/a b");
         assert_eq!(r.header("range"), Some("bytes=0-1"));
-        assert!(read_request(&b"GET /%zz HTTP/1.1\r\n\r\n"[..])
-            .unwrap()
-            .is_err());
-        assert!(read_request(&b""[..]).unwrap().unwrap().is_none());
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\nx"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: h\r\n"), None);
+        assert_eq!(head_end(b"\r\n\r\n"), None);
+        assert!(parse_request(b"GET /%zz HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_request(b"GET / HTTP/2\r\n\r\n").is_err());
+        assert!(parse_request(b"GET /\xff HTTP/1.1\r\n\r\n").is_err());
         assert!(none_match(Some("\"a\", W/\"b\""), "\"b\""));
         assert!(!none_match(Some("\"a\""), "\"b\""));
     }

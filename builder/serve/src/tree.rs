@@ -6,12 +6,24 @@
 //! `kickstart/` when Anaconda's `X-RHN-Provisioning-MAC-N` header names the host's MAC).
 //! Everything else is **shared**. A private file (not readable by others: seeds are 0600) on a
 //! shared path means a secret would be served to every host: [`Tree::open`] refuses to start.
-//! Paths are checked segment by segment (no `..`, `.`, empty segments, backslashes or NULs)
-//! and symbolic links are never followed.
+//! A host's own paths are served only to the host's address ([`Tree::may_read`]).
+//!
+//! Paths are checked segment by segment (no `..`, `.`, empty segments, backslashes or NULs),
+//! and a file is opened below the root directory's descriptor without following any symbolic
+//! link, in the same step that finds it ([`Tree::open_file`]): a link swapped in while the
+//! request runs is refused by the kernel, not by an earlier check it could race.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use kiln_dist::pxe_hosts::PxeHosts;
 use kiln_dist::Dist;
@@ -26,6 +38,10 @@ pub struct Host {
     pub name: String,
     /// Lowercase, colon-separated.
     pub mac: String,
+    /// Its address on the cluster network: the only peer its own paths are served to.
+    /// `None` when `pxe/hosts.json` predates the field (then [`crate::Server::bind`] refuses
+    /// to start unless every peer is trusted).
+    pub address: Option<Ipv4Addr>,
 }
 
 /// Why the server does not start.
@@ -47,7 +63,8 @@ pub enum TreeError {
     Io(#[from] IoError),
 }
 
-/// Where a request leads.
+/// Where a request leads (decided from the path alone; whether the file exists is for
+/// [`Tree::open_file`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// A file below the root (`rel`), with its digest when the name is one.
@@ -55,8 +72,6 @@ pub enum Route {
         rel: String,
         digest: Option<String>,
     },
-    /// `cloud-init/HOST/vendor-data` when the seed has none: an empty 200 (cloud-init asks).
-    Empty,
     NotFound,
     /// A path that tries to leave the tree or is malformed.
     Refused(&'static str),
@@ -71,10 +86,23 @@ pub struct Served {
     pub host: Option<String>,
 }
 
+/// Who may read a path ([`Tree::may_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'a> {
+    /// A shared path: anyone.
+    Shared,
+    /// Host `.0`'s own path, asked for from its address.
+    Own(&'a str),
+    /// Host `.0`'s own path, asked for from another address: 403.
+    Denied(&'a str),
+}
+
 /// The served view of an output directory.
 #[derive(Debug, Clone)]
 pub struct Tree {
     pub root: PathBuf,
+    /// The root directory, opened once: every file is opened below it.
+    dir: Arc<OwnedFd>,
     pub cluster: String,
     /// `provision.url`, when the build had one.
     pub url: Option<String>,
@@ -85,6 +113,13 @@ impl Tree {
     /// Reads the hosts of `dist` and checks that no shared path holds a private file.
     pub fn open(dist: &Path) -> Result<Tree, TreeError> {
         let root = fs::canonicalize(dist).map_err(IoError::at("reading", dist))?;
+        let dir = rustix::fs::open(
+            &root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| IoError::at("opening", &root)(e.into()))?;
+        let dir = Arc::new(dir);
         let d = Dist::new(&root);
         let tree = match fs::read(d.pxe_hosts()) {
             Ok(bytes) => {
@@ -95,6 +130,7 @@ impl Tree {
                     })?;
                 Tree {
                     root,
+                    dir,
                     cluster: idx.cluster,
                     url: Some(idx.url),
                     hosts: idx
@@ -103,6 +139,7 @@ impl Tree {
                         .map(|h| Host {
                             name: h.name,
                             mac: h.mac.to_lowercase(),
+                            address: h.address,
                         })
                         .collect(),
                 }
@@ -114,6 +151,7 @@ impl Tree {
                 })?;
                 Tree {
                     root,
+                    dir,
                     cluster: m.cluster.clone(),
                     url: None,
                     hosts: m
@@ -122,6 +160,7 @@ impl Tree {
                         .map(|h| Host {
                             name: h.name.clone(),
                             mac: h.mac.to_lowercase(),
+                            address: Some(h.address),
                         })
                         .collect(),
                 }
@@ -196,7 +235,9 @@ impl Tree {
     }
 
     /// Where `path` (decoded, starting with `/`) leads; `macs` are the values of Anaconda's
-    /// `X-RHN-Provisioning-MAC-N` headers (`IFACE MAC`).
+    /// `X-RHN-Provisioning-MAC-N` headers (`IFACE MAC`). Looks at no file: a path that exists
+    /// and one that does not lead alike, so that [`Tree::may_read`] can refuse another host's
+    /// path before anything about it is known.
     pub fn route(&self, path: &str, macs: &[&str]) -> Route {
         let Some(rest) = path.strip_prefix('/') else {
             return Route::Refused("the path does not start with /");
@@ -224,45 +265,133 @@ impl Tree {
                 self.host_by_mac(mac)
             });
             return match host {
-                Some(h) => self.file(&format!("kickstart/{}.ks", h.name)),
+                Some(h) => Self::file(&format!("kickstart/{}.ks", h.name)),
                 None => Route::NotFound,
             };
         }
-        if segs.last() == Some(&"") {
+        if segs.last() == Some(&"") || segs.len() == 1 {
             return Route::NotFound; // no listings
         }
-        let rel = segs.join("/");
-        match self.file(&rel) {
-            Route::NotFound => match segs.as_slice() {
-                ["cloud-init", host, "vendor-data"] if self.owner(&rel) == Some(host) => {
-                    Route::Empty
-                }
-                _ => Route::NotFound,
-            },
-            r => r,
-        }
+        Self::file(&segs.join("/"))
     }
 
-    /// A regular file at `rel`, never through a symbolic link.
-    fn file(&self, rel: &str) -> Route {
-        let mut p = self.root.clone();
-        for s in rel.split('/') {
-            p.push(s);
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() => return Route::NotFound,
-                Ok(_) => {}
-                Err(_) => return Route::NotFound,
-            }
-        }
-        if !p.is_file() {
-            return Route::NotFound;
-        }
+    fn file(rel: &str) -> Route {
         let digest = content_digest(rel).map(str::to_string);
         Route::File {
             rel: rel.to_string(),
             digest,
         }
     }
+
+    /// Whether `peer` may read `rel`: a host's own path only from the host's address (an
+    /// IPv4-mapped IPv6 peer counts as its IPv4 address), unless `trust_any_peer`.
+    pub fn may_read(&self, rel: &str, peer: IpAddr, trust_any_peer: bool) -> Access<'_> {
+        let Some(name) = self.owner(rel) else {
+            return Access::Shared;
+        };
+        let address = self
+            .hosts
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.address);
+        if trust_any_peer || address.is_some_and(|a| IpAddr::V4(a) == peer.to_canonical()) {
+            Access::Own(name)
+        } else {
+            Access::Denied(name)
+        }
+    }
+
+    /// Hosts without an address (from a `pxe/hosts.json` that predates it).
+    pub fn hosts_without_address(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| h.address.is_none())
+            .map(|h| h.name.as_str())
+            .collect()
+    }
+
+    /// Opens the regular file `rel` (as [`Tree::route`] gives it) below the root, never
+    /// through a symbolic link, whatever changes in the tree meanwhile: with `openat2`
+    /// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) the kernel resolves the whole path and
+    /// refuses any link on it in one step; where `openat2` is missing (Linux < 5.6, or a
+    /// seccomp filter that hides it), each component is opened with `O_NOFOLLOW` below the
+    /// descriptor of the one before. Anything but a regular file (a link, a directory, a FIFO,
+    /// a device) is `NotFound`.
+    pub fn open_file(&self, rel: &str) -> io::Result<File> {
+        let file = File::from(open_beneath(&self.dir, rel)?);
+        if !file.metadata()?.is_file() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        Ok(file)
+    }
+}
+
+/// Whether `openat2` works here; cleared the first time the kernel says it has none.
+static OPENAT2: AtomicBool = AtomicBool::new(true);
+
+/// Flags of the final open: read-only, no controlling terminal, and `O_NONBLOCK` so that a
+/// FIFO in the tree cannot block the open (it is refused as not a regular file afterwards).
+fn file_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK
+}
+
+/// `rel` opened below `dir` without following links (see [`Tree::open_file`]).
+fn open_beneath(dir: &OwnedFd, rel: &str) -> io::Result<OwnedFd> {
+    if OPENAT2.load(Ordering::Relaxed) {
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        // EAGAIN: the kernel could not vouch that a `..` stayed beneath the root while a
+        // rename raced it (openat2(2)); routed paths have no `..`, but a retry is the answer.
+        for _ in 0..8 {
+            match rustix::fs::openat2(dir, rel, file_flags(), Mode::empty(), resolve) {
+                Err(Errno::AGAIN) => continue,
+                Err(Errno::NOSYS) | Err(Errno::PERM) => {
+                    OPENAT2.store(false, Ordering::Relaxed);
+                    break;
+                }
+                r => return r.map_err(io::Error::from),
+            }
+        }
+        if OPENAT2.load(Ordering::Relaxed) {
+            return Err(Errno::AGAIN.into());
+        }
+    }
+    open_walk(dir, rel)
+}
+
+/// `rel` opened one component at a time, each with `O_NOFOLLOW` relative to the descriptor
+/// of its parent: a link at any step is refused (`ELOOP`; `ENOTDIR` for a directory's
+/// component, opened `O_DIRECTORY | O_NOFOLLOW`), and no step resolves more than one name.
+fn open_walk(dir: &OwnedFd, rel: &str) -> io::Result<OwnedFd> {
+    let segs: Vec<&str> = rel.split('/').collect();
+    let Some((last, parents)) = segs.split_last() else {
+        return Err(io::ErrorKind::NotFound.into());
+    };
+    if segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut at: Option<OwnedFd> = None;
+    for s in parents {
+        let parent = at.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        at = Some(rustix::fs::openat(parent, *s, flags, Mode::empty())?);
+    }
+    let parent = at.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
+    Ok(rustix::fs::openat(
+        parent,
+        *last,
+        file_flags(),
+        Mode::empty(),
+    )?)
+}
+
+/// Whether `rel` is a host's `cloud-init/HOST/vendor-data`, which cloud-init asks for and a
+/// seed may lack (then answered empty).
+pub fn is_vendor_data(rel: &str) -> bool {
+    matches!(
+        rel.split('/').collect::<Vec<_>>().as_slice(),
+        ["cloud-init", _, "vendor-data"]
+    )
 }
 
 /// The sha256 a content-addressed path names (`pxe/sha256/HEX`, `oci/blobs/sha256/HEX`).
@@ -303,5 +432,128 @@ pub fn content_type(rel: &str) -> &'static str {
         "application/x-tar"
     } else {
         "application/octet-stream"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A root with `a/file`, a link to a file outside, a link to a directory inside, a link
+    /// to a file inside, and a FIFO.
+    fn fixture() -> (tempfile::TempDir, OwnedFd) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir_all(root.join("a")).unwrap();
+        fs::write(root.join("a/file"), "inside").unwrap();
+        fs::write(tmp.path().join("secret"), "outside").unwrap();
+        symlink(tmp.path().join("secret"), root.join("out")).unwrap();
+        symlink("a", root.join("dirlink")).unwrap();
+        symlink("file", root.join("a/filelink")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("a/fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let dir =
+            rustix::fs::open(&root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn no_link_is_followed_at_any_component_either_way() {
+        let (_tmp, dir) = fixture();
+        for open in [open_beneath, open_walk] {
+            let f = open(&dir, "a/file").unwrap();
+            let mut s = String::new();
+            io::Read::read_to_string(&mut File::from(f), &mut s).unwrap();
+            assert_eq!(s, "inside");
+            for rel in ["out", "dirlink/file", "a/filelink"] {
+                let e = open(&dir, rel).unwrap_err();
+                // ENOTDIR: the walk's O_DIRECTORY | O_NOFOLLOW on a link to a directory.
+                let refused = [Some(Errno::LOOP), Some(Errno::NOTDIR)];
+                assert!(refused.contains(&Errno::from_io_error(&e)), "{rel}: {e}");
+            }
+            assert!(open(&dir, "a/missing").is_err());
+        }
+        assert!(open_walk(&dir, "a/../a/file").is_err());
+        // openat2 refuses to leave the root whatever the path says.
+        assert!(open_beneath(&dir, "../secret").is_err());
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_a_fifo_does_not_block() {
+        let (tmp, _) = fixture();
+        fs::create_dir_all(tmp.path().join("root/pxe")).unwrap();
+        fs::write(
+            tmp.path().join("root/pxe/hosts.json"),
+            r#"{"cluster":"c","url":"http://x","hosts":[]}"#,
+        )
+        .unwrap();
+        let tree = Tree::open(&tmp.path().join("root")).unwrap();
+        assert!(tree.open_file("a/file").is_ok());
+        for rel in ["a/fifo", "a", "out"] {
+            let e = tree.open_file(rel).unwrap_err();
+            assert!(
+                e.kind() == io::ErrorKind::NotFound
+                    || Errno::from_io_error(&e) == Some(Errno::LOOP),
+                "{rel}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hosts_own_paths_are_its_address_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("pxe")).unwrap();
+        fs::write(
+            tmp.path().join("pxe/hosts.json"),
+            r#"{"cluster":"c","url":"http://x","hosts":[
+              {"name":"h1","mac":"52:54:00:00:00:01","address":"10.0.0.11","profile":"p","ipxe":"mac/x.ipxe"},
+              {"name":"old","mac":"52:54:00:00:00:02","profile":"p","ipxe":"mac/y.ipxe"}]}"#,
+        )
+        .unwrap();
+        let tree = Tree::open(tmp.path()).unwrap();
+        assert_eq!(tree.hosts_without_address(), ["old"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for rel in [
+            "cloud-init/h1/user-data",
+            "cloud-init/h1-cidata.iso",
+            "kickstart/h1.ks",
+        ] {
+            assert_eq!(
+                tree.may_read(rel, ip("10.0.0.11"), false),
+                Access::Own("h1")
+            );
+            // Listening on [::], an IPv4 client is an IPv4-mapped address.
+            assert_eq!(
+                tree.may_read(rel, ip("::ffff:10.0.0.11"), false),
+                Access::Own("h1")
+            );
+            assert_eq!(
+                tree.may_read(rel, ip("10.0.0.12"), false),
+                Access::Denied("h1")
+            );
+            assert_eq!(tree.may_read(rel, ip("::1"), false), Access::Denied("h1"));
+            assert_eq!(tree.may_read(rel, ip("10.0.0.12"), true), Access::Own("h1"));
+        }
+        // A host without an address gets its files nowhere (the server refuses to start).
+        assert_eq!(
+            tree.may_read("kickstart/old.ks", ip("10.0.0.12"), false),
+            Access::Denied("old")
+        );
+        assert_eq!(
+            tree.may_read("pxe/boot.ipxe", ip("10.9.9.9"), false),
+            Access::Shared
+        );
+        assert_eq!(
+            tree.may_read("cloud-init/ghost/user-data", ip("10.9.9.9"), false),
+            Access::Shared,
+            "not a host's: served to nobody as private (the start check), shared otherwise"
+        );
     }
 }

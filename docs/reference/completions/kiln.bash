@@ -608,13 +608,17 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__serve)
-            opts="-v -h --listen --verbose --help"
+            opts="-v -h --listen --trust-any-peer --max-per-peer --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-per-peer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

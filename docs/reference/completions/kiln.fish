@@ -81,6 +81,8 @@ complete -c kiln -n "__fish_kiln_using_subcommand boot" -l keep -d 'Leave the VM
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -s h -l help -d 'Print help'
 complete -c kiln -n "__fish_kiln_using_subcommand serve" -l listen -d 'Address to listen on, IP:PORT (the host part of provision.url, usually)' -r
+complete -c kiln -n "__fish_kiln_using_subcommand serve" -l max-per-peer -d 'Connections one client address may hold at once; more are answered 503 at once. Raise it when many hosts reach the server through one NAT address' -r
+complete -c kiln -n "__fish_kiln_using_subcommand serve" -l trust-any-peer -d 'Serve every host\'s seed, seed ISO and kickstart (SSH keys, root\'s password hash) to any client, not only to the host\'s own address. For labs and NAT, where hosts do not reach the server from their spec addresses (QEMU\'s user network shows every guest as one address); logged as a warning'
 complete -c kiln -n "__fish_kiln_using_subcommand serve" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c kiln -n "__fish_kiln_using_subcommand push" -l to -d 'Destination `REGISTRY/PREFIX`' -r

@@ -10,8 +10,9 @@
 //! or `tar` keep the links when `dist/` is published elsewhere; a static server serves both
 //! names either way.)
 //!
-//! `pxe/hosts.json` lists each host's MAC and the paths that are its own (seed, kickstart);
-//! `kiln serve` answers the kickstart MAC header from it. It holds no secret.
+//! `pxe/hosts.json` lists each host's MAC and address; `kiln serve` answers the kickstart MAC
+//! header from it and serves a host's own paths (seed, kickstart) only to its address. It
+//! holds no secret.
 
 use std::fs;
 use std::io;
@@ -74,6 +75,7 @@ pub(super) fn hosts_json(
             .map(|h| PxeHost {
                 name: h.name.to_string(),
                 mac: h.mac.to_string(),
+                address: Some(h.address.ip()),
                 profile: h.profile.clone(),
                 ipxe: format!("mac/{}.ipxe", h.mac.hyphenated()),
             })
