@@ -184,92 +184,132 @@ fn demo_seeds_match_their_snapshot_and_cloud_init_accepts_them() {
     snapshot::assert_dir(&tests_dir().join("snapshots/demo-seed"), &seeds);
 }
 
-/// cloud-init's own hostname code (the installed cloud-init, Debian 12's 22.4 in CI), run as
-/// `set_hostname` and `update_hostname` run it on a Debian host with the NoCloud datasource,
-/// on a seed (`argv[1]`: its directory): writes the name it would put in `/etc/hostname` to
-/// the file `argv[2]` and prints the name it would give the kernel.
-const CLOUD_INIT_HOSTNAME: &str = r#"
-import os, sys, yaml
-from cloudinit import distros, helpers, util
+/// cloud-init's own hostname code (the installed cloud-init, Debian 12's 22.4 in CI) run in
+/// the order a Debian host with the NoCloud datasource runs it on first boot, on a role image's
+/// cloud-init config and a host's seed. `argv`: the system config files (kiln's drop-in first,
+/// then Debian's `/etc/cloud/cloud.cfg`), the seed directory, a cloud dir, and the file that
+/// stands for `/etc/hostname`. Prints the names given to the kernel, one per line.
+///
+/// 1. `init-local`: `cmd/main.py` `_maybe_set_hostname` runs `set_hostname` with the system
+///    config only (user-data is not read yet) and records what it set;
+/// 2. `init` (network): `_maybe_set_hostname` again, now with user-data merged, then the
+///    `cloud_init_modules` kiln's config lists: `write_files` (kiln's `/etc/hostname` among
+///    them), `set_hostname`, `update_hostname`.
+const CLOUD_INIT_FIRST_BOOT: &str = r#"
+import base64, logging, os, sys, yaml
+from cloudinit import cloud, distros, helpers, util
+from cloudinit.config import cc_set_hostname, cc_update_hostname
 from cloudinit.sources.DataSourceNoCloud import DataSourceNoCloud
-seed = sys.argv[1]
-cfg = yaml.safe_load(open(os.path.join(seed, "user-data")))
-paths = helpers.Paths({})
-d = distros.fetch("debian")("debian", {}, paths)
-d.hostname_conf_fn = sys.argv[2]
+kiln_cfg, debian_cfg, seed, cloud_dir, etc_hostname = sys.argv[1:6]
+log = logging.getLogger("kiln-test")
+system = util.mergemanydict([yaml.safe_load(open(kiln_cfg)), yaml.safe_load(open(debian_cfg))])
+user = yaml.safe_load(open(os.path.join(seed, "user-data")))
+paths = helpers.Paths({"cloud_dir": cloud_dir})
+os.makedirs(paths.get_cpath("data"), exist_ok=True)
+d = distros.fetch("debian")("debian", system, paths)
+d.hostname_conf_fn = etc_hostname
 applied = []
 d._apply_hostname = applied.append
-ds = DataSourceNoCloud({}, d, paths)
+ds = DataSourceNoCloud(system, d, paths)
 ds.metadata = yaml.safe_load(open(os.path.join(seed, "meta-data")))
-class Cloud:  # cloudinit.cloud.Cloud.get_hostname, which passes through to the datasource
-    def get_hostname(self, fqdn=False, metadata_only=False):
-        return ds.get_hostname(fqdn=fqdn, metadata_only=metadata_only)
-prefer = util.get_cfg_option_bool(cfg, "prefer_fqdn_over_hostname", None)
-if prefer is not None:
-    d.set_option("prefer_fqdn_over_hostname", prefer)
-hostname, fqdn, _ = util.get_hostname_fqdn(cfg, Cloud())
-d.set_hostname(hostname, fqdn)
-print(applied[0])
+def maybe_set_hostname(cfg):  # cmd/main.py _maybe_set_hostname
+    c = cloud.Cloud(ds, paths, cfg, d, None)
+    hostname, _, _ = util.get_hostname_fqdn(cfg, c, metadata_only=True)
+    if hostname:
+        cc_set_hostname.handle("set-hostname", cfg, c, log, None)
+maybe_set_hostname(system)
+merged = util.mergemanydict([user, system])
+maybe_set_hostname(merged)
+for f in user.get("write_files", []):
+    if f["path"] == "/etc/hostname":
+        open(etc_hostname, "wb").write(base64.b64decode(f["content"]))
+c = cloud.Cloud(ds, paths, merged, d, None)
+cc_set_hostname.handle("set_hostname", merged, c, log, None)
+cc_update_hostname.handle("update_hostname", merged, c, log, None)
+print("\n".join(applied))
 "#;
 
-/// cloud-init 22.4 shortened an FQDN node name: with `calico.node.nodename = "fqdn"` it wrote
-/// the short name to the kernel and `/etc/hostname`, so the CNI plugin (`os.Hostname()`) and
-/// libnetwork named workloads after another node than calico-node's NODENAME. In both modes
-/// the name cloud-init writes and applies, kiln's `/etc/hostname`, the seed's
-/// `local-hostname` and `KILN_NODENAME` (calico-node's NODENAME) are one name.
+/// cloud-init 22.4 shortened an FQDN node name: with `calico.node.nodename = "fqdn"` it gave
+/// the kernel the short name (its first stage reads only the role image's config, where
+/// nothing said to prefer the FQDN), so the CNI plugin (`os.Hostname()`) and libnetwork named
+/// workloads after another node than calico-node's NODENAME. Run on the demo's host in both
+/// modes, cloud-init's own first-boot hostname code leaves the node name in the kernel and
+/// in `/etc/hostname`, the same as kiln's `/etc/hostname`, the seed's `local-hostname` and
+/// `KILN_NODENAME` (calico-node's NODENAME).
 #[test]
 fn fqdn_nodename_is_not_shortened_by_cloud_init() {
-    require_tool("python3", "python3");
     require_tool("cloud-init", "cloud-init");
     let python = cloud_init_python();
-    for (mode, suffix) in [("hostname", ""), ("fqdn", ".kiln.test")] {
-        let (tmp, spec) = fixture_workspace();
-        let text = fs::read_to_string(&spec).unwrap().replace(
-            "[calico.node]\n",
-            &format!("[calico.node]\nnodename = \"{mode}\"\n"),
+    let debian_cfg = Path::new("/etc/cloud/cloud.cfg");
+    assert!(
+        debian_cfg.is_file(),
+        "cloud-init's package ships {}",
+        debian_cfg.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for (mode, want) in [("hostname", "node1"), ("fqdn", "node1.kiln.test")] {
+        let text = kiln_pipeline::DEMO_SPEC.replace(
+            "[calico.node]\nenabled = true\n",
+            &format!("[calico.node]\nenabled = true\nnodename = \"{mode}\"\n"),
         );
-        fs::write(&spec, text).unwrap();
-        let dist = tmp.path().join("dist");
-        build(&spec, &dist, &[]);
-        for host in ["m1", "a1"] {
-            let want = format!("{host}{suffix}");
-            let seed = dist.join(format!("cloud-init/{host}"));
-            let written = tmp.path().join(format!("{host}-{mode}-hostname"));
-            let out = run(Command::new(&python)
-                .args(["-c", CLOUD_INIT_HOSTNAME])
-                .arg(&seed)
-                .arg(&written));
-            let applied = out.trim().to_string();
-            assert_eq!(
-                applied, want,
-                "{mode}: the kernel hostname cloud-init sets on {host}"
-            );
-            let file = fs::read_to_string(&written).unwrap();
-            assert_eq!(
-                file,
-                format!("{want}\n"),
-                "{mode}: cloud-init's /etc/hostname on {host}"
-            );
-            let meta = fs::read_to_string(seed.join("meta-data")).unwrap();
-            assert!(
-                meta.lines().any(|l| l == format!("local-hostname: {want}")),
-                "{mode}: {host}'s meta-data:\n{meta}"
-            );
-            let files = write_files(&seed.join("user-data"));
-            assert_eq!(
-                files.get("/etc/hostname").map(String::as_str),
-                Some(file.as_str()),
-                "{mode}: kiln's /etc/hostname on {host} differs from cloud-init's"
-            );
-            let env = files
-                .get("/etc/kiln/identity.env")
-                .cloned()
-                .unwrap_or_default();
-            assert!(
-                env.lines().any(|l| l == format!("KILN_NODENAME={want}")),
-                "{mode}: calico-node's NODENAME on {host}:\n{env}"
-            );
+        assert_ne!(text, kiln_pipeline::DEMO_SPEC);
+        let src =
+            kiln_pipeline::diag::SpecSource::from_bytes("demo.toml", text.into_bytes()).unwrap();
+        let loaded = kiln_pipeline::validate::load(&src).unwrap();
+        let rendered = kiln_pipeline::components::render(&loaded.plan).unwrap();
+        let host = &loaded.plan.hosts[0];
+        let name = host.name.as_str();
+        let files = kiln_pipeline::stages::identity_files(name, &rendered.hosts[name]).unwrap();
+        let seed = kiln_provision::cloudinit::render(host, &files).unwrap();
+        let dir = tmp.path().join(mode);
+        let seed_dir = dir.join("seed");
+        fs::create_dir_all(&seed_dir).unwrap();
+        for (file, text) in seed.files() {
+            fs::write(seed_dir.join(file), text).unwrap();
         }
+        let profile = &rendered.profiles[host.profile.as_str()];
+        let kiln_cfg = dir.join("90-kiln.cfg");
+        let cfg = profile
+            .get("/etc/cloud/cloud.cfg.d/90-kiln.cfg")
+            .and_then(|e| match &e.kind {
+                kiln_layers::EntryKind::File(data) => Some(data.clone()),
+                _ => None,
+            })
+            .expect("the role image's cloud-init config");
+        fs::write(&kiln_cfg, cfg).unwrap();
+        let etc_hostname = dir.join("etc-hostname");
+        let out = run(Command::new(&python)
+            .args(["-c", CLOUD_INIT_FIRST_BOOT])
+            .arg(&kiln_cfg)
+            .arg(debian_cfg)
+            .arg(&seed_dir)
+            .arg(dir.join("cloud"))
+            .arg(&etc_hostname));
+        let kernel = out.lines().last().unwrap_or_default();
+        assert_eq!(
+            kernel, want,
+            "{mode}: the kernel hostname cloud-init leaves ({out:?})"
+        );
+        let written = fs::read_to_string(&etc_hostname).unwrap();
+        assert_eq!(
+            written,
+            format!("{want}\n"),
+            "{mode}: /etc/hostname after cloud-init"
+        );
+        let by_path = |p: &str| files.iter().find(|f| f.path == p).map(|f| f.data.clone());
+        assert_eq!(by_path("/etc/hostname"), Some(written.clone().into_bytes()));
+        let env = String::from_utf8(by_path("/etc/kiln/identity.env").unwrap()).unwrap();
+        assert!(
+            env.lines().any(|l| l == format!("KILN_NODENAME={want}")),
+            "{mode}: calico-node's NODENAME:\n{env}"
+        );
+        assert!(
+            seed.meta_data
+                .lines()
+                .any(|l| l == format!("local-hostname: {want}")),
+            "{mode}: {}",
+            seed.meta_data
+        );
     }
 }
 
@@ -285,18 +325,4 @@ fn cloud_init_python() -> String {
         .next()
         .unwrap_or("/usr/bin/python3")
         .to_string()
-}
-
-/// The `write_files` of a user-data file: path → text.
-fn write_files(user_data: &Path) -> std::collections::BTreeMap<String, String> {
-    let out = run(Command::new("python3")
-        .args([
-            "-c",
-            "import base64, json, sys, yaml\n\
-             doc = yaml.safe_load(open(sys.argv[1]))\n\
-             print(json.dumps({f['path']: base64.b64decode(f['content']).decode() \
-             for f in doc.get('write_files', []) if f.get('encoding') == 'b64'}))",
-        ])
-        .arg(user_data));
-    serde_json::from_str(&out).unwrap()
 }

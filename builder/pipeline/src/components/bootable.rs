@@ -10,6 +10,7 @@
 //! file); kiln replaces the unit with one without that ordering.
 
 use kiln_model::plan::ComponentId;
+use kiln_model::values::NodeNameMode;
 
 use kiln_layers::Entry;
 
@@ -33,7 +34,24 @@ impl Component for Boot {
         if ctx.plan.boot.is_none() {
             return Ok(());
         }
-        ctx.template(CLOUD_CFG, 0o644, "cloud.cfg", minijinja::context! {})?;
+        // cloud-init sets the hostname first in its local stage, from the seed's meta-data
+        // and this file alone (user-data is read later), and records it; the later stages
+        // see no change and keep it. Without `prefer_fqdn_over_hostname` there, an FQDN
+        // `local-hostname` becomes its first label (cloud-init 22.4 `cmd/main.py`
+        // `_maybe_set_hostname`, `util.get_hostname_fqdn`, `Distro._select_hostname`), so
+        // the node name mode must be said here, in the role image: it is cluster-wide.
+        let prefer_fqdn = ctx
+            .plan
+            .calico
+            .node
+            .as_ref()
+            .is_some_and(|n| n.nodename == NodeNameMode::Fqdn);
+        ctx.template(
+            CLOUD_CFG,
+            0o644,
+            "cloud.cfg",
+            minijinja::context! { prefer_fqdn },
+        )?;
         // A seed's write_files would create /root/.ssh 0755 for root's authorized_keys
         // (cloud-init 22.4 makes missing parents with the default mode); sshd wants it
         // private. /root is written too, or the layer would give it the parents' 0755.
