@@ -28,6 +28,7 @@ mod provision_incremental;
 mod real_hosts_calico;
 mod real_hosts_mesos;
 mod rendered_trees;
+mod role_image_inputs;
 mod secret_isolation;
 mod serve;
 mod spec_value_props;

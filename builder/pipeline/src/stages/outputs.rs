@@ -156,24 +156,31 @@ pub(super) fn metadata_only(tree: &FileTree) -> FileTree {
     out
 }
 
-/// The OCI labels of a role image.
-pub(super) fn labels(plan: &Plan, profile: &str, base: Option<&str>) -> BTreeMap<String, String> {
+/// The OCI labels of a role image: what it is (cluster, profile, kiln version, base) and the
+/// sources its layers hold. Only what goes into the image: nothing from the spec's bytes or
+/// other hosts, so a comment in the spec or a change to an agent changes no role image, its
+/// root hash or the hosts that boot it (`io.kiln.spec-sha256` was dropped for that; the
+/// build report keeps the spec's sha256).
+pub(super) fn labels(
+    plan: &Plan,
+    profile: &Profile,
+    base: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         (
             "org.opencontainers.image.title".to_string(),
-            format!("{} {profile}", plan.cluster),
+            format!("{} {}", plan.cluster, profile.name),
         ),
         (
             "io.kiln.version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
-        ("io.kiln.spec-sha256".to_string(), plan.spec_sha256.clone()),
-        ("io.kiln.profile".to_string(), profile.to_string()),
+        ("io.kiln.profile".to_string(), profile.name.clone()),
     ]);
     if let Some(b) = base {
         l.insert("org.opencontainers.image.base.name".into(), b.into());
     }
-    let sources: Vec<String> = crate::components::source_list(plan);
+    let sources: Vec<String> = crate::components::source_list_of(plan, profile);
     l.insert(
         "io.kiln.sources".into(),
         serde_json::to_string(&sources).unwrap_or_default(),
