@@ -15,6 +15,7 @@ mod common;
 
 mod build_outputs;
 mod cache_integrity;
+mod cache_size;
 mod cli;
 mod cloud_init_seeds;
 mod crash_safe_publish;
