@@ -122,3 +122,68 @@ pub fn build(spec: &Path, dist: &Path, extra: &[&str]) {
     args.extend(extra);
     kiln_code(&args, 0);
 }
+
+/// The fixture kernel's version in [`bootable_workspace`]'s base.
+pub const FIXTURE_KERNEL: &str = "6.1.0-99-fixture";
+
+/// [`fixture_workspace`] with bootable outputs: the base also holds what `kiln_bootable`
+/// takes from an image — a "kernel" (`/boot/vmlinuz-VERSION`, a text file named as a
+/// fixture: nothing boots it), a `modules.builtin` naming every module `/init` loads (so none
+/// is copied), busybox standing in for `veritysetup` (a static ELF, as the initramfs needs)
+/// and a cloud-init stand-in — and the spec asks for a raw disk with a small state partition
+/// and a PXE tree (`[provision]`). The disks, root images and their root hashes are real:
+/// made by tar2sqfs, veritysetup, mkfs.vfat, syslinux and mkfs.ext4 as for any image.
+pub fn bootable_workspace() -> (tempfile::TempDir, PathBuf) {
+    for (tool, package) in [
+        ("tar2sqfs", "squashfs-tools-ng"),
+        ("veritysetup", "cryptsetup-bin"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("syslinux", "syslinux"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ] {
+        require_tool(tool, package);
+    }
+    let (tmp, spec) = fixture_workspace_with(|base| {
+        let file = |data: &[u8], mode| Entry::file(data.to_vec(), mode);
+        base.insert(
+            &format!("/boot/vmlinuz-{FIXTURE_KERNEL}"),
+            file(b"kiln test fixture standing in for a kernel\n", 0o644),
+        )
+        .unwrap();
+        let modules = format!("/lib/modules/{FIXTURE_KERNEL}");
+        base.insert(&format!("{modules}/modules.dep"), file(b"", 0o644))
+            .unwrap();
+        let builtin: String = [
+            "virtio/virtio_pci",
+            "block/virtio_blk",
+            "md/dm-mod",
+            "md/dm-verity",
+            "fs/squashfs/squashfs",
+            "fs/overlayfs/overlay",
+            "crypto/crc32c_generic",
+            "fs/ext4/ext4",
+            "block/loop",
+        ]
+        .iter()
+        .map(|m| format!("kernel/{m}.ko\n"))
+        .collect();
+        base.insert(
+            &format!("{modules}/modules.builtin"),
+            file(builtin.as_bytes(), 0o644),
+        )
+        .unwrap();
+        base.insert("/usr/sbin/veritysetup", file(&busybox(), 0o755))
+            .unwrap();
+        let script = "#!/bin/sh\n# kiln test fixture standing in for cloud-init\n";
+        base.insert("/usr/bin/cloud-init", file(script.as_bytes(), 0o755))
+            .unwrap();
+    });
+    let text = fs::read_to_string(&spec).unwrap();
+    let text = format!(
+        "{text}\n[boot]\nenabled = true\nstate_size_mib = 64\ndisks = [\"raw\"]\n\n\
+         [provision]\nurl = \"http://10.9.0.5:8080/\"\n"
+    );
+    fs::write(&spec, text).unwrap();
+    (tmp, spec)
+}

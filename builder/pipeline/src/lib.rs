@@ -3,12 +3,14 @@
 //! ([`components`]), resolves, verifies and caches the upstream artifacts ([`sources`]), and
 //! runs the build's stages ([`stages`]): layers, role and component images, bootable outputs,
 //! provisioning files, the SBOM ([`sbom`]), the build report ([`report`]) and the atomic
-//! publish of `dist/` ([`publish`]); [`push`] sends a build to a registry. The artifact
+//! publish of `dist/` ([`publish`]); [`push`] sends a build to a registry; [`cache_prune`] keeps
+//! the cache within its cap. The artifact
 //! formats themselves live in their own crates (`kiln-oci`, `kiln-bootable`,
 //! `kiln-provision`, `kiln-layers`); the spec in `kiln-spec`, the plan in `kiln-model`.
 //! Nothing here knows about clap: every entry point takes plain values so tests call it
 //! directly.
 
+pub mod cache_prune;
 pub mod components;
 pub mod publish;
 pub mod push;

@@ -233,9 +233,11 @@ pub fn document(
         creation_info: CreationInfo {
             created: kiln_oci::oci::rfc3339(epoch as i64),
             creators: vec![format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
+            // The image's digest, not the spec's: an SBOM describes the image and changes
+            // only with it (a comment in the spec changes neither).
             comment: Some(format!(
-                "kiln build of cluster {} (spec sha256:{}), profile {}",
-                plan.cluster, plan.spec_sha256, profile.name
+                "kiln build of cluster {}, profile {}, image {}",
+                plan.cluster, profile.name, image.manifest_digest
             )),
         },
         has_extracted_licensing_infos: base

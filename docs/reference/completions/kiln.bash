@@ -58,11 +58,17 @@ _kiln() {
             kiln__subcmd__cache,import)
                 cmd="kiln__subcmd__cache__subcmd__import"
                 ;;
+            kiln__subcmd__cache,prune)
+                cmd="kiln__subcmd__cache__subcmd__prune"
+                ;;
             kiln__subcmd__cache__subcmd__help,help)
                 cmd="kiln__subcmd__cache__subcmd__help__subcmd__help"
                 ;;
             kiln__subcmd__cache__subcmd__help,import)
                 cmd="kiln__subcmd__cache__subcmd__help__subcmd__import"
+                ;;
+            kiln__subcmd__cache__subcmd__help,prune)
+                cmd="kiln__subcmd__cache__subcmd__help__subcmd__prune"
                 ;;
             kiln__subcmd__help,boot)
                 cmd="kiln__subcmd__help__subcmd__boot"
@@ -102,6 +108,9 @@ _kiln() {
                 ;;
             kiln__subcmd__help__subcmd__cache,import)
                 cmd="kiln__subcmd__help__subcmd__cache__subcmd__import"
+                ;;
+            kiln__subcmd__help__subcmd__cache,prune)
+                cmd="kiln__subcmd__help__subcmd__cache__subcmd__prune"
                 ;;
             *)
                 ;;
@@ -158,7 +167,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__build)
-            opts="-o -v -h --output --zstd --threads --archives --strict --no-wait --leave-out --cache --offline --mirror --locked --verbose --help"
+            opts="-o -v -h --output --zstd --threads --archives --strict --no-wait --cache-max-size --leave-out --cache --offline --mirror --locked --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +182,10 @@ _kiln() {
                     return 0
                     ;;
                 --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-max-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -196,7 +209,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__cache)
-            opts="-v -h --verbose --help import help"
+            opts="-v -h --verbose --help import prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,7 +223,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__cache__subcmd__help)
-            opts="import help"
+            opts="import prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,6 +264,20 @@ _kiln() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kiln__subcmd__cache__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kiln__subcmd__cache__subcmd__import)
             opts="-v -h --cache --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -258,6 +285,36 @@ _kiln() {
                 return 0
             fi
             case "${prev}" in
+                --cache)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kiln__subcmd__cache__subcmd__prune)
+            opts="-v -h --older-than --max-size --keep-builds --dry-run --cache --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-builds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cache)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -356,7 +413,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__help__subcmd__cache)
-            opts="import"
+            opts="import prune"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -370,6 +427,20 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__help__subcmd__cache__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kiln__subcmd__help__subcmd__cache__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

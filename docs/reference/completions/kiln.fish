@@ -54,6 +54,7 @@ complete -c kiln -n "__fish_kiln_using_subcommand schema" -s v -l verbose -d 'Mo
 complete -c kiln -n "__fish_kiln_using_subcommand schema" -s h -l help -d 'Print help'
 complete -c kiln -n "__fish_kiln_using_subcommand build" -s o -l output -d 'Output directory' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l threads -d 'Compression threads per layer (0: all cores). Output is identical for any value' -r
+complete -c kiln -n "__fish_kiln_using_subcommand build" -l cache-max-size -d 'After the build, prune the cache to at most SIZE (`20G`, `512M`; `0`: never), least recently used first, keeping what the newest builds use [default: $KILN_CACHE_MAX_SIZE, else 20G]' -r
 complete -c kiln -n "__fish_kiln_using_subcommand build" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
 marathon\t''
 calico\t''
@@ -109,14 +110,23 @@ complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l offline -d 'Use only
 complete -c kiln -n "__fish_kiln_using_subcommand fetch" -l locked -d 'Refuse any artifact that kiln.lock does not list'
 complete -c kiln -n "__fish_kiln_using_subcommand fetch" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand fetch" -s h -l help -d 'Print help'
-complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
-complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -s h -l help -d 'Print help'
-complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
-complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import prune help" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import prune help" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import prune help" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import prune help" -f -a "prune" -d 'Remove cache entries the newest builds do not use: bootable outputs, layers, sources'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and not __fish_seen_subcommand_from import prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from import" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from import" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -l older-than -d 'Remove entries not used for this long (`30d`, `12h`, `90m`, `2w`)' -r
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -l max-size -d 'Remove the least recently used entries until the cache holds at most SIZE (`20G`, `512M`)' -r
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -l keep-builds -d 'Keep what the newest build into each of the N most recently built output directories used' -r
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -l cache -d 'Artifact cache (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln)' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -l dry-run -d 'Only list what would be removed'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
+complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Remove cache entries the newest builds do not use: bootable outputs, layers, sources'
 complete -c kiln -n "__fish_kiln_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kiln -n "__fish_kiln_using_subcommand render" -s o -l output -d 'Output directory' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand render" -l leave-out -d 'Leave upstream components out of the plan, with their units and ports: `mesos`, `marathon`, `calico`, or `upstream` for all three (for machines that cannot fetch their releases). The plan and the build report list what was left out; nothing stands in' -r -f -a "mesos\t''
@@ -139,3 +149,4 @@ complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subc
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build boot serve push lock fetch cache render help" -f -a "render" -d 'Render every profile\'s file tree and every host\'s identity tree into a directory'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and not __fish_seen_subcommand_from init check schema build boot serve push lock fetch cache render help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kiln -n "__fish_kiln_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "import" -d 'Add files to the cache by their sha256 (for air-gapped sites and --offline builds)'
+complete -c kiln -n "__fish_kiln_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "prune" -d 'Remove cache entries the newest builds do not use: bootable outputs, layers, sources'

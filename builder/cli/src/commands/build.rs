@@ -21,7 +21,9 @@ The base comes from base.debian (mmdebstrap) or base.source.oci (oci:DIR[:REF] o
 docker-archive:FILE). SOURCE_DATE_EPOCH (default 1980-01-01) sets every timestamp, so the \
 same spec and sources give the same digests. Compressed layers are cached by their inputs \
 (CACHE/layers): an unchanged layer is never compressed twice, and a build whose spec, \
-sources and options did not change finds nothing to do. DIR is swapped in only when the \
+sources and options did not change finds nothing to do. After each build the cache is pruned \
+to its cap (--cache-max-size, $KILN_CACHE_MAX_SIZE, else 20G), keeping what the newest \
+builds use; see `kiln cache prune`. DIR is swapped in only when the \
 whole build succeeded; a second build of the same DIR waits until the first has finished \
 (--no-wait: fails instead).\n\nExamples:\n  kiln build cluster.toml -o dist\n  \
 skopeo copy oci:dist/oci:prod-agent docker-daemon:kiln/prod-agent:latest\n  \
@@ -49,6 +51,11 @@ pub(crate) struct BuildArgs {
     /// When another kiln build is writing DIR, fail at once instead of waiting for it.
     #[arg(long)]
     no_wait: bool,
+    /// After the build, prune the cache to at most SIZE (`20G`, `512M`; `0`: never),
+    /// least recently used first, keeping what the newest builds use [default:
+    /// $KILN_CACHE_MAX_SIZE, else 20G]
+    #[arg(long, value_name = "SIZE", value_parser = kiln_pipeline::cache_prune::parse_size)]
+    cache_max_size: Option<u64>,
     #[command(flatten)]
     plan: PlanArgs,
     #[command(flatten)]
@@ -65,9 +72,15 @@ impl BuildArgs {
             archives,
             strict,
             no_wait,
+            cache_max_size,
             plan,
             sources,
         } = self;
+        let cap = match cache_max_size {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => kiln_pipeline::cache_prune::max_size_from_env().map_err(Usage)?,
+        };
         let plan = load(spec.as_deref(), strict, &plan)?.plan;
         let rendered = kiln_pipeline::components::render(&plan).context("rendering the plan")?;
         let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -110,6 +123,7 @@ impl BuildArgs {
                 "nothing changed: {} is up to date (spec, sources and options as in its build report)",
                 output.display()
             );
+            super::cache::after_build(&src_opts.cache_dir, cap);
             return Ok(());
         }
         for img in &report.images {
@@ -128,6 +142,7 @@ impl BuildArgs {
             built.layers_compressed,
             built.layers_cached
         );
+        super::cache::after_build(&src_opts.cache_dir, cap);
         Ok(())
     }
 }

@@ -187,8 +187,10 @@ pub fn images(plan: &Plan) -> Vec<&BakedImage> {
     REGISTRY.iter().flat_map(|c| c.images(plan)).collect()
 }
 
-/// Every component with its version and where it comes from, for image labels and reports.
-pub fn source_list(plan: &Plan) -> Vec<String> {
+/// The components whose sources go into `profile`'s image, with version and origin, and the
+/// container images baked into it: its `io.kiln.sources` label. Only that profile's, so a
+/// source another profile alone takes changes no label of this one.
+pub fn source_list_of(plan: &Plan, profile: &Profile) -> Vec<String> {
     let from = |s: Option<&SourcePlan>| match s.map(|s| &s.origin) {
         Some(Origin::Url(u)) => u.to_string(),
         Some(Origin::File(f)) => f.clone(),
@@ -198,13 +200,16 @@ pub fn source_list(plan: &Plan) -> Vec<String> {
     };
     let mut out: Vec<String> = source_sets(plan)
         .iter()
+        .filter(|s| s.profiles.contains(&profile.name.as_str()))
         .map(|s| format!("{} {} from {}", s.name, s.version, from(s.source)))
         .collect();
-    out.extend(
-        images(plan)
-            .iter()
-            .map(|i| format!("{} {} from {}", i.name, i.upstream, from(i.source.as_ref()))),
-    );
+    if profile.runs(LOAD_UNIT) {
+        out.extend(
+            images(plan)
+                .iter()
+                .map(|i| format!("{} {} from {}", i.name, i.upstream, from(i.source.as_ref()))),
+        );
+    }
     out
 }
 

@@ -10,9 +10,18 @@
 //! Boot outputs take minutes (a gigabyte flattened, squashed, hashed, put on disks), and they
 //! depend only on the role image and the boot settings, not on host identities: they are
 //! cached under `CACHE/boot/KEY/` (KEY from the image's manifest digest, the settings and
-//! kiln's version) and copied from there (never linked) when an image did not change, e.g.
-//! after a change to a host's address. A cache entry is complete or absent (written beside
-//! and renamed); a copy that fails falls back to building.
+//! kiln's version) and copied from there (never hard-linked: the output's disks are written
+//! when booted) when an image did not change, e.g. after a change to a host's address. A
+//! cache entry is complete or absent (written beside and renamed); a copy that fails falls
+//! back to building.
+//!
+//! Copies keep holes: a reflink (`FICLONE`) where the filesystem has them, else only the
+//! data between holes (`SEEK_DATA`/`SEEK_HOLE`, copied with `copy_file_range`), so a raw
+//! disk (mostly an empty state partition) costs its data, not its length, in the cache and
+//! in `dist/`. An entry keeps only what cannot be made again cheaply: when a build writes
+//! both disks, `disk.qcow2` is not stored but converted again from `disk.raw` on a hit
+//! (`qemu-img convert`, the same bytes). A hit touches the entry's `boot-report.json`: the
+//! "last use" that [`crate::cache_prune`] goes by.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read};
@@ -168,14 +177,25 @@ const CACHED_REPORT: &str = "boot-report.json";
 /// The outputs of a cache entry copied into `dir`, and their report; `None` (and `dir`
 /// emptied) when there is no complete entry.
 fn from_cache(entry: &Path, dir: &Path) -> Option<BootableReport> {
-    let report: BootableReport =
-        serde_json::from_str(&fs::read_to_string(entry.join(CACHED_REPORT)).ok()?).ok()?;
+    let marker = entry.join(CACHED_REPORT);
+    let report: BootableReport = serde_json::from_str(&fs::read_to_string(&marker).ok()?).ok()?;
+    // The entry's last use, stamped before it is read so that pruning beside this build
+    // leaves it alone ([`crate::cache_prune::GRACE`]); failing to stamp it costs nothing now.
+    let _ = fs::File::options()
+        .write(true)
+        .open(&marker)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
     let copied = (|| -> io::Result<()> {
         for f in fs::read_dir(entry)? {
             let f = f?;
             if f.file_name() != CACHED_REPORT {
-                fs::copy(f.path(), dir.join(f.file_name()))?;
+                copy_keeping_holes(&f.path(), &dir.join(f.file_name()))?;
             }
+        }
+        // A qcow2 disk stored as its raw disk only is made from it again.
+        if report.disk_qcow2.is_some() && !dir.join(QCOW2).is_file() {
+            kiln_bootable::disk::to_qcow2(&dir.join(RAW), &dir.join(QCOW2))
+                .map_err(io::Error::other)?;
         }
         Ok(())
     })();
@@ -186,16 +206,24 @@ fn from_cache(entry: &Path, dir: &Path) -> Option<BootableReport> {
     Some(report)
 }
 
-/// Stores the outputs in `dir` as the cache entry `entry` (complete or not at all).
+const RAW: &str = "disk.raw";
+const QCOW2: &str = "disk.qcow2";
+
+/// Stores the outputs in `dir` as the cache entry `entry` (complete or not at all): every
+/// file but a qcow2 disk whose raw disk is beside it ([`from_cache`] converts it again).
 fn to_cache(entry: &Path, dir: &Path, report: &BootableReport) -> io::Result<()> {
     let parent = entry.parent().unwrap_or(entry);
     fs::create_dir_all(parent)?;
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempdir_in(parent)?;
+    let has_raw = dir.join(RAW).is_file();
     for f in fs::read_dir(dir)? {
         let f = f?;
-        fs::copy(f.path(), tmp.path().join(f.file_name()))?;
+        if has_raw && f.file_name() == QCOW2 {
+            continue;
+        }
+        copy_keeping_holes(&f.path(), &tmp.path().join(f.file_name()))?;
     }
     let json = serde_json::to_string_pretty(report).map_err(io::Error::other)?;
     fs::write(tmp.path().join(CACHED_REPORT), json)?;
@@ -212,6 +240,68 @@ fn to_cache(entry: &Path, dir: &Path, report: &BootableReport) -> io::Result<()>
             }
         }
     }
+}
+
+/// Copies `src` to a new file `dst` (replaced if there) keeping its holes: a reflink where
+/// the filesystem can (`FICLONE`: extents shared copy-on-write, its own inode), else each
+/// data range between holes (`SEEK_DATA`/`SEEK_HOLE`) with `copy_file_range`, and plain
+/// reads and writes where that is refused. A file system that reports no holes is copied
+/// whole, as before.
+pub fn copy_keeping_holes(src: &Path, dst: &Path) -> io::Result<()> {
+    use rustix::fs::SeekFrom;
+    use std::io::{Seek, Write};
+    let input = fs::File::open(src)?;
+    let meta = input.metadata()?;
+    let len = meta.len();
+    let _ = fs::remove_file(dst);
+    let mut out = fs::File::options().write(true).create_new(true).open(dst)?;
+    out.set_permissions(meta.permissions())?;
+    if rustix::fs::ioctl_ficlone(&out, &input).is_ok() {
+        return Ok(());
+    }
+    let mut pos = 0u64;
+    while pos < len {
+        let (start, end) = match rustix::fs::seek(&input, SeekFrom::Data(pos)) {
+            Ok(start) => {
+                let hole = rustix::fs::seek(&input, SeekFrom::Hole(start)).unwrap_or(len);
+                (start, hole.min(len))
+            }
+            // No data after `pos`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            // No SEEK_DATA here: the rest is data.
+            Err(_) => (pos, len),
+        };
+        let (mut from, mut to) = (start, start);
+        while from < end {
+            let want = usize::try_from(end - from).unwrap_or(usize::MAX);
+            match rustix::fs::copy_file_range(&input, Some(&mut from), &out, Some(&mut to), want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    // No copy_file_range here (another file system, an old kernel): by hand.
+                    let mut r = &input;
+                    r.seek(io::SeekFrom::Start(from))?;
+                    out.seek(io::SeekFrom::Start(from))?;
+                    io::copy(&mut r.take(end - from), &mut out)?;
+                    from = end;
+                }
+            }
+        }
+        if from < end {
+            return Err(io::Error::other(format!(
+                "{} shrank while it was copied",
+                src.display()
+            )));
+        }
+        pos = end;
+    }
+    out.set_len(len)?;
+    out.flush()
+}
+
+/// The cache key of a role image's boot outputs (`CACHE/boot/KEY/`).
+pub(crate) fn cache_key(manifest_digest: &str, profile: &str, boot: &BootablePlan) -> String {
+    hex::encode(seed(manifest_digest, profile, boot))
 }
 
 fn report(
@@ -350,4 +440,48 @@ fn compress(tar: &Path, out: &Path, ext: &str, threads: usize) -> Result<(), Bui
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+
+    /// A 64 MiB file with data at its start, in its middle and at its very end, holes
+    /// between: the copy has the same bytes and (where the file system makes holes) no more
+    /// blocks than the original.
+    #[test]
+    fn copies_keep_bytes_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("disk.raw");
+        let mut f = fs::File::create(&src).unwrap();
+        f.set_len(64 << 20).unwrap();
+        for (at, byte) in [(0u64, 1u8), (20 << 20, 2), ((64 << 20) - 4096, 3)] {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&vec![byte; 4096]).unwrap();
+        }
+        f.sync_all().unwrap();
+        let dst = dir.path().join("copy");
+        fs::write(&dst, b"an older file in the way").unwrap();
+        copy_keeping_holes(&src, &dst).unwrap();
+        assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
+        let (a, b) = (fs::metadata(&src).unwrap(), fs::metadata(&dst).unwrap());
+        assert_eq!(a.len(), b.len());
+        if a.blocks() * 512 < a.len() / 2 {
+            assert!(
+                b.blocks() <= a.blocks() + 64,
+                "{} blocks copied of {}",
+                b.blocks(),
+                a.blocks()
+            );
+        }
+        // A file that ends in a hole keeps its length.
+        let tail = dir.path().join("tail");
+        let f = fs::File::create(&tail).unwrap();
+        f.set_len(1 << 20).unwrap();
+        copy_keeping_holes(&tail, &dst).unwrap();
+        assert_eq!(fs::metadata(&dst).unwrap().len(), 1 << 20);
+        assert!(fs::read(&dst).unwrap().iter().all(|&b| b == 0));
+    }
 }

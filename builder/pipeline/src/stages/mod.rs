@@ -242,6 +242,7 @@ pub fn build(
     // Leftovers of a killed build first: one may hold the output to compare with.
     crate::publish::recover_output(&opts.dist)?;
     if let Some(report) = unchanged(&Dist::new(&opts.dist), &key) {
+        record_use(plan, resolved, opts, &report);
         return Ok(Built {
             report,
             unchanged: true,
@@ -261,7 +262,73 @@ pub fn build(
         progress,
     )?;
     staging.publish()?;
+    record_use(plan, resolved, opts, &built.report);
     Ok(built)
+}
+
+/// The cache the build used: where its layer cache is (`CACHE/layers`).
+pub fn cache_root(opts: &BuildOptions) -> Option<&Path> {
+    opts.layer_cache.as_deref().and_then(Path::parent)
+}
+
+/// Records in the cache what this build into `opts.dist` used ([`crate::cache_prune`]): what
+/// pruning must keep. A failure only weakens that protection, so it is a warning.
+fn record_use(plan: &Plan, resolved: &Resolved, opts: &BuildOptions, report: &BuildReport) {
+    let Some(cache) = cache_root(opts) else {
+        return;
+    };
+    let mut digests: Vec<String> = resolved.lock.iter().map(|e| e.sha256.clone()).collect();
+    if let Some(crate::sources::BaseSource::Tarball { sha256, .. }) = &resolved.base {
+        digests.push(sha256.clone());
+    }
+    let base_image = match &resolved.base {
+        Some(crate::sources::BaseSource::Image(img)) => Some(&img.image),
+        _ => None,
+    };
+    for i in base_image
+        .into_iter()
+        .chain(resolved.images.values().map(|img| &img.image))
+    {
+        digests.push(i.manifest_descriptor.digest.hex());
+        digests.push(i.config_descriptor.digest.hex());
+        digests.extend(i.layers.iter().map(|l| l.digest.hex()));
+    }
+    for img in &report.images {
+        digests.push(img.manifest_digest.hex());
+        digests.push(img.config_digest.hex());
+        digests.extend(img.layers.iter().map(|l| l.digest.hex()));
+    }
+    let boot = match &plan.boot {
+        Some(b) => report
+            .boot
+            .iter()
+            .filter_map(|r| {
+                let img = report.images.iter().find(|i| i.reference == r.image)?;
+                Some(bootable::cache_key(
+                    &img.manifest_digest.to_string(),
+                    &r.profile,
+                    b,
+                ))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let output = std::path::absolute(&opts.dist).unwrap_or_else(|_| opts.dist.clone());
+    let record = crate::cache_prune::BuildRecord {
+        output: output.to_string_lossy().into_owned(),
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        boot,
+        digests,
+    };
+    if let Err(e) = crate::cache_prune::record_build(cache, record) {
+        tracing::warn!(
+            "cache: could not record this build's use of {}: {e}",
+            cache.display()
+        );
+    }
 }
 
 /// What [`build`] did. The layer counts are not in the report: the output must not depend on

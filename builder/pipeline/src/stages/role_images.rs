@@ -352,11 +352,7 @@ pub(super) fn assemble(
         if has_base {
             spec.cmd = Some(vec!["/sbin/init".into()]);
         }
-        spec.labels = labels(
-            plan,
-            &profile.name,
-            has_base.then_some(plan.base.image.as_str()),
-        );
+        spec.labels = labels(plan, profile, has_base.then_some(plan.base.image.as_str()));
         (ctx.progress)(&format!("image {repository}:{}", tags[0]));
         let written = layout.add_image(&spec, &ctx.store, Some(&reference))?;
         reports.push(ImageReport {
