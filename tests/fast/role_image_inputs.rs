@@ -83,9 +83,15 @@ fn images(dist: &Path) -> BTreeMap<String, (String, String)> {
 /// spec's sha256) and the list of sums.
 const BUILD_FILES: &[&str] = &["SHA256SUMS", "build-report.json"];
 
-/// ... and when a host changes, the lists of hosts: the PXE tree's `hosts.json` and what
-/// `kiln boot` starts (`boot/manifest.json`).
-const HOST_LISTS: &[&str] = &["pxe/hosts.json", "boot/manifest.json"];
+/// ... and when a host changes, the lists of hosts: the PXE tree's `hosts.json`, its DHCP
+/// reservations (MAC → address of every host) and what `kiln boot` starts
+/// (`boot/manifest.json`).
+const HOST_LISTS: &[&str] = &[
+    "pxe/hosts.json",
+    "pxe/dhcp/dhcpd-hosts.conf",
+    "pxe/dhcp/dnsmasq-hosts.conf",
+    "boot/manifest.json",
+];
 
 /// Whether `path` is one of `host`'s own files (seed, seed volume, identity archive, PXE
 /// configs by its MAC).
