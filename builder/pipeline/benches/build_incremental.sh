@@ -49,16 +49,5 @@ TABLE
 )
 echo "$table"
 if $readme; then
-  python3 - "$table" <<'PY'
-import sys, re
-table = sys.argv[1]
-p = "docs/contributing/benchmarks.md"
-s = open(p).read()
-start, end = "<!-- bench:build_incremental -->", "<!-- /bench:build_incremental -->"
-block = f"{start}\n{table}\n{end}"
-if start not in s:
-    sys.exit(p + " has no bench:build_incremental markers")
-s = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, s, flags=re.S)
-open(p, "w").write(s)
-PY
+  python3 builder/pipeline/benches/bench_block.py build_incremental "$table"
 fi
