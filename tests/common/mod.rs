@@ -136,3 +136,40 @@ pub fn proptest_cases(default: u32) -> u32 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// Every file below `dir` that is not a directory, by path relative to `dir`, mapped by `f`
+/// (given its path and metadata, links not followed).
+pub fn files_below<T>(
+    dir: &Path,
+    mut f: impl FnMut(&Path, &std::fs::Metadata) -> T,
+) -> std::collections::BTreeMap<String, T> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, f(&p, &m));
+        }
+    }
+    out
+}
+
+/// Keys whose values differ between `a` and `b`, or that only one has, in order.
+pub fn changed_keys<T: PartialEq>(
+    a: &std::collections::BTreeMap<String, T>,
+    b: &std::collections::BTreeMap<String, T>,
+) -> Vec<String> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}

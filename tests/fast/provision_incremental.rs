@@ -19,6 +19,7 @@ use kiln_pipeline::stages::Dist;
 use kiln_provision::pxe::PxeProfile;
 
 use crate::common::workspace::{build, fixture_workspace};
+use crate::common::{changed_keys, files_below};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtIe7kPEAXCJt+AmYd+hNmM7P7js86e6VqK3CNj/wel test@kiln";
@@ -80,39 +81,20 @@ fn write(text: String, dist: &Dist) -> WriteStats {
 type Snapshot = BTreeMap<String, (u64, (i64, i64), u32, Vec<u8>)>;
 
 fn snapshot(dir: &Path) -> Snapshot {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            let mode = m.permissions().mode() & 0o7777;
-            let entry = (
-                m.ino(),
-                (m.mtime(), m.mtime_nsec()),
-                mode,
-                fs::read(&p).unwrap(),
-            );
-            out.insert(rel, entry);
-        }
-    }
-    out
+    files_below(dir, |p, m| {
+        let mode = m.permissions().mode() & 0o7777;
+        (
+            m.ino(),
+            (m.mtime(), m.mtime_nsec()),
+            mode,
+            fs::read(p).unwrap(),
+        )
+    })
 }
 
 /// Paths whose entry differs between `a` and `b`, or that only one has.
 fn changed(a: &Snapshot, b: &Snapshot) -> Vec<String> {
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
+    changed_keys(a, b)
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

@@ -16,37 +16,20 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use crate::common::workspace::{bootable_workspace, build, report};
+use crate::common::{changed_keys, files_below};
 
 /// Every file under `dir` (relative path → sha256 of its bytes).
 fn tree(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            let mut h = Sha256::new();
-            std::io::copy(&mut fs::File::open(&p).unwrap(), &mut h).unwrap();
-            out.insert(rel, hex::encode(h.finalize()));
-        }
-    }
-    out
+    files_below(dir, |p, _| {
+        let mut h = Sha256::new();
+        std::io::copy(&mut fs::File::open(p).unwrap(), &mut h).unwrap();
+        hex::encode(h.finalize())
+    })
 }
 
 /// Paths whose bytes differ between `a` and `b`, or that only one has.
 fn changed(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
+    changed_keys(a, b)
 }
 
 /// Profile → (role image manifest digest, root hash), from the build report.
