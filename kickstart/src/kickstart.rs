@@ -202,10 +202,20 @@ pub fn render(inputs: &KickstartInputs) -> Result<Kickstart> {
         Some(d) => format!("--all --initlabel --drives={d}"),
         None => "--all --initlabel".to_string(),
     };
-    let bootloader = match &disk {
+    let mut bootloader = match &disk {
         Some(d) => format!("--location=mbr --boot-drive={d}"),
         None => "--location=mbr".to_string(),
     };
+    // What the profile's programs need on the kernel command line (the Mesos agent's legacy
+    // cgroup hierarchy), as on kiln's own disks and PXE configs.
+    if !profile.kernel_args.is_empty() {
+        let args: Vec<String> = profile
+            .kernel_args
+            .iter()
+            .map(|k| word(&k.arg, "kernel argument"))
+            .collect::<Result<_>>()?;
+        bootloader.push_str(&format!(" --append=\"{}\"", args.join(" ")));
+    }
     let partitions: Vec<String> = k
         .partitions
         .iter()

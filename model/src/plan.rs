@@ -195,6 +195,16 @@ pub struct Profile {
     /// Units of the base that are masked in this profile (packaged units kiln replaces or
     /// that belong to components the profile does not run).
     pub masked: Vec<String>,
+    /// Kernel command-line arguments the profile's programs need, with the reason (added to
+    /// `[boot] kernel_args` on the profile's disks and PXE configs).
+    pub kernel_args: Vec<KernelArg>,
+}
+
+/// A kernel argument a profile needs, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelArg {
+    pub arg: String,
+    pub why: String,
 }
 
 impl Profile {

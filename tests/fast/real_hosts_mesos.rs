@@ -640,3 +640,25 @@ fn agent_isolation_limits_cpu_and_memory() {
         "filesystem/linux,docker/runtime,network/cni\n"
     );
 }
+
+/// The real Mesos 1.x agent cannot run on Debian 12's unified cgroup hierarchy (its Linux
+/// launcher and cgroups isolators use v1 subsystems; cgroup v2 exists only on apache/mesos'
+/// unreleased master): a profile that runs the agent boots the legacy hierarchy, and
+/// `kiln check` says so and why; a profile without the agent stays on v2. (The booted
+/// cluster test reads `/sys/fs/cgroup` on both.)
+#[test]
+fn mesos_agent_profiles_boot_the_legacy_cgroup_hierarchy() {
+    let spec = crate::common::fixture("specs/three-two.toml");
+    let (text, _) = kiln_code(&["check", spec.to_str().unwrap()], 0);
+    let arg = "kernel: systemd.unified_cgroup_hierarchy=0 (the Mesos";
+    let mut current = String::new();
+    let mut with_arg = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("profile ") {
+            current = rest.split_whitespace().next().unwrap_or("").to_string();
+        } else if line.trim_start().starts_with(arg) {
+            with_arg.push(current.clone());
+        }
+    }
+    assert_eq!(with_arg, ["agent"], "{text}");
+}

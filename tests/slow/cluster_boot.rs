@@ -248,6 +248,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     one_node_name(&m1, "m1.kiln.test");
     one_node_name(&a1, "a1.kiln.test");
     task_ports_open_on_agents_only(&m1, &a1);
+    cgroup_hierarchy_follows_the_mesos_agent(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
     pull_from_the_hosts_registry(&a1, &dist);
     usr_is_read_only(&m1, &a1);
@@ -420,6 +421,30 @@ fn task_ports_open_on_agents_only(m1: &Path, a1: &Path) {
     assert!(
         !out.ends_with(" rc=0\n"),
         "a1 → m1:31777: a master offers no task ports but answered: {out}"
+    );
+}
+
+/// The agent boots the legacy cgroup hierarchy with the cpu and memory controllers the Mesos
+/// 1.x agent's isolators use (`systemd.unified_cgroup_hierarchy=0` on its kernel command
+/// line); the master, which runs no agent, stays on Debian 12's unified hierarchy.
+fn cgroup_hierarchy_follows_the_mesos_agent(m1: &Path, a1: &Path) {
+    let fs_type = |s: &Path| sh_ok(s, "stat -fc %T /sys/fs/cgroup").trim().to_string();
+    assert_eq!(
+        fs_type(a1),
+        "tmpfs",
+        "a1: /sys/fs/cgroup is not the legacy hierarchy"
+    );
+    for c in ["cpu", "memory", "freezer"] {
+        sh_ok(
+            a1,
+            &format!("stat -fc %T /sys/fs/cgroup/{c} | grep -qx cgroupfs"),
+        );
+    }
+    assert!(sh_ok(a1, "cat /proc/cmdline").contains("systemd.unified_cgroup_hierarchy=0"));
+    assert_eq!(
+        fs_type(m1),
+        "cgroup2fs",
+        "m1 must stay on the unified hierarchy"
     );
 }
 

@@ -50,6 +50,8 @@ pub struct ProfileReport<'a> {
     pub services: &'a [Service],
     /// Base units masked in the image: they never run.
     pub masked: &'a [String],
+    /// Kernel arguments its programs need, and why.
+    pub kernel_args: &'a [kiln_model::plan::KernelArg],
     pub files: Vec<FileLine>,
     /// Files sources must provide (binaries, images).
     pub artifacts: Vec<Artifact>,
@@ -111,6 +113,7 @@ pub fn build<'a>(
                 etcd_client_endpoints: p.etcd_endpoints_csv(),
                 services: &p.services,
                 masked: &p.masked,
+                kernel_args: &p.kernel_args,
                 files: rendered
                     .profiles
                     .get(&p.name)
@@ -278,6 +281,9 @@ pub fn text(r: &CheckReport) -> String {
         }
         if !p.masked.is_empty() {
             let _ = writeln!(o, "  masked (never run): {}", p.masked.join(" "));
+        }
+        for k in p.kernel_args {
+            let _ = writeln!(o, "  kernel: {} ({})", k.arg, k.why);
         }
         let _ = writeln!(o, "  files:");
         for f in &p.files {

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use kiln_bootable::{build_bootable, Bootable, BootableInputs};
 use kiln_layers::{FileTree, IoError};
-use kiln_model::plan::BootablePlan;
+use kiln_model::plan::{BootablePlan, Profile};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -85,7 +85,12 @@ pub(super) fn write_all(
         let rel_dir = Dist::boot_dir_rel(&profile.name);
         let dir = ctx.dist.root().join(&rel_dir);
         fs::create_dir_all(&dir).map_err(IoError::new(format!("creating {rel_dir}")))?;
-        let seed = seed(&image.manifest_digest.to_string(), &profile.name, boot);
+        let seed = seed(
+            &image.manifest_digest.to_string(),
+            &profile.name,
+            boot,
+            &kernel_args(boot, profile),
+        );
         let cached = ctx
             .opts
             .layer_cache
@@ -112,7 +117,7 @@ pub(super) fn write_all(
             name: &image.reference,
             seed,
             source_date_epoch: ctx.opts.source_date_epoch,
-            kernel_args: boot.kernel_args.iter().map(ToString::to_string).collect(),
+            kernel_args: kernel_args(boot, profile),
             state_size: u64::from(boot.state_size_mib) << 20,
             raw: boot.raw,
             qcow2: boot.qcow2,
@@ -300,8 +305,13 @@ pub fn copy_keeping_holes(src: &Path, dst: &Path) -> io::Result<()> {
 }
 
 /// The cache key of a role image's boot outputs (`CACHE/boot/KEY/`).
-pub(crate) fn cache_key(manifest_digest: &str, profile: &str, boot: &BootablePlan) -> String {
-    hex::encode(seed(manifest_digest, profile, boot))
+pub(crate) fn cache_key(manifest_digest: &str, profile: &Profile, boot: &BootablePlan) -> String {
+    hex::encode(seed(
+        manifest_digest,
+        &profile.name,
+        boot,
+        &kernel_args(boot, profile),
+    ))
 }
 
 fn report(
@@ -334,7 +344,7 @@ fn report(
 
 /// What the salt, UUIDs and disk signature derive from: the image (its manifest digest covers
 /// every byte of it) and the boot settings.
-fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan) -> [u8; 32] {
+fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan, args: &[String]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(kiln_bootable::initramfs::recipe_digest());
     for part in [
@@ -343,11 +353,22 @@ fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan) -> [u8; 32] {
         manifest_digest,
         profile,
         &format!("{boot:?}"),
+        &args.join(" "),
     ] {
         h.update(part.as_bytes());
         h.update(b"\n");
     }
     h.finalize().into()
+}
+
+/// The kernel arguments of a profile's disks and PXE configs: the spec's `[boot]
+/// kernel_args`, then what the profile's programs need (the Mesos agent's cgroup hierarchy).
+fn kernel_args(boot: &BootablePlan, profile: &Profile) -> Vec<String> {
+    boot.kernel_args
+        .iter()
+        .map(ToString::to_string)
+        .chain(profile.kernel_args.iter().map(|k| k.arg.clone()))
+        .collect()
 }
 
 /// The role image's root filesystem as one tar at `out`: the base streamed (a tarball, the

@@ -304,9 +304,10 @@ fn record_use(plan: &Plan, resolved: &Resolved, opts: &BuildOptions, report: &Bu
             .iter()
             .filter_map(|r| {
                 let img = report.images.iter().find(|i| i.reference == r.image)?;
+                let profile = plan.profiles.iter().find(|p| p.name == r.profile)?;
                 Some(bootable::cache_key(
                     &img.manifest_digest.to_string(),
-                    &r.profile,
+                    profile,
                     b,
                 ))
             })

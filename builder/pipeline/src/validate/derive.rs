@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kiln_model::plan::{Endpoint, EtcdAccess, EtcdPlan, Plan, Profile, Roles};
+use kiln_model::plan::{Endpoint, EtcdAccess, EtcdPlan, KernelArg, Plan, Profile, Roles};
 use kiln_model::values::HostName;
 
 use crate::components;
@@ -49,6 +49,7 @@ pub(super) fn plan(mut plan: Plan) -> Plan {
                 .unwrap_or_default(),
             services: Vec::new(),
             masked: Vec::new(),
+            kernel_args: Vec::new(),
         })
         .collect();
     plan.profiles.sort_by(|a, b| a.name.cmp(&b.name));
@@ -68,7 +69,28 @@ pub(super) fn plan(mut plan: Plan) -> Plan {
     for (pr, m) in plan.profiles.iter_mut().zip(masked) {
         pr.masked = m;
     }
+    let version = plan.mesos.version.to_string();
+    for pr in plan.profiles.iter_mut() {
+        if pr.runs("mesos-slave.service") {
+            pr.kernel_args.push(legacy_cgroups(&version));
+        }
+    }
     plan
+}
+
+/// The legacy (v1) cgroup hierarchy for a Mesos agent. No released Mesos supports cgroup v2
+/// (it exists only on apache/mesos' unreleased master, PR #552): the 1.x agent's Linux
+/// launcher and its cgroups isolators mount and use v1 subsystems (`freezer`, `cpu`,
+/// `memory`), which a host on the unified hierarchy — Debian 12's systemd default — does not
+/// have. systemd 252 (bookworm's) still boots the legacy hierarchy when asked on the kernel
+/// command line.
+fn legacy_cgroups(version: &str) -> KernelArg {
+    KernelArg {
+        arg: "systemd.unified_cgroup_hierarchy=0".into(),
+        why: format!(
+            "the Mesos {version} agent needs the legacy cgroup hierarchy: no released Mesos supports cgroup v2"
+        ),
+    }
 }
 
 /// What local clients (Docker, Calico) of a profile use: the local member or proxy, else the
