@@ -236,16 +236,23 @@ fn render_killed_at_any_instant_leaves_old_or_new() {
     }
 }
 
-/// `kiln build` publishes through the same code: killed at every point, `dist/` is the old or
-/// the new build (every file, `SHA256SUMS` included), and the next build succeeds.
-#[test]
-fn build_killed_at_every_point_of_the_swap_leaves_old_or_new() {
+/// [`two_specs`] for builds: the fixture workspace with its own spec and `b.toml`, which differs in one setting
+/// (`zookeeper.tick_time`), so their builds differ.
+fn two_build_specs() -> (tempfile::TempDir, [PathBuf; 2]) {
     let (tmp, spec) = fixture_workspace();
     let text = fs::read_to_string(&spec).unwrap();
     let changed = text.replacen("[zookeeper]\n", "[zookeeper]\ntick_time = 3000\n", 1);
     assert_ne!(changed, text);
     let specs = [spec.clone(), spec.with_file_name("b.toml")];
     fs::write(&specs[1], changed).unwrap();
+    (tmp, specs)
+}
+
+/// `kiln build` publishes through the same code: killed at every point, `dist/` is the old or
+/// the new build (every file, `SHA256SUMS` included), and the next build succeeds.
+#[test]
+fn build_killed_at_every_point_of_the_swap_leaves_old_or_new() {
+    let (tmp, specs) = two_build_specs();
     let dist = tmp.path().join("dist");
     let cache = tmp.path().join("cache");
     let args = |i: usize| {
@@ -326,12 +333,7 @@ impl Drop for Running {
 /// the final one is exactly one build's, and `--no-wait` refuses instead of waiting.
 #[test]
 fn concurrent_builds_into_one_output_are_serialised() {
-    let (tmp, spec) = fixture_workspace();
-    let text = fs::read_to_string(&spec).unwrap();
-    let changed = text.replacen("[zookeeper]\n", "[zookeeper]\ntick_time = 3000\n", 1);
-    assert_ne!(changed, text);
-    let specs = [spec.clone(), spec.with_file_name("b.toml")];
-    fs::write(&specs[1], changed).unwrap();
+    let (tmp, specs) = two_build_specs();
     let cache = tmp.path().join("cache");
     let args = |i: usize, dist: &Path| -> Vec<String> {
         build_args(&specs[i], dist, cache.to_str().unwrap())
