@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::values::{
     AbsPath, Backend, BaseFamily, Containerizer, DebPackage, DomainName, FlagName, FlagValue, Fqdn,
     HostAddr, HostName, HostPort, HttpUrl, IfName, ImageRef, IpipMode, Isolator, KsMode, KsTarget,
-    MacAddr, MirrorUrl, NodeNameMode, PartFs, PasswordHash, RepoPrefix, SelinuxMode, Sha256Hex,
-    SshPublicKey, StoreUrl, Tag, Version,
+    MacAddr, MesosFlavour, MirrorUrl, NodeNameMode, PartFs, PasswordHash, RepoPrefix, SelinuxMode,
+    Sha256Hex, SshPublicKey, StoreUrl, Tag, Version,
 };
 
 /// Every component kiln knows, in render order. One module per component in `builder`
@@ -498,6 +498,10 @@ impl EtcdPlan {
 pub struct MesosPlan {
     pub version: Version,
     pub source: Option<SourcePlan>,
+    /// The packaging of the source: flag directories, units, daemons, cgroup support.
+    pub flavour: MesosFlavour,
+    /// Where the flavour came from (`mesos.flavour`, the source's name, the default).
+    pub flavour_from: String,
     /// `zk://…/mesos`.
     pub zk: String,
     pub master: Option<MesosMasterPlan>,

@@ -39,6 +39,7 @@ pub fn kind_of(path: &str) -> &'static str {
         "env"
     } else if parent == "/etc/mesos-master/"
         || parent == "/etc/mesos-slave/"
+        || parent == "/etc/mesos-agent/"
         || path == "/etc/mesos/zk"
     {
         "flag"

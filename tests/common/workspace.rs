@@ -18,6 +18,8 @@ pub const STAND_INS: &[&str] = &[
     "/usr/share/zookeeper/bin/zkServer.sh",
     "/usr/bin/etcd",
     "/usr/bin/mesos-init-wrapper",
+    "/usr/bin/mesos-master",
+    "/usr/bin/mesos-agent",
     "/usr/share/marathon/bin/marathon",
     "/usr/bin/dockerd",
     "/usr/bin/docker",

@@ -35,3 +35,4 @@ mod role_image_inputs;
 mod secret_isolation;
 mod serve;
 mod spec_value_props;
+mod upstream_sources;

@@ -206,13 +206,24 @@ fn mesos_master_gets_each_flag_once() {
                     "mesos-slave.service",
                     &["master", "port", "work_dir", "log_dir"][..],
                 ),
+                (
+                    "agent",
+                    "mesos-agent.service",
+                    &["master", "port", "work_dir", "log_dir"][..],
+                ),
             ] {
                 let unit_path = root.join("etc/systemd/system").join(unit);
                 if unit_path.is_symlink() || !unit_path.is_file() {
                     continue;
                 }
                 // The package's default files must never apply: kiln writes all three.
-                for d in ["mesos", "mesos-master", "mesos-slave"] {
+                let agent_default = if kind == "master" {
+                    "mesos-master"
+                } else {
+                    unit
+                };
+                let agent_default = agent_default.trim_end_matches(".service");
+                for d in ["mesos", "mesos-master", agent_default] {
                     assert!(
                         root.join("etc/default").join(d).is_file(),
                         "{name}/{host}: no /etc/default/{d}"
@@ -275,6 +286,7 @@ fn mesos_package_ulimit_no_longer_lowers_limit_nofile() {
         for (kind, unit) in [
             ("master", "mesos-master.service"),
             ("slave", "mesos-slave.service"),
+            ("agent", "mesos-agent.service"),
         ] {
             let unit_path = root.join("etc/systemd/system").join(unit);
             if unit_path.is_symlink() || !unit_path.is_file() {
@@ -593,7 +605,7 @@ fn agent_task_ports_are_offered_and_opened_on_agents_only() {
     let out = render_text(tmp.path(), "ports", &spec);
     let root = out.join("profiles/master-agent");
     assert_eq!(
-        read(&root.join("etc/mesos-slave/resources")),
+        read(&root.join("etc/mesos-agent/resources")),
         "cpus:2;mem:1024;ports:[20000-20999,25000-25000]\n"
     );
     let ports = opened_ports(&root);
@@ -636,29 +648,51 @@ fn agent_isolation_limits_cpu_and_memory() {
         &demo_with(from, &format!("{bare}\nallow_unlimited_tasks = true")),
     );
     assert_eq!(
-        read(&out.join("profiles/master-agent/etc/mesos-slave/isolation")),
+        read(&out.join("profiles/master-agent/etc/mesos-agent/isolation")),
         "filesystem/linux,docker/runtime,network/cni\n"
     );
 }
 
 /// The real Mesos 1.x agent cannot run on Debian 12's unified cgroup hierarchy (its Linux
 /// launcher and cgroups isolators use v1 subsystems; cgroup v2 exists only on apache/mesos'
-/// unreleased master): a profile that runs the agent boots the legacy hierarchy, and
-/// `kiln check` says so and why; a profile without the agent stays on v2. (The booted
-/// cluster test reads `/sys/fs/cgroup` on both.)
+/// unreleased master): a profile that runs the agent of a Mesosphere package boots the legacy
+/// hierarchy, and `kiln check` says so and why; a profile without the agent stays on v2, and
+/// so does every profile with clusterd's build, which picks its cgroup v2 isolators itself.
+/// (The booted cluster test reads `/sys/fs/cgroup` on a mesosphere agent and a master; the
+/// PXE test on clusterd agents.)
 #[test]
 fn mesos_agent_profiles_boot_the_legacy_cgroup_hierarchy() {
-    let spec = crate::common::fixture("specs/three-two.toml");
-    let (text, _) = kiln_code(&["check", spec.to_str().unwrap()], 0);
-    let arg = "kernel: systemd.unified_cgroup_hierarchy=0 (the Mesos";
-    let mut current = String::new();
-    let mut with_arg = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("profile ") {
-            current = rest.split_whitespace().next().unwrap_or("").to_string();
-        } else if line.trim_start().starts_with(arg) {
-            with_arg.push(current.clone());
+    let legacy_profiles = |spec: &Path| {
+        let (text, _) = kiln_code(&["check", spec.to_str().unwrap()], 0);
+        let arg = "kernel: systemd.unified_cgroup_hierarchy=0 (the Mesos";
+        let mut current = String::new();
+        let mut with_arg = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("profile ") {
+                current = rest.split_whitespace().next().unwrap_or("").to_string();
+            } else if line.trim_start().starts_with(arg) {
+                with_arg.push(current.clone());
+            }
         }
-    }
+        (with_arg, text)
+    };
+    let spec = crate::common::fixture("specs/three-two.toml");
+    let (with_arg, text) = legacy_profiles(&spec);
     assert_eq!(with_arg, ["agent"], "{text}");
+    assert!(
+        text.contains("mesos pkg  mesosphere packaging (set by mesos.flavour)")
+            && text.contains("its agents boot the legacy cgroup hierarchy"),
+        "{text}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let clusterd = tmp.path().join("clusterd.toml");
+    fs::write(
+        &clusterd,
+        read(&spec).replace("flavour = \"mesosphere\"", "flavour = \"clusterd\""),
+    )
+    .unwrap();
+    let (with_arg, text) = legacy_profiles(&clusterd);
+    assert!(with_arg.is_empty(), "{text}");
+    assert!(text.contains("its agents stay on cgroup v2"), "{text}");
 }

@@ -56,6 +56,10 @@ port=$(cat /etc/mesos-"$kind"/port)
 exec busybox httpd -f -p "$port" -h "$rec.www"
 "#;
 
+/// A Mesos daemon, as a FIXTURE: present where the packaging puts it, never started.
+const FIXTURE_DAEMON: &str =
+    "#!/bin/sh\n# kiln test FIXTURE standing in for a Mesos daemon: not Mesos.\nexit 1\n";
+
 /// Marathon's launcher, as a FIXTURE: records its arguments and environment, answers `/ping`.
 const MARATHON: &str = r#"#!/bin/bash
 # kiln test FIXTURE standing in for Marathon: not Marathon.
@@ -90,6 +94,11 @@ fn workspace(dir: &Path) -> PathBuf {
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
     file("fixture-mesos/usr/bin/mesos-init-wrapper", MESOS_WRAPPER);
+    // The daemons the wrapper would exec, where a Mesosphere package has them (the build
+    // checks they are there); the fixture wrapper never runs them.
+    for daemon in ["mesos-master", "mesos-slave"] {
+        file(&format!("fixture-mesos/usr/sbin/{daemon}"), FIXTURE_DAEMON);
+    }
     file("fixture-marathon/usr/share/marathon/bin/marathon", MARATHON);
     file("fixture-calico-cni/calico", CNI_PLUGIN);
     file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::components::{self, Artifact, Rendered};
 use crate::diag::Diagnostic;
-use kiln_model::plan::{HostPlan, Plan, Proto, Service};
+use kiln_model::plan::{HostPlan, Origin, Plan, Proto, Service, SourcePlan};
 use kiln_model::values::HostName;
 
 /// One entry of a rendered tree, for the report.
@@ -66,6 +66,65 @@ pub struct HostReport<'a> {
     pub identity_files: Vec<FileLine>,
 }
 
+/// Where one upstream artifact comes from.
+#[derive(Debug, Serialize)]
+pub struct SourceLine {
+    /// The component's source name (`mesos`, `calico-cni`) or `image NAME`.
+    pub name: String,
+    /// The component's version; empty for an image (its reference says it).
+    pub version: String,
+    /// `spec` (the spec names it), `base` (in the base), `catalog` (kiln's default) or
+    /// `missing` (nothing to fetch: `fill` says what to set).
+    pub from: &'static str,
+    /// The spec's or the catalog's location(s); empty when missing or in the base.
+    pub location: Vec<String>,
+    /// For a missing one: the spec key to fill, why, and the known options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill: Option<String>,
+}
+
+/// Every upstream artifact of the plan and where it comes from.
+pub fn sources(plan: &Plan) -> Vec<SourceLine> {
+    let origin = |s: &SourcePlan| match &s.origin {
+        Origin::Url(u) => u.to_string(),
+        Origin::File(f) => format!("file {f}"),
+        Origin::Deb(d) => format!("deb {d}"),
+        Origin::Oci(o) => o.clone(),
+        Origin::Base => "base".into(),
+    };
+    let mut out = Vec::new();
+    for set in components::source_sets(plan) {
+        let (from, location, fill) = match (set.source, set.gap()) {
+            (Some(s), _) if s.is_base() => ("base", Vec::new(), None),
+            (Some(s), _) => ("spec", s.flatten().into_iter().map(origin).collect(), None),
+            (None, Some(g)) => ("missing", Vec::new(), Some(g.text())),
+            (None, None) => ("catalog", set.catalog.iter().map(origin).collect(), None),
+        };
+        out.push(SourceLine {
+            name: set.name.into(),
+            version: set.version.to_string(),
+            from,
+            location,
+            fill,
+        });
+    }
+    for img in components::images(plan) {
+        let (from, location) = match &img.source {
+            Some(s) if s.is_base() => ("base", Vec::new()),
+            Some(s) => ("spec", vec![origin(s)]),
+            None => ("catalog", vec![img.upstream.to_string()]),
+        };
+        out.push(SourceLine {
+            name: format!("image {}", img.name),
+            version: String::new(),
+            from,
+            location,
+            fill: None,
+        });
+    }
+    out
+}
+
 /// The whole `kiln check --json` document.
 #[derive(Debug, Serialize)]
 pub struct CheckReport<'a> {
@@ -74,6 +133,8 @@ pub struct CheckReport<'a> {
     pub spec_sha256: &'a str,
     pub hosts: Vec<HostReport<'a>>,
     pub profiles: Vec<ProfileReport<'a>>,
+    /// Every upstream artifact and where it comes from.
+    pub sources: Vec<SourceLine>,
     /// The resolved plan (every component's typed settings).
     pub plan: &'a Plan,
     pub warnings: &'a [Diagnostic],
@@ -122,6 +183,7 @@ pub fn build<'a>(
                 artifacts: components::artifacts(plan, p),
             })
             .collect(),
+        sources: sources(plan),
         plan,
         warnings,
     }
@@ -208,8 +270,36 @@ pub fn text(r: &CheckReport) -> String {
             k.target, k.mode, k.url
         );
     }
+    if plan.mesos.master.is_some() || plan.mesos.agent.is_some() {
+        let legacy = if plan.mesos.flavour.cgroup_v2() {
+            "its agents stay on cgroup v2"
+        } else {
+            "its agents boot the legacy cgroup hierarchy"
+        };
+        let _ = writeln!(
+            o,
+            "  mesos pkg  {} packaging ({}): {}/, {}; {legacy}",
+            plan.mesos.flavour,
+            plan.mesos.flavour_from,
+            plan.mesos.flavour.agent_flag_dir(),
+            plan.mesos.flavour.agent_unit()
+        );
+    }
     for l in &plan.left_out {
         let _ = writeln!(o, "  left out   {}: {} ({})", l.component, l.what, l.reason);
+    }
+    for src in &r.sources {
+        let at = match (src.from, &src.fill) {
+            (_, Some(fill)) => format!("NO SOURCE: {}", fill.replace('\n', "\n               ")),
+            ("base", _) => "in the base".into(),
+            (from, _) => format!("{from} {}", src.location.join(" ")),
+        };
+        let version = if src.version.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", src.version)
+        };
+        let _ = writeln!(o, "  source     {}{version}: {at}", src.name);
     }
     for h in &r.hosts {
         let _ = writeln!(o, "\nhost {} ({})", h.host.name, h.host.fqdn);

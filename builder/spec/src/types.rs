@@ -444,14 +444,24 @@ pub struct ZooKeeper {
     pub admin_port: Option<u16>,
 }
 
-/// Apache Mesos masters and agents (mesosphere packages and init wrapper).
+/// Apache Mesos masters and agents, through their package's init wrapper.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mesos {
-    /// Mesos release; picks the catalog's package when `source` is unset.
+    /// Mesos release, e.g. `1.11.0`.
     pub version: String,
-    /// Where Mesos comes from. Mesosphere's repository is gone: set this, or use a mirror.
+    /// Where Mesos comes from: a package (`.deb`, `.rpm`), tarball or directory. No public
+    /// binary of Mesos has a stable address in 2026 (Mesosphere's repository is gone), so the
+    /// catalog has no default: name one, e.g. AVENTER's clusterd `.deb` for Debian 12
+    /// (`{ url = "https://…/aventer-mesos_1.11.0-0.9.0.debian12_amd64.deb", sha256 = "…" }`),
+    /// or a copy of a Mesosphere package you keep.
     pub source: Option<Source>,
+    /// The packaging of `source`: `clusterd` (AVENTER's builds: `/etc/mesos-agent/`,
+    /// `mesos-agent.service`, cgroup v2) or `mesosphere` (Mesosphere's packages of the Apache
+    /// releases: `/etc/mesos-slave/`, `mesos-slave.service`, legacy cgroups only). Unset: read
+    /// from the source's file name (`aventer-mesos_…`, `mesos-1.11.0-2.0.1.el7…`), else
+    /// `clusterd` when there is no source; a source whose name tells nothing needs it.
+    pub flavour: Option<String>,
     /// The Mesos master on every master.
     pub master: MesosMaster,
     /// The Mesos agent on every agent.
@@ -504,8 +514,8 @@ pub struct MesosAgent {
     pub cni_config_dir: Option<String>,
     /// `--network_cni_plugins_dir`; defaults to Calico's CNI plugins dir, e.g. `/opt/cni/bin`.
     pub cni_plugins_dir: Option<String>,
-    /// Further flags, written as files under `/etc/mesos-slave/`, e.g.
-    /// `{ docker_stop_timeout = "20secs" }`.
+    /// Further flags, written as files under the agent's flag directory (`/etc/mesos-agent/`
+    /// or `/etc/mesos-slave/`, by `flavour`), e.g. `{ docker_stop_timeout = "20secs" }`.
     pub flags: BTreeMap<String, String>,
 }
 
@@ -785,6 +795,7 @@ impl Default for Mesos {
         Mesos {
             version: "1.11.0".into(),
             source: None,
+            flavour: None,
             master: MesosMaster::default(),
             agent: MesosAgent::default(),
         }

@@ -100,6 +100,75 @@ closed_set!(
 );
 
 closed_set!(
+    /// The packaging of a Mesos build: which files its init wrapper reads and which units it
+    /// ships. `mesosphere`: Mesosphere's packages of the Apache releases (the el7 rpm, the
+    /// Debian/Ubuntu debs; gone since 2023): `/etc/mesos-slave/`, `mesos-slave.service`,
+    /// daemons in `/usr/sbin`. `clusterd`: AVENTER's clusterd builds of Mesos 1.11
+    /// (`aventer-mesos` debs and rpms): `/etc/mesos-agent/`, `mesos-agent.service`, daemons in
+    /// `/usr/bin`, and cgroup v2 support.
+    MesosFlavour, "Mesos packaging", { Mesosphere = "mesosphere", Clusterd = "clusterd" }
+);
+
+impl MesosFlavour {
+    /// The agent's name in this packaging: the init wrapper's argument, and the suffix of its
+    /// flag directory, default file and unit (mesosphere/mesos-deb-packaging 54ec74a
+    /// `mesos-init-wrapper` l.57-60 `function slave`; m3scluster/clusterd 5ce2c80
+    /// `support/packaging/common/mesos-init-wrapper.in` `function agent`).
+    pub fn agent(self) -> &'static str {
+        match self {
+            MesosFlavour::Mesosphere => "slave",
+            MesosFlavour::Clusterd => "agent",
+        }
+    }
+    /// The agent's systemd unit.
+    pub fn agent_unit(self) -> &'static str {
+        match self {
+            MesosFlavour::Mesosphere => "mesos-slave.service",
+            MesosFlavour::Clusterd => "mesos-agent.service",
+        }
+    }
+    /// The directory whose files the wrapper turns into agent flags.
+    pub fn agent_flag_dir(self) -> &'static str {
+        match self {
+            MesosFlavour::Mesosphere => "/etc/mesos-slave",
+            MesosFlavour::Clusterd => "/etc/mesos-agent",
+        }
+    }
+    /// The master and agent programs the wrapper execs: `/usr/sbin/mesos-master` and
+    /// `/usr/sbin/mesos-slave` (mesos-deb-packaging `mesos-init-wrapper` l.115-158);
+    /// `/usr/bin/mesos-master` and `/usr/bin/mesos-agent` (clusterd's wrapper
+    /// `exec @RUN_PATH@/bin/mesos-agent`, `RUN_PATH` `/usr`: CMakeLists.txt l.179).
+    pub fn daemons(self) -> [&'static str; 2] {
+        match self {
+            MesosFlavour::Mesosphere => ["/usr/sbin/mesos-master", "/usr/sbin/mesos-slave"],
+            MesosFlavour::Clusterd => ["/usr/bin/mesos-master", "/usr/bin/mesos-agent"],
+        }
+    }
+    /// Whether its agent runs on the unified (v2) cgroup hierarchy. No Apache release does
+    /// (cgroup v2 is only on apache/mesos' unreleased master, PR #552); clusterd picks its
+    /// cgroup v2 isolators when cgroup2 is mounted and the v1 ones otherwise, under the same
+    /// `cgroups/*` names (clusterd 5ce2c80 `src/slave/containerizer/mesos/containerizer.cpp`
+    /// l.375-389, l.452-462).
+    pub fn cgroup_v2(self) -> bool {
+        matches!(self, MesosFlavour::Clusterd)
+    }
+    /// The flavour a package file or URL's last component names, when it names one:
+    /// `aventer-mesos_…` (clusterd's CPack file name, CMakeLists.txt l.148) or `clusterd…`;
+    /// Mesosphere's `mesos-1.11.0-2.0.1.el7.x86_64.rpm` / `mesos_1.11.0-2.0.1.debian9_amd64.deb`.
+    pub fn from_package_name(name: &str) -> Option<MesosFlavour> {
+        let n = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+        if n.starts_with("aventer-mesos") || n.starts_with("clusterd") {
+            return Some(MesosFlavour::Clusterd);
+        }
+        let rest = n
+            .strip_prefix("mesos-")
+            .or_else(|| n.strip_prefix("mesos_"))?;
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            .then_some(MesosFlavour::Mesosphere)
+    }
+}
+
+closed_set!(
     /// A Mesos containerizer.
     Containerizer, "containerizer", { Docker = "docker", Mesos = "mesos" }
 );
@@ -219,6 +288,34 @@ mod tests {
         assert!(e.help.contains("bird, gobgp, none"), "{e:?}");
         assert_eq!(Isolator::NetworkCni.to_string(), "network/cni");
         assert!("network/cni\nx".parse::<Isolator>().is_err());
+    }
+
+    #[test]
+    fn mesos_flavours_from_package_names() {
+        let f = MesosFlavour::from_package_name;
+        for (name, want) in [
+            (
+                "https://rpm.aventer.biz/Debian/aventer-mesos_1.11.0-0.9.0.debian12_amd64.deb",
+                Some(MesosFlavour::Clusterd),
+            ),
+            (
+                "vendor/clusterd-1.11.0.tar.gz",
+                Some(MesosFlavour::Clusterd),
+            ),
+            (
+                "http://repos.mesosphere.com/el/7/x86_64/RPMS/mesos-1.11.0-2.0.1.el7.x86_64.rpm",
+                Some(MesosFlavour::Mesosphere),
+            ),
+            (
+                "mesos_1.11.0-2.0.1.debian9_amd64.deb",
+                Some(MesosFlavour::Mesosphere),
+            ),
+            ("mesos=1.11.0-2.0.1", None),
+            ("fixture-mesos", None),
+            ("mesos-build", None),
+        ] {
+            assert_eq!(f(name), want, "{name}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod version;
 pub use access::{HashScheme, PasswordHash, SshPublicKey};
 pub use enums::{
     Backend, BaseFamily, ClusterStore, Containerizer, IpipMode, Isolator, KsMode, KsTarget,
-    NodeNameMode, PartFs, SelinuxMode, StoreUrl,
+    MesosFlavour, NodeNameMode, PartFs, SelinuxMode, StoreUrl,
 };
 pub use names::{
     DebPackage, DomainName, FlagName, FlagValue, Fqdn, HostName, IfName, RepoPrefix, Sha256Hex, Tag,

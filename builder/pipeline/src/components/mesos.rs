@@ -1,29 +1,34 @@
-//! Mesos master and agent through the mesosphere init wrapper: one file per flag under
-//! `/etc/mesos-master/` and `/etc/mesos-slave/`, the ZooKeeper URL in `/etc/mesos/zk`, and
-//! kiln's own `/etc/default/mesos*` so that nothing else adds a flag.
+//! Mesos master and agent through their package's init wrapper: one file per flag under
+//! `/etc/mesos-master/` and the agent's flag directory, the ZooKeeper URL in `/etc/mesos/zk`,
+//! and kiln's own `/etc/default/mesos*` so that nothing else adds a flag. The packaging
+//! ([`MesosFlavour`]) names the agent: `slave` in Mesosphere's packages (`/etc/mesos-slave/`,
+//! `mesos-slave.service`), `agent` in clusterd's (`/etc/mesos-agent/`, `mesos-agent.service`).
 //!
 //! What the wrapper does (mesosphere/mesos-deb-packaging 54ec74a, `mesos-init-wrapper`; the
-//! el7 rpm ships the same file): it sources `/etc/default/mesos` and
-//! `/etc/default/mesos-master` (`-slave`) with `allexport` (l.68-71, l.126-129), runs `ulimit
-//! $ULIMIT` (l.72, l.130), turns the variables in [`MASTER_VARS`] / [`SLAVE_VARS`] into flags
-//! (l.131-135, l.73-76), then adds `--NAME="$(cat FILE)"` for every regular file of the flag
-//! directory (l.136-146, l.77-87). The package's defaults set `PORT=5050` and
-//! ``ZK=`cat /etc/mesos/zk` `` (`default/mesos-master`), ``MASTER=`cat /etc/mesos/zk` ``
-//! (`default/mesos-slave`), `LOGS=/var/log/mesos` and `ULIMIT="-n 8192"` (`default/mesos`), so
-//! with a `port` file the master got `--port` twice, which Mesos 1.11 refuses ("Flag 'port' is
-//! already loaded via name 'port'": apache/mesos 1.11.0 3rdparty/stout/include/stout/flags/
-//! flags.hpp l.765-768; src/master/main.cpp l.175-179 exits) and `Restart=always` loops it;
-//! and bash's `ulimit -n` sets the soft and hard limit, lowering the unit's `LimitNOFILE=`.
-//! kiln's default files set none of these variables: every flag is a file, given once.
+//! el7 rpm ships the same file, and clusterd's `support/packaging/common/mesos-init-wrapper.in`
+//! at 5ce2c80 is the same script with `slave` renamed `agent`): it sources
+//! `/etc/default/mesos` and `/etc/default/mesos-master` (`-slave`, `-agent`) with `allexport`
+//! (l.68-71, l.126-129), runs `ulimit $ULIMIT` (l.72, l.130), turns the variables in
+//! [`MASTER_VARS`] / [`AGENT_VARS`] into flags (l.131-135, l.73-76), then adds
+//! `--NAME="$(cat FILE)"` for every regular file of the flag directory (l.136-146, l.77-87).
+//! Mesosphere's package defaults set `PORT=5050` and ``ZK=`cat /etc/mesos/zk` ``
+//! (`default/mesos-master`), ``MASTER=`cat /etc/mesos/zk` `` (`default/mesos-slave`),
+//! `LOGS=/var/log/mesos` and `ULIMIT="-n 8192"` (`default/mesos`), so with a `port` file the
+//! master got `--port` twice, which Mesos 1.11 refuses ("Flag 'port' is already loaded via
+//! name 'port'": apache/mesos 1.11.0 3rdparty/stout/include/stout/flags/flags.hpp l.765-768;
+//! src/master/main.cpp l.175-179 exits) and `Restart=always` loops it; and bash's `ulimit -n`
+//! sets the soft and hard limit, lowering the unit's `LimitNOFILE=`. kiln's default files set
+//! none of these variables: every flag is a file, given once.
 
 use std::collections::BTreeMap;
 
 use kiln_model::plan::{ComponentId, Plan, Port, Profile, Service};
-use kiln_model::values::Containerizer;
+use kiln_model::values::{Containerizer, MesosFlavour};
 use minijinja::context;
 
-use super::{abs, local_etcd_unit, profiles_running, Component, Ctx, RenderError, SourceSet};
-use crate::sources::catalog;
+use super::{
+    abs, local_etcd_unit, profiles_running, Artifact, Component, Ctx, RenderError, SourceSet,
+};
 
 const WRAPPER: &str = "/usr/bin/mesos-init-wrapper";
 
@@ -42,7 +47,7 @@ const MASTER_VARS: &[(&str, &str)] = &[
 ];
 
 /// Variables the wrapper turns into agent flags.
-const SLAVE_VARS: &[(&str, &str)] = &[
+const AGENT_VARS: &[(&str, &str)] = &[
     ("ULIMIT", "ulimit"),
     ("MASTER", "master"),
     ("IP", "ip"),
@@ -72,7 +77,7 @@ impl Component for Mesos {
         }
         if let (Some(agent), true) = (&m.agent, profile.roles.agent) {
             out.push(Service {
-                unit: "mesos-slave.service".into(),
+                unit: m.flavour.agent_unit().into(),
                 component: ComponentId::Mesos,
                 about: "Mesos agent",
                 exec: abs(WRAPPER),
@@ -92,8 +97,8 @@ impl Component for Mesos {
     }
 
     /// The Mesos package ships both daemons' units; a profile runs only its own.
-    fn masks(&self, _plan: &Plan, _profile: &Profile) -> Vec<&'static str> {
-        vec!["mesos-master.service", "mesos-slave.service"]
+    fn masks(&self, plan: &Plan, _profile: &Profile) -> Vec<&'static str> {
+        vec!["mesos-master.service", plan.mesos.flavour.agent_unit()]
     }
 
     fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
@@ -103,21 +108,23 @@ impl Component for Mesos {
             .master
             .as_ref()
             .filter(|_| ctx.runs("mesos-master.service"));
-        let agent = m.agent.as_ref().filter(|_| ctx.runs("mesos-slave.service"));
+        let flavour = m.flavour;
+        let agent = m.agent.as_ref().filter(|_| ctx.runs(flavour.agent_unit()));
         if master.is_some() || agent.is_some() {
             // Kept for tools that read it; the daemons get the URL from their own flag file.
             ctx.file("/etc/mesos/zk", 0o644, format!("{}\n", m.zk))?;
             // The package installs all three default files wherever it is installed.
+            let agent_default = format!("mesos-{}", flavour.agent());
             for (name, vars) in [
-                ("mesos", var_list(&[MASTER_VARS, SLAVE_VARS])),
+                ("mesos", var_list(&[MASTER_VARS, AGENT_VARS])),
                 ("mesos-master", var_list(&[MASTER_VARS])),
-                ("mesos-slave", var_list(&[SLAVE_VARS])),
+                (agent_default.as_str(), var_list(&[AGENT_VARS])),
             ] {
                 ctx.template(
                     &format!("/etc/default/{name}"),
                     0o644,
                     "mesos-default",
-                    context! { name, vars },
+                    context! { name, vars, agent_dir => flavour.agent_flag_dir() },
                 )?;
             }
         }
@@ -141,7 +148,10 @@ impl Component for Mesos {
             ctx.unit(
                 "mesos-master.service",
                 "mesos.service",
-                context! { kind => "master", exec => WRAPPER, after, wants => "network-online.target" },
+                context! {
+                    kind => "master", agent => false, exec => WRAPPER, after,
+                    wants => "network-online.target",
+                },
             )?;
             ctx.state_dirs("mesos-master", None, &[(mm.work_dir.as_str(), "0755")])?;
         }
@@ -191,7 +201,7 @@ impl Component for Mesos {
                 None => ports,
             };
             flags.insert("resources".into(), resources);
-            flag_files(ctx, "/etc/mesos-slave", &flags)?;
+            flag_files(ctx, flavour.agent_flag_dir(), &flags)?;
             let mut deps = vec!["network-online.target"];
             if ctx.runs("docker.service") {
                 deps.push("docker.service");
@@ -205,9 +215,12 @@ impl Component for Mesos {
             }
             let after = deps.join(" ");
             ctx.unit(
-                "mesos-slave.service",
+                flavour.agent_unit(),
                 "mesos.service",
-                context! { kind => "slave", exec => WRAPPER, after => &after, wants => &after },
+                context! {
+                    kind => flavour.agent(), agent => true, exec => WRAPPER, after => &after,
+                    wants => &after,
+                },
             )?;
             ctx.state_dirs("mesos-agent", None, &[(a.work_dir.as_str(), "0755")])?;
         }
@@ -223,9 +236,39 @@ impl Component for Mesos {
             name: "mesos",
             version: &m.version,
             source: m.source.as_ref(),
-            catalog: catalog::mesos(&m.version),
+            // No Mesos binary is served anywhere kiln can name: `catalog::gap` says why.
+            catalog: Vec::new(),
             profiles: profiles_running(plan, ComponentId::Mesos),
         }]
+    }
+
+    /// The daemons the wrapper execs, where the flavour's packaging puts them: a source of
+    /// the other packaging fails here, at build, rather than at boot with no flags.
+    fn artifacts(&self, plan: &Plan, profile: &Profile) -> Vec<Artifact> {
+        let m = &plan.mesos;
+        let [master, agent] = m.flavour.daemons();
+        let other = match m.flavour {
+            MesosFlavour::Clusterd => MesosFlavour::Mesosphere,
+            MesosFlavour::Mesosphere => MesosFlavour::Clusterd,
+        };
+        [
+            ("mesos-master.service", master, "master", 0),
+            (m.flavour.agent_unit(), agent, "agent", 1),
+        ]
+        .into_iter()
+        .filter(|(unit, ..)| profile.runs(unit))
+        .map(|(_, path, what, i)| Artifact {
+            path: path.into(),
+            component: "mesos",
+            what: format!(
+                "the Mesos {what} of the {} packaging, {}; a {other} package has {} instead: \
+                 set mesos.flavour = \"{other}\" if the source is one",
+                m.flavour,
+                m.flavour_from,
+                other.daemons()[i],
+            ),
+        })
+        .collect()
     }
 
     fn program_source(&self, _plan: &Plan) -> Option<(&'static str, String)> {

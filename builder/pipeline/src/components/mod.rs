@@ -85,6 +85,14 @@ pub struct SourceSet<'a> {
     pub profiles: Vec<&'a str>,
 }
 
+impl SourceSet<'_> {
+    /// Why the set has nothing to fetch: no spec source and no catalog entry.
+    pub fn gap(&self) -> Option<crate::sources::catalog::Gap> {
+        (self.source.is_none() && self.catalog.is_empty())
+            .then(|| crate::sources::catalog::gap(self.name, self.version))
+    }
+}
+
 /// One component: what it runs, masks, renders and needs. Implemented once per module and
 /// listed once in [`REGISTRY`]; nothing else names components.
 pub trait Component: Sync {

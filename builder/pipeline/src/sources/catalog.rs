@@ -6,10 +6,11 @@
 //! Air-gapped sites mirror these URLs (`--mirror URL|DIR` maps `https://HOST/PATH` to
 //! `MIRROR/HOST/PATH`) or import the files (`kiln cache import`).
 //!
-//! Known gaps, said plainly:
-//! - **Mesos**: Mesosphere's package repository (`repos.mesosphere.com`) is gone; the entry
-//!   keeps its historical URL so a mirror holding a copy at that path works. Otherwise name a
-//!   `mesos.source` (an `.rpm`/`.deb`/tarball you host).
+//! A default is listed only where the artifact is still served (checked in December 2026).
+//! Where none is known the catalog has a [`Gap`] instead: `kiln check` warns and names the
+//! setting to fill with the known options, and `kiln lock`/`fetch`/`build` refuse to start.
+//! - **Mesos**: no default ([`gap`]). Mesosphere's package repository
+//!   (`repos.mesosphere.com`) went away with D2iQ's DC/OS hosting in 2023.
 //! - **Marathon**: the build hash in its download URL is known only for the versions listed
 //!   in [`MARATHON_BUILDS`]; other versions need `marathon.source`.
 //! - Calico: a release's image tags and plugin versions come from [`CALICO_RELEASES`]; a
@@ -19,6 +20,96 @@
 
 use kiln_model::plan::SourcePlan;
 use kiln_model::values::{AbsPath, HttpUrl, Version};
+
+/// An upstream artifact with no source known to be served: the spec key to fill, why, and
+/// the options known, each with what it brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The spec key to set, e.g. `mesos.source`.
+    pub key: String,
+    /// Why there is no default.
+    pub why: String,
+    /// The known ways to fill it.
+    pub options: &'static [KnownSource],
+}
+
+/// One known way to fill a [`Gap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownSource {
+    /// What it is.
+    pub name: &'static str,
+    /// What to write in the spec.
+    pub set: &'static str,
+    /// What it brings: layout, cgroup and iptables needs.
+    pub brings: &'static str,
+}
+
+/// Why Mesos has no default. What is known (December 2026): AVENTER's clusterd builds of Mesos
+/// 1.11 are published as `aventer-mesos` packages for Debian 11/12 and Ubuntu 22.04/24.04
+/// (m3scluster/clusterd 5ce2c80 CMakeLists.txt l.95-111, l.148) from AVENTER's package
+/// repository (`rpm.aventer.biz`, linked from the project's README); their exact URLs and
+/// lifetime are promised nowhere kiln can check, so kiln builds none in.
+const MESOS_WHY: &str = "no Mesos binary is served at a stable address: Mesosphere's package \
+repository (repos.mesosphere.com) is gone since 2023 and Apache publishes only source releases";
+
+/// The known sources of Mesos and what each brings.
+const MESOS_OPTIONS: &[KnownSource] = &[
+    KnownSource {
+        name: "AVENTER's clusterd build of Mesos 1.11 (aventer-mesos .deb for Debian 12)",
+        set: "mesos.source = { url = \"https://…/aventer-mesos_1.11.0-…debian12_amd64.deb\", \
+sha256 = \"…\" } (or a `file` copy); its flavour, clusterd, is read from the name",
+        brings: "/etc/mesos-agent/ and mesos-agent.service; runs on cgroup v2 (the host stays \
+on it); its Depends (libapr1, libcurl4-nss-dev, libsvn-dev, libevent-openssl-2.1-7, libevent-pthreads-2.1-7) must be in base.debian.packages, as kiln unpacks a .deb without its dependencies",
+    },
+    KnownSource {
+        name: "a Mesosphere package of Apache Mesos you keep (el7 .rpm or Debian/Ubuntu .deb)",
+        set: "mesos.source = { file = \"vendor/mesos-1.11.0-2.0.1.el7.x86_64.rpm\" } (or a \
+`url` on your mirror); its flavour, mesosphere, is read from the name",
+        brings: "/etc/mesos-slave/ and mesos-slave.service; needs the legacy cgroup hierarchy \
+(kiln boots its agents with systemd.unified_cgroup_hierarchy=0)",
+    },
+    KnownSource {
+        name: "your own build of Apache Mesos or clusterd",
+        set: "mesos.source = { file = \"DIR\" } holding the installed tree, and \
+mesos.flavour = \"clusterd\" or \"mesosphere\" for its init wrapper's layout",
+        brings: "what its packaging brings (see mesos.flavour)",
+    },
+];
+
+/// Why a set that has neither a spec source nor a catalog entry has none: Mesos' known gap,
+/// else the generic one (a version the catalog does not list).
+pub fn gap(name: &str, version: &Version) -> Gap {
+    let key = format!("{}.source", name.replace('-', "."));
+    match name {
+        "mesos" => Gap {
+            key,
+            why: MESOS_WHY.into(),
+            options: MESOS_OPTIONS,
+        },
+        _ => Gap {
+            why: format!("the catalog has no download of {name} {version}"),
+            key,
+            options: &[],
+        },
+    }
+}
+
+impl Gap {
+    /// The gap in one paragraph: why, and each option on its own lines.
+    pub fn text(&self) -> String {
+        let mut s = format!("{}; set {}", self.why, self.key);
+        if !self.options.is_empty() {
+            s.push_str(". Known options:");
+        }
+        for o in self.options {
+            s.push_str(&format!(
+                "\n  - {}: {}\n    brings: {}",
+                o.name, o.set, o.brings
+            ));
+        }
+        s
+    }
+}
 
 /// Marathon release → build hash of its tarball name.
 pub const MARATHON_BUILDS: &[(&str, &str)] = &[
@@ -190,22 +281,6 @@ pub fn marathon(version: &Version, home: &AbsPath) -> Vec<SourcePlan> {
         1,
         &[],
         home.as_str(),
-        None,
-    )
-    .into_iter()
-    .collect()
-}
-
-/// Mesosphere's historical EL7 rpm.
-pub fn mesos(version: &Version) -> Vec<SourcePlan> {
-    let v = bare(version);
-    url(
-        "mesos",
-        version,
-        format!("http://repos.mesosphere.com/el/7/x86_64/RPMS/mesos-{v}-2.0.1.el7.x86_64.rpm"),
-        0,
-        &[],
-        "/",
         None,
     )
     .into_iter()

@@ -233,6 +233,9 @@ pub enum Error {
     /// Artifacts that cannot be provided (offline, `--locked`, failed fetches): all of them.
     #[error("{}", missing_text(.0))]
     Unavailable(Vec<Missing>),
+    /// Upstream artifacts with neither a spec source nor a catalog default.
+    #[error("{}", gaps_text(.0))]
+    NoSource(Vec<catalog::Gap>),
     /// An archive (`.deb`, `.rpm`, tarball) is malformed or unsupported.
     #[error("{what}: {reason}")]
     Archive { what: String, reason: String },
@@ -333,6 +336,21 @@ fn missing_text(m: &[Missing]) -> String {
 `--mirror URL|DIR` at a copy of the upstream files (MIRROR/HOST/PATH), or run `kiln fetch SPEC` \
 where the network is reachable and carry the cache over (`--cache DIR`)",
     );
+    s
+}
+
+fn gaps_text(gaps: &[catalog::Gap]) -> String {
+    let mut s = format!(
+        "{} upstream artifact(s) have no source to fetch (kiln check names the spec line):",
+        gaps.len()
+    );
+    for g in gaps {
+        s.push_str(&format!(
+            "\n- {}: {}",
+            g.key,
+            g.text().replace('\n', "\n  ")
+        ));
+    }
     s
 }
 

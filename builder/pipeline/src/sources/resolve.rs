@@ -206,6 +206,13 @@ type Corrupt = (PathBuf, String);
 /// Resolves every source the plan needs; see the [module docs](super).
 pub fn resolve(plan: &Plan, spec_dir: &Path, opts: &SourceOptions) -> Result<Resolved> {
     let _span = tracing::info_span!("stage", name = "resolve-sources").entered();
+    let gaps: Vec<_> = components::source_sets(plan)
+        .iter()
+        .filter_map(|s| s.gap())
+        .collect();
+    if !gaps.is_empty() {
+        return Err(Error::NoSource(gaps));
+    }
     let mut run = Run {
         spec_dir,
         opts,

@@ -150,7 +150,10 @@ pub fn checks(plan: &Plan, profile: &Profile, host: &HostPlan) -> Vec<Check> {
             http(ip, m.port, "/health", None),
         ));
     }
-    if let (Some(a), true) = (&plan.mesos.agent, profile.runs("mesos-slave.service")) {
+    if let (Some(a), true) = (
+        &plan.mesos.agent,
+        profile.runs(plan.mesos.flavour.agent_unit()),
+    ) {
         out.push(check(
             "mesos-agent",
             format!("Mesos agent /health on {ip}:{}", a.port),

@@ -133,7 +133,7 @@ fn every_unit_of_every_profile_is_checked_and_nothing_else_runs() {
                 ("zookeeper-srvr", "zookeeper.service"),
                 ("docker-info", "docker.service"),
                 ("mesos-master", "mesos-master.service"),
-                ("mesos-agent", "mesos-slave.service"),
+                ("mesos-agent", plan.mesos.flavour.agent_unit()),
                 ("marathon", "marathon.service"),
                 ("container-calico-node", "calico-node.service"),
             ];

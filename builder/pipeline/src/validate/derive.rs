@@ -69,16 +69,19 @@ pub(super) fn plan(mut plan: Plan) -> Plan {
     for (pr, m) in plan.profiles.iter_mut().zip(masked) {
         pr.masked = m;
     }
-    let version = plan.mesos.version.to_string();
+    let m = &plan.mesos;
+    let (flavour, agent_unit) = (m.flavour, m.flavour.agent_unit());
+    let version = m.version.to_string();
     for pr in plan.profiles.iter_mut() {
-        if pr.runs("mesos-slave.service") {
+        if pr.runs(agent_unit) && !flavour.cgroup_v2() {
             pr.kernel_args.push(legacy_cgroups(&version));
         }
     }
     plan
 }
 
-/// The legacy (v1) cgroup hierarchy for a Mesos agent. No released Mesos supports cgroup v2
+/// The legacy (v1) cgroup hierarchy for a Mesos agent of the `mesosphere` packaging (clusterd's
+/// builds run on v2: [`kiln_model::values::MesosFlavour::cgroup_v2`]). No released Mesos supports cgroup v2
 /// (it exists only on apache/mesos' unreleased master, PR #552): the 1.x agent's Linux
 /// launcher and its cgroups isolators mount and use v1 subsystems (`freezer`, `cpu`,
 /// `memory`), which a host on the unified hierarchy — Debian 12's systemd default — does not
@@ -88,7 +91,7 @@ fn legacy_cgroups(version: &str) -> KernelArg {
     KernelArg {
         arg: "systemd.unified_cgroup_hierarchy=0".into(),
         why: format!(
-            "the Mesos {version} agent needs the legacy cgroup hierarchy: no released Mesos supports cgroup v2"
+            "the Mesos {version} agent (mesosphere packaging) needs the legacy cgroup hierarchy: no released Mesos supports cgroup v2"
         ),
     }
 }

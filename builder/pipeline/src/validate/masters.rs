@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use kiln_model::plan::{
-    HostPlan, MarathonPlan, MesosAgentPlan, MesosMasterPlan, MesosPlan, ZooKeeperPlan,
+    HostPlan, MarathonPlan, MesosAgentPlan, MesosMasterPlan, MesosPlan, Origin, SourcePlan,
+    ZooKeeperPlan,
 };
-use kiln_model::values::{quote, Containerizer, FlagName, FlagValue, Isolator};
+use kiln_model::values::{quote, Containerizer, FlagName, FlagValue, Isolator, MesosFlavour};
 
 use super::Checker;
 use crate::diag::KeyPath;
@@ -124,13 +125,67 @@ impl Checker {
         } else {
             None
         };
+        let source = source.ok()?;
+        let (flavour, flavour_from) = self.mesos_flavour(m.flavour.as_deref(), source.as_ref())?;
         Some(MesosPlan {
             version: version?,
-            source: source.ok()?,
+            source,
+            flavour,
+            flavour_from,
             zk: zk.map(|z| z.url("mesos")).unwrap_or_default(),
             master,
             agent,
         })
+    }
+
+    /// The packaging of Mesos' source: `mesos.flavour`, else what the source's name says,
+    /// else (no source) clusterd's, the packaging of the one build known to be served.
+    fn mesos_flavour(
+        &mut self,
+        set: Option<&str>,
+        source: Option<&SourcePlan>,
+    ) -> Option<(MesosFlavour, String)> {
+        if let Some(f) = set {
+            let f = self.val::<MesosFlavour>("mesos.flavour", f)?;
+            return Some((f, "set by mesos.flavour".into()));
+        }
+        let Some(s) = source.filter(|s| !s.is_base()) else {
+            return Some((
+                MesosFlavour::Clusterd,
+                "the default: clusterd's builds are the Mesos packages still served".into(),
+            ));
+        };
+        let (name, flavour) = match &s.origin {
+            // An apt package: `aventer-mesos[=VERSION]`, or Mesosphere's `mesos[=VERSION]`.
+            Origin::Deb(d) => {
+                let d = d.to_string();
+                let f = match d.split('=').next() {
+                    Some("mesos") => Some(MesosFlavour::Mesosphere),
+                    Some(p) => MesosFlavour::from_package_name(p),
+                    None => None,
+                };
+                (d, f)
+            }
+            Origin::Url(u) => (u.to_string(), MesosFlavour::from_package_name(u.as_ref())),
+            Origin::File(f) | Origin::Oci(f) => (f.clone(), MesosFlavour::from_package_name(f)),
+            Origin::Base => (String::new(), None),
+        };
+        match flavour {
+            Some(f) => Some((f, format!("read from the source's name {}", quote(&name)))),
+            None => {
+                self.err(
+                    "mesos.source",
+                    format!(
+                        "the source's name {} does not say how its Mesos is packaged",
+                        quote(&name)
+                    ),
+                    "set mesos.flavour = \"clusterd\" (AVENTER's builds: /etc/mesos-agent/, \
+                     mesos-agent.service) or \"mesosphere\" (Mesosphere's packages: \
+                     /etc/mesos-slave/, mesos-slave.service)",
+                );
+                None
+            }
+        }
     }
 
     fn mesos_master(&mut self, spec: &Spec, masters: usize) -> Option<MesosMasterPlan> {

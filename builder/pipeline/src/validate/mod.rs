@@ -310,7 +310,35 @@ impl Checker {
         });
         self.ports(&plan, src);
         self.paths(&plan, src);
+        self.gaps(&plan);
         Some(plan)
+    }
+
+    /// Upstream artifacts with no source to fetch: a warning here (the plan renders), and
+    /// `kiln lock`/`fetch`/`build` refuse to start (`sources::Error::NoSource`).
+    fn gaps(&mut self, plan: &Plan) {
+        for set in crate::components::source_sets(plan) {
+            if let Some(g) = set.gap() {
+                let help = if g.options.is_empty() {
+                    format!("set {} to a copy you have (url or file)", g.key)
+                } else {
+                    format!(
+                        "set {}; the `source {}` line of kiln check's plan lists the {} known options",
+                        g.key,
+                        set.name,
+                        g.options.len()
+                    )
+                };
+                self.warn(
+                    &g.key,
+                    format!(
+                        "{} {} has no source to fetch: {}",
+                        set.name, set.version, g.why
+                    ),
+                    help,
+                );
+            }
+        }
     }
 
     /// Components that need another one.

@@ -17,6 +17,7 @@ const KILN_DIRS: &[&str] = &[
     "/etc/mesos",
     "/etc/mesos-master",
     "/etc/mesos-slave",
+    "/etc/mesos-agent",
     "/etc/default",
     "/etc/docker",
     "/etc/firewalld",
