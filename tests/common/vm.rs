@@ -2,7 +2,52 @@
 //! one build at a time of the specs on the same Debian base ([`debian_base_lock`]), so that
 //! mmdebstrap makes that base once and every other build takes it from the machine's cache.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use kiln_pipeline::values::MesosFlavour;
+
+/// A Mesos package's init wrapper, as a FIXTURE, for either packaging (the real wrappers of
+/// Mesosphere and clusterd differ only in the agent's name): records what it was started with
+/// (its argument, the flags the real wrapper would pass from the flag directory, the
+/// environment) and answers Mesos' `/health` on the port the flags name.
+const MESOS_WRAPPER: &str = r#"#!/bin/bash
+# kiln test FIXTURE standing in for a Mesos package's mesos-init-wrapper: not Mesos.
+set -u
+kind=$1
+rec=/run/kiln-fixture/mesos-$kind
+mkdir -p "$rec.www"
+{
+  echo "argv: $*"
+  for f in /etc/mesos-"$kind"/*; do [ -f "$f" ] && echo "--${f##*/}=$(cat "$f")"; done
+} > "$rec.flags"
+env | sort > "$rec.env"
+echo OK > "$rec.www/health"
+port=$(cat /etc/mesos-"$kind"/port)
+exec busybox httpd -f -p "$port" -h "$rec.www"
+"#;
+
+/// A Mesos daemon, as a FIXTURE: present where the packaging puts it (the build checks it is
+/// there), never started.
+const MESOS_DAEMON: &str =
+    "#!/bin/sh\n# kiln test FIXTURE standing in for a Mesos daemon: not Mesos.\nexit 1\n";
+
+/// Writes a FIXTURE Mesos package tree of `flavour`'s layout under `dir`: the wrapper at
+/// `/usr/bin/mesos-init-wrapper` and the two daemons where that packaging has them.
+pub fn write_mesos_fixture(dir: &Path, flavour: MesosFlavour) {
+    let daemons = flavour.daemons();
+    for (rel, text) in [
+        ("usr/bin/mesos-init-wrapper", MESOS_WRAPPER),
+        (daemons[0].trim_start_matches('/'), MESOS_DAEMON),
+        (daemons[1].trim_start_matches('/'), MESOS_DAEMON),
+    ] {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
 
 /// Held by every test while its QEMU guests run: two TCG guests that start at the same moment
 /// on 2 cores can hang in timer calibration (seen on the project's machines), and one guest per

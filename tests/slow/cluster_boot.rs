@@ -30,35 +30,14 @@ use kiln_vm::health::{self, Watched};
 use kiln_vm::qga::Agent;
 use kiln_vm::{BootOptions, BootRun, Check};
 
+use crate::common::vm::write_mesos_fixture;
 use crate::common::workspace::{busybox_tree, write_fixture_image};
 use crate::common::{fixture, kiln_code};
+use kiln_pipeline::values::MesosFlavour;
 
 /// The registry port the spec names (`[registry] address = "10.0.2.2:5000"`): the build host's
 /// 127.0.0.1:5000 as the VMs see it through their host link.
 const REGISTRY_PORT: u16 = 5000;
-
-/// mesosphere's init wrapper, as a FIXTURE: records what it was started with (its argument,
-/// the flags the real wrapper would pass from the flag directory, the environment) and answers
-/// Mesos' `/health` on the port the flags name.
-const MESOS_WRAPPER: &str = r#"#!/bin/bash
-# kiln test FIXTURE standing in for mesosphere's mesos-init-wrapper: not Mesos.
-set -u
-kind=$1
-rec=/run/kiln-fixture/mesos-$kind
-mkdir -p "$rec.www"
-{
-  echo "argv: $*"
-  for f in /etc/mesos-"$kind"/*; do [ -f "$f" ] && echo "--${f##*/}=$(cat "$f")"; done
-} > "$rec.flags"
-env | sort > "$rec.env"
-echo OK > "$rec.www/health"
-port=$(cat /etc/mesos-"$kind"/port)
-exec busybox httpd -f -p "$port" -h "$rec.www"
-"#;
-
-/// A Mesos daemon, as a FIXTURE: present where the packaging puts it, never started.
-const FIXTURE_DAEMON: &str =
-    "#!/bin/sh\n# kiln test FIXTURE standing in for a Mesos daemon: not Mesos.\nexit 1\n";
 
 /// Marathon's launcher, as a FIXTURE: records its arguments and environment, answers `/ping`.
 const MARATHON: &str = r#"#!/bin/bash
@@ -93,12 +72,7 @@ fn workspace(dir: &Path) -> PathBuf {
         fs::write(&p, text).unwrap();
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
-    file("fixture-mesos/usr/bin/mesos-init-wrapper", MESOS_WRAPPER);
-    // The daemons the wrapper would exec, where a Mesosphere package has them (the build
-    // checks they are there); the fixture wrapper never runs them.
-    for daemon in ["mesos-master", "mesos-slave"] {
-        file(&format!("fixture-mesos/usr/sbin/{daemon}"), FIXTURE_DAEMON);
-    }
+    write_mesos_fixture(&dir.join("fixture-mesos"), MesosFlavour::Mesosphere);
     file("fixture-marathon/usr/share/marathon/bin/marathon", MARATHON);
     file("fixture-calico-cni/calico", CNI_PLUGIN);
     file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);

@@ -31,7 +31,9 @@ use kiln_vm::qemu::{self, Accel, AccelPick, BootFrom, VmSpec};
 use kiln_vm::qga::Agent;
 use kiln_vm::{health, BootOptions, L2Net};
 
+use crate::common::vm::write_mesos_fixture;
 use crate::common::{fixture, kiln_code};
+use kiln_pipeline::values::MesosFlavour;
 
 /// The port `provision.url` names (`http://10.0.2.2:28080/`).
 const SERVE_PORT: u16 = 28080;
@@ -143,6 +145,10 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     let work = tempfile::tempdir().unwrap();
     let spec = work.path().join("pxe.toml");
     fs::copy(fixture("specs/pxe.toml"), &spec).unwrap();
+    write_mesos_fixture(
+        &work.path().join("fixture-clusterd"),
+        MesosFlavour::Clusterd,
+    );
     let dist = work.path().join("dist");
     let cache = machine_cache();
     let started = Instant::now();
@@ -156,7 +162,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
             "-o",
             dist.to_str().unwrap(),
             "--leave-out",
-            "upstream",
+            "marathon,calico",
             "--cache",
             cache.to_str().unwrap(),
         ],
@@ -253,6 +259,9 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         (&run.kept[1], "px2", "10.0.2.16/24"),
     ] {
         identity_from_its_seed(vm, name, ip);
+    }
+    for (vm, name) in [(&run.kept[0], "px1"), (&run.kept[1], "px2")] {
+        clusterd_agent_stays_on_cgroup_v2(&vm.qga_socket, name);
     }
     // px2 has no etcd member: its gateway on 127.0.0.1:2379 reaches px1's, and Docker's
     // cluster store is that gateway.
@@ -351,6 +360,44 @@ fn tampered_root_is_refused(tools: &qemu::Tools, accel: &AccelPick, dist: &Path,
     );
     assert!(!text.contains("root verified"), "{text}");
     vm.kill();
+}
+
+/// Issue 19, item 4: clusterd's Mesos picks its cgroup v2 isolators on a cgroup2 host, so its
+/// agents stay on Debian 12's unified hierarchy (no `systemd.unified_cgroup_hierarchy=0`), with
+/// the cpu and memory controllers delegated to the agent's unit; its wrapper was started as
+/// `agent` with the flags of `/etc/mesos-agent/`.
+fn clusterd_agent_stays_on_cgroup_v2(s: &Path, name: &str) {
+    let fs_type = sh_ok(s, "stat -fc %T /sys/fs/cgroup");
+    assert_eq!(fs_type.trim(), "cgroup2fs", "{name}");
+    let cmdline = sh_ok(s, "cat /proc/cmdline");
+    assert!(
+        !cmdline.contains("unified_cgroup_hierarchy"),
+        "{name}: {cmdline}"
+    );
+    let delegated = sh_ok(
+        s,
+        "cat /sys/fs/cgroup/system.slice/mesos-agent.service/cgroup.controllers",
+    );
+    for c in ["cpu", "memory"] {
+        assert!(
+            delegated.split_whitespace().any(|x| x == c),
+            "{name}: mesos-agent.service lacks the {c} controller: {delegated}"
+        );
+    }
+    let flags = sh_ok(s, "cat /run/kiln-fixture/mesos-agent.flags");
+    assert!(flags.starts_with("argv: agent\n"), "{name}: {flags}");
+    assert!(
+        flags.contains("\n--isolation=cgroups/cpu,cgroups/mem,")
+            && flags.contains("\n--master=zk://10.0.2.15:2181/mesos\n"),
+        "{name}: {flags}"
+    );
+    let pid = sh_ok(s, "systemctl show -P MainPID mesos-agent.service");
+    let cg = sh_ok(s, &format!("cat /proc/{}/cgroup", pid.trim()));
+    assert_eq!(
+        cg.trim(),
+        "0::/system.slice/mesos-agent.service",
+        "{name}: the agent is not in its own delegated cgroup"
+    );
 }
 
 /// The booted host's name and address are its seed's, its root is the verified image from
