@@ -396,6 +396,8 @@ pub struct BasePlan {
     pub family: Option<BaseFamily>,
     /// Declared a bootc image (kickstart's `ostreecontainer` can install roles built on it).
     pub bootc: bool,
+    /// Idle base units the spec keeps (not masked).
+    pub keep_units: Vec<String>,
 }
 
 /// ZooKeeper on the masters.

@@ -14,6 +14,7 @@
 mod common;
 
 mod base_member_names;
+mod boot_path;
 mod build_outputs;
 mod cache_integrity;
 mod cache_size;

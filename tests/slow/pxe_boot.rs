@@ -263,6 +263,12 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     for (vm, name) in [(&run.kept[0], "px1"), (&run.kept[1], "px2")] {
         clusterd_agent_stays_on_cgroup_v2(&vm.qga_socket, name);
     }
+    for h in &run.report.hosts {
+        boot_timeline_is_in_order(h);
+    }
+    for vm in &run.kept {
+        idle_units_never_run(&vm.qga_socket, &vm.name);
+    }
     // px2 has no etcd member: its gateway on 127.0.0.1:2379 reaches px1's, and Docker's
     // cluster store is that gateway.
     let px2 = &run.kept[1].qga_socket;
@@ -360,6 +366,64 @@ fn tampered_root_is_refused(tools: &qemu::Tools, accel: &AccelPick, dist: &Path,
     );
     assert!(!text.contains("root verified"), "{text}");
     vm.kill();
+}
+
+/// Issue 20, item 3: the base's idle units are masked on the booted host and never ran.
+fn idle_units_never_run(s: &Path, name: &str) {
+    for (unit, _) in kiln_pipeline::components::IDLE_UNITS {
+        let state = sh_ok(
+            s,
+            &format!("systemctl is-enabled {unit}; systemctl show -P ActiveState {unit}"),
+        );
+        assert_eq!(state, "masked\ninactive\n", "{name}: {unit}");
+    }
+}
+
+/// Issue 20, item 1: `kiln boot`'s timeline of a host is read in the guest and in order:
+/// kernel, the initramfs' `/init`, systemd in the verified root, every unit of the host active,
+/// healthy once the last check passed; with the critical chain of the unit that came up last.
+fn boot_timeline_is_in_order(h: &kiln_vm::health::HostHealth) {
+    let t = h
+        .timeline
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}: no timeline", h.name));
+    let (init, root) = (
+        t.initramfs_secs.expect("initramfs"),
+        t.switch_root_secs.expect("switch-root"),
+    );
+    assert!(
+        0.0 < t.kernel_secs && t.kernel_secs <= init && init < root,
+        "{}: {t:?}",
+        h.name
+    );
+    let units: Vec<&str> = h
+        .checks
+        .iter()
+        .filter_map(|c| c.id.strip_prefix("unit:"))
+        .collect();
+    assert_eq!(
+        t.units.iter().map(|u| u.unit.as_str()).collect::<Vec<_>>(),
+        units,
+        "{}",
+        h.name
+    );
+    let last = t
+        .units
+        .iter()
+        .map(|u| {
+            u.active_secs
+                .unwrap_or_else(|| panic!("{}: {} never active", h.name, u.unit))
+        })
+        .fold(root, f64::max);
+    let healthy = t.healthy_secs.expect("healthy");
+    assert!(last <= healthy + 1.0, "{}: {t:?}", h.name);
+    let slowest = t.slowest_unit.as_deref().unwrap();
+    assert!(
+        t.critical_chain.contains(slowest) && t.critical_chain.contains('@'),
+        "{}: {}",
+        h.name,
+        t.critical_chain
+    );
 }
 
 /// Issue 19, item 4: clusterd's Mesos picks its cgroup v2 isolators on a cgroup2 host, so its

@@ -284,6 +284,12 @@ pub struct Base {
     /// (`kickstart.mode = "bootc"`). Needs `family = "rhel"`.
     #[serde(default)]
     pub bootc: bool,
+    /// Base units kiln masks as idle on an immutable role host that the spec keeps running,
+    /// e.g. `["fstrim.timer"]`. kiln masks `apt-daily.timer`, `apt-daily-upgrade.timer`,
+    /// `dpkg-db-backup.timer`, `e2scrub_all.timer`, `e2scrub_reap.service`, `fstrim.timer`
+    /// and `man-db.timer` (`kiln check` lists them per profile with the other masked units).
+    #[serde(default)]
+    pub keep_units: Vec<String>,
 }
 
 /// A Debian root filesystem built with `mmdebstrap` (root mode) from a suite, a variant and a
@@ -766,6 +772,7 @@ impl Default for Base {
             debian: None,
             family: None,
             bootc: false,
+            keep_units: Vec::new(),
         }
     }
 }

@@ -240,6 +240,9 @@ pub struct HostHealth {
     pub console_tail: Vec<String>,
     /// `journalctl -u UNIT -n 30` of each failing unit, when unhealthy and the agent answers.
     pub journals: BTreeMap<String, String>,
+    /// The boot's timeline, read in the guest after the checks (when it answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<super::timeline::Timeline>,
 }
 
 /// A host being watched.
@@ -374,6 +377,7 @@ fn report(h: &Watched, results: Vec<(ProbeResult, Option<f64>)>) -> HostHealth {
         qga_socket: h.qga_socket.clone(),
         console_tail: Vec::new(),
         journals: BTreeMap::new(),
+        timeline: None,
     };
     if !healthy {
         out.console_tail = super::qemu::tail(&h.serial_log, 40);

@@ -11,6 +11,7 @@
 pub mod health;
 pub mod qemu;
 pub mod qga;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -276,6 +277,27 @@ fn service_ports(h: &HostBoot) -> Vec<u16> {
     ports
 }
 
+/// The timeline of a host whose QEMU started at `qemu_started`, if its agent answers.
+fn read_timeline(
+    h: &health::HostHealth,
+    w: &health::Watched,
+    qemu_started: Instant,
+    run_started: Instant,
+) -> Option<timeline::Timeline> {
+    let mut agent = qga::Agent::connect(&w.qga_socket, Duration::from_secs(5)).ok()?;
+    let units: Vec<String> = h
+        .checks
+        .iter()
+        .filter_map(|c| c.id.strip_prefix("unit:").map(String::from))
+        .collect();
+    let checks: Vec<(String, Option<f64>)> = h
+        .checks
+        .iter()
+        .map(|c| (c.id.clone(), c.passed_after_secs))
+        .collect();
+    timeline::read(&mut agent, qemu_started, run_started, &units, &checks)
+}
+
 /// Starts `vms` one after another and waits for their checks: the part of [`boot`] after the
 /// manifest, also used by tests with their own guests.
 pub fn run(
@@ -290,7 +312,9 @@ pub fn run(
     let started = Instant::now();
     let mut running: Vec<Vm> = Vec::new();
     let mut watched = Vec::new();
+    let mut qemu_started = Vec::new();
     for (spec, checks) in vms {
+        qemu_started.push(Instant::now());
         let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, opts.keep)?;
         progress(&format!(
             "{}: started (pid {}, console {})",
@@ -318,7 +342,10 @@ pub fn run(
         running.push(vm);
     }
     let left = opts.timeout.saturating_sub(started.elapsed());
-    let hosts = health::wait_healthy(&watched, started, left, progress);
+    let mut hosts = health::wait_healthy(&watched, started, left, progress);
+    for ((h, w), at) in hosts.iter_mut().zip(&watched).zip(qemu_started) {
+        h.timeline = read_timeline(h, w, at, started);
+    }
     let report = BootReport {
         version: REPORT_VERSION,
         healthy: hosts.iter().all(|h| h.healthy),

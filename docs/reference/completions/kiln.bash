@@ -133,7 +133,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__boot)
-            opts="-v -h --host --all --json --keep --timeout --accel --memory --run-dir --verbose --help"
+            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --run-dir --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -78,6 +78,7 @@ complete -c kiln -n "__fish_kiln_using_subcommand boot" -l memory -d 'Memory per
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l run-dir -d 'Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l all -d 'Boot every host of the build (the default when no --host is given)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l json -d 'Print the result as JSON on stdout (the table goes to stderr)'
+complete -c kiln -n "__fish_kiln_using_subcommand boot" -l timeline -d 'Also print each host\'s boot timeline: kernel start, initramfs, switch-root, each unit active, healthy (seconds after its QEMU started), and the critical chain of the unit that came up last. `--json` always carries it (`hosts[].timeline`)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l keep -d 'Leave the VMs running; prints their PIDs, consoles and agent sockets'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -s v -l verbose -d 'More log output (repeat for more); KILN_LOG=debug works too'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -s h -l help -d 'Print help'

@@ -20,7 +20,8 @@ cluster store, Docker's node key in etcd, CNI plugins and config, Mesos and Mara
 present, and every unit active with no restarts. KVM is used when a short probe boot \
 proves it works, TCG otherwise. Serial logs, overlays and agent sockets stay in the run \
 directory. Exit 0 only when every host is healthy.\n\nExamples:\n  kiln boot dist --all\n  \
-kiln boot dist --host node1 --keep\n  kiln boot dist --all --json | jq '.hosts[] | {name, healthy}'"
+kiln boot dist --host node1 --keep\n  kiln boot dist --all --timeline\n  \
+kiln boot dist --all --json | jq '.hosts[] | {name, healthy, healthy_secs: .timeline.healthy_secs}'"
 )]
 pub(crate) struct BootArgs {
     /// The output directory of `kiln build`.
@@ -34,6 +35,11 @@ pub(crate) struct BootArgs {
     /// Print the result as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Also print each host's boot timeline: kernel start, initramfs, switch-root, each unit
+    /// active, healthy (seconds after its QEMU started), and the critical chain of the unit
+    /// that came up last. `--json` always carries it (`hosts[].timeline`).
+    #[arg(long)]
+    timeline: bool,
     /// Leave the VMs running; prints their PIDs, consoles and agent sockets.
     #[arg(long)]
     keep: bool,
@@ -59,6 +65,7 @@ impl BootArgs {
             hosts,
             all: _,
             json,
+            timeline,
             keep,
             timeout,
             accel,
@@ -84,7 +91,16 @@ impl BootArgs {
             }
         })?;
         let report = &run.report;
-        let table = kiln_vm::health::table(&report.hosts);
+        let mut table = kiln_vm::health::table(&report.hosts);
+        if timeline {
+            let lines: Vec<(&str, &kiln_vm::timeline::Timeline)> = report
+                .hosts
+                .iter()
+                .filter_map(|h| h.timeline.as_ref().map(|t| (h.name.as_str(), t)))
+                .collect();
+            table.push('\n');
+            table.push_str(&kiln_vm::timeline::table(&lines));
+        }
         if json {
             eprint!("{table}");
             let mut s = serde_json::to_string_pretty(report)?;

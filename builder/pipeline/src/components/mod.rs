@@ -7,6 +7,7 @@ pub(crate) mod docker;
 mod etcd;
 mod firewall;
 mod host;
+pub use host::IDLE_UNITS;
 mod marathon;
 mod mesos;
 mod network;

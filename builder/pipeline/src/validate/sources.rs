@@ -66,12 +66,29 @@ impl Checker {
                 "set base.family = \"rhel\" with an image base, or remove base.bootc",
             );
         }
+        for (i, u) in b.keep_units.iter().enumerate() {
+            if !crate::components::IDLE_UNITS.iter().any(|(x, _)| x == u) {
+                let known: Vec<&str> = crate::components::IDLE_UNITS
+                    .iter()
+                    .map(|(x, _)| *x)
+                    .collect();
+                self.err(
+                    &format!("base.keep_units[{i}]"),
+                    format!("kiln does not mask {}", quote(u)),
+                    format!(
+                        "keep_units names only units kiln masks as idle: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
         Some(BasePlan {
             image: image?,
             source: source.ok()?,
             debian,
             family,
             bootc: b.bootc,
+            keep_units: b.keep_units.clone(),
         })
     }
 
