@@ -11,7 +11,12 @@ use crate::common::tests_dir;
 use crate::common::workspace::{build, build_args, fixture_workspace, report};
 use kiln_test_support::{require_tool, run, snapshot};
 
-const SEED_FILES: [&str; 3] = ["meta-data", "network-config", "user-data"];
+const SEED_FILES: [&str; 4] = [
+    "kiln-identity.tar",
+    "meta-data",
+    "network-config",
+    "user-data",
+];
 
 /// Compares the identity archive's regular files with `write_files` (path, bytes, mode, owner).
 const SAME_FILES: &str = r#"
@@ -61,11 +66,27 @@ fn build_writes_a_cidata_seed_per_host_that_cloud_init_blkid_and_xorriso_accept(
             .arg(dir.join("user-data")));
         assert!(out.contains("Valid cloud-config"), "{out}");
 
-        let n = run(Command::new("python3")
-            .args(["-c", SAME_FILES])
-            .arg(dist.join(format!("identity/{host}.tar")))
-            .arg(dir.join("user-data")));
-        assert!(n.trim().parse::<usize>().unwrap() >= 2, "{host}: {n}");
+        // The identity archive, and the seed's copy that kiln-identity.service unpacks before
+        // cloud-init runs: the same files, bytes and modes as cloud-init's write_files.
+        for tar in [
+            dist.join(format!("identity/{host}.tar")),
+            dir.join("kiln-identity.tar"),
+        ] {
+            let n = run(Command::new("python3")
+                .args(["-c", SAME_FILES])
+                .arg(&tar)
+                .arg(dir.join("user-data")));
+            assert!(n.trim().parse::<usize>().unwrap() >= 2, "{host}: {n}");
+        }
+        // GNU tar, which unpacks it on the host, lists the networkd file too.
+        let list = run(Command::new("tar")
+            .args(["-tvf"])
+            .arg(dir.join("kiln-identity.tar")));
+        assert!(
+            list.lines().any(|l| l.starts_with("-rw-r--r-- 0/0")
+                && l.ends_with("etc/systemd/network/10-kiln.network")),
+            "{list}"
+        );
 
         let blkid = run(Command::new("blkid").arg(&iso));
         assert!(blkid.contains(r#"LABEL="cidata""#), "{blkid}");

@@ -131,6 +131,7 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
     let moved = write(spec("10.8.0.42/24", true), &dist);
     let s2 = snapshot(tmp.path());
     let a2 = strings(&[
+        "cloud-init/a2/kiln-identity.tar",
         "cloud-init/a2/meta-data",
         "cloud-init/a2/network-config",
         "cloud-init/a2/user-data",
@@ -158,6 +159,7 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
     let removed = write(spec("10.8.0.42/24", false), &dist);
     let s3 = snapshot(tmp.path());
     let gone = strings(&[
+        "cloud-init/a3/kiln-identity.tar",
         "cloud-init/a3/meta-data",
         "cloud-init/a3/network-config",
         "cloud-init/a3/user-data",
@@ -269,6 +271,7 @@ fn kiln_build_rewrites_only_the_changed_hosts_provisioning_files() {
     let s2 = provisioning(&dist);
     let a1 = strings(&[
         "cloud-init/a1-cidata.iso",
+        "cloud-init/a1/kiln-identity.tar",
         "cloud-init/a1/meta-data",
         "cloud-init/a1/network-config",
         "cloud-init/a1/user-data",
@@ -288,6 +291,7 @@ fn kiln_build_rewrites_only_the_changed_hosts_provisioning_files() {
     let s3 = provisioning(&dist);
     let a2 = strings(&[
         "cloud-init/a2-cidata.iso",
+        "cloud-init/a2/kiln-identity.tar",
         "cloud-init/a2/meta-data",
         "cloud-init/a2/network-config",
         "cloud-init/a2/user-data",

@@ -494,10 +494,18 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
         !disks.contains("vda") && !disks.contains("sda"),
         "{name}: {disks}"
     );
-    let seed = sh_ok(s, "cloud-init query ds 2>/dev/null | head -c 0; cat /run/cloud-init/instance-data.json | grep -o '\"instance-id\": \"[^\"]*\"' | head -1");
+    // cloud-init is off (`cloud-init=disabled`): kiln-identity.service alone applied the seed.
+    let ci = sh_ok(
+        s,
+        "systemctl show -P ActiveState cloud-init-local.service cloud-init.service; \
+         journalctl -b -u kiln-identity.service --no-pager -o cat",
+    );
+    assert!(ci.starts_with("inactive\ninactive\n"), "{name}: {ci}");
     assert!(
-        seed.contains(&format!("\"instance-id\": \"{name}-")),
-        "{name}: {seed}"
+        ci.contains(&format!(
+            "kiln-identity: identity of {name} applied from /var/lib/cloud/seed/nocloud"
+        )),
+        "{name}: {ci}"
     );
 }
 

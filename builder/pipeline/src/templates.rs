@@ -25,6 +25,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "etcd-local.service",
         include_str!("../templates/etcd-local.service.j2"),
     ),
+    (
+        "kiln-apply-identity",
+        include_str!("../templates/kiln-apply-identity.j2"),
+    ),
+    (
+        "kiln-identity.service",
+        include_str!("../templates/kiln-identity.service.j2"),
+    ),
     ("etcd.env", include_str!("../templates/etcd.env.j2")),
     ("etcd.service", include_str!("../templates/etcd.service.j2")),
     (

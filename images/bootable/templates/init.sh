@@ -11,10 +11,11 @@
 #   kiln.root=part:N       root partition number on that disk (default 2)
 #   kiln.root=http://URL   diskless: fetch the root image into RAM, check all of it against the
 #                          root hash (veritysetup verify), attach it by losetup
-#   kiln.seed=URL/         diskless: the host's cloud-init seed; /init fetches meta-data,
-#                          user-data and network-config into /var/lib/cloud/seed/nocloud/,
-#                          which cloud-init's NoCloud reads in its local stage (as a cidata
-#                          disk). Not ds=nocloud-net;s=URL: cloud-init 22.4 takes that in its
+#   kiln.seed=URL/         diskless: the host's seed; /init fetches meta-data, user-data,
+#                          network-config and kiln-identity.tar into
+#                          /var/lib/cloud/seed/nocloud/, where kiln-identity.service and
+#                          cloud-init's NoCloud (in its local stage) read it as from a cidata
+#                          disk. Not ds=nocloud-net;s=URL: cloud-init 22.4 takes that in its
 #                          network stage only, where the NIC is up and cannot be renamed, and
 #                          reads no network-config over HTTP
 #   kiln.state=part:N      ext4 state partition (label kiln-state); absent: state in tmpfs
@@ -138,13 +139,13 @@ case "$ROOT" in
     log "root image verified"
     if [ -n "$SEED" ]; then
       mkdir -p /fetch/seed
-      for f in meta-data user-data network-config vendor-data; do
+      for f in meta-data user-data network-config vendor-data kiln-identity.tar; do
         if wget -q -O "/fetch/seed/$f" "$SEED$f"; then
           continue
         fi
         rm -f "/fetch/seed/$f"
         case "$f" in
-          meta-data|user-data) fail "cannot fetch the cloud-init seed's $f from $SEED$f" ;;
+          meta-data|user-data|kiln-identity.tar) fail "cannot fetch the seed's $f from $SEED$f" ;;
         esac
       done
       log "cloud-init seed fetched from $SEED ($(ls /fetch/seed | tr '\n' ' '))"

@@ -1,7 +1,7 @@
 //! One module per component: the units and ports it runs ([`services`]), and the files it puts
 //! in a profile's tree and in a host's identity tree ([`render`]).
 
-mod bootable;
+pub(crate) mod bootable;
 pub(crate) mod calico;
 pub(crate) mod docker;
 mod etcd;

@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use kiln_layers::{FileTree, IoError};
+use kiln_layers::{Entry, EntryKind, FileTree, IoError};
 use kiln_model::plan::{HostPlan, Plan};
 use kiln_provision::cloudinit;
 use kiln_provision::kickstart::{LiveImage, PostEntry};
@@ -30,6 +30,7 @@ use kiln_provision::pxe::{self as pxe_render, PxeProfile};
 
 use super::kickstart::{post_entries, render_with_role};
 use super::{place, BuildError, Dist, KickstartReport};
+use crate::components::bootable::{IDENTITY_TAR, PASSWORD_HASH_FILE};
 use crate::components::Rendered;
 
 /// What [`write()`] renders from.
@@ -188,8 +189,42 @@ pub fn write(p: &Provision, dist: &Dist) -> Result<Provisioned, BuildError> {
     })
 }
 
-/// The seed files, named as on a `cidata` volume (as [`cloudinit::Seed::files`] names them).
-const SEED_FILES: [&str; 3] = ["meta-data", "network-config", "user-data"];
+/// The seed files, named as on a `cidata` volume: cloud-init's three (as
+/// [`cloudinit::Seed::files`] names them) and kiln's [`IDENTITY_TAR`].
+const SEED_FILES: [&str; 4] = ["meta-data", "network-config", "user-data", IDENTITY_TAR];
+
+/// The identity tar of `host` (see [`IDENTITY_TAR`]): deterministic, files only (directories
+/// the tar needs are made 0755, except `/root/.ssh` 0700).
+fn identity_tar(host: &HostPlan, placed: &FileTree) -> Result<Vec<u8>, BuildError> {
+    let tree_err = |e: kiln_layers::TreeError| {
+        BuildError::Source(format!("identity tar of host {}: {e}", host.name))
+    };
+    let mut tree = FileTree::new();
+    for (path, e) in placed.iter() {
+        if let EntryKind::File(_) = &e.kind {
+            tree.insert(path, e.clone()).map_err(tree_err)?;
+        }
+    }
+    let keys = &host.access.ssh_authorized_keys;
+    if !keys.is_empty() {
+        tree.insert("/root/.ssh", Entry::dir(0o700))
+            .map_err(tree_err)?;
+        let text: String = keys.iter().map(|k| k.line() + "\n").collect();
+        tree.insert("/root/.ssh/authorized_keys", Entry::file(text, 0o600))
+            .map_err(tree_err)?;
+    }
+    if let Some(h) = &host.access.root_password_hash {
+        tree.insert(
+            PASSWORD_HASH_FILE,
+            Entry::file(format!("{}\n", h.expose()), 0o600),
+        )
+        .map_err(tree_err)?;
+    }
+    let mut out = Vec::new();
+    kiln_layers::write_tar(&tree, 0, &mut out)
+        .map_err(|e| BuildError::Source(format!("identity tar of host {}: {e}", host.name)))?;
+    Ok(out)
+}
 
 /// One host's seed files and kickstart.
 fn write_host(
@@ -211,6 +246,13 @@ fn write_host(
     let dir = Dist::seed_dir_rel(name);
     mkdir(&root.join(&dir), &dir)?;
     let before = stats.written.len();
+    put(
+        root,
+        &format!("{dir}/{IDENTITY_TAR}"),
+        &identity_tar(host, &placed)?,
+        0o600,
+        stats,
+    )?;
     for (file, text) in seed.files() {
         put(
             root,
