@@ -232,6 +232,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     one_node_name(&a1, "a1.kiln.test");
     task_ports_open_on_agents_only(&m1, &a1);
     cgroup_hierarchy_follows_the_mesos_agent(&m1, &a1);
+    cloud_init_writes_what_kiln_identity_applied(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
     pull_from_the_hosts_registry(&a1, &dist);
     usr_is_read_only(&m1, &a1);
@@ -587,4 +588,33 @@ fn master_reboot_keeps_its_data(run: &BootRun, dist: &Path, m1: &Path, a1: &Path
         a1,
         "exec 3<>/dev/tcp/127.0.0.1/2379; printf 'GET /v2/keys/kiln-test HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3 | grep -q kept-value",
     );
+}
+
+/// Issue 20, item 2, with cloud-init on (the PXE test boots with it off): kiln's units order
+/// after kiln-identity.service, not cloud-init; cloud-init's write_files still ran and left
+/// every identity file exactly as kiln-identity.service unpacked it from the seed.
+fn cloud_init_writes_what_kiln_identity_applied(m1: &Path, a1: &Path) {
+    for (s, host, unit) in [(m1, "m1", "etcd.service"), (a1, "a1", "docker.service")] {
+        let after = sh_ok(s, &format!("systemctl show -P After {unit}"));
+        assert!(
+            after.contains("kiln-identity.service") && !after.contains("cloud-init.service"),
+            "{host}: {unit} After={after}"
+        );
+        sh_ok(s, "test -e /var/lib/cloud/instance/sem/config_write_files");
+        let diff = sh_ok(
+            s,
+            "set -e; t=/run/kiln-test-seed; mkdir -p $t; mount -o ro /dev/disk/by-label/cidata $t; \
+             n=0; for f in $(tar -tf $t/kiln-identity.tar | grep -v '/$'); do \
+               case $f in run/*) continue ;; esac; n=$((n+1)); \
+               a=$(tar -xOf $t/kiln-identity.tar \"$f\" | sha256sum); b=$(sha256sum < \"/$f\"); \
+               [ \"$a\" = \"$b\" ] || echo \"DIFF $f\"; \
+               m=$(tar -tvf $t/kiln-identity.tar \"$f\" | cut -c1-10); \
+               [ \"$m\" = \"$(stat -c %A \"/$f\")\" ] || echo \"MODE $f $m\"; \
+             done; umount $t; echo \"files $n\"",
+        );
+        assert!(
+            !diff.contains("DIFF") && !diff.contains("MODE") && diff.contains("files "),
+            "{host}: {diff}"
+        );
+    }
 }
