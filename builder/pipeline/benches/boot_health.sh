@@ -4,6 +4,8 @@
 # started one after the other), booted by `kiln boot --json`. Mesos, Marathon and Calico are
 # left out (`--leave-out upstream`: their upstream artifacts cannot be fetched here), so the
 # figures cover etcd, ZooKeeper, Docker, firewalld, cloud-init and the base's own units.
+# The last four columns are the host's own boot from its QEMU start (`kiln boot`'s timeline):
+# kernel start, switch-root, healthy, and the unit that came up last.
 #
 #   builder/pipeline/benches/boot_health.sh [--readme]
 #
@@ -40,13 +42,19 @@ rows() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 roles = {h["name"]: h["profile"] for h in json.load(open(sys.argv[3] + "/boot/manifest.json"))["hosts"]}
+def secs(v):
+    return "-" if v is None else f"{v:.0f} s"
 for h in r["hosts"]:
     cells = [sys.argv[2], r["accel"], h["name"], roles.get(h["name"], "?")]
+    t = h.get("timeline") or {}
     if h["healthy"]:
         last = max(h["checks"], key=lambda c: c["passed_after_secs"])
         cells += [f'{last["passed_after_secs"]:.0f} s', last["id"]]
     else:
         cells += ["unhealthy", ""]
+    # The host's own boot, from its QEMU start (kiln boot's timeline).
+    cells += [secs(t.get("kernel_secs")), secs(t.get("switch_root_secs")),
+              secs(t.get("healthy_secs")), t.get("slowest_unit") or ""]
     print("| " + " | ".join(cells) + " |")
 PY
 }
@@ -57,8 +65,8 @@ boot() { # SPEC ACCEL
   rows "$work/$1-$2.json" "$1" "$work/$1"
 }
 
-table="| spec | accel | host | role | all healthy after | last check to pass |
-|---|---|---|---|---|---|"
+table="| spec | accel | host | role | all healthy after | last check to pass | kernel | switch-root | host healthy | last unit up |
+|---|---|---|---|---|---|---|---|---|---|"
 # auto: KVM when its probe boot works, else TCG (the report says which, and why).
 auto=$(boot demo auto)
 table+=$'\n'"$auto"
@@ -68,7 +76,7 @@ table+=$'\n'"$(boot cluster "$accel")"
 if [ "$accel" = kvm ]; then
   table+=$'\n'"$(boot demo tcg)"$'\n'"$(boot cluster tcg)"
 else
-  table+=$'\n'"| demo, cluster | kvm | | | not usable: ${why//|/\\|} | |"
+  table+=$'\n'"| demo, cluster | kvm | | | not usable: ${why//|/\\|} | | | | | |"
 fi
 
 echo "$table"
