@@ -79,8 +79,10 @@ impl Fqdn {
     }
 }
 
-/// A Linux interface name (`dev_valid_name`): 1–15 bytes, not `.`/`..`, printable ASCII
-/// without `/`, `:` or whitespace.
+/// A Linux interface name: 1–15 bytes, not `.`/`..` (the kernel's `dev_valid_name`), of
+/// letters, digits, `-`, `_` and `.` only. The kernel takes any printable ASCII but `/` and
+/// `:`; kiln narrows that because the name goes into env files and the identity script
+/// (`KILN_INTERFACE`), where a quote or `$` would change their meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IfName(String);
 string_value!(IfName);
@@ -93,13 +95,13 @@ impl IfName {
             && s != "."
             && s != ".."
             && s.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if ok {
             Ok(IfName(s.to_string()))
         } else {
             Err(ValueError::new(
                 format!("invalid interface name {}", quote(s)),
-                "use a Linux interface name of 1 to 15 characters without '/', ':' or spaces, e.g. \"ens3\"",
+                "use an interface name of 1 to 15 letters, digits, '-', '_' or '.', e.g. \"ens3\"",
             ))
         }
     }

@@ -76,7 +76,8 @@ impl Component for Host {
         let h = ctx.host;
         let env = context! {
             name => h.name, fqdn => h.fqdn, ip => h.ip().to_string(), prefix => h.prefix(),
-            mac => h.mac, profile => h.profile, nodename => ctx.plan.nodename(h),
+            mac => h.mac, interface => h.interface, profile => h.profile,
+            nodename => ctx.plan.nodename(h),
             etcd_name => h.etcd_name, zk_id => h.zk_id,
         };
         ctx.template(&format!("{KILN_ETC}/identity.env"), "identity.env", env)?;
