@@ -25,6 +25,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "etcd-local.service",
         include_str!("../templates/etcd-local.service.j2"),
     ),
+    (
+        "dpkg-alternatives",
+        include_str!("../templates/dpkg-alternatives.j2"),
+    ),
     ("etcd.env", include_str!("../templates/etcd.env.j2")),
     ("etcd.service", include_str!("../templates/etcd.service.j2")),
     (

@@ -7,6 +7,7 @@ pub(crate) mod docker;
 mod etcd;
 mod firewall;
 mod host;
+pub(crate) mod iptables;
 mod marathon;
 mod mesos;
 mod network;
@@ -135,6 +136,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &marathon::Marathon,
     &docker::Docker,
     &calico::Calico,
+    &iptables::Iptables,
     &firewall::Firewall,
     &bootable::Boot,
 ];

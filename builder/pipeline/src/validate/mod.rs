@@ -310,6 +310,7 @@ impl Checker {
         });
         self.ports(&plan, src);
         self.paths(&plan, src);
+        self.kickstart_iptables(&plan);
         Some(plan)
     }
 
