@@ -18,30 +18,10 @@ use kiln_layers::{Entry, FileTree};
 use kiln_pipeline::sources;
 use kiln_test_support::require_tool;
 
+use crate::common::render::{render_text, TWO_HOSTS};
 use crate::common::sources::plan_of;
 use crate::common::workspace::{build_args, busybox_tree, debian_iptables, fixture_workspace_with};
 use crate::common::{fixture, kiln, kiln_code};
-
-/// One master and one agent, every component on (Calico 2.6.12, the default release).
-const TWO_HOSTS: &str = r#"
-[cluster]
-name = "lab"
-domain = "lab.example.net"
-
-[[hosts]]
-name = "m1"
-roles = ["master"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:11"
-gateway = "10.0.0.1"
-
-[[hosts]]
-name = "a1"
-roles = ["agent"]
-address = "10.0.0.21/24"
-mac = "52:54:00:00:00:21"
-gateway = "10.0.0.1"
-"#;
 
 /// The alternatives links `update-alternatives --set GROUP /usr/sbin/GROUP-legacy` makes for
 /// Debian's two groups: (link, target).
@@ -58,23 +38,6 @@ fn legacy_links() -> Vec<(String, String)> {
     v
 }
 
-/// `kiln render` of `spec` into `dir/out`.
-fn render(spec: &str, dir: &Path) -> std::path::PathBuf {
-    let file = dir.join("cluster.toml");
-    fs::write(&file, spec).unwrap();
-    let out = dir.join("out");
-    kiln_code(
-        &[
-            "render",
-            file.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        0,
-    );
-    out
-}
-
 /// The settings firewalld reads from a firewalld.conf (`#` lines are comments).
 fn settings(conf: &str) -> Vec<&str> {
     conf.lines()
@@ -82,10 +45,13 @@ fn settings(conf: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The agent (calico-node) gets the alternatives links and dpkg's state of `iptables` and
+/// `ip6tables` switched to legacy, in manual mode, and firewalld's iptables backend; the
+/// master (no calico-node) none of them. `kiln check` and `plan.json` say so, with the reason.
 #[test]
 fn calico_node_profiles_switch_the_base_to_legacy_iptables_and_others_keep_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = render(TWO_HOSTS, tmp.path());
+    let out = render_text(tmp.path(), "out", TWO_HOSTS);
     let agent = out.join("profiles/agent");
     let master = out.join("profiles/master");
     for (link, target) in legacy_links() {
@@ -117,7 +83,7 @@ fn calico_node_profiles_switch_the_base_to_legacy_iptables_and_others_keep_it() 
     assert!(!master.join("etc/firewalld/firewalld.conf").exists());
 
     // `kiln check` and the plan say which mode each profile gets, and why.
-    let spec = tmp.path().join("cluster.toml");
+    let spec = tmp.path().join("out.toml");
     let (text, _) = kiln_code(&["check", spec.to_str().unwrap()], 0);
     let mut mode = std::collections::BTreeMap::new();
     let mut current = String::new();
@@ -158,9 +124,10 @@ fn calico_node_profiles_switch_the_base_to_legacy_iptables_and_others_keep_it() 
 #[test]
 fn without_calico_node_or_firewall_kiln_writes_no_such_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = render(
-        &format!("{TWO_HOSTS}\n[calico.node]\nenabled = false\n"),
+    let out = render_text(
         tmp.path(),
+        "no-node",
+        &format!("{TWO_HOSTS}\n[calico.node]\nenabled = false\n"),
     );
     for p in ["agent", "master"] {
         let root = out.join("profiles").join(p);
@@ -168,10 +135,10 @@ fn without_calico_node_or_firewall_kiln_writes_no_such_files() {
         assert!(!root.join("var/lib/dpkg").exists(), "{p}");
         assert!(!root.join("etc/firewalld/firewalld.conf").exists(), "{p}");
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = render(
-        &format!("{TWO_HOSTS}\n[firewall]\nenabled = false\n"),
+    let out = render_text(
         tmp.path(),
+        "no-firewall",
+        &format!("{TWO_HOSTS}\n[firewall]\nenabled = false\n"),
     );
     let agent = out.join("profiles/agent");
     assert!(agent.join("etc/alternatives/iptables").is_symlink());
@@ -227,7 +194,7 @@ fn debians_update_alternatives_agrees_with_the_rendered_state() {
         "this test runs Debian's iptables postinst: install Debian's `iptables` package"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let out = render(TWO_HOSTS, tmp.path());
+    let out = render_text(tmp.path(), "out", TWO_HOSTS);
     let agent = out.join("profiles/agent");
 
     // Debian's postinst into a root of its own: `update-alternatives` on PATH adds --root.

@@ -6,28 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::common::kiln_code;
-
-/// One master and one agent, every component on; `extra` is appended (later tables and keys
-/// of the same table must not repeat what is here).
-const TWO_HOSTS: &str = r#"
-[cluster]
-name = "lab"
-domain = "lab.example.net"
-
-[[hosts]]
-name = "m1"
-roles = ["master"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:11"
-gateway = "10.0.0.1"
-
-[[hosts]]
-name = "a1"
-roles = ["agent"]
-address = "10.0.0.21/24"
-mac = "52:54:00:00:00:21"
-gateway = "10.0.0.1"
-"#;
+use crate::common::render::TWO_HOSTS;
 
 /// A spec written into a temporary directory and rendered there.
 struct Rendered {

@@ -303,7 +303,6 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     task_ports_open_on_agents_only(&m1, &a1);
     cgroup_hierarchy_follows_the_mesos_agent(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
-    portmap_writes_legacy_rules(&a1);
     iptables_follows_calico_node(&m1, &a1);
     pull_from_the_hosts_registry(&a1, &dist);
     usr_is_read_only(&m1, &a1);
@@ -503,7 +502,10 @@ fn cgroup_hierarchy_follows_the_mesos_agent(m1: &Path, a1: &Path) {
     );
 }
 
-/// Debian's `bridge` and `host-local` plugins add an interface to a new network namespace.
+/// Debian's `bridge` and `host-local` plugins add an interface to a new network namespace;
+/// Debian's `portmap`, chained after them as a CNI runtime would, writes its DNAT rules with
+/// the host's `iptables`, which on the agent (calico-node of Calico 2.6.12) is legacy: they
+/// land in `iptables-legacy-save`'s nat table.
 fn cni_add_with_debians_plugins(a1: &Path) {
     let out = sh_ok(
         a1,
@@ -513,48 +515,20 @@ cat > /run/kiln-cni-test.conf <<'EOF'
 {"cniVersion": "0.4.0", "name": "kiln-test", "type": "bridge", "bridge": "kilncni0",
  "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}
 EOF
-CNI_COMMAND=ADD CNI_CONTAINERID=kiln-cni-test CNI_NETNS=/run/netns/kiln-cni-test \
-  CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < /run/kiln-cni-test.conf
+export CNI_COMMAND=ADD CNI_CONTAINERID=kiln-cni-test CNI_NETNS=/run/netns/kiln-cni-test \
+  CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni
+/usr/lib/cni/bridge < /run/kiln-cni-test.conf | tee /run/kiln-cni-test.json
 echo
 ip netns exec kiln-cni-test ip -o -4 addr show dev eth0
 # From inside the namespace, the bridge's gateway address answers (busybox: minbase has no ping).
 ip netns exec kiln-cni-test busybox ping -c 1 -W 5 10.99.0.1
-"#,
-    );
-    assert!(out.contains("\"ips\""), "CNI ADD printed no result:\n{out}");
-    assert!(
-        out.contains("inet 10.99.0."),
-        "no address in the namespace:\n{out}"
-    );
-    assert!(
-        out.contains("1 packets received"),
-        "the namespace does not answer:\n{out}"
-    );
-}
-
-/// Debian's `portmap` plugin, chained after `bridge` as a CNI runtime would, writes its
-/// DNAT rules with the host's `iptables`, which on the agent (calico-node, Calico 2.6.12) is
-/// legacy: they land in `iptables-legacy-save`'s nat table.
-fn portmap_writes_legacy_rules(a1: &Path) {
-    let out = sh_ok(
-        a1,
-        r#"set -e
-ip netns add kiln-pm-test
-cat > /run/kiln-pm-bridge.conf <<'EOF'
-{"cniVersion": "0.4.0", "name": "kiln-pm", "type": "bridge", "bridge": "kilnpm0",
- "isGateway": true, "ipMasq": true, "ipam": {"type": "host-local", "subnet": "10.98.0.0/24"}}
-EOF
-export CNI_COMMAND=ADD CNI_CONTAINERID=kiln-pm-test CNI_NETNS=/run/netns/kiln-pm-test \
-  CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni
-/usr/lib/cni/bridge < /run/kiln-pm-bridge.conf > /run/kiln-pm-bridge.json
 python3 -c '
 import json
-prev = json.load(open("/run/kiln-pm-bridge.json"))
-print(json.dumps({"cniVersion": "0.4.0", "name": "kiln-pm", "type": "portmap",
+prev = json.load(open("/run/kiln-cni-test.json"))
+print(json.dumps({"cniVersion": "0.4.0", "name": "kiln-test", "type": "portmap",
   "capabilities": {"portMappings": True}, "prevResult": prev,
   "runtimeConfig": {"portMappings": [{"hostPort": 31888, "containerPort": 80, "protocol": "tcp"}]}}))
-' > /run/kiln-pm-portmap.conf
-/usr/lib/cni/portmap < /run/kiln-pm-portmap.conf
+' | /usr/lib/cni/portmap
 echo
 iptables-legacy-save -t nat
 "#,
@@ -566,6 +540,15 @@ iptables-legacy-save -t nat
     ] {
         assert!(out.contains(want), "no {want} in legacy nat:\n{out}");
     }
+    assert!(out.contains("\"ips\""), "CNI ADD printed no result:\n{out}");
+    assert!(
+        out.contains("inet 10.99.0."),
+        "no address in the namespace:\n{out}"
+    );
+    assert!(
+        out.contains("1 packets received"),
+        "the namespace does not answer:\n{out}"
+    );
 }
 
 /// Lines `FAMILY NAME` of every nftables table, by Debian's libnftables (python3-nftables, a
@@ -656,6 +639,7 @@ fn iptables_follows_calico_node(m1: &Path, a1: &Path) {
         );
     }
     let tables = nft_tables(a1);
+    eprintln!("a1: nftables tables: {}", tables.join(", "));
     let beside: Vec<&String> = tables
         .iter()
         .filter(|t| !t.starts_with("bridge "))
@@ -667,6 +651,7 @@ fn iptables_follows_calico_node(m1: &Path, a1: &Path) {
     );
 
     let tables = nft_tables(m1);
+    eprintln!("m1: nftables tables: {}", tables.join(", "));
     assert!(
         tables.iter().any(|t| t == "inet firewalld"),
         "m1: firewalld's nftables table missing: {tables:?}"
