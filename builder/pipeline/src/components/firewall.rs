@@ -93,7 +93,7 @@ impl Component for Firewall {
                 FIREWALLD_CONF,
                 0o644,
                 "firewalld.conf",
-                context! { zone => fw.zone, backend, why => profile.iptables.why },
+                context! { zone => fw.zone, backend },
             )?;
         }
         ctx.template(
