@@ -33,6 +33,8 @@ pub enum ComponentId {
     Marathon,
     Docker,
     Calico,
+    /// Which iptables the host's programs use (legacy where calico-node needs it).
+    Iptables,
     Firewall,
     /// What a bootable image needs: cloud-init's configuration and the state mount point.
     Boot,
@@ -50,6 +52,7 @@ impl ComponentId {
             ComponentId::Marathon => "marathon",
             ComponentId::Docker => "docker",
             ComponentId::Calico => "calico",
+            ComponentId::Iptables => "iptables",
             ComponentId::Firewall => "firewall",
             ComponentId::Boot => "boot",
         }
@@ -198,6 +201,45 @@ pub struct Profile {
     /// Kernel command-line arguments the profile's programs need, with the reason (added to
     /// `[boot] kernel_args` on the profile's disks and PXE configs).
     pub kernel_args: Vec<KernelArg>,
+    /// Which iptables the profile's programs write their rules with, and why.
+    pub iptables: IptablesPlan,
+}
+
+/// Which iptables a profile's programs write their packet filter rules with. Two rule sets
+/// on one host (the legacy `x_tables` ones and nftables' `iptables-nft` ones), each written
+/// by programs unaware of the other, are a known cause of dropped traffic: every program of
+/// a profile must use one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IptablesMode {
+    /// The base's own choice, unchanged (Debian 12: `iptables-nft`, firewalld's nftables
+    /// backend).
+    Base,
+    /// Legacy iptables for every program: the base's `iptables` and `ip6tables`
+    /// alternatives point at `iptables-legacy` and firewalld runs its iptables backend.
+    Legacy,
+}
+
+impl IptablesMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IptablesMode::Base => "base",
+            IptablesMode::Legacy => "legacy",
+        }
+    }
+}
+
+impl fmt::Display for IptablesMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A profile's iptables mode, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IptablesPlan {
+    pub mode: IptablesMode,
+    pub why: String,
 }
 
 /// A kernel argument a profile needs, and why.

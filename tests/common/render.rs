@@ -3,7 +3,46 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{fixture, tests_dir};
+use super::{fixture, kiln_code, tests_dir};
+
+/// One master and one agent, every component on (Calico 2.6.12, the default release); a test
+/// appends what it changes (later tables and keys of the same table must not repeat these).
+pub const TWO_HOSTS: &str = r#"
+[cluster]
+name = "lab"
+domain = "lab.example.net"
+
+[[hosts]]
+name = "m1"
+roles = ["master"]
+address = "10.0.0.11/24"
+mac = "52:54:00:00:00:11"
+gateway = "10.0.0.1"
+
+[[hosts]]
+name = "a1"
+roles = ["agent"]
+address = "10.0.0.21/24"
+mac = "52:54:00:00:00:21"
+gateway = "10.0.0.1"
+"#;
+
+/// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
+pub fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    let out = dir.join(name);
+    kiln_code(
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    out
+}
 
 /// The topologies under snapshot: (snapshot name, spec or None for the built-in demo).
 pub const TOPOLOGIES: &[(&str, Option<&str>)] = &[

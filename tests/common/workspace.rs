@@ -40,6 +40,42 @@ pub fn busybox_tree() -> FileTree {
     t
 }
 
+/// Debian's iptables layout, as FIXTURES: `xtables-legacy-multi` and `xtables-nft-multi` are
+/// scripts named as fixtures, `/usr/sbin/{ip,ip6}tables-{legacy,nft}[-save|-restore]` link to
+/// them, and `/usr/sbin/{ip,ip6}tables[-save|-restore]` go through `/etc/alternatives` to the
+/// nft variants, Debian 12's default (the real packages are in the Debian-base slow tests).
+pub fn debian_iptables(base: &mut FileTree) {
+    for v in ["legacy", "nft"] {
+        let script = format!("#!/bin/sh\n# kiln test fixture standing in for xtables-{v}-multi\n");
+        base.insert(
+            &format!("/usr/sbin/xtables-{v}-multi"),
+            Entry::file(script, 0o755),
+        )
+        .unwrap();
+    }
+    for g in ["iptables", "ip6tables"] {
+        for s in ["", "-save", "-restore"] {
+            for v in ["legacy", "nft"] {
+                base.insert(
+                    &format!("/usr/sbin/{g}-{v}{s}"),
+                    Entry::symlink(format!("xtables-{v}-multi")),
+                )
+                .unwrap();
+            }
+            base.insert(
+                &format!("/usr/sbin/{g}{s}"),
+                Entry::symlink(format!("/etc/alternatives/{g}{s}")),
+            )
+            .unwrap();
+            base.insert(
+                &format!("/etc/alternatives/{g}{s}"),
+                Entry::symlink(format!("/usr/sbin/{g}-nft{s}")),
+            )
+            .unwrap();
+        }
+    }
+}
+
 /// Writes a one-layer OCI layout `dir` with ref `reference`.
 pub fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option<Vec<String>>) {
     let opts = LayerOptions {
@@ -91,6 +127,7 @@ pub fn fixture_workspace_with(extra: impl FnOnce(&mut FileTree)) -> (tempfile::T
     let env = Entry::file("# fixture: Debian's zkEnv settings\n", 0o644);
     base.insert("/etc/zookeeper/conf_example/environment", env)
         .unwrap();
+    debian_iptables(&mut base);
     extra(&mut base);
     write_fixture_image(&tmp.path().join("base-oci"), "base", &base, None);
     let mut node = busybox_tree();

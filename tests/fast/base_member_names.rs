@@ -8,7 +8,9 @@ use std::fs;
 use std::path::Path;
 
 use crate::common::kiln_code;
-use crate::common::workspace::{build_args, busybox_tree, fixture_workspace, STAND_INS};
+use crate::common::workspace::{
+    build_args, busybox_tree, debian_iptables, fixture_workspace, STAND_INS,
+};
 use kiln_layers::{Entry, LayerOptions};
 use kiln_oci::archive::{write_docker_archive_file, ArchiveImage};
 use kiln_oci::oci::layout::LayoutWriter;
@@ -25,6 +27,7 @@ fn base_with_layer(dir: &Path, raw: &[u8]) {
         tree.insert(prog, Entry::file("#!/bin/sh\n# kiln test fixture\n", 0o755))
             .unwrap();
     }
+    debian_iptables(&mut tree);
     let opts = LayerOptions {
         source_date_epoch: 1_600_000_000,
         ..LayerOptions::default()

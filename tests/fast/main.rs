@@ -24,6 +24,7 @@ mod crash_safe_publish;
 mod debian_package_source;
 mod independent_validators;
 mod invalid_specs;
+mod iptables_mode;
 mod kickstart;
 mod mutated_specs;
 mod pinned_sources;

@@ -6,28 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::common::kiln_code;
-
-/// One master and one agent, every component on; `extra` is appended (later tables and keys
-/// of the same table must not repeat what is here).
-const TWO_HOSTS: &str = r#"
-[cluster]
-name = "lab"
-domain = "lab.example.net"
-
-[[hosts]]
-name = "m1"
-roles = ["master"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:11"
-gateway = "10.0.0.1"
-
-[[hosts]]
-name = "a1"
-roles = ["agent"]
-address = "10.0.0.21/24"
-mac = "52:54:00:00:00:21"
-gateway = "10.0.0.1"
-"#;
+use crate::common::render::TWO_HOSTS;
 
 /// A spec written into a temporary directory and rendered there.
 struct Rendered {
@@ -191,12 +170,17 @@ fn non_default_firewalld_zone_is_made_the_default_zone() {
         let p = r.profile(profile);
         let conf = read(&p.join("etc/firewalld/firewalld.conf"));
         // What firewalld reads of it (io/firewalld_conf.py: `#` lines are comments): only
-        // DefaultZone; every other key keeps the running firewalld's built-in default.
+        // DefaultZone, and the iptables backend where calico-node needs legacy iptables;
+        // every other key keeps the running firewalld's built-in default.
         let settings: Vec<&str> = conf
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect();
-        assert_eq!(settings, ["DefaultZone=internal"], "{profile}:\n{conf}");
+        let want: &[&str] = match profile {
+            "agent" => &["DefaultZone=internal", "FirewallBackend=iptables"],
+            _ => &["DefaultZone=internal"],
+        };
+        assert_eq!(settings, want, "{profile}:\n{conf}");
         let zone = read(&p.join("etc/firewalld/zones/internal.xml"));
         assert!(zone.contains("<service name=\"ssh\"/>"), "{zone}");
         // Bound through DefaultZone, never by an interface name (they differ per machine).
@@ -211,10 +195,11 @@ fn non_default_firewalld_zone_is_made_the_default_zone() {
 }
 
 /// With firewalld's own default zone the base's firewalld.conf (a distribution's conffile,
-/// which may set other keys such as the backend) is left alone.
+/// which may set other keys such as the backend) is left alone, where the iptables mode is
+/// the base's (no calico-node: the agent's is in `iptables_mode.rs`).
 #[test]
 fn public_firewalld_zone_leaves_the_bases_firewalld_conf_alone() {
-    let r = render("");
+    let r = render("[calico.node]\nenabled = false\n");
     for profile in ["agent", "master"] {
         let p = r.profile(profile);
         assert!(p.join("etc/firewalld/zones/public.xml").is_file());

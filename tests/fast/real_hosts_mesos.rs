@@ -12,24 +12,7 @@ use kiln_layers::{Entry, FileTree};
 use kiln_pipeline::sources::{self, SourceOptions};
 
 use crate::common::kiln_code;
-use crate::common::render::{render, TOPOLOGIES};
-
-/// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
-fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    fs::write(&path, spec).unwrap();
-    let out = dir.join(name);
-    kiln_code(
-        &[
-            "render",
-            path.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        0,
-    );
-    out
-}
+use crate::common::render::{render, render_text, TOPOLOGIES};
 
 /// The built-in demo with `from` replaced by `to` (which must occur once).
 fn demo_with(from: &str, to: &str) -> String {

@@ -12,9 +12,9 @@ use base64::Engine;
 
 use std::process::Command;
 
-use crate::common::kiln_code;
 use crate::common::secret_scan::{contains, needles_of, scan, walk, CLUSTER_KEY_BODY};
 use crate::common::workspace::{build, fixture_workspace};
+use crate::common::{kiln_code, without_calico_node};
 use kiln_test_support::{require_tool, run};
 
 /// Test secrets: throwaway keys made with `ssh-keygen` and the sha512crypt hash of "kiln"
@@ -24,7 +24,7 @@ const HASH: &str = "$6$QgEBUdDXg9lV89I2$/MnwmTKrhqU65dSBZGDej/xeq5cLhSDGNik/Vik6
 
 /// The fixture spec with the cluster's key and hash, and a1 with its own key instead.
 fn spec_with_secrets(spec: &Path) {
-    let text = fs::read_to_string(spec).unwrap();
+    let text = without_calico_node(&fs::read_to_string(spec).unwrap());
     let text = text.replace(
         "mac = \"52:54:00:09:00:21\"\n",
         &format!(

@@ -54,9 +54,18 @@ exec busybox httpd -f -p "$port" -h "$rec.www"
 "#;
 
 /// calico/node's entry point, as a FIXTURE: writes the container's environment to the host's
-/// `/var/log/calico` (a volume of the unit) and stays up.
-const CALICO_NODE: &str = "#!/bin/sh\n# kiln test FIXTURE standing in for calico/node: not \
-Calico.\nenv | sort > /var/log/calico/fixture-env\nexec sleep 2147483647\n";
+/// `/var/log/calico` (a volume of the unit), adds a `cali-FORWARD` chain to the host's
+/// filter table as Felix 2.x does (`iptables-restore --noflush` with the legacy iptables of
+/// its image, into the host's tables: the unit runs it with `--net=host`; the image's
+/// iptables is the build host's, see [`legacy_iptables`]) and stays up.
+const CALICO_NODE: &str = r#"#!/bin/sh
+# kiln test FIXTURE standing in for calico/node: not Calico.
+env | sort > /var/log/calico/fixture-env
+iptables-legacy-save -t filter | grep -q -- '-j cali-FORWARD' ||
+  printf '*filter\n:cali-FORWARD - [0:0]\n-I FORWARD 1 -j cali-FORWARD\nCOMMIT\n' |
+  iptables-legacy-restore --noflush > /var/log/calico/fixture-iptables 2>&1
+exec sleep 2147483647
+"#;
 
 /// A Calico CNI plugin, as a FIXTURE (the CNI ADD below uses Debian's real plugins).
 const CNI_PLUGIN: &str =
@@ -77,10 +86,11 @@ fn workspace(dir: &Path) -> PathBuf {
     file("fixture-calico-cni/calico", CNI_PLUGIN);
     file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);
     let mut node: FileTree = busybox_tree();
-    for applet in ["env", "sort", "sleep"] {
+    for applet in ["env", "sort", "sleep", "grep"] {
         node.insert(&format!("/bin/{applet}"), Entry::symlink("busybox"))
             .unwrap();
     }
+    legacy_iptables(&mut node);
     node.insert("/fixture-calico-node", Entry::file(CALICO_NODE, 0o755))
         .unwrap();
     write_fixture_image(
@@ -90,6 +100,49 @@ fn workspace(dir: &Path) -> PathBuf {
         Some(vec!["/fixture-calico-node".into()]),
     );
     spec
+}
+
+/// The build host's legacy iptables (Debian 12's, as the guests' base) in the calico-node
+/// FIXTURE image, as calico/node carries its own: `xtables-legacy-multi`, the libraries it
+/// links (where `ldd` finds them), the extensions it loads and its `iptables-legacy*` names,
+/// and `/run` for its lock file.
+fn legacy_iptables(node: &mut FileTree) {
+    let multi = "/usr/sbin/xtables-legacy-multi";
+    let ldd = std::process::Command::new("ldd")
+        .arg(multi)
+        .output()
+        .unwrap();
+    assert!(
+        ldd.status.success(),
+        "ldd {multi}: Debian's iptables is needed"
+    );
+    let mut files = vec![multi.to_string()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-….so.2 (0x…)`
+        let path = line.split("=>").last().unwrap().split_whitespace().next();
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.to_string());
+        }
+    }
+    for e in fs::read_dir("/usr/lib/x86_64-linux-gnu/xtables").unwrap() {
+        files.push(e.unwrap().path().to_string_lossy().into_owned());
+    }
+    for f in files {
+        node.insert(&f, Entry::file(fs::read(&f).unwrap(), 0o755))
+            .unwrap();
+    }
+    for name in [
+        "iptables-legacy",
+        "iptables-legacy-save",
+        "iptables-legacy-restore",
+    ] {
+        node.insert(
+            &format!("/usr/sbin/{name}"),
+            Entry::symlink("xtables-legacy-multi"),
+        )
+        .unwrap();
+    }
+    node.insert("/run", Entry::dir(0o755)).unwrap();
 }
 
 /// Runs `script` with bash in the guest behind `socket`.
@@ -234,6 +287,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     cgroup_hierarchy_follows_the_mesos_agent(&m1, &a1);
     cloud_init_writes_what_kiln_identity_applied(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
+    iptables_follows_calico_node(&m1, &a1);
     pull_from_the_hosts_registry(&a1, &dist);
     usr_is_read_only(&m1, &a1);
     master_reboot_keeps_its_data(&run, &dist, &m1, &a1);
@@ -432,7 +486,10 @@ fn cgroup_hierarchy_follows_the_mesos_agent(m1: &Path, a1: &Path) {
     );
 }
 
-/// Debian's `bridge` and `host-local` plugins add an interface to a new network namespace.
+/// Debian's `bridge` and `host-local` plugins add an interface to a new network namespace;
+/// Debian's `portmap`, chained after them as a CNI runtime would, writes its DNAT rules with
+/// the host's `iptables`, which on the agent (calico-node of Calico 2.6.12) is legacy: they
+/// land in `iptables-legacy-save`'s nat table.
 fn cni_add_with_debians_plugins(a1: &Path) {
     let out = sh_ok(
         a1,
@@ -442,14 +499,31 @@ cat > /run/kiln-cni-test.conf <<'EOF'
 {"cniVersion": "0.4.0", "name": "kiln-test", "type": "bridge", "bridge": "kilncni0",
  "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}
 EOF
-CNI_COMMAND=ADD CNI_CONTAINERID=kiln-cni-test CNI_NETNS=/run/netns/kiln-cni-test \
-  CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < /run/kiln-cni-test.conf
+export CNI_COMMAND=ADD CNI_CONTAINERID=kiln-cni-test CNI_NETNS=/run/netns/kiln-cni-test \
+  CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni
+/usr/lib/cni/bridge < /run/kiln-cni-test.conf | tee /run/kiln-cni-test.json
 echo
 ip netns exec kiln-cni-test ip -o -4 addr show dev eth0
 # From inside the namespace, the bridge's gateway address answers (busybox: minbase has no ping).
 ip netns exec kiln-cni-test busybox ping -c 1 -W 5 10.99.0.1
+python3 -c '
+import json
+prev = json.load(open("/run/kiln-cni-test.json"))
+print(json.dumps({"cniVersion": "0.4.0", "name": "kiln-test", "type": "portmap",
+  "capabilities": {"portMappings": True}, "prevResult": prev,
+  "runtimeConfig": {"portMappings": [{"hostPort": 31888, "containerPort": 80, "protocol": "tcp"}]}}))
+' | /usr/lib/cni/portmap
+echo
+iptables-legacy-save -t nat
 "#,
     );
+    for want in [
+        ":CNI-HOSTPORT-DNAT",
+        "--dport 31888",
+        "-j CNI-HOSTPORT-DNAT",
+    ] {
+        assert!(out.contains(want), "no {want} in legacy nat:\n{out}");
+    }
     assert!(out.contains("\"ips\""), "CNI ADD printed no result:\n{out}");
     assert!(
         out.contains("inet 10.99.0."),
@@ -458,6 +532,118 @@ ip netns exec kiln-cni-test busybox ping -c 1 -W 5 10.99.0.1
     assert!(
         out.contains("1 packets received"),
         "the namespace does not answer:\n{out}"
+    );
+}
+
+/// Lines `FAMILY NAME` of every nftables table, by Debian's libnftables (python3-nftables, a
+/// dependency of firewalld; the base has no `nft`).
+fn nft_tables(s: &Path) -> Vec<String> {
+    let out = sh_ok(
+        s,
+        r#"python3 -c '
+import json, nftables
+n = nftables.Nftables()
+n.set_json_output(True)
+rc, out, err = n.cmd("list tables")
+assert rc == 0, err
+for t in json.loads(out)["nftables"]:
+    if "table" in t:
+        print(t["table"]["family"], t["table"]["name"])
+'"#,
+    );
+    out.lines().map(String::from).collect()
+}
+
+/// The agent runs calico-node of Calico 2.6.12, which writes legacy iptables rules: its
+/// `iptables`/`ip6tables` alternatives are a manual choice of legacy (dpkg agrees), firewalld
+/// runs on its iptables backend (its state, its D-Bus config, a journal without errors), and
+/// every rule set is in legacy iptables (firewalld's chains, Docker's, the calico-node
+/// FIXTURE's `cali-FORWARD`, written from its container) while nftables holds no ip, ip6 or
+/// inet table (firewalld's ebtables `*_direct` chains stay in nftables' bridge family: Debian
+/// has only ebtables-nft). The master, without calico-node, keeps Debian's iptables-nft and
+/// firewalld's nftables backend.
+fn iptables_follows_calico_node(m1: &Path, a1: &Path) {
+    let query = |s: &Path, g: &str| {
+        sh_ok(
+            s,
+            &format!("update-alternatives --query {g} | grep -E '^(Status|Value):'"),
+        )
+    };
+    let backend = |s: &Path| {
+        sh_ok(
+            s,
+            "busctl get-property org.fedoraproject.FirewallD1 /org/fedoraproject/FirewallD1/config \
+             org.fedoraproject.FirewallD1.config FirewallBackend",
+        )
+    };
+    let journal = "journalctl -b -u firewalld --no-pager -o cat";
+    for g in ["iptables", "ip6tables"] {
+        assert_eq!(
+            query(a1, g),
+            format!("Status: manual\nValue: /usr/sbin/{g}-legacy\n"),
+            "a1 {g}"
+        );
+        assert_eq!(
+            query(m1, g),
+            format!("Status: auto\nValue: /usr/sbin/{g}-nft\n"),
+            "m1 {g}"
+        );
+    }
+    assert!(sh_ok(a1, "iptables -V").contains("(legacy)"));
+    assert!(sh_ok(m1, "iptables -V").contains("(nf_tables)"));
+    for s in [a1, m1] {
+        assert_eq!(sh_ok(s, "firewall-cmd --state").trim(), "running");
+    }
+    assert_eq!(
+        backend(a1).trim(),
+        "s \"iptables\"",
+        "{}",
+        sh(a1, journal).1
+    );
+    assert_eq!(
+        backend(m1).trim(),
+        "s \"nftables\"",
+        "{}",
+        sh(m1, journal).1
+    );
+    let log = sh_ok(a1, journal);
+    assert!(!log.contains("ERROR"), "firewalld on a1:\n{log}");
+
+    let legacy = sh_ok(a1, "iptables-legacy-save; ip6tables-legacy-save");
+    for want in [
+        ":INPUT_direct",
+        "-j IN_public",
+        ":DOCKER-USER",
+        ":DOCKER ",
+        "-A FORWARD -j cali-FORWARD",
+    ] {
+        assert!(
+            legacy.contains(want),
+            "a1: no {want:?} in legacy iptables:\n{legacy}"
+        );
+    }
+    let tables = nft_tables(a1);
+    eprintln!("a1: nftables tables: {}", tables.join(", "));
+    let beside: Vec<&String> = tables
+        .iter()
+        .filter(|t| !t.starts_with("bridge "))
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "a1: nftables holds {beside:?} beside the legacy rules:\n{}",
+        tables.join("\n")
+    );
+
+    let tables = nft_tables(m1);
+    eprintln!("m1: nftables tables: {}", tables.join(", "));
+    assert!(
+        tables.iter().any(|t| t == "inet firewalld"),
+        "m1: firewalld's nftables table missing: {tables:?}"
+    );
+    let legacy = sh_ok(m1, "iptables-legacy-save");
+    assert!(
+        !legacy.contains("INPUT_direct"),
+        "m1: firewalld wrote legacy rules:\n{legacy}"
     );
 }
 

@@ -52,6 +52,8 @@ pub struct ProfileReport<'a> {
     pub masked: &'a [String],
     /// Kernel arguments its programs need, and why.
     pub kernel_args: &'a [kiln_model::plan::KernelArg],
+    /// Which iptables its programs write their rules with, and why.
+    pub iptables: &'a kiln_model::plan::IptablesPlan,
     pub files: Vec<FileLine>,
     /// Files sources must provide (binaries, images).
     pub artifacts: Vec<Artifact>,
@@ -175,6 +177,7 @@ pub fn build<'a>(
                 services: &p.services,
                 masked: &p.masked,
                 kernel_args: &p.kernel_args,
+                iptables: &p.iptables,
                 files: rendered
                     .profiles
                     .get(&p.name)
@@ -375,6 +378,7 @@ pub fn text(r: &CheckReport) -> String {
         for k in p.kernel_args {
             let _ = writeln!(o, "  kernel: {} ({})", k.arg, k.why);
         }
+        let _ = writeln!(o, "  iptables: {} ({})", p.iptables.mode, p.iptables.why);
         let _ = writeln!(o, "  files:");
         for f in &p.files {
             let target = f

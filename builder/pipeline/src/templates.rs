@@ -33,6 +33,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "kiln-identity.service",
         include_str!("../templates/kiln-identity.service.j2"),
     ),
+    (
+        "dpkg-alternatives",
+        include_str!("../templates/dpkg-alternatives.j2"),
+    ),
     ("etcd.env", include_str!("../templates/etcd.env.j2")),
     ("etcd.service", include_str!("../templates/etcd.service.j2")),
     (

@@ -2,7 +2,7 @@
 //! those, so a host opens just the ports of its roles; the zone is the default zone, so it
 //! applies to the host's NIC and to Calico's workload interfaces without naming either.
 
-use kiln_model::plan::{ComponentId, Proto};
+use kiln_model::plan::{ComponentId, IptablesMode, Proto};
 use minijinja::context;
 
 use super::{Component, Ctx, RenderError};
@@ -71,19 +71,29 @@ impl Component for Firewall {
         // NetworkManager, initscripts or command line tool").
         //
         // For `public` the base's firewalld.conf already says so and is left alone (a
-        // distribution may have tuned it: RHEL 7 runs the iptables backend). For any other
-        // zone kiln writes the file with DefaultZone only: every key missing from it takes
-        // the running firewalld's built-in default (`firewalld_conf.py` `read()` falls back
-        // per key and warns only for a missing DefaultZone), and those equal upstream's
+        // distribution may have tuned it: RHEL 7 runs the iptables backend), unless the
+        // profile's iptables mode is legacy. For any other zone, or that mode, kiln writes
+        // the file with DefaultZone (and FirewallBackend) only: every key missing from it
+        // takes the running firewalld's built-in default (`firewalld_conf.py` `read()` falls
+        // back per key and warns only for a missing DefaultZone), and those equal upstream's
         // shipped file in every release checked (0.6.3, 0.9.11, 1.3.4, 2.5.0). A full file
         // would pin one release's keys: an older firewalld logs "Invalid option" for keys it
         // does not know.
-        if fw.zone.as_str() != FIREWALLD_DEFAULT_ZONE {
+        //
+        // In legacy mode firewalld must write legacy rules too: its nftables backend (the
+        // default from firewalld 0.6.0; `FALLBACK_FIREWALL_BACKEND = "nftables"`,
+        // `config/__init__.py.in` l.134 of v1.3.3, bookworm's 1.3.3) puts its own tables in
+        // nftables beside calico-node's legacy ones. `FirewallBackend=iptables` (v1.3.3
+        // `config/firewalld.conf` l.52–59: "iptables, ip6tables, ebtables and ipset";
+        // deprecated upstream, still in 2.5.0) runs `/usr/sbin/iptables`, which the iptables
+        // component points at iptables-legacy; its Docker passthrough rules go the same way.
+        let backend = (profile.iptables.mode == IptablesMode::Legacy).then_some("iptables");
+        if fw.zone.as_str() != FIREWALLD_DEFAULT_ZONE || backend.is_some() {
             ctx.template(
                 FIREWALLD_CONF,
                 0o644,
                 "firewalld.conf",
-                context! { zone => fw.zone },
+                context! { zone => fw.zone, backend },
             )?;
         }
         ctx.template(

@@ -8,6 +8,7 @@ mod etcd;
 mod firewall;
 mod host;
 pub use host::IDLE_UNITS;
+pub(crate) mod iptables;
 mod marathon;
 mod mesos;
 mod network;
@@ -144,6 +145,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &marathon::Marathon,
     &docker::Docker,
     &calico::Calico,
+    &iptables::Iptables,
     &firewall::Firewall,
     &bootable::Boot,
 ];

@@ -6,7 +6,7 @@ use std::fmt;
 
 use kiln_layers::{EntryKind, FileTree};
 
-use kiln_model::plan::{ComponentId, Plan, Profile};
+use kiln_model::plan::{ComponentId, IptablesMode, Plan, Profile};
 
 /// One unit whose binary is not there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +29,14 @@ pub struct PresenceError {
 
 impl fmt::Display for PresenceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut units: Vec<&str> = self.absent.iter().map(|a| a.unit.as_str()).collect();
+        units.sort_unstable();
+        units.dedup();
         writeln!(
             f,
             "the {} image would not start {} unit(s):",
             self.profile,
-            self.absent.len()
+            units.len()
         )?;
         for a in &self.absent {
             writeln!(f, "  - {}: {} is {}", a.unit, a.path, a.problem)?;
@@ -146,6 +149,74 @@ pub fn unit_programs(unit: &str) -> Vec<String> {
     out
 }
 
+/// What is wrong with `exec` in `rootfs`, if anything: missing, not an executable file.
+fn program_problem(rootfs: &FileTree, exec: &str) -> Option<String> {
+    match resolve_path(rootfs, exec) {
+        Err(why) => Some(why),
+        Ok(real) => {
+            let e = rootfs.get(&real);
+            match e.map(|e| (&e.kind, e.mode)) {
+                Some((EntryKind::File(_), mode)) if mode & 0o111 != 0 => None,
+                Some((EntryKind::Hardlink(t), _)) => match rootfs.get(t) {
+                    Some(e) if matches!(e.kind, EntryKind::File(_)) && e.mode & 0o111 != 0 => None,
+                    _ => Some(format!(
+                        "a hard link to {t}, which is not an executable file"
+                    )),
+                },
+                Some((EntryKind::File(_), mode)) => {
+                    Some(format!("not executable (mode {mode:04o})"))
+                }
+                Some((k, _)) => Some(format!("a {}, not a file", k.name())),
+                None => Some("missing".into()),
+            }
+            .map(|p| {
+                if real != exec {
+                    format!("{p} (via {real})")
+                } else {
+                    p
+                }
+            })
+        }
+    }
+}
+
+/// iptables' nf_tables multi-call binary (iptables 1.8+ `iptables/Makefile.am`:
+/// `sbin_PROGRAMS = xtables-legacy-multi`, `+= xtables-nft-multi` with nftables; before 1.8
+/// the legacy one was `xtables-multi`, as on CentOS 7). RHEL 8 renames its
+/// `iptables-nft` links to `iptables` (its `iptables.spec`: "drop all legacy tools", "rename
+/// nft versions to standard name"), RHEL 9 points the `iptables` alternative at it.
+const NFT_MULTI: &str = "xtables-nft-multi";
+
+/// A legacy-mode profile's iptables programs (`/usr/sbin/iptables`, `ip6tables` and their
+/// `-save`/`-restore`) in `rootfs`, with kiln's alternatives links over the base: each must
+/// be an executable and not iptables' nf_tables variant.
+fn legacy_iptables_absent(plan: &Plan, rootfs: &FileTree) -> Vec<Absent> {
+    let debian = crate::components::iptables::debian_layout(plan.base.family);
+    let calico = &plan.calico.version;
+    crate::components::iptables::programs()
+        .into_iter()
+        .filter_map(|exec| {
+            let problem = program_problem(rootfs, &exec).or_else(|| {
+                let real = resolve_path(rootfs, &exec).ok()?;
+                real.ends_with(&format!("/{NFT_MULTI}"))
+                    .then(|| format!("iptables' nf_tables variant (via {real})"))
+            })?;
+            let help = if debian {
+                format!("calico-node of Calico {calico} writes legacy iptables rules, so kiln points {exec} at its -legacy variant: the base needs Debian's iptables package (add iptables to base.debian.packages; docker.io depends on it)")
+            } else {
+                format!("calico-node of Calico {calico} writes legacy iptables rules and this RHEL-family base's iptables is not legacy (RHEL 8 and 9 ship no legacy iptables): use a Debian base or CentOS 7, or run no calico-node on this profile")
+            };
+            Some(Absent {
+                unit: "calico-node.service".into(),
+                component: ComponentId::Iptables.to_string(),
+                path: exec,
+                problem,
+                help,
+            })
+        })
+        .collect()
+}
+
 fn check_programs(
     plan: &Plan,
     profile: &Profile,
@@ -166,37 +237,7 @@ fn check_programs(
             }
         }
         for exec in &programs {
-            let problem = match resolve_path(rootfs, exec) {
-                Err(why) => Some(why),
-                Ok(real) => {
-                    let e = rootfs.get(&real);
-                    match e.map(|e| (&e.kind, e.mode)) {
-                        Some((EntryKind::File(_), mode)) if mode & 0o111 != 0 => None,
-                        Some((EntryKind::Hardlink(t), _)) => match rootfs.get(t) {
-                            Some(e)
-                                if matches!(e.kind, EntryKind::File(_)) && e.mode & 0o111 != 0 =>
-                            {
-                                None
-                            }
-                            _ => Some(format!(
-                                "a hard link to {t}, which is not an executable file"
-                            )),
-                        },
-                        Some((EntryKind::File(_), mode)) => {
-                            Some(format!("not executable (mode {mode:04o})"))
-                        }
-                        Some((k, _)) => Some(format!("a {}, not a file", k.name())),
-                        None => Some("missing".into()),
-                    }
-                    .map(|p| {
-                        if real != *exec {
-                            format!("{p} (via {real})")
-                        } else {
-                            p
-                        }
-                    })
-                }
-            };
+            let problem = program_problem(rootfs, exec);
             if let Some(problem) = problem {
                 let help = match source_key(plan, s.component, exec) {
                     Some((key, version)) if exec == s.exec.as_str() => format!(
@@ -213,6 +254,9 @@ fn check_programs(
                 });
             }
         }
+    }
+    if profile.iptables.mode == IptablesMode::Legacy {
+        absent.extend(legacy_iptables_absent(plan, rootfs));
     }
     if absent.is_empty() {
         Ok(())

@@ -4,7 +4,8 @@
 //! line takes (time zone, disk, partitions, installer file names, repositories, packages).
 
 use kiln_model::plan::{
-    BasePlan, BootablePlan, KickstartPlan, PartitionPlan, ProvisionPlan, RepoPlan,
+    BasePlan, BootablePlan, IptablesMode, KickstartPlan, PartitionPlan, Plan, ProvisionPlan,
+    RepoPlan,
 };
 use kiln_model::values::{quote, BaseFamily, HttpUrl, KsMode, KsTarget, PartFs};
 
@@ -269,5 +270,42 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// A kickstart target whose OS has no legacy iptables cannot install a host whose
+    /// profile needs legacy iptables (calico-node before Calico 3.17): RHEL 8's iptables
+    /// package drops every legacy tool and ships only the nf_tables variants under the plain
+    /// names (its `iptables.spec` 1.8.4: "drop all legacy tools", "rename nft versions to
+    /// standard name"), and RHEL 9 ships only `iptables-nft` (its legacy tools are EPEL's,
+    /// not the distribution's); CentOS 7's iptables 1.4.21 is legacy only. Its rules and
+    /// the host's nf_tables ones (firewalld's nftables backend, Docker and the CNI plugins
+    /// through `iptables-nft`) would be two rule sets, each unaware of the other.
+    pub(super) fn kickstart_iptables(&mut self, plan: &Plan) {
+        let Some(k) = &plan.kickstart else {
+            return;
+        };
+        let os = match k.target {
+            KsTarget::Centos7 => return,
+            KsTarget::Stream8 => "CentOS Stream 8 has no legacy iptables (RHEL 8's iptables package ships only the nf_tables variants)",
+            KsTarget::Stream9 => "CentOS Stream 9 has no legacy iptables (RHEL 9 ships only iptables-nft)",
+        };
+        let legacy: Vec<&str> = plan
+            .profiles
+            .iter()
+            .filter(|p| p.iptables.mode == IptablesMode::Legacy)
+            .map(|p| p.name.as_str())
+            .collect();
+        if legacy.is_empty() {
+            return;
+        }
+        self.err(
+            "kickstart.target",
+            format!(
+                "{os}, and calico-node of Calico {} on the {} hosts it installs writes legacy iptables rules (Felix follows the host's mode only from Calico 3.17): its rules and the host's nf_tables ones would be two rule sets, each unaware of the other",
+                plan.calico.version,
+                legacy.join(", ")
+            ),
+            "install these hosts with target = \"centos7\" (legacy iptables only), or disable calico.node",
+        );
     }
 }

@@ -311,6 +311,7 @@ impl Checker {
         self.ports(&plan, src);
         self.paths(&plan, src);
         self.gaps(&plan);
+        self.kickstart_iptables(&plan);
         Some(plan)
     }
 
