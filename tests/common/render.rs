@@ -45,6 +45,12 @@ pub fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
 }
 
 /// The topologies under snapshot: (snapshot name, spec or None for the built-in demo).
+/// The built-in demo with `from` replaced by `to` (which must occur once).
+pub fn demo_with(from: &str, to: &str) -> String {
+    assert_eq!(kiln_pipeline::DEMO_SPEC.matches(from).count(), 1, "{from}");
+    kiln_pipeline::DEMO_SPEC.replace(from, to)
+}
+
 pub const TOPOLOGIES: &[(&str, Option<&str>)] = &[
     ("demo", None),
     ("three-two", Some("specs/three-two.toml")),

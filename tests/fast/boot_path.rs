@@ -4,12 +4,7 @@
 use std::fs;
 
 use crate::common::kiln_code;
-
-/// The built-in demo with `from` replaced by `to` (which must occur once).
-fn demo_with(from: &str, to: &str) -> String {
-    assert_eq!(kiln_pipeline::DEMO_SPEC.matches(from).count(), 1, "{from}");
-    kiln_pipeline::DEMO_SPEC.replace(from, to)
-}
+use crate::common::render::{demo_with, render_text};
 
 /// A Debian base enables package-manager timers, e2scrub and fstrim that a host booted from a
 /// read-only verified image never needs; under TCG they took boot time and some reach the
@@ -19,19 +14,7 @@ fn demo_with(from: &str, to: &str) -> String {
 fn idle_base_units_are_masked_unless_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let render = |name: &str, spec: &str| {
-        let path = tmp.path().join(format!("{name}.toml"));
-        fs::write(&path, spec).unwrap();
-        let out = tmp.path().join(name);
-        kiln_code(
-            &[
-                "render",
-                path.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            0,
-        );
-        out.join("profiles/master-agent/etc/systemd/system")
+        render_text(tmp.path(), name, spec).join("profiles/master-agent/etc/systemd/system")
     };
     let masked = |dir: &std::path::Path, unit: &str| {
         fs::read_link(dir.join(unit)).is_ok_and(|t| t == std::path::Path::new("/dev/null"))

@@ -12,13 +12,7 @@ use kiln_layers::{Entry, FileTree};
 use kiln_pipeline::sources::{self, SourceOptions};
 
 use crate::common::kiln_code;
-use crate::common::render::{render, render_text, TOPOLOGIES};
-
-/// The built-in demo with `from` replaced by `to` (which must occur once).
-fn demo_with(from: &str, to: &str) -> String {
-    assert_eq!(kiln_pipeline::DEMO_SPEC.matches(from).count(), 1, "{from}");
-    kiln_pipeline::DEMO_SPEC.replace(from, to)
-}
+use crate::common::render::{demo_with, render, render_text, TOPOLOGIES};
 
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

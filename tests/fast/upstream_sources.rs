@@ -8,16 +8,11 @@ use std::fs;
 use std::path::Path;
 
 use crate::common::kiln_code;
+use crate::common::render::{demo_with, render_text};
 use crate::common::workspace::{build_args, fixture_workspace};
 
 /// Hosts that served upstream artifacts once and are gone (D2iQ's DC/OS hosting, 2023).
 const DEAD_HOSTS: &[&str] = &["repos.mesosphere.com", "downloads.mesosphere.io"];
-
-/// The built-in demo with `from` replaced by `to` (which must occur once).
-fn demo_with(from: &str, to: &str) -> String {
-    assert_eq!(kiln_pipeline::DEMO_SPEC.matches(from).count(), 1, "{from}");
-    kiln_pipeline::DEMO_SPEC.replace(from, to)
-}
 
 /// `kiln check` of `spec` written to `dir/NAME.toml`: (exit code, stdout, stderr).
 fn check(dir: &Path, name: &str, spec: &str) -> (i32, String, String) {
@@ -203,21 +198,10 @@ fn each_mesos_flavour_renders_its_packages_layout() {
         ("clusterd", "agent", "slave"),
         ("mesosphere", "slave", "agent"),
     ] {
-        let spec = tmp.path().join(format!("{flavour}.toml"));
-        fs::write(
-            &spec,
-            demo_with(at, &format!("{at}\nflavour = \"{flavour}\"")),
-        )
-        .unwrap();
-        let out = tmp.path().join(flavour);
-        kiln_code(
-            &[
-                "render",
-                spec.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            0,
+        let out = render_text(
+            tmp.path(),
+            flavour,
+            &demo_with(at, &format!("{at}\nflavour = \"{flavour}\"")),
         );
         let root = out.join("profiles/master-agent");
         let unit =
