@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{fixture, tests_dir};
+use super::{fixture, kiln_code, tests_dir};
 
 /// The topologies under snapshot: (snapshot name, spec or None for the built-in demo).
 pub const TOPOLOGIES: &[(&str, Option<&str>)] = &[
@@ -39,6 +39,23 @@ pub fn render(name: &str, spec: Option<&str>, dir: &Path) -> PathBuf {
         Some(0),
         "kiln {args:?}\nstderr:\n{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+/// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
+pub fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    let out = dir.join(name);
+    kiln_code(
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
     );
     out
 }

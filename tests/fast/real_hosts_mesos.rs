@@ -1,35 +1,15 @@
 //! What the upstream programs do with kiln's files on a real host (issue 8): the Mesos init
-//! wrapper's flags, ZooKeeper's AdminServer, Marathon's libprocess port and program path.
+//! wrapper's flags, ZooKeeper's AdminServer, the agent's task ports, isolation and cgroups.
+//! Marathon's are in `real_hosts_marathon.rs`.
 //! Each test is named after what broke; the upstream facts are in
 //! `docs/design/upstream-facts.md`, cited in the components.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kiln_layers::{Entry, FileTree};
-use kiln_pipeline::sources::{self, SourceOptions};
-
 use crate::common::kiln_code;
-use crate::common::render::{render, TOPOLOGIES};
-
-/// Renders `spec` (written to `dir/NAME.toml`) into `dir/NAME`.
-fn render_text(dir: &Path, name: &str, spec: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    fs::write(&path, spec).unwrap();
-    let out = dir.join(name);
-    kiln_code(
-        &[
-            "render",
-            path.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        0,
-    );
-    out
-}
+use crate::common::render::{render, render_text, TOPOLOGIES};
 
 /// The built-in demo with `from` replaced by `to` (which must occur once).
 fn demo_with(from: &str, to: &str) -> String {
@@ -356,188 +336,6 @@ fn zookeeper_admin_port_turns_the_admin_server_on_and_opens_it() {
         0,
     );
     assert!(check.contains("3888/tcp 8081/tcp"), "{check}");
-}
-
-/// Issue 8, item 11: Marathon's scheduler driver listened on a random ephemeral port that no
-/// firewall opened, so with several masters the leading Mesos master could not reach it.
-#[test]
-fn marathon_libprocess_port_is_fixed_and_opened_on_masters() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
-    let master = out.join("profiles/master");
-    let unit = read(&master.join("etc/systemd/system/marathon.service"));
-    assert!(
-        unit.contains("\nEnvironment=LIBPROCESS_PORT=15101\n"),
-        "{unit}"
-    );
-    let fw = read(&master.join("etc/firewalld/services/kiln-marathon.xml"));
-    assert!(
-        fw.contains("<port protocol=\"tcp\" port=\"15101\"/>"),
-        "{fw}"
-    );
-    let zone = read(&master.join("etc/firewalld/zones/public.xml"));
-    assert!(zone.contains("<service name=\"kiln-marathon\"/>"), "{zone}");
-    // Agents run no Marathon and open nothing for it.
-    let agent = out.join("profiles/agent/etc/firewalld");
-    for e in fs::read_dir(agent.join("services")).unwrap() {
-        let text = read(&e.unwrap().path());
-        assert!(!text.contains("15101"), "{text}");
-    }
-    // The key moves both.
-    let spec = demo_with("# libprocess_port = 15101 ", "libprocess_port = 15200 ");
-    let out = render_text(tmp.path(), "lp", &spec);
-    let root = out.join("profiles/master-agent");
-    let unit = read(&root.join("etc/systemd/system/marathon.service"));
-    assert!(
-        unit.contains("\nEnvironment=LIBPROCESS_PORT=15200\n"),
-        "{unit}"
-    );
-    let fw = read(&root.join("etc/firewalld/services/kiln-marathon.xml"));
-    assert!(
-        fw.contains("port=\"15200\"") && !fw.contains("15101"),
-        "{fw}"
-    );
-}
-
-/// Issue 8, item 13: Marathon's unit ran `/usr/bin/marathon` while the catalog unpacked the
-/// tarball under `/usr/share/marathon`, so the presence check refused every default build.
-/// The catalog's tarball (laid out as upstream's: `marathon-V-COMMIT/bin/marathon`, `lib/`)
-/// is served from a `--mirror` directory and the presence check runs on what it places.
-#[test]
-fn marathon_unit_runs_the_program_the_catalog_unpacks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = r#"
-[cluster]
-name = "t"
-
-[base]
-source = { base = true }
-
-[[hosts]]
-name = "m1"
-roles = ["master"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:01"
-
-[zookeeper]
-source = { base = true }
-[mesos]
-source = { base = true }
-[mesos.agent]
-enabled = false
-[etcd]
-source = { base = true }
-[docker]
-enabled = false
-[calico.cni]
-enabled = false
-[calico.node]
-enabled = false
-[calico.libnetwork]
-enabled = false
-[marathon]
-version = "1.6.322"
-"#;
-    let spec_path = tmp.path().join("cluster.toml");
-    fs::write(&spec_path, spec).unwrap();
-    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
-    let plan = kiln_pipeline::validate::load(&src)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .plan;
-
-    // The upstream tarball's layout (mesosphere/marathon v1.6.322: `sbt
-    // universal:packageZipTarball`, top directory marathon-1.6.322-2bf46b341).
-    let top = "marathon-1.6.322-2bf46b341";
-    let mut t = FileTree::new();
-    t.insert(
-        &format!("/{top}/bin/marathon"),
-        Entry::file(
-            "#!/bin/sh\n# kiln test fixture standing in for Marathon\n",
-            0o755,
-        ),
-    )
-    .unwrap();
-    t.insert(
-        &format!("/{top}/lib/mesosphere.marathon.marathon-1.6.322.jar"),
-        Entry::file("fixture", 0o644),
-    )
-    .unwrap();
-    let mut tar = Vec::new();
-    kiln_layers::write_tar(&t, 0, &mut tar).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).unwrap();
-    let mirror = tmp.path().join("mirror");
-    let at = mirror.join(format!(
-        "downloads.mesosphere.io/marathon/builds/1.6.322-2bf46b341/{top}.tgz"
-    ));
-    fs::create_dir_all(at.parent().unwrap()).unwrap();
-    fs::write(&at, gz.finish().unwrap()).unwrap();
-
-    let mut opts = SourceOptions::new(tmp.path());
-    opts.cache_dir = tmp.path().join("cache");
-    opts.mirror = Some(mirror.to_str().unwrap().to_string());
-    let resolved = sources::resolve(&plan, tmp.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
-    let placed = &resolved.trees["marathon"];
-
-    let profile = plan.profile("master").unwrap();
-    let svc = profile
-        .services
-        .iter()
-        .find(|s| s.unit == "marathon.service")
-        .unwrap();
-    assert_eq!(svc.exec.as_str(), "/usr/share/marathon/bin/marathon");
-    // The base provides the others' programs; Marathon's comes only from the catalog.
-    let mut rootfs = placed.clone();
-    for s in profile
-        .services
-        .iter()
-        .filter(|s| s.component != svc.component)
-    {
-        rootfs.replace(&s.exec, Entry::file("x", 0o755)).unwrap();
-    }
-    sources::check_presence(&plan, profile, &rootfs).unwrap_or_else(|e| panic!("{e}"));
-    // The unit file runs the same program.
-    let out = tmp.path().join("out");
-    kiln_code(
-        &[
-            "render",
-            spec_path.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        0,
-    );
-    let unit = read(&out.join("profiles/master/etc/systemd/system/marathon.service"));
-    assert!(
-        unit.contains("\nExecStart=/usr/share/marathon/bin/marathon --master "),
-        "{unit}"
-    );
-
-    // `marathon.home` moves the catalog's destination and the unit's program together.
-    let moved = spec.replace(
-        "version = \"1.6.322\"",
-        "version = \"1.6.322\"\nhome = \"/opt/marathon\"",
-    );
-    fs::write(&spec_path, moved).unwrap();
-    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
-    let plan = kiln_pipeline::validate::load(&src).unwrap().plan;
-    let set = kiln_pipeline::components::source_sets(&plan)
-        .into_iter()
-        .find(|s| s.name == "marathon")
-        .unwrap();
-    assert_eq!(
-        set.catalog[0].dest.as_ref().unwrap().as_str(),
-        "/opt/marathon"
-    );
-    let exec = &plan
-        .profile("master")
-        .unwrap()
-        .services
-        .iter()
-        .find(|s| s.unit == "marathon.service")
-        .unwrap()
-        .exec;
-    assert_eq!(exec.as_str(), "/opt/marathon/bin/marathon");
 }
 
 /// The `<port …/>` lines of every firewalld service of a profile tree.
