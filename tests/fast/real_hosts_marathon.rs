@@ -217,7 +217,7 @@ fn marathon_runs_its_release_image_in_docker_on_the_masters() {
     assert!(!sets.iter().any(|s| s.name == "marathon"));
     let images = kiln_pipeline::components::images(&plan);
     let names: Vec<&str> = images.iter().map(|i| i.name).collect();
-    assert_eq!(names, ["marathon", "calico-node"]);
+    assert_eq!(names, ["calico-node", "marathon"]);
 }
 
 /// A master that is also an agent loads both images before either container starts, and the

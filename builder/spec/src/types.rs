@@ -532,7 +532,7 @@ pub struct Marathon {
     pub source: Option<Source>,
     /// The tarball form's installation directory, holding the release tarball's contents
     /// (`bin/marathon`, `lib/`); default `/usr/share/marathon`, where Marathon's own packages
-    /// put it. The container form does not use it.
+    /// put it, e.g. `/opt/mesosphere/marathon`. The container form does not use it.
     pub home: Option<String>,
     /// Port of Marathon's HTTP API and UI (`--http_port`).
     pub port: u16,
