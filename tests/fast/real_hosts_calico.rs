@@ -9,7 +9,7 @@ use crate::common::kiln_code;
 
 /// One master and one agent, every component on; `extra` is appended (later tables and keys
 /// of the same table must not repeat what is here).
-const TWO_HOSTS: &str = r#"
+pub(super) const TWO_HOSTS: &str = r#"
 [cluster]
 name = "lab"
 domain = "lab.example.net"

@@ -5,65 +5,24 @@
 //! `docs/design/upstream-facts.md`, cited in the component.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use kiln_layers::{Entry, FileTree};
-use kiln_pipeline::sources::{self, SourceOptions};
+use kiln_pipeline::sources;
 
-use crate::common::kiln_code;
+use super::real_hosts_calico::TWO_HOSTS;
+use crate::common::artifact_server::tar_gz;
 use crate::common::render::{render, render_text};
+use crate::common::sources::setup;
+use crate::common::{fixture, kiln_code};
 
-/// One master and one agent, every component on; `extra` is appended.
-const MASTER_AND_AGENT: &str = r#"
-[cluster]
-name = "lab"
-domain = "lab.example.net"
+/// One master running Marathon's tarball form, Docker off (`fixtures/specs/marathon-tarball.toml`).
+fn tarball_spec() -> String {
+    read(&fixture("specs/marathon-tarball.toml"))
+}
 
-[[hosts]]
-name = "m1"
-roles = ["master"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:11"
-
-[[hosts]]
-name = "a1"
-roles = ["agent"]
-address = "10.0.0.21/24"
-mac = "52:54:00:00:00:21"
-"#;
-
-/// A master alone with the base's programs and Docker off; `[marathon]` is appended.
-const MASTER_WITHOUT_DOCKER: &str = r#"
-[cluster]
-name = "t"
-
-[base]
-source = { base = true }
-
-[[hosts]]
-name = "m1"
-roles = ["master"]
-address = "10.0.0.11/24"
-mac = "52:54:00:00:00:01"
-
-[zookeeper]
-source = { base = true }
-[mesos]
-source = { base = true }
-[mesos.agent]
-enabled = false
-[etcd]
-source = { base = true }
-[docker]
-enabled = false
-[calico.cni]
-enabled = false
-[calico.node]
-enabled = false
-[calico.libnetwork]
-enabled = false
-"#;
+/// The tarball spec's Marathon source line.
+const TARBALL_SOURCE: &str = "source = { url = \"https://mirror.example.com/marathon/marathon-1.6.322-2bf46b341.tgz\", strip_components = 1, dest = \"/usr/share/marathon\" }\n";
 
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -95,17 +54,11 @@ fn check(spec: &Path) -> (String, serde_json::Value) {
 
 /// The artifact paths `kiln check --json` lists for `profile`.
 fn artifacts(report: &serde_json::Value, profile: &str) -> Vec<String> {
-    let p = report["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == profile)
-        .unwrap();
-    p["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["path"].as_str().unwrap().to_string())
+    let profiles = report["profiles"].as_array().into_iter().flatten();
+    profiles
+        .filter(|p| p["name"] == profile)
+        .flat_map(|p| p["artifacts"].as_array().into_iter().flatten())
+        .filter_map(|a| a["path"].as_str().map(String::from))
         .collect()
 }
 
@@ -116,7 +69,7 @@ fn artifacts(report: &serde_json::Value, profile: &str) -> Vec<String> {
 #[test]
 fn marathon_runs_its_release_image_in_docker_on_the_masters() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = render_text(tmp.path(), "lab", MASTER_AND_AGENT);
+    let out = render_text(tmp.path(), "lab", TWO_HOSTS);
     let master = out.join("profiles/master");
     let units = master.join("etc/systemd/system");
     let unit = read(&units.join("marathon.service"));
@@ -236,7 +189,7 @@ fn the_spec_names_marathons_image_and_one_load_serves_every_container() {
     // Another release: its tag. The cluster's registry: the name it runs as, pulled from
     // there when the baked copy is gone.
     let spec = format!(
-        "{MASTER_AND_AGENT}\n[marathon]\nversion = \"1.7.189\"\n\n[registry]\naddress = \"10.0.0.5:5000\"\n"
+        "{TWO_HOSTS}\n[marathon]\nversion = \"1.7.189\"\n\n[registry]\naddress = \"10.0.0.5:5000\"\n"
     );
     let out = render_text(tmp.path(), "reg", &spec);
     let unit = read(&out.join("profiles/master/etc/systemd/system/marathon.service"));
@@ -250,7 +203,7 @@ fn the_spec_names_marathons_image_and_one_load_serves_every_container() {
         format!("/bin/sh -c '/usr/bin/docker image inspect --format={{{{.Id}}}} {image} || /usr/bin/docker pull {image}'")
     );
     let spec = format!(
-        "{MASTER_AND_AGENT}\n[marathon]\nimage = \"registry.example.com/ops/marathon:v1.6.322-site\"\nsource = {{ oci = \"oci:vendor/marathon:v1.6.322\" }}\n"
+        "{TWO_HOSTS}\n[marathon]\nimage = \"registry.example.com/ops/marathon:v1.6.322-site\"\nsource = {{ oci = \"oci:vendor/marathon:v1.6.322\" }}\n"
     );
     let out = render_text(tmp.path(), "own", &spec);
     let unit = read(&out.join("profiles/master/etc/systemd/system/marathon.service"));
@@ -270,18 +223,24 @@ fn the_spec_names_marathons_image_and_one_load_serves_every_container() {
 /// firewall opened, so with several masters the leading Mesos master could not reach it.
 #[test]
 fn marathon_libprocess_port_is_fixed_and_opened_on_masters() {
+    // The unit's LIBPROCESS_PORT and the master's firewall hold `port`, and only it.
+    let opened_for = |master: &Path, port: &str, other: &str| {
+        let unit = read(&master.join("etc/systemd/system/marathon.service"));
+        let fw = read(&master.join("etc/firewalld/services/kiln-marathon.xml"));
+        assert!(
+            fw.contains(&format!("<port protocol=\"tcp\" port=\"{port}\"/>"))
+                && !fw.contains(other),
+            "{fw}"
+        );
+        unit
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = render("three-two", Some("specs/three-two.toml"), tmp.path());
     let master = out.join("profiles/master");
-    let unit = read(&master.join("etc/systemd/system/marathon.service"));
+    let unit = opened_for(&master, "15101", "15200");
     assert!(
         line(&unit, "ExecStart").contains(" -e LIBPROCESS_PORT=15101 "),
         "{unit}"
-    );
-    let fw = read(&master.join("etc/firewalld/services/kiln-marathon.xml"));
-    assert!(
-        fw.contains("<port protocol=\"tcp\" port=\"15101\"/>"),
-        "{fw}"
     );
     let zone = read(&master.join("etc/firewalld/zones/public.xml"));
     assert!(zone.contains("<service name=\"kiln-marathon\"/>"), "{zone}");
@@ -292,24 +251,19 @@ fn marathon_libprocess_port_is_fixed_and_opened_on_masters() {
         assert!(!text.contains("15101"), "{text}");
     }
     // The key moves both, in either form.
-    let spec = format!("{MASTER_AND_AGENT}\n[marathon]\nlibprocess_port = 15200\n");
+    let spec = format!("{TWO_HOSTS}\n[marathon]\nlibprocess_port = 15200\n");
     let out = render_text(tmp.path(), "lp", &spec);
-    let root = out.join("profiles/master");
-    let unit = read(&root.join("etc/systemd/system/marathon.service"));
+    let unit = opened_for(&out.join("profiles/master"), "15200", "15101");
     assert!(
         line(&unit, "ExecStart").contains(" -e LIBPROCESS_PORT=15200 "),
         "{unit}"
     );
-    let fw = read(&root.join("etc/firewalld/services/kiln-marathon.xml"));
-    assert!(
-        fw.contains("port=\"15200\"") && !fw.contains("15101"),
-        "{fw}"
-    );
-    let spec = format!(
-        "{MASTER_WITHOUT_DOCKER}\n[marathon]\nlibprocess_port = 15200\nsource = {{ base = true }}\n"
+    let spec = tarball_spec().replace(
+        TARBALL_SOURCE,
+        &format!("{TARBALL_SOURCE}libprocess_port = 15200\n"),
     );
     let out = render_text(tmp.path(), "lp-tarball", &spec);
-    let unit = read(&out.join("profiles/master/etc/systemd/system/marathon.service"));
+    let unit = opened_for(&out.join("profiles/master"), "15200", "15101");
     assert_eq!(line(&unit, "Environment"), "LIBPROCESS_PORT=15200");
 }
 
@@ -319,50 +273,29 @@ fn marathon_libprocess_port_is_fixed_and_opened_on_masters() {
 /// places; no Docker on such a master.
 #[test]
 fn a_tarball_source_runs_bin_marathon_under_home_without_docker() {
-    let tmp = tempfile::tempdir().unwrap();
-    let url = "https://mirror.example.com/marathon/marathon-1.6.322-2bf46b341.tgz";
-    let spec = format!(
-        "{MASTER_WITHOUT_DOCKER}\n[marathon]\nversion = \"1.6.322\"\n\
-         source = {{ url = \"{url}\", strip_components = 1, dest = \"/usr/share/marathon\" }}\n"
-    );
-    let spec_path = tmp.path().join("cluster.toml");
-    fs::write(&spec_path, &spec).unwrap();
-    let src = kiln_pipeline::read_spec(Some(&spec_path)).unwrap();
-    let plan = kiln_pipeline::validate::load(&src)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .plan;
-
+    let spec = tarball_spec();
+    let mut src = setup(&spec);
     // The upstream tarball's layout (mesosphere/marathon v1.6.322: `sbt
-    // universal:packageZipTarball`, top directory marathon-1.6.322-2bf46b341).
+    // universal:packageZipTarball`, top directory marathon-1.6.322-2bf46b341), served from a
+    // `--mirror` directory at the spec's URL.
     let top = "marathon-1.6.322-2bf46b341";
     let mut t = FileTree::new();
+    let launcher = "#!/bin/sh\n# kiln test fixture standing in for Marathon\n";
     t.insert(
         &format!("/{top}/bin/marathon"),
-        Entry::file(
-            "#!/bin/sh\n# kiln test fixture standing in for Marathon\n",
-            0o755,
-        ),
+        Entry::file(launcher, 0o755),
     )
     .unwrap();
-    t.insert(
-        &format!("/{top}/lib/mesosphere.marathon.marathon-1.6.322.jar"),
-        Entry::file("fixture", 0o644),
-    )
-    .unwrap();
-    let mut tar = Vec::new();
-    kiln_layers::write_tar(&t, 0, &mut tar).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).unwrap();
-    let mirror = tmp.path().join("mirror");
-    let at = mirror.join(url.trim_start_matches("https://"));
+    let jar = format!("/{top}/lib/mesosphere.marathon.marathon-1.6.322.jar");
+    t.insert(&jar, Entry::file("fixture", 0o644)).unwrap();
+    let mirror = src.dir.path().join("mirror");
+    let at = mirror.join(format!("mirror.example.com/marathon/{top}.tgz"));
     fs::create_dir_all(at.parent().unwrap()).unwrap();
-    fs::write(&at, gz.finish().unwrap()).unwrap();
-
-    let mut opts = SourceOptions::new(tmp.path());
-    opts.cache_dir = tmp.path().join("cache");
-    opts.mirror = Some(mirror.to_str().unwrap().to_string());
-    let resolved = sources::resolve(&plan, tmp.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(&at, tar_gz(&t)).unwrap();
+    src.opts.mirror = Some(mirror.to_str().unwrap().to_string());
+    let resolved = src.resolve().unwrap_or_else(|e| panic!("{e}"));
     let placed = &resolved.trees["marathon"];
+    let plan = crate::common::sources::plan_of(&src.spec_path);
     let profile = plan.profile("master").unwrap();
     let svc = profile
         .services
@@ -382,7 +315,7 @@ fn a_tarball_source_runs_bin_marathon_under_home_without_docker() {
     sources::check_presence(&plan, profile, &rootfs).unwrap_or_else(|e| panic!("{e}"));
 
     // The unit runs the same program with the container form's flags and environment.
-    let out = render_text(tmp.path(), "cluster", &spec);
+    let out = render_text(src.dir.path(), "cluster", &spec);
     let root = out.join("profiles/master");
     let unit = read(&root.join("etc/systemd/system/marathon.service"));
     assert_eq!(
@@ -400,10 +333,10 @@ fn a_tarball_source_runs_bin_marathon_under_home_without_docker() {
     assert!(!root
         .join("etc/systemd/system/kiln-load-images.service")
         .exists());
-    let (text, report) = check(&spec_path);
+    let (text, report) = check(&src.spec_path);
     assert!(
         text.contains(&format!(
-            "  marathon   tarball form: /usr/share/marathon/bin/marathon from {url}\n"
+            "  marathon   tarball form: /usr/share/marathon/bin/marathon from https://mirror.example.com/marathon/{top}.tgz\n"
         )),
         "{text}"
     );
@@ -411,10 +344,10 @@ fn a_tarball_source_runs_bin_marathon_under_home_without_docker() {
 
     // `marathon.home` moves the unit's program; the source's dest is the spec's.
     let moved = spec.replace(
-        "version = \"1.6.322\"",
-        "version = \"1.6.322\"\nhome = \"/opt/marathon\"",
+        TARBALL_SOURCE,
+        &format!("{TARBALL_SOURCE}home = \"/opt/marathon\"\n"),
     );
-    let out = render_text(tmp.path(), "moved", &moved);
+    let out = render_text(src.dir.path(), "moved", &moved);
     let unit = read(&out.join("profiles/master/etc/systemd/system/marathon.service"));
     assert!(
         line(&unit, "ExecStart").starts_with("/opt/marathon/bin/marathon --master "),
@@ -427,16 +360,14 @@ fn a_tarball_source_runs_bin_marathon_under_home_without_docker() {
 #[test]
 fn the_container_form_without_docker_is_refused_with_the_ways_out() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("nodocker.toml");
-    fs::write(
-        &spec,
-        format!("{MASTER_WITHOUT_DOCKER}\n[marathon]\nversion = \"1.6.322\"\n"),
-    )
-    .unwrap();
-    let err = kiln_code(&["check", spec.to_str().unwrap()], 2).1;
+    let spec = tarball_spec().replace(TARBALL_SOURCE, "");
+    let line = spec.lines().position(|l| l == "[docker]").unwrap() + 2;
+    let path = tmp.path().join("nodocker.toml");
+    fs::write(&path, spec).unwrap();
+    let err = kiln_code(&["check", path.to_str().unwrap()], 2).1;
     for want in [
         "Marathon runs as a container (mesosphere/marathon:v1.6.322) but Docker is disabled",
-        "nodocker.toml:23:11",
+        &format!("nodocker.toml:{line}:11"),
         "enable docker",
         "marathon.source = { url =",
     ] {
