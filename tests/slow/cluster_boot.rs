@@ -331,7 +331,11 @@ fn marathon_runs_its_image_in_docker_on_the_master(m1: &Path) {
         m1,
         "docker inspect -f '{{.HostConfig.NetworkMode}} {{.HostConfig.Privileged}} {{.Config.Image}}' marathon",
     );
-    assert_eq!(inspect.trim(), "host false kiln-fixture/marathon:v1.6.322");
+    // The name it runs as: the spec's image under the cluster registry's prefix.
+    assert_eq!(
+        inspect.trim(),
+        "host false 10.0.2.2:5000/kiln/kiln-fixture/marathon:v1.6.322"
+    );
     // The host's network: the container's listener is in the host's own socket table.
     sh_ok(m1, "ss -Hltn 'sport = :8080' | grep -q LISTEN");
     started_before(m1, "docker.service", "kiln-load-images.service");
