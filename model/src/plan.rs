@@ -843,7 +843,7 @@ impl Upstream {
     pub fn what(self) -> &'static str {
         match self {
             Upstream::Mesos => "the Mesos master and agent (units, ports, flags)",
-            Upstream::Marathon => "Marathon (unit, ports)",
+            Upstream::Marathon => "Marathon (unit, ports, image)",
             Upstream::Calico => "calico-node, calico-libnetwork and the calico CNI plugins",
         }
     }
