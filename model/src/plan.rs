@@ -580,9 +580,8 @@ pub struct MesosAgentPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct MarathonPlan {
     pub version: Version,
-    pub source: Option<SourcePlan>,
-    /// Installation directory, holding the release tarball's contents (`bin/marathon`, `lib/`).
-    pub home: AbsPath,
+    /// How it runs: its image in Docker, or a tarball's `bin/marathon`.
+    pub run: MarathonRun,
     /// `--http_port`.
     pub port: u16,
     /// `LIBPROCESS_PORT`: where the scheduler driver listens for the Mesos master.
@@ -590,6 +589,32 @@ pub struct MarathonPlan {
     /// `zk://…/mesos` and `zk://…/marathon`.
     pub master_zk: String,
     pub zk: String,
+}
+
+impl MarathonPlan {
+    /// The image of the container form.
+    pub fn image(&self) -> Option<&BakedImage> {
+        match &self.run {
+            MarathonRun::Container(image) => Some(image),
+            MarathonRun::Tarball { .. } => None,
+        }
+    }
+}
+
+/// How Marathon runs on the masters.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "form")]
+pub enum MarathonRun {
+    /// Its release image (`mesosphere/marathon:vVERSION`, JDK and libmesos inside), run by
+    /// Docker on the host's network.
+    Container(Box<BakedImage>),
+    /// `bin/marathon` under `home`, from a tarball, directory or package source, or the base.
+    Tarball {
+        /// Installation directory, holding the release tarball's contents (`bin/marathon`,
+        /// `lib/`).
+        home: AbsPath,
+        source: SourcePlan,
+    },
 }
 
 /// Docker's cluster store.
@@ -656,7 +681,7 @@ pub struct CniPlan {
 /// registry's prefix when there is one) and where kiln gets it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BakedImage {
-    /// `calico-node`, `calico-libnetwork`.
+    /// `calico-node`, `calico-libnetwork`, `marathon`: the container's name.
     pub name: &'static str,
     pub runs_as: ImageRef,
     pub upstream: ImageRef,
@@ -866,7 +891,7 @@ impl Upstream {
     pub fn what(self) -> &'static str {
         match self {
             Upstream::Mesos => "the Mesos master and agent (units, ports, flags)",
-            Upstream::Marathon => "Marathon (unit, ports)",
+            Upstream::Marathon => "Marathon (unit, ports, image)",
             Upstream::Calico => "calico-node, calico-libnetwork and the calico CNI plugins",
         }
     }

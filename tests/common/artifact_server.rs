@@ -155,6 +155,15 @@ pub fn script(name: &str) -> Vec<u8> {
     format!("#!/bin/sh\necho {name}\n").into_bytes()
 }
 
+/// `t` as a gzip-compressed tarball, as a release tarball is served.
+pub fn tar_gz(t: &FileTree) -> Vec<u8> {
+    let mut tar = Vec::new();
+    kiln_layers::write_tar(t, 0, &mut tar).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
 pub fn make_fixtures() -> Fixtures {
     let dir = tempfile::tempdir().unwrap();
     let mut t = FileTree::new();
@@ -173,11 +182,7 @@ pub fn make_fixtures() -> Fixtures {
         Entry::file("docs", 0o644),
     )
     .unwrap();
-    let mut tar = Vec::new();
-    kiln_layers::write_tar(&t, 0, &mut tar).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).unwrap();
-    let tarball = gz.finish().unwrap();
+    let tarball = tar_gz(&t);
 
     require_tool("dpkg-deb", "dpkg");
     let root = dir.path().join("debroot");

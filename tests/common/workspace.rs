@@ -78,6 +78,17 @@ pub fn debian_iptables(base: &mut FileTree) {
 
 /// Writes a one-layer OCI layout `dir` with ref `reference`.
 pub fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Option<Vec<String>>) {
+    write_fixture_image_with(dir, reference, tree, |spec| spec.cmd = cmd);
+}
+
+/// [`write_fixture_image`] with the image's config (entry point, working directory, …) set by
+/// `config`.
+pub fn write_fixture_image_with(
+    dir: &Path,
+    reference: &str,
+    tree: &FileTree,
+    config: impl FnOnce(&mut ImageSpec),
+) {
     let opts = LayerOptions {
         source_date_epoch: 1_600_000_000,
         ..LayerOptions::default()
@@ -97,7 +108,7 @@ pub fn write_fixture_image(dir: &Path, reference: &str, tree: &FileTree, cmd: Op
         vec![layer],
         1_600_000_000,
     );
-    spec.cmd = cmd;
+    config(&mut spec);
     layout.add_image(&spec, &store, Some(reference)).unwrap();
     layout.finish().unwrap();
 }

@@ -578,13 +578,13 @@ fn sbom_lists_source_artifacts_base_packages_and_baked_images() {
         deb["externalRefs"][0]["referenceLocator"],
         "pkg:deb/debian/busybox-static@1%3A1.35.0-4%2Bb3?arch=amd64"
     );
-    // Listed exactly where the image has the layer of baked images.
+    // Listed exactly where the image has calico/node's layer.
     for (profile, sbom) in &sboms {
         let baked = image(&rep, &format!("t-{profile}"))["layers"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|l| l["from"] == "images");
+            .any(|l| l["from"] == "image calico-node");
         let listed = sbom["packages"]
             .as_array()
             .unwrap()

@@ -112,7 +112,7 @@ fn verify_catches_a_unit_whose_program_is_missing() {
     let out = render("demo", None, tmp.path());
     let root = tempfile::tempdir().unwrap();
     verify_profile(&out.join("profiles/master-agent"), root.path());
-    fs::remove_file(root.path().join("usr/share/marathon/bin/marathon")).unwrap();
+    fs::remove_file(root.path().join("usr/bin/docker")).unwrap();
     let res = Command::new("systemd-analyze")
         .arg("verify")
         .arg(format!("--root={}", root.path().display()))
@@ -121,7 +121,7 @@ fn verify_catches_a_unit_whose_program_is_missing() {
         .unwrap();
     assert!(
         !res.status.success(),
-        "verify passed without /usr/share/marathon/bin/marathon"
+        "verify passed without /usr/bin/docker, the program of Marathon's container unit"
     );
 }
 

@@ -31,6 +31,7 @@ mod pinned_sources;
 mod provision_incremental;
 mod real_hosts_calico;
 mod real_hosts_etcd;
+mod real_hosts_marathon;
 mod real_hosts_mesos;
 mod rendered_trees;
 mod role_image_inputs;

@@ -82,7 +82,9 @@ fn docker_service_orders_after_containerd_like_debians_unit() {
         fs::symlink_metadata(&containerd).is_err(),
         "containerd.service is masked on the agent"
     );
-    // Where Docker does not run, the base's containerd stays masked.
+    // Where Docker does not run (a master running Marathon's tarball form), the base's
+    // containerd stays masked.
+    let r = render("[marathon]\nsource = { base = true }\n");
     let master = r.profile("master");
     assert_eq!(
         fs::read_link(master.join("etc/systemd/system/containerd.service")).unwrap(),

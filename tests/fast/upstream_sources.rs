@@ -38,7 +38,12 @@ fn every_upstream_artifact_of_the_full_demo_has_a_live_default_or_a_setting_to_f
         .lines()
         .filter_map(|l| l.strip_prefix("  source     "))
         .collect();
-    for name in ["mesos ", "marathon ", "calico-cni ", "image calico-node:"] {
+    for name in [
+        "mesos ",
+        "image marathon:",
+        "calico-cni ",
+        "image calico-node:",
+    ] {
         assert!(
             lines.iter().any(|l| l.starts_with(name)),
             "no source line for {name}:\n{text}"
@@ -52,9 +57,7 @@ fn every_upstream_artifact_of_the_full_demo_has_a_live_default_or_a_setting_to_f
                 || l.contains(": NO SOURCE: "),
             "{l}"
         );
-        // Marathon's tarball default is on a dead host until it runs from its image.
-        let default = l.contains(": catalog ") && !l.starts_with("marathon ");
-        for dead in DEAD_HOSTS.iter().filter(|_| default) {
+        for dead in DEAD_HOSTS.iter().filter(|_| l.contains(": catalog ")) {
             assert!(!l.contains(dead), "a default on a dead host: {l}");
         }
     }

@@ -7,7 +7,8 @@
 //!   Marathon, every unit active and never restarted);
 //! - the FIXTURE stand-ins for Mesos, Marathon and calico-node (upstream only, not fetchable
 //!   here) were started at the right paths with the flags and environment the spec implies,
-//!   and after the units they must follow;
+//!   and after the units they must follow; Marathon's and calico-node's as containers of
+//!   FIXTURE images, Marathon's in the master's Docker on the host's network;
 //! - a real CNI ADD with Debian's plugins into a network namespace on the agent;
 //! - the agent `docker pull`s an image kiln built and `kiln push`ed to a registry on the host;
 //! - a write to `/usr` fails and the host stays healthy;
@@ -31,7 +32,7 @@ use kiln_vm::qga::Agent;
 use kiln_vm::{BootOptions, BootRun, Check};
 
 use crate::common::vm::write_mesos_fixture;
-use crate::common::workspace::{busybox_tree, write_fixture_image};
+use crate::common::workspace::{busybox_tree, write_fixture_image, write_fixture_image_with};
 use crate::common::{fixture, kiln_code};
 use kiln_pipeline::values::MesosFlavour;
 
@@ -39,18 +40,19 @@ use kiln_pipeline::values::MesosFlavour;
 /// 127.0.0.1:5000 as the VMs see it through their host link.
 const REGISTRY_PORT: u16 = 5000;
 
-/// Marathon's launcher, as a FIXTURE: records its arguments and environment, answers `/ping`.
-const MARATHON: &str = r#"#!/bin/bash
-# kiln test FIXTURE standing in for Marathon: not Marathon.
-set -u
-rec=/run/kiln-fixture/marathon
-mkdir -p "$rec.www"
-echo "argv: $*" > "$rec.flags"
-env | sort > "$rec.env"
-echo pong > "$rec.www/ping"
+/// Marathon's launcher, `bin/marathon` in WORKDIR `/marathon` (the entry point of
+/// mesosphere/marathon's image), as a FIXTURE image's: records its arguments, environment and
+/// working directory under `/fixture` in the container and answers `/ping` on `--http_port`.
+const MARATHON: &str = r#"#!/bin/sh
+# kiln test FIXTURE standing in for Marathon's launcher: not Marathon.
+mkdir -p /fixture/www
+echo "argv: $*" > /fixture/flags
+env | sort > /fixture/env
+pwd > /fixture/cwd
+echo pong > /fixture/www/ping
 port=
 while [ $# -gt 0 ]; do [ "$1" = --http_port ] && port=$2; shift; done
-exec busybox httpd -f -p "$port" -h "$rec.www"
+exec httpd -f -p "$port" -h /fixture/www
 "#;
 
 /// calico/node's entry point, as a FIXTURE: writes the container's environment to the host's
@@ -82,7 +84,6 @@ fn workspace(dir: &Path) -> PathBuf {
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
     write_mesos_fixture(&dir.join("fixture-mesos"), MesosFlavour::Mesosphere);
-    file("fixture-marathon/usr/share/marathon/bin/marathon", MARATHON);
     file("fixture-calico-cni/calico", CNI_PLUGIN);
     file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);
     let mut node: FileTree = busybox_tree();
@@ -98,6 +99,24 @@ fn workspace(dir: &Path) -> PathBuf {
         "calico-node",
         &node,
         Some(vec!["/fixture-calico-node".into()]),
+    );
+    let mut marathon: FileTree = busybox_tree();
+    for applet in ["env", "sort", "mkdir", "httpd"] {
+        marathon
+            .insert(&format!("/bin/{applet}"), Entry::symlink("busybox"))
+            .unwrap();
+    }
+    marathon
+        .insert("/marathon/bin/marathon", Entry::file(MARATHON, 0o755))
+        .unwrap();
+    write_fixture_image_with(
+        &dir.join("fixture-marathon-oci"),
+        "marathon",
+        &marathon,
+        |image| {
+            image.entrypoint = Some(vec!["bin/marathon".into()]);
+            image.working_dir = Some("/marathon".into());
+        },
     );
     spec
 }
@@ -280,6 +299,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     let (m1, a1) = (qga(&run, "m1"), qga(&run, "a1"));
 
     wiring_on_the_master(&m1);
+    marathon_runs_its_image_in_docker_on_the_master(&m1);
     wiring_on_the_agent(&a1);
     one_node_name(&m1, "m1.kiln.test");
     one_node_name(&a1, "a1.kiln.test");
@@ -319,17 +339,50 @@ fn wiring_on_the_master(m1: &Path) {
     has_all(&record(m1, "mesos-master.flags"), &flags, "mesos-master");
     let env = ["LIBPROCESS_IP=10.88.0.11", "MESOS_HOSTNAME=m1.kiln.test"];
     has_all(&record(m1, "mesos-master.env"), &env, "mesos-master env");
+    started_before(m1, "zookeeper.service", "mesos-master.service");
+    // The master runs no agent-side unit.
+    let (code, _) = sh(m1, "systemctl is-active calico-node.service");
+    assert_ne!(code, 0, "calico-node must not run on a master-only host");
+}
+
+/// Marathon's FIXTURE image ran in the master's Docker, on the host's network, unprivileged,
+/// from its entry point with the flags and environment the spec implies, after Docker, the
+/// load one-shot and the Mesos master; that Docker has no cluster store.
+fn marathon_runs_its_image_in_docker_on_the_master(m1: &Path) {
+    let fixture = |file: &str| -> Vec<String> {
+        sh_ok(m1, &format!("docker exec marathon cat /fixture/{file}"))
+            .lines()
+            .map(String::from)
+            .collect()
+    };
     let argv = "argv: --master zk://10.88.0.11:2181/mesos --zk zk://10.88.0.11:2181/marathon \
                 --http_port 8080 --hostname m1.kiln.test";
-    has_all(&record(m1, "marathon.flags"), &[argv], "marathon");
-    has_all(&record(m1, "marathon.env"), &[env[0]], "marathon env");
-    started_before(m1, "zookeeper.service", "mesos-master.service");
+    has_all(&fixture("flags"), &[argv], "marathon");
+    let env = ["LIBPROCESS_IP=10.88.0.11", "LIBPROCESS_PORT=15101"];
+    has_all(&fixture("env"), &env, "marathon's environment");
+    has_all(
+        &fixture("cwd"),
+        &["/marathon"],
+        "marathon's working directory",
+    );
+    let inspect = sh_ok(
+        m1,
+        "docker inspect -f '{{.HostConfig.NetworkMode}} {{.HostConfig.Privileged}} {{.Config.Image}}' marathon",
+    );
+    // The name it runs as: the spec's image under the cluster registry's prefix.
+    assert_eq!(
+        inspect.trim(),
+        "host false 10.0.2.2:5000/kiln/kiln-fixture/marathon:v1.6.322"
+    );
+    // The host's network: the container's listener is in the host's own socket table.
+    sh_ok(m1, "ss -Hltn 'sport = :8080' | grep -q LISTEN");
+    started_before(m1, "docker.service", "kiln-load-images.service");
+    started_before(m1, "kiln-load-images.service", "marathon.service");
     started_before(m1, "mesos-master.service", "marathon.service");
-    // The master runs no agent-side unit.
-    let (code, _) = sh(m1, "systemctl is-active docker.service calico-node.service");
-    assert_ne!(
-        code, 0,
-        "docker and calico-node must not run on a master-only host"
+    let info = sh_ok(m1, "docker info 2>&1");
+    assert!(
+        !info.contains("Cluster Store: etcd"),
+        "a master's Docker must not use the cluster store:\n{info}"
     );
 }
 
@@ -656,8 +709,8 @@ fn pull_from_the_hosts_registry(a1: &Path, dist: &Path) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["kind"] == "component")
-        .expect("a component image (calico-node) in the build report");
+        .find(|i| i["kind"] == "component" && i["reference"] == "calico-node")
+        .expect("the calico-node component image in the build report");
     let digest = image["manifest_digest"].as_str().unwrap();
     let pulled = format!(
         "10.0.2.2:{REGISTRY_PORT}/pushed/{}:{}",

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::components::{self, Artifact, Rendered};
 use crate::diag::Diagnostic;
-use kiln_model::plan::{HostPlan, Origin, Plan, Proto, Service, SourcePlan};
+use kiln_model::plan::{
+    HostPlan, MarathonPlan, MarathonRun, Origin, Plan, Proto, Service, SourcePlan,
+};
 use kiln_model::values::HostName;
 
 /// One entry of a rendered tree, for the report.
@@ -210,6 +212,30 @@ fn ports(s: &Service) -> String {
     }
 }
 
+/// How Marathon runs, and from what.
+fn marathon_form(m: &MarathonPlan) -> String {
+    match &m.run {
+        MarathonRun::Container(img) => format!(
+            "container form: {} run by Docker on the host's network, image from {}",
+            img.runs_as,
+            match img.source.as_ref().map(|s| &s.origin) {
+                Some(Origin::Oci(o)) => o.as_str(),
+                _ => img.upstream.as_str(),
+            }
+        ),
+        MarathonRun::Tarball { home, source } => format!(
+            "tarball form: {home}/bin/marathon from {}",
+            match &source.origin {
+                Origin::Url(u) => u.to_string(),
+                Origin::File(f) => format!("file {f}"),
+                Origin::Deb(d) => format!("deb {d}"),
+                Origin::Oci(o) => o.clone(),
+                Origin::Base => "the base".into(),
+            }
+        ),
+    }
+}
+
 /// Human-readable plan: per host its role, profile, identity and files; per profile its
 /// units, ports and files.
 pub fn text(r: &CheckReport) -> String {
@@ -234,6 +260,9 @@ pub fn text(r: &CheckReport) -> String {
     let _ = writeln!(o, "  zookeeper  {}", zk.as_deref().unwrap_or("-"));
     if let Some(m) = &plan.mesos.master {
         let _ = writeln!(o, "  mesos      {} (quorum {})", plan.mesos.zk, m.quorum);
+    }
+    if let Some(m) = &plan.marathon {
+        let _ = writeln!(o, "  marathon   {}", marathon_form(m));
     }
     if let Some(e) = &plan.etcd {
         let _ = writeln!(

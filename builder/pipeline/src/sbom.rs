@@ -177,7 +177,7 @@ pub fn document(
 
     // The baked container images, on profiles that load them.
     if profile.runs(LOAD_UNIT) {
-        for b in components::images(plan) {
+        for b in components::images_of(plan, profile) {
             let Some(img) = resolved.images.get(b.name) else {
                 continue;
             };

@@ -531,13 +531,25 @@ pub struct MesosAgent {
 pub struct Marathon {
     /// Run Marathon on every master (needs `mesos.master.enabled`).
     pub enabled: bool,
-    /// Marathon release; the catalog knows the download URL of a few versions only.
+    /// Marathon release, e.g. `1.6.322`; the container form's default image is its tag on
+    /// Docker Hub, `mesosphere/marathon:v1.6.322`.
     pub version: String,
-    /// Where Marathon comes from; unset: the catalog's tarball for `version`.
+    /// The container form's image (Marathon's launcher, a JDK and libmesos inside; needs
+    /// `docker.enabled`, and Docker then runs on the masters too); default
+    /// `mesosphere/marathon:vVERSION`, e.g.
+    /// `registry.example.com/mesosphere/marathon:v1.6.322`.
+    pub image: Option<String>,
+    /// Where Marathon comes from, which chooses how it runs. Unset: `image` from its
+    /// registry; an `oci` source (`oci:DIR:TAG`, `docker-archive:FILE`): the image from disk;
+    /// both run it as a container. A `url`, `file`, `deb` or `base` source: the tarball
+    /// form, `bin/marathon` under `home` run directly (the host then needs a JDK 8 and
+    /// libmesos), e.g. `{ url = "https://mirror.example.com/marathon-1.6.322-2bf46b341.tgz",
+    /// strip_components = 1, dest = "/usr/share/marathon" }`.
     pub source: Option<Source>,
-    /// Marathon installation directory: the release tarball's contents (`bin/marathon`,
-    /// `lib/`), where the catalog unpacks it and where Marathon's own packages put it.
-    pub home: String,
+    /// The tarball form's installation directory, holding the release tarball's contents
+    /// (`bin/marathon`, `lib/`); default `/usr/share/marathon`, where Marathon's own packages
+    /// put it, e.g. `/opt/mesosphere/marathon`. The container form does not use it.
+    pub home: Option<String>,
     /// Port of Marathon's HTTP API and UI (`--http_port`).
     pub port: u16,
     /// Port of Marathon's Mesos scheduler driver (`LIBPROCESS_PORT`), opened on the masters:
@@ -849,8 +861,9 @@ impl Default for Marathon {
         Marathon {
             enabled: true,
             version: "1.6.322".into(),
+            image: None,
             source: None,
-            home: "/usr/share/marathon".into(),
+            home: None,
             port: 8080,
             libprocess_port: 15101,
         }

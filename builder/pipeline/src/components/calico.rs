@@ -1,6 +1,6 @@
 //! Calico: the CNI plugins and network config where the Mesos agent looks, calico-node (and
-//! calico-libnetwork for Calico 1.x) as Docker containers, and the one-shot that loads their
-//! baked images from local disk before they start.
+//! calico-libnetwork for Calico 1.x) as Docker containers on the agents, from images baked
+//! into them (Docker's one-shot loads them before they start).
 
 use kiln_model::plan::{BakedImage, ComponentId, Libnetwork, Plan, Port, Profile, Proto, Service};
 use kiln_model::values::{Backend, IpipMode};
@@ -8,28 +8,13 @@ use minijinja::context;
 use serde::Serialize;
 
 use super::{
-    abs, local_etcd_unit, Artifact, Component, Ctx, RenderError, SourceSet, DOCKER_CLI, IMAGES_DIR,
-    KILN_ETC, LOAD_UNIT,
+    abs, local_etcd_unit, Artifact, Component, ContainerUnit, Ctx, RenderError, SourceSet,
+    DOCKER_CLI, KILN_ETC,
 };
 use crate::sources::catalog;
 
 /// The Calico component: CNI plugins and config, calico-node, calico-libnetwork.
 pub(crate) struct Calico;
-
-/// File name of a baked image's docker-archive under [`IMAGES_DIR`].
-pub(crate) fn archive_name(image: &str) -> String {
-    let safe: String = image
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{safe}.tar")
-}
 
 /// The Calico CNI network config (`calico.conf` / DC/OS `calico.cni`).
 #[derive(Serialize)]
@@ -92,19 +77,7 @@ impl Component for Calico {
                 ports: Vec::new(),
             });
         }
-        if containers.is_empty() {
-            return containers;
-        }
-        // Runs first among the container units: they find their images already loaded.
-        let mut out = vec![Service {
-            unit: LOAD_UNIT.into(),
-            component: ComponentId::Calico,
-            about: "loads baked container images",
-            exec: abs("/bin/sh"),
-            ports: Vec::new(),
-        }];
-        out.extend(containers);
-        out
+        containers
     }
 
     fn role_files(&self, ctx: &mut Ctx) -> Result<(), RenderError> {
@@ -129,8 +102,8 @@ impl Component for Calico {
         }]
     }
 
-    fn images<'a>(&self, plan: &'a Plan) -> Vec<&'a BakedImage> {
-        if plan.docker.is_none() {
+    fn images<'a>(&self, plan: &'a Plan, profile: &Profile) -> Vec<&'a BakedImage> {
+        if plan.docker.is_none() || !profile.roles.agent {
             return Vec::new();
         }
         plan.calico.baked_images()
@@ -144,15 +117,6 @@ impl Component for Calico {
                     path: cni.plugins_dir.child(bin),
                     component: "calico-cni",
                     what: format!("{bin} CNI plugin {}", cni.version),
-                });
-            }
-        }
-        if profile.runs(LOAD_UNIT) {
-            for img in self.images(plan) {
-                out.push(Artifact {
-                    path: format!("{IMAGES_DIR}/{}", archive_name(img.runs_as.as_str())),
-                    component: "images",
-                    what: format!("image {}", img.runs_as),
                 });
             }
         }
@@ -200,21 +164,8 @@ fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
             as_number => node.and_then(|n| n.as_number),
         },
     )?;
-    let ensure_image = |image: &str| {
-        match &plan.registry {
-        // Present from the baked archive, else from the cluster's registry; never the internet.
-        Some(_) => format!("/bin/sh -c '{DOCKER_CLI} image inspect --format={{{{.Id}}}} {image} || {DOCKER_CLI} pull {image}'"),
-        None => format!("{DOCKER_CLI} image inspect --format={{{{.Id}}}} {image}"),
-    }
-    };
-    let mut after = vec!["docker.service", LOAD_UNIT];
-    if let Some(u) = local_etcd_unit(ctx.profile) {
-        after.push(u);
-    }
-    let after = after.join(" ");
-    let mut loaded = Vec::new();
+    let etcd: Vec<&str> = local_etcd_unit(ctx.profile).into_iter().collect();
     if let Some(n) = node {
-        let image = n.image.runs_as.as_str();
         let mut args = vec![
             format!("--env-file={env_file}"),
             "-e NODENAME=${KILN_NODENAME}".to_string(),
@@ -230,36 +181,33 @@ fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
             vols.push("/var/run/docker.sock:/var/run/docker.sock");
         }
         args.extend(vols.iter().map(|v| format!("-v {v}")));
-        ctx.unit(
-            "calico-node.service",
-            "container.service",
-            context! {
-                description => "calico-node", docs => "https://docs.projectcalico.org/", after => &after,
-                docker => DOCKER_CLI, name => "calico-node", ensure_image => ensure_image(image),
-                run_args => args.join(" "), image,
-            },
-        )?;
-        loaded.push("calico-node.service");
+        ctx.container_unit(ContainerUnit {
+            unit: "calico-node.service",
+            description: "calico-node",
+            docs: "https://docs.projectcalico.org/",
+            image: &n.image,
+            requires: etcd.clone(),
+            after: Vec::new(),
+            wants: Vec::new(),
+            privileged: true,
+            run_args: args.join(" "),
+            args: String::new(),
+        })?;
     }
     if let Some(img) = libnet {
-        let image = img.runs_as.as_str();
-        let args = format!("--env-file={env_file} -v /run/docker/plugins:/run/docker/plugins -v /var/run/docker.sock:/var/run/docker.sock");
-        ctx.unit(
-            "calico-libnetwork.service",
-            "container.service",
-            context! {
-                description => "calico-libnetwork (Calico 1.x)", docs => "https://github.com/projectcalico/libnetwork-plugin",
-                after => &after, docker => DOCKER_CLI, name => "calico-libnetwork",
-                ensure_image => ensure_image(image), run_args => args, image,
-            },
-        )?;
-        loaded.push("calico-libnetwork.service");
+        ctx.container_unit(ContainerUnit {
+            unit: "calico-libnetwork.service",
+            description: "calico-libnetwork (Calico 1.x)",
+            docs: "https://github.com/projectcalico/libnetwork-plugin",
+            image: img,
+            requires: etcd,
+            after: Vec::new(),
+            wants: Vec::new(),
+            privileged: true,
+            run_args: format!("--env-file={env_file} -v /run/docker/plugins:/run/docker/plugins -v /var/run/docker.sock:/var/run/docker.sock"),
+            args: String::new(),
+        })?;
     }
-    ctx.unit(
-        LOAD_UNIT,
-        "kiln-load-images.service",
-        context! { before => loaded.join(" "), dir => IMAGES_DIR, docker => DOCKER_CLI },
-    )?;
     ctx.state_dirs(
         "calico",
         None,
@@ -267,7 +215,6 @@ fn role_files(ctx: &mut Ctx) -> Result<(), RenderError> {
             ("/var/log/calico", "0755"),
             ("/run/calico", "0755"),
             ("/run/docker/plugins", "0755"),
-            (IMAGES_DIR, "0755"),
         ],
     )
 }

@@ -1,11 +1,17 @@
 //! Docker Engine: `daemon.json` with the cluster store, the unit passing the host's own
-//! `--cluster-advertise` address from its identity.
+//! `--cluster-advertise` address from its identity, and the one-shot that loads the container
+//! images baked into the profile before the units that run them start. It runs on the agents
+//! (the Mesos agent's Docker containerizer, calico-node) and wherever a unit runs a baked
+//! image (Marathon's container on the masters).
 
 use kiln_model::plan::{ComponentId, Plan, Profile, Service, StorePlan};
 use minijinja::context;
 use serde::Serialize;
 
-use super::{local_etcd_unit, profiles_running, Component, Ctx, RenderError, SourceSet};
+use super::{
+    abs, archive_name, images_of, local_etcd_unit, profiles_running, Artifact, Component, Ctx,
+    RenderError, SourceSet, DOCKER_CLI, IMAGES_DIR, LOAD_UNIT,
+};
 use crate::sources::catalog;
 
 /// The Docker component.
@@ -21,7 +27,13 @@ struct DaemonJson {
 }
 
 /// The `cluster-store` URL for this profile: `etcd` becomes the profile's etcd endpoints.
+/// Agents only: the store serves multi-host Docker networks (Calico's libnetwork driver),
+/// whose containers are the agents' tasks. A master runs only host-networked containers
+/// (Marathon), so registering it there would only tie its Docker to the store.
 pub(crate) fn cluster_store(plan: &Plan, profile: &Profile) -> Option<String> {
+    if !profile.roles.agent {
+        return None;
+    }
     match plan.docker.as_ref()?.cluster_store.as_ref()? {
         StorePlan::Url(u) => Some(u.to_string()),
         StorePlan::Etcd => {
@@ -41,7 +53,12 @@ impl Component for Docker {
     }
 
     fn services(&self, plan: &Plan, profile: &Profile) -> Vec<Service> {
-        let Some(d) = plan.docker.as_ref().filter(|_| profile.roles.agent) else {
+        let baked = !images_of(plan, profile).is_empty();
+        let Some(d) = plan
+            .docker
+            .as_ref()
+            .filter(|_| profile.roles.agent || baked)
+        else {
             return Vec::new();
         };
         // No port: `--cluster-advertise` is only the address dockerd registers in the cluster
@@ -49,13 +66,24 @@ impl Component for Docker {
         // advertise the current node under the specified address"); dockerd listens only on
         // its `-H` addresses, and kiln's unit gives it the unix socket alone. Opening 2376
         // would open a port nothing listens on.
-        vec![Service {
+        let mut out = vec![Service {
             unit: "docker.service".into(),
             component: ComponentId::Docker,
             about: "Docker Engine",
             exec: d.dockerd.clone(),
             ports: Vec::new(),
-        }]
+        }];
+        if baked {
+            // Runs before the container units: they find their images already loaded.
+            out.push(Service {
+                unit: LOAD_UNIT.into(),
+                component: ComponentId::Docker,
+                about: "loads baked container images",
+                exec: abs("/bin/sh"),
+                ports: Vec::new(),
+            });
+        }
+        out
     }
 
     /// dockerd listens on its socket itself, so a distribution's `docker.socket` would hold
@@ -116,7 +144,24 @@ impl Component for Docker {
             "docker.service",
             "docker.service",
             context! { exec => d.dockerd, after => after.join(" "), wants => wants.join(" "), extra_args },
-        )
+        )?;
+        if !ctx.runs(LOAD_UNIT) {
+            return Ok(());
+        }
+        // Every unit that runs a container: they start after the images are loaded.
+        let containers: Vec<&str> = ctx
+            .profile
+            .services
+            .iter()
+            .filter(|s| s.exec.as_str() == DOCKER_CLI)
+            .map(|s| s.unit.as_str())
+            .collect();
+        ctx.unit(
+            LOAD_UNIT,
+            "kiln-load-images.service",
+            context! { before => containers.join(" "), dir => IMAGES_DIR, docker => DOCKER_CLI },
+        )?;
+        ctx.state_dirs("images", None, &[(IMAGES_DIR, "0755")])
     }
 
     fn sources<'a>(&self, plan: &'a Plan) -> Vec<SourceSet<'a>> {
@@ -130,6 +175,21 @@ impl Component for Docker {
             catalog: catalog::docker(&d.version),
             profiles: profiles_running(plan, ComponentId::Docker),
         }]
+    }
+
+    /// The docker-archives the load one-shot loads: one per image the profile's units run.
+    fn artifacts(&self, plan: &Plan, profile: &Profile) -> Vec<Artifact> {
+        if !profile.runs(LOAD_UNIT) {
+            return Vec::new();
+        }
+        images_of(plan, profile)
+            .into_iter()
+            .map(|img| Artifact {
+                path: format!("{IMAGES_DIR}/{}", archive_name(img.runs_as.as_str())),
+                component: "images",
+                what: format!("image {}", img.runs_as),
+            })
+            .collect()
     }
 
     fn program_source(&self, plan: &Plan) -> Option<(&'static str, String)> {

@@ -1,26 +1,41 @@
 //! Marathon on the masters: `--master zk://…/mesos --zk zk://…/marathon`, `LIBPROCESS_IP` from
-//! the host's identity, a fixed `LIBPROCESS_PORT`.
+//! the host's identity, a fixed `LIBPROCESS_PORT`. Either its release image run by Docker on
+//! the host's network (the container form, the default), or `bin/marathon` from a tarball the
+//! spec names (the tarball form).
 
-use kiln_model::plan::{ComponentId, MarathonPlan, Plan, Port, Profile, Service};
+use kiln_model::plan::{
+    BakedImage, ComponentId, MarathonPlan, MarathonRun, Plan, Port, Profile, Service,
+};
 use kiln_model::values::AbsPath;
 use minijinja::context;
 
-use super::{profiles_running, Component, Ctx, RenderError, SourceSet};
-use crate::sources::catalog;
+use super::{
+    abs, profiles_running, Component, ContainerUnit, Ctx, RenderError, SourceSet, DOCKER_CLI,
+    KILN_ETC,
+};
 
 /// The Marathon component.
 pub(crate) struct Marathon;
 
-/// The program the unit runs: `bin/marathon` under `marathon.home`. The release tarball
-/// (`sbt universal:packageZipTarball`) holds `marathon-VERSION-COMMIT/bin/marathon`
-/// (mesosphere/marathon v1.6.322 README.md l.153-154, build.sbt l.153-156), which the catalog
-/// unpacks into `home` with the top directory stripped; Marathon's own deb/rpm packages put
-/// it at `/usr/share/marathon/bin/marathon` (tests/package/test.sc l.112), the default home.
+/// The program the unit runs. The container form runs the Docker CLI. The tarball form runs
+/// `bin/marathon` under `marathon.home`: the release tarball (`sbt
+/// universal:packageZipTarball`) holds `marathon-VERSION-COMMIT/bin/marathon` (mesosphere/
+/// marathon v1.6.322 README.md l.153-154, build.sbt l.153-156), which a source with
+/// `strip_components = 1` and `dest = home` unpacks there; Marathon's own deb/rpm packages
+/// put it at `/usr/share/marathon/bin/marathon` (tests/package/test.sc l.112), the default
+/// home.
 fn program(m: &MarathonPlan) -> AbsPath {
-    m.home
-        .join("bin/marathon")
-        .unwrap_or_else(|_| m.home.clone())
+    match &m.run {
+        MarathonRun::Container(_) => abs(DOCKER_CLI),
+        MarathonRun::Tarball { home, .. } => {
+            home.join("bin/marathon").unwrap_or_else(|_| home.clone())
+        }
+    }
 }
+
+/// The units Marathon follows besides Docker's: the network, and the Mesos master it
+/// registers with (on every master, so it starts after the local one).
+const AFTER: [&str; 2] = ["network-online.target", "mesos-master.service"];
 
 impl Component for Marathon {
     fn id(&self) -> ComponentId {
@@ -58,24 +73,65 @@ impl Component for Marathon {
         // apache/mesos 1.11.0 3rdparty/libprocess/src/process.cpp l.208-223). A fixed port
         // can be opened on the masters; DC/OS uses 15101 (dcos/dcos 79b9a39
         // gen/dcos-config.yaml l.2132, docs/admin-ports.md l.42).
-        let data = context! {
-            exec => program(m), master => m.master_zk, zk => m.zk, port => m.port,
-            libprocess_port => m.libprocess_port,
-        };
-        ctx.unit("marathon.service", "marathon.service", data)
+        let args = format!(
+            "--master {} --zk {} --http_port {} --hostname ${{KILN_FQDN}}",
+            m.master_zk, m.zk, m.port
+        );
+        match &m.run {
+            MarathonRun::Tarball { .. } => {
+                let data = context! {
+                    exec => program(m), args, libprocess_port => m.libprocess_port,
+                    after => AFTER.join(" "),
+                };
+                ctx.unit("marathon.service", "marathon.service", data)
+            }
+            // The image's entry point is its launcher, `bin/marathon` in WORKDIR /marathon
+            // (sbt-native-packager v1.2.2 DockerPlugin.scala l.80, l.99-103; mesosphere/marathon
+            // v1.6.322 build.sbt l.181), so the arguments after the image are Marathon's
+            // flags, as with the tarball's program. The host's network: the leading Mesos
+            // master connects back to LIBPROCESS_IP:LIBPROCESS_PORT, and the HTTP port is the
+            // host's. The environment is the tarball form's: the host identity (LIBPROCESS_IP)
+            // and LIBPROCESS_PORT. No MARATHON_* variable: the launcher turns each into a flag
+            // (project/NativePackagerSettings/extra-defines.bash l.15-17).
+            MarathonRun::Container(image) => ctx.container_unit(ContainerUnit {
+                unit: "marathon.service",
+                description: "Marathon",
+                docs: "https://mesosphere.github.io/marathon/",
+                image,
+                requires: Vec::new(),
+                after: AFTER.to_vec(),
+                wants: vec!["network-online.target"],
+                privileged: false,
+                run_args: format!(
+                    "--env-file={KILN_ETC}/identity.env -e LIBPROCESS_PORT={}",
+                    m.libprocess_port
+                ),
+                args,
+            }),
+        }
     }
 
     fn sources<'a>(&self, plan: &'a Plan) -> Vec<SourceSet<'a>> {
         let Some(m) = &plan.marathon else {
             return Vec::new();
         };
+        let MarathonRun::Tarball { source, .. } = &m.run else {
+            return Vec::new();
+        };
         vec![SourceSet {
             name: "marathon",
             version: &m.version,
-            source: m.source.as_ref(),
-            catalog: catalog::marathon(&m.version, &m.home),
+            source: Some(source),
+            catalog: Vec::new(),
             profiles: profiles_running(plan, ComponentId::Marathon),
         }]
+    }
+
+    fn images<'a>(&self, plan: &'a Plan, profile: &Profile) -> Vec<&'a BakedImage> {
+        match plan.marathon.as_ref().and_then(MarathonPlan::image) {
+            Some(image) if profile.roles.master && plan.docker.is_some() => vec![image],
+            _ => Vec::new(),
+        }
     }
 
     fn program_source(&self, _plan: &Plan) -> Option<(&'static str, String)> {

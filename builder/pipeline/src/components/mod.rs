@@ -120,8 +120,10 @@ pub trait Component: Sync {
     fn sources<'a>(&self, _plan: &'a Plan) -> Vec<SourceSet<'a>> {
         Vec::new()
     }
-    /// Container images its units run.
-    fn images<'a>(&self, _plan: &'a Plan) -> Vec<&'a BakedImage> {
+    /// Container images its units run on `profile`, baked into that profile's image. Decided
+    /// from the plan and the profile's roles, never from `profile.services`: Docker's
+    /// services depend on it.
+    fn images<'a>(&self, _plan: &'a Plan, _profile: &Profile) -> Vec<&'a BakedImage> {
         Vec::new()
     }
     /// Files of `profile` that sources must provide (checked when images are built).
@@ -142,8 +144,8 @@ pub static REGISTRY: &[&dyn Component] = &[
     &zookeeper::ZooKeeper,
     &etcd::Etcd,
     &mesos::Mesos,
-    &marathon::Marathon,
     &docker::Docker,
+    &marathon::Marathon,
     &calico::Calico,
     &iptables::Iptables,
     &firewall::Firewall,
@@ -193,9 +195,38 @@ pub fn source_sets(plan: &Plan) -> Vec<SourceSet<'_>> {
         .collect()
 }
 
-/// Every container image the plan's units run.
+/// The container images `profile`'s units run, in render order.
+pub fn images_of<'a>(plan: &'a Plan, profile: &Profile) -> Vec<&'a BakedImage> {
+    REGISTRY
+        .iter()
+        .flat_map(|c| c.images(plan, profile))
+        .collect()
+}
+
+/// Every container image the plan's units run, each once.
 pub fn images(plan: &Plan) -> Vec<&BakedImage> {
-    REGISTRY.iter().flat_map(|c| c.images(plan)).collect()
+    let mut out: Vec<&BakedImage> = Vec::new();
+    for img in plan.profiles.iter().flat_map(|p| images_of(plan, p)) {
+        if !out.iter().any(|o| o.name == img.name) {
+            out.push(img);
+        }
+    }
+    out
+}
+
+/// File name of a baked image's docker-archive under [`IMAGES_DIR`].
+pub(crate) fn archive_name(image: &str) -> String {
+    let safe: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.tar")
 }
 
 /// The components whose sources go into `profile`'s image, with version and origin, and the
@@ -216,7 +247,7 @@ pub fn source_list_of(plan: &Plan, profile: &Profile) -> Vec<String> {
         .collect();
     if profile.runs(LOAD_UNIT) {
         out.extend(
-            images(plan)
+            images_of(plan, profile)
                 .iter()
                 .map(|i| format!("{} {} from {}", i.name, i.upstream, from(i.source.as_ref()))),
         );
@@ -261,6 +292,28 @@ pub fn render(plan: &Plan) -> Result<Rendered, RenderError> {
         rendered.hosts.insert(host.name.to_string(), ctx.tree);
     }
     Ok(rendered)
+}
+
+/// A unit that runs a baked image ([`Ctx::container_unit`]).
+#[derive(Debug)]
+pub struct ContainerUnit<'a> {
+    pub unit: &'a str,
+    pub description: &'a str,
+    pub docs: &'a str,
+    pub image: &'a BakedImage,
+    /// Units it needs besides Docker and the load one-shot: started before it, and it stops
+    /// with them.
+    pub requires: Vec<&'a str>,
+    /// Units it only starts after.
+    pub after: Vec<&'a str>,
+    /// Units it pulls in without needing them.
+    pub wants: Vec<&'a str>,
+    /// `--privileged`: calico-node programs routes, iptables and kernel modules.
+    pub privileged: bool,
+    /// `docker run` options before the image.
+    pub run_args: String,
+    /// The program's arguments, after the image.
+    pub args: String,
 }
 
 /// What a component sees while rendering a host's identity tree.
@@ -373,6 +426,41 @@ impl<'a> Ctx<'a> {
         self.template(&path, 0o644, name, data)?;
         let link = format!("{UNIT_DIR}/multi-user.target.wants/{unit}");
         self.add(&link, Entry::symlink(path))
+    }
+
+    /// A unit that runs `c.image` in Docker, as the container named after the image, on the
+    /// host's network (`container.service`): after Docker and the one-shot that loads the
+    /// baked images, which it requires.
+    pub fn container_unit(&mut self, c: ContainerUnit) -> Result<(), RenderError> {
+        let image = c.image.runs_as.as_str();
+        // Present from the baked archive, else from the cluster's registry; never the internet.
+        let ensure_image = match &self.plan.registry {
+            Some(_) => format!("/bin/sh -c '{DOCKER_CLI} image inspect --format={{{{.Id}}}} {image} || {DOCKER_CLI} pull {image}'"),
+            None => format!("{DOCKER_CLI} image inspect --format={{{{.Id}}}} {image}"),
+        };
+        let mut requires = vec!["docker.service", LOAD_UNIT];
+        requires.extend(c.requires);
+        let mut after = requires.clone();
+        after.extend(c.after);
+        let name = c.image.name;
+        let mut run = vec!["--net=host"];
+        if c.privileged {
+            run.push("--privileged");
+        }
+        let named = format!("--name={name}");
+        run.extend([named.as_str(), &c.run_args, image]);
+        if !c.args.is_empty() {
+            run.push(&c.args);
+        }
+        self.unit(
+            c.unit,
+            "container.service",
+            minijinja::context! {
+                description => c.description, docs => c.docs, after => after.join(" "),
+                requires => requires.join(" "), wants => c.wants.join(" "), docker => DOCKER_CLI,
+                name, ensure_image, run => run.join(" "),
+            },
+        )
     }
 
     /// Enables a unit the base ships (its file stays where the package put it) with a

@@ -11,12 +11,15 @@
 //! setting to fill with the known options, and `kiln lock`/`fetch`/`build` refuse to start.
 //! - **Mesos**: no default ([`gap`]). Mesosphere's package repository
 //!   (`repos.mesosphere.com`) went away with D2iQ's DC/OS hosting in 2023.
-//! - **Marathon**: the build hash in its download URL is known only for the versions listed
-//!   in [`MARATHON_BUILDS`]; other versions need `marathon.source`.
+//! - **Marathon**: its release tarballs were only on `downloads.mesosphere.io`, which D2iQ
+//!   turned off with the rest of its DC/OS hosting in 2023, so the catalog has no tarball.
+//!   What remains is the release's image on Docker Hub, [`marathon_image`]; a tarball is
+//!   used only when the spec names one (`marathon.source`).
 //! - Calico: a release's image tags and plugin versions come from [`CALICO_RELEASES`]; a
 //!   release it does not list needs `calico.node.image` and `calico.cni.version`.
-//! - Images (`calico/node`, `calico/node-libnetwork`) are pulled from Docker Hub; name an
-//!   `oci` source (`oci:DIR:TAG`, `docker-archive:FILE`) to use a copy on disk.
+//! - Images (`calico/node`, `calico/node-libnetwork`, `mesosphere/marathon`) are pulled from
+//!   Docker Hub; name an `oci` source (`oci:DIR:TAG`, `docker-archive:FILE`) to use a copy on
+//!   disk.
 
 use kiln_model::plan::SourcePlan;
 use kiln_model::values::{AbsPath, HttpUrl, Version};
@@ -110,13 +113,6 @@ impl Gap {
         s
     }
 }
-
-/// Marathon release → build hash of its tarball name.
-pub const MARATHON_BUILDS: &[(&str, &str)] = &[
-    ("1.6.322", "2bf46b341"),
-    ("1.6.549", "aabf74302"),
-    ("1.7.189", "48bfd6000"),
-];
 
 /// What one Calico release ships: the versions of the parts kiln installs. Below Calico 2.4
 /// the calico/node tag is not the release number (it is calicoctl's: both were built from
@@ -264,27 +260,11 @@ pub fn zookeeper(version: &Version, home: &AbsPath) -> Vec<SourcePlan> {
     .collect()
 }
 
-/// Marathon's tarball under `home` (top directory stripped, so `bin/marathon` lands at
-/// `home/bin/marathon`, the program Marathon's unit runs), for the versions in
-/// [`MARATHON_BUILDS`].
-pub fn marathon(version: &Version, home: &AbsPath) -> Vec<SourcePlan> {
-    let v = bare(version);
-    let Some((_, hash)) = MARATHON_BUILDS.iter().find(|(x, _)| *x == v) else {
-        return Vec::new();
-    };
-    url(
-        "marathon",
-        version,
-        format!(
-            "https://downloads.mesosphere.io/marathon/builds/{v}-{hash}/marathon-{v}-{hash}.tgz"
-        ),
-        1,
-        &[],
-        home.as_str(),
-        None,
-    )
-    .into_iter()
-    .collect()
+/// Marathon's release image on Docker Hub: `mesosphere/marathon:vVERSION`. sbt-native-packager
+/// builds it (`dockerRepository := Some("mesosphere")`) and tags it with `./version docker`,
+/// `v` + the release (mesosphere/marathon v1.6.322 build.sbt l.174-179, `version` l.22-26).
+pub fn marathon_image(version: &Version) -> String {
+    format!("mesosphere/marathon:v{}", bare(version))
 }
 
 /// Docker's static binaries into `/usr/bin`.

@@ -131,17 +131,14 @@ pub fn checks(plan: &Plan, profile: &Profile, host: &HostPlan) -> Vec<Check> {
             Probe::File { path },
         ));
     }
-    for (unit, name) in [
-        ("calico-node.service", "calico-node"),
-        ("calico-libnetwork.service", "calico-libnetwork"),
-    ] {
-        if profile.runs(unit) {
-            out.push(check(
-                format!("container-{name}"),
-                format!("container {name} running"),
-                Probe::Container { name: name.into() },
-            ));
-        }
+    // Every baked image runs as the container named after it (`Ctx::container_unit`).
+    for img in crate::components::images_of(plan, profile) {
+        let name = img.name;
+        out.push(check(
+            format!("container-{name}"),
+            format!("container {name} running"),
+            Probe::Container { name: name.into() },
+        ));
     }
     if let (Some(m), true) = (&plan.mesos.master, profile.runs("mesos-master.service")) {
         out.push(check(
@@ -193,9 +190,11 @@ fn local_etcd(profile: &Profile, access: EtcdAccess) -> Option<&'static str> {
 /// Docker's node registration in its etcd cluster store: libnetwork's discovery puts
 /// `docker/nodes/ADVERTISE` (value: the advertised address, with a TTL) through etcd's v2 API
 /// (moby `pkg/discovery/kv`, `defaultDiscoveryPath`). Only for `cluster_store = "etcd"` with an
-/// advertise address; read through the first endpoint the host's clients use.
+/// advertise address, on the profiles whose Docker uses the store (the agents); read through
+/// the first endpoint the host's clients use.
 fn docker_node_key(plan: &Plan, profile: &Profile, host: &HostPlan) -> Option<Check> {
     let d = plan.docker.as_ref()?;
+    crate::components::docker::cluster_store(plan, profile)?;
     if d.cluster_store.as_ref()? != &StorePlan::Etcd {
         return None;
     }

@@ -56,6 +56,7 @@ fn demo_host_checks_every_service_on_its_endpoint() {
         "cni-calico-ipam",
         "cni-config",
         "container-calico-node",
+        "container-marathon",
         "mesos-master",
         "mesos-agent",
         "marathon",
@@ -144,6 +145,18 @@ fn every_unit_of_every_profile_is_checked_and_nothing_else_runs() {
                     "{spec:?} {}: {id} iff {unit}",
                     h.name
                 );
+            }
+            // Marathon's container where it runs from its image; Docker's node key where
+            // Docker uses the cluster store (agents).
+            assert_eq!(
+                got.contains("container-marathon"),
+                profile.runs("marathon.service")
+                    && plan.marathon.as_ref().and_then(|m| m.image()).is_some(),
+                "{spec:?} {}",
+                h.name
+            );
+            if !profile.roles.agent {
+                assert!(!got.contains("docker-node-key"), "{spec:?} {}", h.name);
             }
             assert_eq!(
                 got.contains("etcd-version"),

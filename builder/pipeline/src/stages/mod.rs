@@ -429,10 +429,10 @@ fn build_into(
         progress,
     };
     let base = stage("ingest-base", || role_images::ingest_base(&mut ctx))?;
-    let (baked, images_tree) = stage("bake-images", || role_images::bake_images(&mut ctx, &base))?;
+    let (baked, image_trees) = stage("bake-images", || role_images::bake_images(&mut ctx, &base))?;
     let placed = stage("place-files", || role_images::place_files(&ctx, &base))?;
     let lp = stage("plan-layers", || {
-        role_images::plan_layers(&ctx, &base, images_tree.as_ref(), &placed)
+        role_images::plan_layers(&ctx, &base, &image_trees, &placed)
     });
     let (layers, cached) = stage("compress", || role_images::compress(&mut ctx, &lp))?;
     let mut images = stage("assemble", || {

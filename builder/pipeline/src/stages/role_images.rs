@@ -14,7 +14,7 @@ use kiln_oci::{BlobStore, ImageSpec, Layer};
 use super::layer_cache::{LayerCache, LayerInput};
 use super::outputs::{check_artifacts, labels, metadata_only};
 use super::{place, BuildError, BuildOptions, Dist, ImageReport, LayerReport};
-use crate::components::{calico::archive_name, Rendered, IMAGES_DIR, LOAD_UNIT};
+use crate::components::{archive_name, Rendered, IMAGES_DIR, LOAD_UNIT};
 use crate::sources::{BaseSource, Resolved};
 
 /// What every stage sees.
@@ -125,12 +125,13 @@ pub(super) struct Baked {
     pub image: kiln_oci::oci::layout::ResolvedImage,
 }
 
-/// Stage 2: the baked component images' blobs into the layout, and the tree of their
-/// docker-archives under [`IMAGES_DIR`], placed on the base.
+/// Stage 2: the baked component images' blobs into the layout, and per image the tree of its
+/// docker-archive under [`IMAGES_DIR`], placed on the base: a layer of its own, in the
+/// profiles whose units run it.
 pub(super) fn bake_images(
     ctx: &mut Ctx,
     base: &Base,
-) -> Result<(Vec<Baked>, Option<FileTree>), BuildError> {
+) -> Result<(Vec<Baked>, BTreeMap<String, FileTree>), BuildError> {
     let mut baked = Vec::new();
     for (component, img) in &ctx.resolved.images {
         let Some(runs_as) = crate::components::images(ctx.plan)
@@ -153,25 +154,23 @@ pub(super) fn bake_images(
             image: img.image.clone(),
         });
     }
-    if baked.is_empty() {
-        return Ok((baked, None));
-    }
     let epoch = ctx.opts.source_date_epoch as i64;
-    let mut t = FileTree::new();
+    let mut trees = BTreeMap::new();
     for b in &baked {
         let archive = ArchiveImage {
             manifest: b.image.manifest_descriptor.clone(),
             repo_tags: vec![b.runs_as.clone()],
         };
         let bytes = write_docker_archive(Vec::new(), &ctx.store, &[archive], epoch)?;
+        let mut t = FileTree::new();
         t.insert(
             &format!("{IMAGES_DIR}/{}", archive_name(&b.runs_as)),
             Entry::file(bytes, 0o644),
         )
         .map_err(|e| BuildError::Source(e.to_string()))?;
+        trees.insert(b.name.clone(), place(&t, &base.tree)?);
     }
-    let placed = place(&t, &base.tree)?;
-    Ok((baked, Some(placed)))
+    Ok((baked, trees))
 }
 
 /// Files placed where the base keeps them: through its symlinks (merged /usr, Debian's
@@ -219,12 +218,12 @@ pub(super) struct LayerPlan<'t> {
 }
 
 /// Stage 4: per profile its layers — base, the sources of the components it runs, its
-/// rendered component trees, the baked images. Trees are borrowed, not copied: a base tree
-/// can be gigabytes.
+/// rendered component trees, the images its units run. Trees are borrowed, not copied: a
+/// base tree can be gigabytes.
 pub(super) fn plan_layers<'t>(
     ctx: &Ctx,
     base: &Base<'t>,
-    images: Option<&'t FileTree>,
+    images: &'t BTreeMap<String, FileTree>,
     placed: &'t Placed,
 ) -> LayerPlan<'t> {
     let mut unique: Vec<(String, &FileTree)> = Vec::new();
@@ -232,10 +231,13 @@ pub(super) fn plan_layers<'t>(
         unique.push(("base".into(), t));
         unique.len() - 1
     });
-    let images_index = images.map(|t| {
-        unique.push(("images".into(), t));
-        unique.len() - 1
-    });
+    let image_index: BTreeMap<&str, usize> = images
+        .iter()
+        .map(|(name, tree)| {
+            unique.push((format!("image {name}"), tree));
+            (name.as_str(), unique.len() - 1)
+        })
+        .collect();
     let source_index: BTreeMap<&str, usize> = placed
         .sources
         .iter()
@@ -261,7 +263,9 @@ pub(super) fn plan_layers<'t>(
             unique.push((format!("{component} (config)"), tree));
         }
         if profile.runs(LOAD_UNIT) {
-            seq.extend(images_index);
+            for img in crate::components::images_of(ctx.plan, profile) {
+                seq.extend(image_index.get(img.name));
+            }
         }
         per_profile.push(seq);
     }

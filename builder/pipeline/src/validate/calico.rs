@@ -1,10 +1,8 @@
 //! Calico: the CNI plugins and config (and the agent flags that must agree with them),
 //! calico-node, calico-libnetwork.
 
-use kiln_model::plan::{
-    BakedImage, CalicoPlan, CniPlan, HostPlan, Libnetwork, NodePlan, SourcePlan,
-};
-use kiln_model::values::{quote, AbsPath, Backend, ImageRef, IpipMode, NodeNameMode, Version};
+use kiln_model::plan::{CalicoPlan, CniPlan, HostPlan, Libnetwork, NodePlan, SourcePlan};
+use kiln_model::values::{quote, AbsPath, Backend, IpipMode, NodeNameMode, Version};
 
 use super::Checker;
 use crate::sources::catalog::{self, CalicoRelease};
@@ -328,33 +326,6 @@ impl Checker {
             ip_pools: pools?,
             ipip: ipip?,
             nodename: nodename?,
-        })
-    }
-
-    /// A container image a unit runs, named for the cluster's registry when there is one.
-    fn baked(
-        &mut self,
-        spec: &Spec,
-        name: &'static str,
-        key: &str,
-        image: &str,
-        source: Option<SourcePlan>,
-    ) -> Option<BakedImage> {
-        let upstream: ImageRef = self.val(&format!("{key}.image"), image)?;
-        let runs_as = match &spec.registry {
-            None => upstream.clone(),
-            Some(r) => {
-                let addr = r.address.parse().ok()?;
-                let prefix = r.prefix.trim_matches('/').parse().ok()?;
-                upstream.with_registry(&addr, &prefix)
-            }
-        };
-        Some(BakedImage {
-            name,
-            runs_as,
-            upstream,
-            source,
-            key: format!("{key}.image"),
         })
     }
 

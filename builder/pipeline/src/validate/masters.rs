@@ -1,10 +1,9 @@
-//! ZooKeeper, Mesos (master and agent) and Marathon.
+//! ZooKeeper and Mesos (master and agent).
 
 use std::collections::BTreeMap;
 
 use kiln_model::plan::{
-    HostPlan, MarathonPlan, MesosAgentPlan, MesosMasterPlan, MesosPlan, Origin, SourcePlan,
-    ZooKeeperPlan,
+    HostPlan, MesosAgentPlan, MesosMasterPlan, MesosPlan, Origin, SourcePlan, ZooKeeperPlan,
 };
 use kiln_model::values::{quote, Containerizer, FlagName, FlagValue, Isolator, MesosFlavour};
 
@@ -401,29 +400,5 @@ impl Checker {
             }
         }
         ok.then_some(out)
-    }
-
-    pub(super) fn marathon(
-        &mut self,
-        spec: &Spec,
-        zk: Option<&ZooKeeperPlan>,
-    ) -> Option<MarathonPlan> {
-        let m = &spec.marathon;
-        let version = self.version("marathon.version", &m.version);
-        let source = self.source("marathon.source", m.source.as_ref());
-        let home = self.path("marathon.home", &m.home);
-        if !m.enabled || !spec.mesos.master.enabled {
-            return None;
-        }
-        let zk = zk?;
-        Some(MarathonPlan {
-            version: version?,
-            source: source.ok()?,
-            home: home?,
-            port: m.port,
-            libprocess_port: m.libprocess_port,
-            master_zk: zk.url("mesos"),
-            zk: zk.url("marathon"),
-        })
     }
 }

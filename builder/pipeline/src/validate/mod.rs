@@ -2,7 +2,7 @@
 //! the resolved cluster.
 //!
 //! Three steps, each in its own place:
-//! - **checking** (the topic modules: `hosts`, `sources`, `masters`, `etcd`,
+//! - **checking** (the topic modules: `hosts`, `sources`, `masters`, `marathon`, `etcd`,
 //!   `docker`, `calico`) turns each spec value into its type from [`kiln_model::values`]
 //!   or a diagnostic located at its key; all problems of a spec are collected, never only the
 //!   first;
@@ -18,6 +18,7 @@ mod docker;
 mod etcd;
 mod hosts;
 mod kickstart;
+mod marathon;
 mod masters;
 mod paths;
 mod ports;

@@ -3,7 +3,7 @@
 //! Without it `zookeeper.conf_dir = "/etc/hosts"` failed while rendering, without a location,
 //! and `calico.cni.config_dir = "/etc/mesos-slave"` put `calico.conf` among the agent's flags.
 
-use kiln_model::plan::Plan;
+use kiln_model::plan::{MarathonRun, Plan};
 
 use super::Checker;
 use crate::diag::SpecSource;
@@ -49,8 +49,8 @@ impl Checker {
         if let Some(a) = &plan.mesos.agent {
             dirs.push(("mesos.agent.work_dir", a.work_dir.to_string()));
         }
-        if let Some(m) = &plan.marathon {
-            dirs.push(("marathon.home", m.home.to_string()));
+        if let Some(MarathonRun::Tarball { home, .. }) = plan.marathon.as_ref().map(|m| &m.run) {
+            dirs.push(("marathon.home", home.to_string()));
         }
         if let Some(c) = &plan.calico.cni {
             dirs.push(("calico.cni.plugins_dir", c.plugins_dir.to_string()));

@@ -1,6 +1,6 @@
 //! `[base]`, `[base.debian]` and every `source` table: where artifacts come from.
 
-use kiln_model::plan::{BasePlan, DebianPlan, Origin, SourcePlan};
+use kiln_model::plan::{BakedImage, BasePlan, DebianPlan, Origin, SourcePlan};
 use kiln_model::values::{check_text, quote, BaseFamily, DebPackage, ImageRef, Sha256Hex};
 
 use super::Checker;
@@ -118,6 +118,33 @@ impl Checker {
             packages: packages?,
             kernel: kernel?,
             mirror,
+        })
+    }
+
+    /// A container image a unit runs, named for the cluster's registry when there is one.
+    pub(super) fn baked(
+        &mut self,
+        spec: &Spec,
+        name: &'static str,
+        key: &str,
+        image: &str,
+        source: Option<SourcePlan>,
+    ) -> Option<BakedImage> {
+        let upstream: ImageRef = self.val(&format!("{key}.image"), image)?;
+        let runs_as = match &spec.registry {
+            None => upstream.clone(),
+            Some(r) => {
+                let addr = r.address.parse().ok()?;
+                let prefix = r.prefix.trim_matches('/').parse().ok()?;
+                upstream.with_registry(&addr, &prefix)
+            }
+        };
+        Some(BakedImage {
+            name,
+            runs_as,
+            upstream,
+            source,
+            key: format!("{key}.image"),
         })
     }
 
