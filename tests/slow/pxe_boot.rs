@@ -497,7 +497,8 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
     // cloud-init is off (`cloud-init=disabled`): kiln-identity.service alone applied the seed.
     let ci = sh_ok(
         s,
-        "systemctl show -P ActiveState cloud-init-local.service cloud-init.service; \
+        "for u in cloud-init-local.service cloud-init.service; do \
+           systemctl show -P ActiveState $u; done; \
          journalctl -b -u kiln-identity.service --no-pager -o cat",
     );
     assert!(ci.starts_with("inactive\ninactive\n"), "{name}: {ci}");
