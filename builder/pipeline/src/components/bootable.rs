@@ -32,6 +32,10 @@ pub const IDENTITY_UNIT: &str = "kiln-identity.service";
 /// The script it runs.
 const APPLY_IDENTITY: &str = "/usr/lib/kiln/apply-identity";
 
+/// The sha256 of the identity tar last applied (on the state partition's `/var`): a reboot
+/// with the same seed does not write the files again.
+const IDENTITY_STAMP: &str = "/var/lib/kiln/identity.sha256";
+
 /// Where kiln's initramfs puts a network seed (cloud-init's NoCloud seed directory).
 const NETWORK_SEED_DIR: &str = "/var/lib/cloud/seed/nocloud";
 
@@ -95,6 +99,7 @@ impl Component for Boot {
             minijinja::context! {
                 network_seed => NETWORK_SEED_DIR, tar => IDENTITY_TAR, hash => PASSWORD_HASH_FILE,
                 identity_env => format!("{}/identity.env", super::KILN_ETC),
+                stamp => IDENTITY_STAMP,
             },
         )?;
         let unit = format!("/etc/systemd/system/{IDENTITY_UNIT}");
