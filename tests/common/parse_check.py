@@ -48,7 +48,11 @@ def check(path, rel):
         cp = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
         cp.optionxform = str
         cp.read_string(text)
-        if "Unit" not in cp or ("Service" not in cp and "Install" not in cp):
+        if os.path.basename(os.path.dirname(rel)).endswith(".d"):
+            # A drop-in (UNIT.d/NAME.conf) carries only the sections it changes.
+            if not set(cp.sections()) & {"Unit", "Service", "Install", "Socket", "Timer"}:
+                raise ValueError("drop-in without a unit section")
+        elif "Unit" not in cp or ("Service" not in cp and "Install" not in cp):
             raise ValueError("unit without [Unit]/[Service]")
     elif kind == "properties":
         cp = configparser.ConfigParser(interpolation=None, delimiters=("=",))

@@ -57,3 +57,56 @@ fn idle_base_units_are_masked_unless_kept() {
         "{err}"
     );
 }
+
+/// cloud-init runs beside the boot, not in front of it (issue 20, item 2): kiln's
+/// `cloud-init-local.service` and `cloud-init.service` (replacing Debian's) order before none
+/// of `sysinit.target`, `network-pre.target` or `network-online.target`, every cloud-init
+/// stage runs at idle CPU priority, cloud-init leaves the network to kiln's networkd file, and
+/// that file takes no router advertisements (networkd-wait-online waited for them).
+#[test]
+fn cloud_init_is_off_the_critical_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render_text(tmp.path(), "demo", kiln_pipeline::DEMO_SPEC);
+    let units = out.join("profiles/master-agent/etc/systemd/system");
+    let read = |p: &std::path::Path| fs::read_to_string(p).unwrap();
+    for unit in ["cloud-init-local.service", "cloud-init.service"] {
+        let text = read(&units.join(unit));
+        for target in [
+            "sysinit.target",
+            "network-pre.target",
+            "network-online.target",
+        ] {
+            assert!(
+                !text
+                    .lines()
+                    .any(|l| l.starts_with("Before=") && l.contains(target)),
+                "{unit} orders itself before {target}:\n{text}"
+            );
+        }
+        assert!(text.contains("\nAfter=kiln-identity.service\n") || unit == "cloud-init.service");
+        assert!(
+            text.contains("\nCPUSchedulingPolicy=idle\n"),
+            "{unit}:\n{text}"
+        );
+    }
+    for unit in ["cloud-config.service", "cloud-final.service"] {
+        let text = read(&units.join(format!("{unit}.d/kiln-idle.conf")));
+        assert!(
+            text.contains("[Service]\n") && text.contains("\nCPUSchedulingPolicy=idle\n"),
+            "{unit}:\n{text}"
+        );
+    }
+    // kiln's own units wait for kiln-identity, never for cloud-init.
+    for unit in ["etcd.service", "zookeeper.service", "docker.service"] {
+        let text = read(&units.join(unit));
+        assert!(text.contains("After=kiln-identity.service"), "{unit}");
+        assert!(
+            !text.contains("cloud-init"),
+            "{unit} mentions cloud-init:\n{text}"
+        );
+    }
+    let cfg = read(&out.join("profiles/master-agent/etc/cloud/cloud.cfg.d/90-kiln.cfg"));
+    assert!(cfg.contains("\nnetwork:\n  config: disabled\n"), "{cfg}");
+    let net = read(&out.join("hosts/node1/etc/systemd/network/10-kiln.network"));
+    assert!(net.contains("\nIPv6AcceptRA=no\n"), "{net}");
+}

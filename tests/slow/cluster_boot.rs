@@ -340,6 +340,17 @@ fn wiring_on_the_master(m1: &Path) {
     let env = ["LIBPROCESS_IP=10.88.0.11", "MESOS_HOSTNAME=m1.kiln.test"];
     has_all(&record(m1, "mesos-master.env"), &env, "mesos-master env");
     started_before(m1, "zookeeper.service", "mesos-master.service");
+    // Debian's zkServer.sh hands the unit's SERVER_JVMFLAGS to the JVM: the election's
+    // longest wait between rounds of votes is 2 s, not 60 s (issue 20).
+    let java = sh_ok(
+        m1,
+        "for c in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <$c; echo; done | grep QuorumPeerMain",
+    );
+    assert!(
+        java.contains("-Dzookeeper.fastleader.maxNotificationInterval=2000 ")
+            && java.contains("QuorumPeerMain"),
+        "ZooKeeper's JVM runs without the election interval: {java}"
+    );
     // The master runs no agent-side unit.
     let (code, _) = sh(m1, "systemctl is-active calico-node.service");
     assert_ne!(code, 0, "calico-node must not run on a master-only host");

@@ -61,6 +61,7 @@ fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str
         net: None,
         host_link: None,
         memory_mib: 2048,
+        cpus: 1,
     }
 }
 
@@ -226,6 +227,10 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     let mut opts = BootOptions::new(&dist);
     opts.keep = true;
     opts.timeout = Duration::from_secs(900);
+    // One after another: px2's etcd gateway points at px1's member, and this keeps the
+    // staggered start (`kiln boot --start staggered`) under test; the cluster test starts
+    // its VMs together, the default.
+    opts.start = kiln_vm::StartOrder::Staggered;
     opts.start_gap = Duration::from_secs(120);
     let booted = Instant::now();
     let run = kiln_vm::run(

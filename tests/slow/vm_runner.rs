@@ -65,6 +65,7 @@ fn the_host_link_reaches_the_build_host_and_forwards_into_the_guest() {
             forwards: forwards.clone(),
         }),
         memory_mib: 256,
+        cpus: 1,
     };
     let checks = vec![Check {
         id: "host-link".into(),

@@ -10,6 +10,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("calico.env", include_str!("../templates/calico.env.j2")),
     ("cloud.cfg", include_str!("../templates/cloud.cfg.j2")),
     (
+        "cloud-init-local.service",
+        include_str!("../templates/cloud-init-local.service.j2"),
+    ),
+    (
         "cloud-init.service",
         include_str!("../templates/cloud-init.service.j2"),
     ),

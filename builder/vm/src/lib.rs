@@ -75,6 +75,8 @@ pub struct BootOptions {
     pub accel: AccelChoice,
     /// Memory per VM, MiB.
     pub memory_mib: u32,
+    /// Virtual CPUs per VM; `None`: [`cpus_each`] of the build machine's cores.
+    pub cpus: Option<u32>,
     /// Where overlays, serial logs and sockets go (created if missing); `None`: a new
     /// directory under `$TMPDIR`. It is left in place (the logs stay).
     pub run_dir: Option<PathBuf>,
@@ -82,7 +84,10 @@ pub struct BootOptions {
     pub timeout: Duration,
     /// Leave the VMs running (in [`BootRun::kept`]) instead of stopping them.
     pub keep: bool,
-    /// How long a VM may take to pass early boot before the next one starts anyway.
+    /// Whether the VMs start together or one after another.
+    pub start: StartOrder,
+    /// With [`StartOrder::Staggered`]: how long a VM may take to pass early boot before the
+    /// next one starts anyway.
     pub start_gap: Duration,
     /// How long the KVM probe boot may take to show a kernel line.
     pub kvm_probe_timeout: Duration,
@@ -96,13 +101,28 @@ impl BootOptions {
             hosts: Vec::new(),
             accel: AccelChoice::Auto,
             memory_mib: 2048,
+            cpus: None,
             run_dir: None,
             timeout: Duration::from_secs(600),
             keep: false,
+            start: StartOrder::Together,
             start_gap: Duration::from_secs(60),
             kvm_probe_timeout: Duration::from_secs(20),
         }
     }
+}
+
+/// How the VMs of a run start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartOrder {
+    /// Every VM at once: on 2 cores under TCG the cluster is healthy sooner this way, because
+    /// no host waits for the one before it to get past its firmware and kernel, and the
+    /// ensembles (ZooKeeper, etcd) find their peers up from the start (docs/design/boot-facts.md).
+    Together,
+    /// Each VM after the one before it shows an early-boot line on its console (or after
+    /// [`BootOptions::start_gap`]): fewer guests compete for the CPUs in firmware and kernel.
+    Staggered,
 }
 
 /// The result of a run: `kiln boot --json` prints it.
@@ -118,6 +138,8 @@ pub struct BootReport {
     pub run_dir: PathBuf,
     /// The private network's multicast group and port.
     pub network: L2Net,
+    /// How the VMs started.
+    pub start: StartOrder,
     /// Seconds from the first VM's start to the end of the checks.
     pub elapsed_secs: f64,
     pub hosts: Vec<HostHealth>,
@@ -244,6 +266,7 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                     forwards,
                 }),
                 memory_mib: opts.memory_mib,
+                cpus: 1,
             },
             checks,
         ));
@@ -298,7 +321,15 @@ fn read_timeline(
     timeline::read(&mut agent, qemu_started, run_started, &units, &checks)
 }
 
-/// Starts `vms` one after another and waits for their checks: the part of [`boot`] after the
+/// Virtual CPUs each of `vms` VMs gets on a machine with `cores`: the cores shared out, at
+/// least 1, at most 4. Under TCG each vCPU is a host thread (multi-threaded TCG), so one VM
+/// with 2 vCPUs on 2 cores runs its services' start-up in parallel (etcd, ZooKeeper's JVM and
+/// dockerd start at once), while several VMs with one each do not oversubscribe the cores.
+pub fn cpus_each(cores: usize, vms: usize) -> u32 {
+    (cores / vms.max(1)).clamp(1, 4) as u32
+}
+
+/// Starts `vms` (together or one after another, as `opts.start` says) and waits for their checks: the part of [`boot`] after the
 /// manifest, also used by tests with their own guests.
 pub fn run(
     tools: &qemu::Tools,
@@ -309,11 +340,24 @@ pub fn run(
     opts: &BootOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BootRun> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = opts.cpus.unwrap_or_else(|| cpus_each(cores, vms.len()));
+    if !vms.is_empty() {
+        progress(&format!(
+            "{} VM(s), {cpus} vCPU(s) each ({cores} core(s) here), started {}",
+            vms.len(),
+            match opts.start {
+                StartOrder::Together => "together",
+                StartOrder::Staggered => "one after another",
+            }
+        ));
+    }
     let started = Instant::now();
     let mut running: Vec<Vm> = Vec::new();
     let mut watched = Vec::new();
     let mut qemu_started = Vec::new();
-    for (spec, checks) in vms {
+    for (mut spec, checks) in vms {
+        spec.cpus = cpus;
         qemu_started.push(Instant::now());
         let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, opts.keep)?;
         progress(&format!(
@@ -322,16 +366,18 @@ pub fn run(
             vm.pid,
             vm.serial_log.display()
         ));
-        match qemu::wait_console(&mut vm, qemu::PAST_EARLY_BOOT, opts.start_gap)? {
-            Some(m) => progress(&format!(
-                "{}: past early boot ({m:?} after {:.0} s)",
-                spec.name,
-                started.elapsed().as_secs_f64()
-            )),
-            None => progress(&format!(
-                "{}: no early-boot line within {:?}; starting the next VM anyway",
-                spec.name, opts.start_gap
-            )),
+        if opts.start == StartOrder::Staggered {
+            match qemu::wait_console(&mut vm, qemu::PAST_EARLY_BOOT, opts.start_gap)? {
+                Some(m) => progress(&format!(
+                    "{}: past early boot ({m:?} after {:.0} s)",
+                    spec.name,
+                    started.elapsed().as_secs_f64()
+                )),
+                None => progress(&format!(
+                    "{}: no early-boot line within {:?}; starting the next VM anyway",
+                    spec.name, opts.start_gap
+                )),
+            }
         }
         watched.push(health::Watched {
             name: spec.name.clone(),
@@ -353,6 +399,7 @@ pub fn run(
         accel_reason: accel.why.clone(),
         run_dir: run_dir.to_path_buf(),
         network: net,
+        start: opts.start,
         elapsed_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         hosts,
         forwards: BTreeMap::new(),
@@ -366,4 +413,19 @@ pub fn run(
         Vec::new()
     };
     Ok(BootRun { report, kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpus_each;
+
+    #[test]
+    fn cores_are_shared_out_among_the_vms() {
+        assert_eq!(cpus_each(2, 1), 2);
+        assert_eq!(cpus_each(2, 2), 1);
+        assert_eq!(cpus_each(2, 4), 1);
+        assert_eq!(cpus_each(1, 1), 1);
+        assert_eq!(cpus_each(16, 2), 4);
+        assert_eq!(cpus_each(8, 0), 4);
+    }
 }

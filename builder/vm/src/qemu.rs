@@ -3,7 +3,7 @@
 //! on a private L2 network shared by the VMs of one run (a UDP multicast socket netdev on
 //! 127.0.0.1, group and port random per run), the serial console in a log file and the guest
 //! agent's virtio-serial channel on a unix socket. See `docs/design/boot-facts.md` for why: KVM is
-//! probed with a real boot, VMs use `-smp 1` and start one after another.
+//! probed with a real boot, and the build machine's cores are shared out among the VMs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -168,6 +168,8 @@ pub struct VmSpec {
     /// agent (the `host-link` check).
     pub host_link: Option<HostLink>,
     pub memory_mib: u32,
+    /// Virtual CPUs (`-smp`); [`crate::run`] sets it from the build machine's cores.
+    pub cpus: u32,
 }
 
 /// A VM's host link: its MAC and the ports forwarded from the build host into the guest.
@@ -317,7 +319,9 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
         "-display",
         "none",
     ])
-    .args(["-machine", "q35", "-smp", "1", "-accel", accel.name()])
+    .args(["-machine", "q35", "-accel", accel.name()])
+    .arg("-smp")
+    .arg(spec.cpus.max(1).to_string())
     .arg("-m")
     .arg(spec.memory_mib.to_string())
     .arg("-serial")
@@ -545,6 +549,7 @@ pub fn pick_accel(
         net: None,
         host_link: None,
         memory_mib: 512,
+        cpus: 1,
     };
     let mut vm = start(tools, Accel::Kvm, &spec, run_dir, false)?;
     let mut markers = vec!["Linux version"];

@@ -133,7 +133,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__boot)
-            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --run-dir --verbose --help"
+            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --cpus --run-dir --start --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,8 +155,16 @@ _kiln() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cpus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --run-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --start)
+                    COMPREPLY=($(compgen -W "together staggered" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -75,7 +75,10 @@ complete -c kiln -n "__fish_kiln_using_subcommand boot" -l accel -d 'Accelerator
 kvm\t''
 tcg\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l memory -d 'Memory per VM in MiB' -r
+complete -c kiln -n "__fish_kiln_using_subcommand boot" -l cpus -d 'Virtual CPUs per VM (default: this machine\'s cores shared out among the VMs, 1 to 4)' -r
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l run-dir -d 'Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR)' -r -F
+complete -c kiln -n "__fish_kiln_using_subcommand boot" -l start -d 'How the VMs start: together (the default; a cluster is healthy sooner, see docs/design/boot-facts.md) or staggered (each once the one before it is past its kernel, at most 60 s apart)' -r -f -a "together\t''
+staggered\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l all -d 'Boot every host of the build (the default when no --host is given)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l json -d 'Print the result as JSON on stdout (the table goes to stderr)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l timeline -d 'Also print each host\'s boot timeline: kernel start, initramfs, switch-root, each unit active, healthy (seconds after its QEMU started), and the critical chain of the unit that came up last. `--json` always carries it (`hosts[].timeline`)'

@@ -23,8 +23,11 @@ pub const DISK_MODULES: &[&str] = &[
 ];
 
 /// Other disk controllers (SCSI, SATA, NVMe), loaded when the kernel has them: real machines
-/// and other hypervisors do not boot from virtio.
-pub const OTHER_DISK_MODULES: &[&str] = &["virtio_scsi", "sd_mod", "ahci", "nvme"];
+/// and other hypervisors do not boot from virtio. `sr_mod` and `isofs` make the seed's `cidata`
+/// CD-ROM readable before the root's udev would load them: `kiln-identity.service` waited
+/// ~4 s (TCG) for them at coldplug.
+pub const OTHER_DISK_MODULES: &[&str] =
+    &["virtio_scsi", "sd_mod", "ahci", "nvme", "sr_mod", "isofs"];
 
 /// Modules for a network root (`kiln.root=http://…`): loaded only when the command line asks
 /// for one. Optional: a kernel without them still boots from disk.

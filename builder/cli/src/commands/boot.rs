@@ -13,7 +13,8 @@ overlay, so the build is never written) with its cloud-init seed as a CD-ROM and
 spec's MAC) on one private L2 network shared by the VMs of the run (QEMU multicast socket \
 on 127.0.0.1, no root), plus a second NIC, the host link (QEMU user networking, brought up \
 as 10.0.2.15/24 through the guest agent), through which the hosts reach the build host's \
-127.0.0.1 at 10.0.2.2, e.g. a registry for the cluster. VMs start one after another. The checks come from the plan \
+127.0.0.1 at 10.0.2.2, e.g. a registry for the cluster. The VMs start together (--start \
+staggered: each after the one before it is past its kernel). The checks come from the plan \
 (DIST/boot/manifest.json) and run inside each guest through the QEMU guest agent: etcd \
 /version and /health, the local etcd proxy or gateway, ZooKeeper srvr, docker info and the \
 cluster store, Docker's node key in etcd, CNI plugins and config, Mesos and Marathon where \
@@ -52,9 +53,17 @@ pub(crate) struct BootArgs {
     /// Memory per VM in MiB.
     #[arg(long, default_value_t = 2048)]
     memory: u32,
+    /// Virtual CPUs per VM (default: this machine's cores shared out among the VMs, 1 to 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: Option<u32>,
     /// Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR).
     #[arg(long, value_name = "DIR")]
     run_dir: Option<PathBuf>,
+    /// How the VMs start: together (the default; a cluster is healthy sooner, see
+    /// docs/design/boot-facts.md) or staggered (each once the one before it is past its
+    /// kernel, at most 60 s apart).
+    #[arg(long, default_value = "together", value_parser = ["together", "staggered"])]
+    start: String,
 }
 
 impl BootArgs {
@@ -70,14 +79,21 @@ impl BootArgs {
             timeout,
             accel,
             memory,
+            cpus,
             run_dir,
+            start,
         } = self;
         let mut opts = kiln_vm::BootOptions::new(&dist);
         opts.hosts = hosts;
         opts.keep = keep;
         opts.timeout = std::time::Duration::from_secs(timeout);
         opts.memory_mib = memory;
+        opts.cpus = cpus;
         opts.run_dir = run_dir;
+        opts.start = match start.as_str() {
+            "staggered" => kiln_vm::StartOrder::Staggered,
+            _ => kiln_vm::StartOrder::Together,
+        };
         opts.accel = match accel.as_str() {
             "kvm" => AccelChoice::Kvm,
             "tcg" => AccelChoice::Tcg,

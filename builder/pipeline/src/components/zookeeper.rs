@@ -6,6 +6,15 @@ use minijinja::context;
 use super::{profiles_running, Component, Ctx, HostCtx, RenderError, SourceSet};
 use crate::sources::catalog;
 
+/// FastLeaderElection's longest wait between two rounds of votes, in ms (the Java property
+/// `zookeeper.fastleader.maxNotificationInterval`, ZooKeeper 3.6+; its default is 60000).
+/// apache/zookeeper release-3.8.0 FastLeaderElection.java, lookForLeader: when no vote arrives
+/// within the wait, the peer re-sends its votes, or retries the connections it lacks
+/// (connectAll), and doubles the wait, from 200 ms up to this bound. A master that started
+/// while its peers' hosts were still booting only retries them that often, up to a minute
+/// apart; 2 s bounds that to seconds. Older ZooKeeper ignores the property.
+pub(crate) const ELECTION_MAX_INTERVAL_MS: u32 = 2000;
+
 /// The ZooKeeper component.
 pub(crate) struct ZooKeeper;
 
@@ -81,7 +90,10 @@ impl Component for ZooKeeper {
         ctx.unit(
             "zookeeper.service",
             "zookeeper.service",
-            context! { conf_dir => zk.conf_dir, conf_file, exec },
+            context! {
+                conf_dir => zk.conf_dir, conf_file, exec,
+                election_max_interval_ms => ELECTION_MAX_INTERVAL_MS,
+            },
         )?;
         ctx.state_dirs(
             "zookeeper",
