@@ -850,6 +850,9 @@ fn cloud_init_writes_what_kiln_identity_applied(m1: &Path, a1: &Path) {
             after.contains("kiln-identity.service") && !after.contains("cloud-init.service"),
             "{host}: {unit} After={after}"
         );
+        // cloud-init runs at idle priority, after the services: wait for all its stages.
+        let status = sh_ok(s, "timeout 110 cloud-init status --wait --long");
+        assert!(status.contains("status: done"), "{host}: {status}");
         sh_ok(s, "test -e /var/lib/cloud/instance/sem/config_write_files");
         let diff = sh_ok(
             s,

@@ -140,6 +140,8 @@ pub struct BootReport {
     pub network: L2Net,
     /// How the VMs started.
     pub start: StartOrder,
+    /// Virtual CPUs each VM had.
+    pub cpus: u32,
     /// Seconds from the first VM's start to the end of the checks.
     pub elapsed_secs: f64,
     pub hosts: Vec<HostHealth>,
@@ -400,6 +402,7 @@ pub fn run(
         run_dir: run_dir.to_path_buf(),
         network: net,
         start: opts.start,
+        cpus,
         elapsed_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         hosts,
         forwards: BTreeMap::new(),
