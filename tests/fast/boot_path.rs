@@ -110,3 +110,18 @@ fn cloud_init_is_off_the_critical_path() {
     let net = read(&out.join("hosts/node1/etc/systemd/network/10-kiln.network"));
     assert!(net.contains("\nIPv6AcceptRA=no\n"), "{net}");
 }
+
+/// An etcd member tells systemd it is ready only once it has joined its cluster (issue 20,
+/// item 4): its unit must not time out, and be restarted, while the other members boot.
+#[test]
+fn an_etcd_member_waits_for_its_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = render_text(tmp.path(), "demo", kiln_pipeline::DEMO_SPEC);
+    let unit =
+        fs::read_to_string(out.join("profiles/master-agent/etc/systemd/system/etcd.service"))
+            .unwrap();
+    assert!(
+        unit.contains("\nType=notify\n") && unit.contains("\nTimeoutStartSec=infinity\n"),
+        "{unit}"
+    );
+}

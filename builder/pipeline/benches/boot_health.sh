@@ -63,17 +63,20 @@ goals = {"demo": 60, "cluster": 90, "cluster3": 150}
 def secs(v):
     return "-" if v is None else f"{v:.0f} s"
 all_ok = r["healthy"]
+# All healthy: the last check's first pass, from the first VM's start (kiln boot then confirms
+# with one more full round and reads the timelines; its elapsed_secs includes those).
+last = max((c["passed_after_secs"] or 0) for h in r["hosts"] for c in h["checks"])
 for h in r["hosts"]:
     t = h.get("timeline") or {}
     role = roles.get(h["name"], "?")
     cells = [spec, start, str(r.get("cpus", "?")), r["accel"], h["name"], role]
-    cells.append(f'{r["elapsed_secs"]:.0f} s' if all_ok else "unhealthy")
+    cells.append(f'{last:.0f} s' if all_ok else "unhealthy")
     goal = goals[spec]
     own = t.get("healthy_secs")
     if role == "agent" and spec == "cluster":
         cells.append(f"{goal} s (agent 45 s: {'met' if own is not None and own <= 45 else 'missed'})")
     else:
-        cells.append(f"{goal} s ({'met' if all_ok and r['elapsed_secs'] <= goal else 'missed'})")
+        cells.append(f"{goal} s ({'met' if all_ok and last <= goal else 'missed'})")
     cells += [secs(t.get("kernel_secs")), secs(t.get("switch_root_secs")),
               secs(own), t.get("slowest_unit") or ""]
     print("| " + " | ".join(cells) + " |")

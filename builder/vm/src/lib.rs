@@ -345,13 +345,14 @@ pub fn run(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpus = opts.cpus.unwrap_or_else(|| cpus_each(cores, vms.len()));
     if !vms.is_empty() {
+        let order = match (vms.len(), opts.start) {
+            (1, _) => "",
+            (_, StartOrder::Together) => ", started together",
+            (_, StartOrder::Staggered) => ", started one after another",
+        };
         progress(&format!(
-            "{} VM(s), {cpus} vCPU(s) each ({cores} core(s) here), started {}",
+            "{} VM(s), {cpus} vCPU(s) each ({cores} core(s) here){order}",
             vms.len(),
-            match opts.start {
-                StartOrder::Together => "together",
-                StartOrder::Staggered => "one after another",
-            }
         ));
     }
     let started = Instant::now();
@@ -391,6 +392,8 @@ pub fn run(
     }
     let left = opts.timeout.saturating_sub(started.elapsed());
     let mut hosts = health::wait_healthy(&watched, started, left, progress);
+    // Before the timelines are read (a few agent calls per host, slow on a loaded machine).
+    let checks_done = started.elapsed().as_secs_f64();
     for ((h, w), at) in hosts.iter_mut().zip(&watched).zip(qemu_started) {
         h.timeline = read_timeline(h, w, at, started);
     }
@@ -403,7 +406,7 @@ pub fn run(
         network: net,
         start: opts.start,
         cpus,
-        elapsed_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        elapsed_secs: (checks_done * 10.0).round() / 10.0,
         hosts,
         forwards: BTreeMap::new(),
     };
