@@ -387,11 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("init");
         std::fs::write(&script, &got).unwrap();
-        let bb = dir.path().join("busybox");
-        std::fs::write(&bb, kiln_test_support::busybox()).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&bb, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = std::process::Command::new(&bb)
+        let out = std::process::Command::new(kiln_test_support::busybox_path())
             .args(["sh", "-n"])
             .arg(&script)
             .output()

@@ -78,12 +78,19 @@ pub fn tempdir() -> tempfile::TempDir {
 /// Debian's static busybox (`/bin/busybox`, package busybox-static): the one program of the
 /// small fixture images the tests build.
 pub fn busybox() -> Vec<u8> {
+    std::fs::read(busybox_path()).expect("reading /bin/busybox")
+}
+
+/// The machine's static busybox, to run in place: a copy written by a test and executed at
+/// once can fail with "Text file busy" when another test thread forks while the copy's write
+/// descriptor is open (the child holds it until its exec).
+pub fn busybox_path() -> &'static Path {
     let path = Path::new("/bin/busybox");
     assert!(
         path.is_file(),
         "/bin/busybox not found: install it with `apt-get install -y busybox-static`"
     );
-    std::fs::read(path).expect("reading /bin/busybox")
+    path
 }
 
 /// A plain tar of hand-made members `(name, typeflag, linkname, data)`, names and link
