@@ -77,7 +77,7 @@ tcg\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l memory -d 'Memory per VM in MiB' -r
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l cpus -d 'Virtual CPUs per VM (default: this machine\'s cores shared out among the VMs, 1 to 4)' -r
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l run-dir -d 'Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR)' -r -F
-complete -c kiln -n "__fish_kiln_using_subcommand boot" -l start -d 'How the VMs start: together (the default; a cluster is healthy sooner, see docs/design/boot-facts.md) or staggered (each once the one before it is past its kernel, at most 60 s apart)' -r -f -a "together\t''
+complete -c kiln -n "__fish_kiln_using_subcommand boot" -l start -d 'How the VMs start: together (the default) or staggered (each once the one before it is past its kernel, at most 60 s apart). On 2 cores under TCG both took about as long (docs/design/boot-facts.md)' -r -f -a "together\t''
 staggered\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l all -d 'Boot every host of the build (the default when no --host is given)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l json -d 'Print the result as JSON on stdout (the table goes to stderr)'

@@ -59,9 +59,9 @@ pub(crate) struct BootArgs {
     /// Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR).
     #[arg(long, value_name = "DIR")]
     run_dir: Option<PathBuf>,
-    /// How the VMs start: together (the default; a cluster is healthy sooner, see
-    /// docs/design/boot-facts.md) or staggered (each once the one before it is past its
-    /// kernel, at most 60 s apart).
+    /// How the VMs start: together (the default) or staggered (each once the one before it is
+    /// past its kernel, at most 60 s apart). On 2 cores under TCG both took about as long
+    /// (docs/design/boot-facts.md).
     #[arg(long, default_value = "together", value_parser = ["together", "staggered"])]
     start: String,
 }
