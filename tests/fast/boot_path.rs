@@ -58,11 +58,16 @@ fn idle_base_units_are_masked_unless_kept() {
     );
 }
 
+/// The condition that skips a cloud-init stage when kiln-identity.service found the seed's
+/// user-data to be kiln's own (the cluster test boots both cases).
+const SKIPPED_WHEN: &str = "\nConditionPathExists=!/run/kiln/cloud-init-not-needed\n";
+
 /// cloud-init runs beside the boot, not in front of it (issue 20, item 2): kiln's
 /// `cloud-init-local.service` and `cloud-init.service` (replacing Debian's) order before none
 /// of `sysinit.target`, `network-pre.target` or `network-online.target`, every cloud-init
 /// stage runs at idle CPU priority, cloud-init leaves the network to kiln's networkd file, and
-/// that file takes no router advertisements (networkd-wait-online waited for them).
+/// that file takes no router advertisements (networkd-wait-online waited for them). Each stage
+/// is skipped when the unit that applied the identity left its flag.
 #[test]
 fn cloud_init_is_off_the_critical_path() {
     let tmp = tempfile::tempdir().unwrap();
@@ -85,14 +90,16 @@ fn cloud_init_is_off_the_critical_path() {
         }
         assert!(text.contains("\nAfter=kiln-identity.service\n") || unit == "cloud-init.service");
         assert!(
-            text.contains("\nCPUSchedulingPolicy=idle\n"),
+            text.contains("\nCPUSchedulingPolicy=idle\n") && text.contains(SKIPPED_WHEN),
             "{unit}:\n{text}"
         );
     }
     for unit in ["cloud-config.service", "cloud-final.service"] {
-        let text = read(&units.join(format!("{unit}.d/kiln-idle.conf")));
+        let text = read(&units.join(format!("{unit}.d/kiln.conf")));
         assert!(
-            text.contains("[Service]\n") && text.contains("\nCPUSchedulingPolicy=idle\n"),
+            text.contains("[Service]\n")
+                && text.contains("\nCPUSchedulingPolicy=idle\n")
+                && text.contains(&format!("[Unit]\n{}", SKIPPED_WHEN.trim_start())),
             "{unit}:\n{text}"
         );
     }

@@ -23,7 +23,8 @@ const SAME_FILES: &str = r#"
 import base64, sys, tarfile, yaml
 tar = {m.name.lstrip("./").lstrip("/"): (tar_f.extractfile(m).read(), "%04o" % m.mode)
        for tar_f in [tarfile.open(sys.argv[1])] for m in tar_f.getmembers() if m.isfile()
-       and m.name.lstrip("./").lstrip("/") != "etc/systemd/network/10-kiln.network"}
+       and m.name.lstrip("./").lstrip("/") != "etc/systemd/network/10-kiln.network"
+       and not m.name.lstrip("./").lstrip("/").startswith("run/")}
 for m in tarfile.open(sys.argv[1]).getmembers():
     assert not m.isfile() or (m.uid, m.gid) == (0, 0), m.name
 doc = yaml.safe_load(open(sys.argv[2]))
@@ -78,6 +79,14 @@ fn build_writes_a_cidata_seed_per_host_that_cloud_init_blkid_and_xorriso_accept(
                 .arg(dir.join("user-data")));
             assert!(n.trim().parse::<usize>().unwrap() >= 2, "{host}: {n}");
         }
+        // It names the user-data it goes with (kiln-identity.service skips cloud-init when the
+        // seed's user-data is that one): GNU tar, as the unit runs it, reads the same sha256.
+        let sum = run(Command::new("tar")
+            .args(["-x", "-O", "-f"])
+            .arg(dir.join("kiln-identity.tar"))
+            .arg("run/kiln/identity/user-data.sha256"));
+        let want = run(Command::new("sha256sum").arg(dir.join("user-data")));
+        assert_eq!(sum.trim(), want.split(' ').next().unwrap(), "{host}");
         // GNU tar, which unpacks it on the host, lists the networkd file too.
         let list = run(Command::new("tar")
             .args(["-tvf"])

@@ -23,10 +23,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kiln_layers::{Entry, FileTree};
-use kiln_test_support::{machine_cache, require_tool, Registry};
+use kiln_test_support::{machine_cache, require_tool, run, Registry};
 use kiln_vm::health::{self, Watched};
 use kiln_vm::qga::Agent;
 use kiln_vm::{BootOptions, BootRun, Check};
@@ -278,6 +279,8 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
         0,
     );
 
+    operator_adds_to_the_agents_user_data(&dist);
+
     let _vms = crate::common::vm::vm_lock();
     let mut opts = BootOptions::new(&dist);
     opts.keep = true;
@@ -305,6 +308,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     one_node_name(&a1, "a1.kiln.test");
     task_ports_open_on_agents_only(&m1, &a1);
     cgroup_hierarchy_follows_the_mesos_agent(&m1, &a1);
+    cloud_init_is_skipped_for_kiln_own_seed(&m1);
     cloud_init_writes_what_kiln_identity_applied(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
     iptables_follows_calico_node(&m1, &a1);
@@ -840,9 +844,71 @@ fn master_reboot_keeps_its_data(run: &BootRun, dist: &Path, m1: &Path, a1: &Path
     );
 }
 
-/// Issue 20, item 2, with cloud-init on (the PXE test boots with it off): kiln's units order
-/// after kiln-identity.service, not cloud-init; cloud-init's write_files still ran and left
-/// every identity file exactly as kiln-identity.service unpacked it from the seed.
+/// A file the operator adds to a1's user-data (see [`operator_adds_to_the_agents_user_data`]).
+const OPERATOR_FILE: &str = "/etc/kiln-test/added-by-the-operator";
+
+/// Adds a `write_files` entry (argv\[2\], content "operator") to the user-data argv\[1\].
+const ADD_WRITE_FILE: &str = r##"
+import sys, yaml
+path = sys.argv[1]
+doc = yaml.safe_load(open(path))
+doc["write_files"].append({"path": sys.argv[2], "content": "operator\n", "permissions": "0644"})
+open(path, "w").write("#cloud-config\n" + yaml.safe_dump(doc))
+"##;
+
+/// What an operator adds to a host's seed beside kiln's identity: one more `write_files` entry
+/// in a1's user-data, and its cidata volume made again (xorriso, as kiln makes it). cloud-init
+/// must run for it (issue 20, item 2: it keeps working for what operators add). m1's seed
+/// stays kiln's own.
+fn operator_adds_to_the_agents_user_data(dist: &Path) {
+    let dir = dist.join("cloud-init/a1");
+    run(Command::new("python3")
+        .args(["-c", ADD_WRITE_FILE])
+        .arg(dir.join("user-data"))
+        .arg(OPERATOR_FILE));
+    run(Command::new("xorriso")
+        .args([
+            "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-o",
+        ])
+        .arg(dist.join("cloud-init/a1-cidata.iso"))
+        .arg(&dir));
+}
+
+/// Issue 20, item 2, with kiln's own seed: kiln-identity.service applied the identity and
+/// found the seed's user-data to be the one kiln wrote, so cloud-init's four stages did not
+/// start (they would only write the same files again), and the host is healthy without them.
+fn cloud_init_is_skipped_for_kiln_own_seed(m1: &Path) {
+    for unit in [
+        "cloud-init-local.service",
+        "cloud-init.service",
+        "cloud-config.service",
+        "cloud-final.service",
+    ] {
+        let state = sh_ok(
+            m1,
+            &format!("systemctl show -P ConditionResult {unit}; systemctl show -P ExecMainStartTimestampMonotonic {unit}"),
+        );
+        assert_eq!(
+            state.split_whitespace().collect::<Vec<_>>(),
+            ["no", "0"],
+            "m1: {unit} ran"
+        );
+    }
+    let log = sh_ok(m1, "journalctl -b -u kiln-identity.service -o cat");
+    assert!(
+        log.contains("cloud-init skipped: the seed's user-data is kiln's own"),
+        "m1: {log}"
+    );
+    sh_ok(
+        m1,
+        "test ! -e /var/lib/cloud/instance/sem/config_write_files",
+    );
+}
+
+/// Issue 20, item 2, with cloud-init on (the PXE test boots with it off): a1's user-data has
+/// the operator's addition, so cloud-init ran and wrote it; kiln's units order after
+/// kiln-identity.service, not cloud-init; cloud-init's write_files left every identity file
+/// exactly as kiln-identity.service unpacked it from the seed.
 fn cloud_init_writes_what_kiln_identity_applied(m1: &Path, a1: &Path) {
     for (s, host, unit) in [(m1, "m1", "etcd.service"), (a1, "a1", "docker.service")] {
         let after = sh_ok(s, &format!("systemctl show -P After {unit}"));
@@ -850,24 +916,35 @@ fn cloud_init_writes_what_kiln_identity_applied(m1: &Path, a1: &Path) {
             after.contains("kiln-identity.service") && !after.contains("cloud-init.service"),
             "{host}: {unit} After={after}"
         );
-        // cloud-init runs at idle priority, after the services: wait for all its stages.
-        let status = sh_ok(s, "timeout 110 cloud-init status --wait --long");
-        assert!(status.contains("status: done"), "{host}: {status}");
-        sh_ok(s, "test -e /var/lib/cloud/instance/sem/config_write_files");
-        let diff = sh_ok(
-            s,
-            "set -e; t=/run/kiln-test-seed; mkdir -p $t; mount -o ro /dev/disk/by-label/cidata $t; \
-             n=0; for f in $(tar -tf $t/kiln-identity.tar | grep -v '/$'); do \
-               case $f in run/*) continue ;; esac; n=$((n+1)); \
-               a=$(tar -xOf $t/kiln-identity.tar \"$f\" | sha256sum); b=$(sha256sum < \"/$f\"); \
-               [ \"$a\" = \"$b\" ] || echo \"DIFF $f\"; \
-               m=$(tar -tvf $t/kiln-identity.tar \"$f\" | cut -c1-10); \
-               [ \"$m\" = \"$(stat -c %A \"/$f\")\" ] || echo \"MODE $f $m\"; \
-             done; umount $t; echo \"files $n\"",
-        );
-        assert!(
-            !diff.contains("DIFF") && !diff.contains("MODE") && diff.contains("files "),
-            "{host}: {diff}"
-        );
     }
+    let log = sh_ok(a1, "journalctl -b -u kiln-identity.service -o cat");
+    assert!(
+        log.contains("cloud-init runs: the seed's user-data is not the one kiln wrote"),
+        "a1: {log}"
+    );
+    // cloud-init runs at idle priority, after the services: wait for all its stages.
+    let status = sh_ok(a1, "timeout 110 cloud-init status --wait --long");
+    assert!(status.contains("status: done"), "a1: {status}");
+    sh_ok(a1, "test -e /var/lib/cloud/instance/sem/config_write_files");
+    let added = sh_ok(a1, &format!("cat {OPERATOR_FILE}"));
+    assert_eq!(
+        added.trim(),
+        "operator",
+        "a1: the operator's write_files entry"
+    );
+    let diff = sh_ok(
+        a1,
+        "set -e; t=/run/kiln-test-seed; mkdir -p $t; mount -o ro /dev/disk/by-label/cidata $t; \
+         n=0; for f in $(tar -tf $t/kiln-identity.tar | grep -v '/$'); do \
+           case $f in run/*) continue ;; esac; n=$((n+1)); \
+           a=$(tar -xOf $t/kiln-identity.tar \"$f\" | sha256sum); b=$(sha256sum < \"/$f\"); \
+           [ \"$a\" = \"$b\" ] || echo \"DIFF $f\"; \
+           m=$(tar -tvf $t/kiln-identity.tar \"$f\" | cut -c1-10); \
+           [ \"$m\" = \"$(stat -c %A \"/$f\")\" ] || echo \"MODE $f $m\"; \
+         done; umount $t; echo \"files $n\"",
+    );
+    assert!(
+        !diff.contains("DIFF") && !diff.contains("MODE") && diff.contains("files "),
+        "a1: {diff}"
+    );
 }

@@ -65,6 +65,21 @@ pub const IDENTITY_TAR: &str = "kiln-identity.tar";
 /// Where the identity tar carries root's password hash (tmpfs; the unit applies and removes it).
 pub const PASSWORD_HASH_FILE: &str = "/run/kiln/identity/root-password-hash";
 
+/// Where the identity tar carries the sha256 of the seed's `user-data` as kiln wrote it
+/// (hex, one line). `kiln-identity.service` compares the seed's `user-data` with it: when they
+/// match, cloud-init would only write what the unit has just applied (its modules in the image
+/// are write-files, set_hostname, update_hostname and users-groups), so the unit leaves the
+/// flag [`CLOUD_INIT_SKIP`] and cloud-init's four stages do not start.
+pub const USER_DATA_SHA_FILE: &str = "/run/kiln/identity/user-data.sha256";
+
+/// The flag that skips cloud-init's stages on this boot (tmpfs; see [`USER_DATA_SHA_FILE`]).
+pub(crate) const CLOUD_INIT_SKIP: &str = "/run/kiln/cloud-init-not-needed";
+
+/// The kernel argument that runs cloud-init even when the seed is kiln's own
+/// (`kiln.cloud-init=always`; `auto`, the default, skips it then). cloud-init's own
+/// `cloud-init=disabled` still turns it off altogether.
+pub const CLOUD_INIT_ARG: &str = "kiln.cloud-init";
+
 /// The boot component.
 pub(crate) struct Boot;
 
@@ -105,15 +120,17 @@ impl Component for Boot {
                 &format!("/etc/systemd/system/{unit}"),
                 0o644,
                 unit,
-                minijinja::context! { idle => CLOUD_INIT_IDLE },
+                minijinja::context! { idle => CLOUD_INIT_IDLE, skip => CLOUD_INIT_SKIP },
             )?;
         }
         for unit in CLOUD_INIT_LATER {
             ctx.add(
-                &format!("/etc/systemd/system/{unit}.d/kiln-idle.conf"),
+                &format!("/etc/systemd/system/{unit}.d/kiln.conf"),
                 Entry::file(
                     format!(
-                        "# kiln: Debian's {unit}, at idle priority (see cloud-init.service).\n\
+                        "# kiln: Debian's {unit}, at idle priority and skipped when the seed's \
+                         user-data is kiln's own (see cloud-init.service).\n\
+                         [Unit]\nConditionPathExists=!{CLOUD_INIT_SKIP}\n\n\
                          [Service]\n{CLOUD_INIT_IDLE}\n"
                     ),
                     0o644,
@@ -127,6 +144,8 @@ impl Component for Boot {
             "kiln-apply-identity",
             minijinja::context! {
                 network_seed => NETWORK_SEED_DIR, tar => IDENTITY_TAR, hash => PASSWORD_HASH_FILE,
+                ud_member => USER_DATA_SHA_FILE.trim_start_matches('/'), skip => CLOUD_INIT_SKIP,
+                arg => CLOUD_INIT_ARG,
                 identity_env => format!("{}/identity.env", super::KILN_ETC),
                 stamp => IDENTITY_STAMP,
             },

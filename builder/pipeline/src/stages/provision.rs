@@ -30,7 +30,7 @@ use kiln_provision::pxe::{self as pxe_render, PxeProfile};
 
 use super::kickstart::{post_entries, render_with_role};
 use super::{place, BuildError, Dist, KickstartReport};
-use crate::components::bootable::{IDENTITY_TAR, PASSWORD_HASH_FILE};
+use crate::components::bootable::{IDENTITY_TAR, PASSWORD_HASH_FILE, USER_DATA_SHA_FILE};
 use crate::components::Rendered;
 
 /// What [`write()`] renders from.
@@ -194,8 +194,13 @@ pub fn write(p: &Provision, dist: &Dist) -> Result<Provisioned, BuildError> {
 const SEED_FILES: [&str; 4] = ["meta-data", "network-config", "user-data", IDENTITY_TAR];
 
 /// The identity tar of `host` (see [`IDENTITY_TAR`]): deterministic, files only (directories
-/// the tar needs are made 0755, except `/root/.ssh` 0700).
-fn identity_tar(host: &HostPlan, placed: &FileTree) -> Result<Vec<u8>, BuildError> {
+/// the tar needs are made 0755, except `/root/.ssh` 0700), with the sha256 of the seed's
+/// `user_data` (see [`USER_DATA_SHA_FILE`]).
+fn identity_tar(
+    host: &HostPlan,
+    placed: &FileTree,
+    user_data: &str,
+) -> Result<Vec<u8>, BuildError> {
     let tree_err = |e: kiln_layers::TreeError| {
         BuildError::Source(format!("identity tar of host {}: {e}", host.name))
     };
@@ -220,6 +225,9 @@ fn identity_tar(host: &HostPlan, placed: &FileTree) -> Result<Vec<u8>, BuildErro
         )
         .map_err(tree_err)?;
     }
+    let sum = crate::sources::cache::sha256_hex(user_data.as_bytes());
+    tree.insert(USER_DATA_SHA_FILE, Entry::file(format!("{sum}\n"), 0o644))
+        .map_err(tree_err)?;
     let mut out = Vec::new();
     kiln_layers::write_tar(&tree, 0, &mut out)
         .map_err(|e| BuildError::Source(format!("identity tar of host {}: {e}", host.name)))?;
@@ -249,7 +257,7 @@ fn write_host(
     put(
         root,
         &format!("{dir}/{IDENTITY_TAR}"),
-        &identity_tar(host, &placed)?,
+        &identity_tar(host, &placed, &seed.user_data)?,
         0o600,
         stats,
     )?;
