@@ -1,8 +1,9 @@
 //! Running a host's checks in the guest through its agent, waiting until all pass, and the
 //! health report (`kiln boot`'s table and `--json`).
 //!
-//! Probes are shell commands run by `guest-exec`: HTTP and ZooKeeper through bash's `/dev/tcp`
-//! (a minbase image has bash but no curl), `docker info`, `docker inspect`, `systemctl show`,
+//! Probes are shell commands, all of a host's in one `guest-exec` per round ([`run_probes`]):
+//! HTTP and ZooKeeper through bash's `/dev/tcp` (a minbase image has bash but no curl),
+//! `docker info` and `docker inspect` (once `docker.service` is active), `systemctl show`,
 //! `test`. Each runs under `timeout`, so a probe of an address that drops packets cannot hang.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,11 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Before a Docker probe: the daemon's unit must be up. Until it is, the Docker CLI (a large
+/// Go program, seconds of TCG CPU per run) would only wait on the socket or fail.
+const DOCKER_UP: &str = "systemctl is-active -q docker.service || \
+    { echo \"docker.service not active yet: $(systemctl is-active docker.service)\" >&2; exit 3; }; ";
+
 /// The bash script of a probe.
 fn script(probe: &Probe) -> String {
     match probe {
@@ -54,9 +60,9 @@ fn script(probe: &Probe) -> String {
         Probe::ZkSrvr { host, port } => {
             format!("exec 3<>/dev/tcp/{host}/{port} || exit 7; printf srvr >&3; cat <&3")
         }
-        Probe::DockerInfo { .. } => "docker info 2>&1".into(),
+        Probe::DockerInfo { .. } => format!("{DOCKER_UP}docker info 2>&1"),
         Probe::Container { name } => format!(
-            "docker inspect -f '{{{{.State.Status}}}}' {} 2>&1",
+            "{DOCKER_UP}docker inspect -f '{{{{.State.Status}}}}' {} 2>&1",
             sh_quote(name)
         ),
         Probe::Executable { path } => {
@@ -84,27 +90,96 @@ fn script(probe: &Probe) -> String {
 
 /// Runs one probe in the guest.
 pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
-    let script = script(probe);
-    let wrapper = format!("exec timeout {PROBE_SECS} bash -c \"$0\"");
-    let out = match agent.exec(
-        "/bin/sh",
-        &["-c", &wrapper, &script],
-        Duration::from_secs(PROBE_SECS + 5),
-    ) {
+    run_probes(agent, &[probe])
+        .pop()
+        .unwrap_or_else(|| ProbeResult::new(false, "no result"))
+}
+
+/// The line that starts each probe's output in a batch (on stdout and on stderr), followed by
+/// the probe's index, and the one that ends it on stdout, followed by its exit code. Each is
+/// printed after a newline of its own, so output without a final newline stays apart.
+const BEGIN: &str = "@@kiln-probe@@";
+const END: &str = "@@kiln-probe-exit@@";
+
+/// Runs `probes` in the guest with one `guest-exec`: one shell that runs each probe's script
+/// in turn, under its own `timeout`, and marks where each one's stdout and stderr begin and
+/// what it exited with. One process tree per host and round instead of one per check: under
+/// TCG every `guest-exec` (the agent's fork, a shell, the status polls) cost guest CPU and
+/// wall time, paid once per check and round.
+pub fn run_probes(agent: &mut Agent, probes: &[&Probe]) -> Vec<ProbeResult> {
+    if probes.is_empty() {
+        return Vec::new();
+    }
+    let mut batch = String::new();
+    for (i, p) in probes.iter().enumerate() {
+        let _ = writeln!(
+            batch,
+            "printf '\\n{BEGIN} {i}\\n'; printf '\\n{BEGIN} {i}\\n' >&2; \
+             timeout {PROBE_SECS} bash -c {} </dev/null; printf '\\n{END} %d\\n' $?",
+            sh_quote(&script(p)),
+        );
+    }
+    let timeout = Duration::from_secs(PROBE_SECS * probes.len() as u64 + 5);
+    let out = match agent.exec("/bin/sh", &["-c", &batch], timeout) {
         Ok(o) => o,
-        Err(e) => return ProbeResult::new(false, e.to_string()),
+        Err(e) => {
+            let why = e.to_string();
+            return probes
+                .iter()
+                .map(|_| ProbeResult::new(false, why.clone()))
+                .collect();
+        }
     };
-    let text = out.stdout_text();
+    let outs = sections(&out.stdout_text());
+    let errs = sections(&out.stderr_text());
+    probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let Some((text, code)) = outs.get(&i).and_then(|t| t.rsplit_once(END)) else {
+                return ProbeResult::new(
+                    false,
+                    format!(
+                        "did not run: the batch ended (exit code {:?})",
+                        out.exit_code
+                    ),
+                );
+            };
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let code = code.trim().parse::<i32>().ok();
+            judge(p, text, errs.get(&i).map_or("", |e| e.as_str()), code)
+        })
+        .collect()
+}
+
+/// A batch's stream cut at its [`BEGIN`] lines: what each probe wrote, by index. The newline
+/// printed before the next marker is not the probe's.
+fn sections(stream: &str) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    let marker = format!("\n{BEGIN} ");
+    let mut parts = stream.split(&marker);
+    parts.next(); // before the first marker: nothing of a probe's
+    for part in parts {
+        let (index, body) = part.split_once('\n').unwrap_or((part, ""));
+        if let Ok(i) = index.parse::<usize>() {
+            out.insert(i, body.to_string());
+        }
+    }
+    out
+}
+
+/// What one probe's output means.
+fn judge(probe: &Probe, text: &str, stderr: &str, code: Option<i32>) -> ProbeResult {
+    let success = code == Some(0);
     let first_err = || {
-        let e = out.stderr_text();
-        let line = e
+        let line = stderr
             .lines()
             .chain(text.lines())
             .map(str::trim)
             .find(|l| !l.is_empty())
             .unwrap_or("")
             .to_string();
-        match out.exit_code {
+        match code {
             Some(124) => format!("timed out after {PROBE_SECS} s"),
             Some(c) if line.is_empty() => format!("exit code {c}"),
             _ => line,
@@ -116,7 +191,7 @@ pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
             body_contains,
             ..
         } => {
-            if !out.success() && text.is_empty() {
+            if !success && text.is_empty() {
                 return ProbeResult::new(false, first_err());
             }
             let got = text
@@ -128,7 +203,7 @@ pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
             let short: String = body.trim().chars().take(80).collect();
             match got {
                 Some(s) if s != *status => ProbeResult::new(false, format!("HTTP {s} {short}")),
-                None => ProbeResult::new(false, format!("not HTTP: {}", first_line(&text))),
+                None => ProbeResult::new(false, format!("not HTTP: {}", first_line(text))),
                 Some(s) => match body_contains {
                     Some(want) if !body.contains(want.as_str()) => {
                         ProbeResult::new(false, format!("HTTP {s}, body lacks {want}: {short}"))
@@ -144,10 +219,10 @@ pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
                 ProbeResult::new(ok, m.trim())
             }
             None if text.trim().is_empty() => ProbeResult::new(false, first_err()),
-            None => ProbeResult::new(false, first_line(&text)),
+            None => ProbeResult::new(false, first_line(text)),
         },
         Probe::DockerInfo { cluster_store } => {
-            if !out.success() {
+            if !success {
                 return ProbeResult::new(false, first_err());
             }
             let line = text
@@ -165,17 +240,17 @@ pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
         }
         Probe::Container { .. } => {
             let state = text.trim();
-            ProbeResult::new(out.success() && state == "running", first_line(state))
+            ProbeResult::new(success && state == "running", first_line(state))
         }
         Probe::Executable { path } | Probe::File { path } => {
-            if out.success() {
+            if success {
                 ProbeResult::new(true, format!("{path} present"))
             } else {
                 ProbeResult::new(false, format!("{path} missing"))
             }
         }
         Probe::HostLink { .. } => {
-            if out.success() {
+            if success {
                 ProbeResult::new(true, first_line(text.trim()))
             } else {
                 ProbeResult::new(false, first_err())
@@ -186,7 +261,7 @@ pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
                 text.lines().filter_map(|l| l.split_once('=')).collect();
             let get = |k| props.get(k).copied().unwrap_or("?");
             let restarts = get("NRestarts");
-            let ok = out.success() && get("ActiveState") == "active" && restarts == "0";
+            let ok = success && get("ActiveState") == "active" && restarts == "0";
             let detail = if props.is_empty() {
                 first_err()
             } else {
@@ -280,14 +355,18 @@ pub fn wait_healthy(
             let results = &mut state[i];
             match Agent::connect(&h.qga_socket, Duration::from_secs(5)) {
                 Ok(mut agent) => {
-                    for (c, (r, passed)) in h.checks.iter().zip(results.iter_mut()) {
-                        if r.ok && !full_round {
-                            continue;
-                        }
-                        *r = run_probe(&mut agent, &c.probe);
+                    let due: Vec<usize> = (0..h.checks.len())
+                        .filter(|&c| full_round || !results[c].0.ok)
+                        .collect();
+                    let probes: Vec<&Probe> = due.iter().map(|&c| &h.checks[c].probe).collect();
+                    let found = run_probes(&mut agent, &probes);
+                    let now = started.elapsed().as_secs_f64();
+                    for (c, r) in due.into_iter().zip(found) {
+                        let (slot, passed) = &mut results[c];
                         if r.ok && passed.is_none() {
-                            *passed = Some(started.elapsed().as_secs_f64());
+                            *passed = Some(now);
                         }
+                        *slot = r;
                     }
                 }
                 Err(e) => {

@@ -164,3 +164,75 @@ fn the_http_probe_reads_status_and_body_through_bash() {
     let r = crate::health::run_probe(&mut agent, &probe);
     assert!(!r.ok, "{r:?}");
 }
+
+/// A host's probes run as one batch (one `guest-exec` per round) give each probe the result it
+/// gets alone: output without a final newline, stderr, exit codes and failures stay with their
+/// own probe.
+#[test]
+fn a_batch_of_probes_gives_each_the_result_it_gets_alone() {
+    use kiln_dist::boot_manifest::Probe;
+    let a = local_agent();
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("present");
+    std::fs::write(&present, "x").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            // No newline at the end of the body.
+            c.write_all(b"HTTP/1.1 503 Unavailable\r\n\r\nnot yet")
+                .unwrap();
+        }
+    });
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let probes = [
+        Probe::File {
+            path: present.to_str().unwrap().into(),
+        },
+        Probe::Http {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/health".into(),
+            status: 200,
+            body_contains: None,
+        },
+        Probe::File {
+            path: dir.path().join("missing").to_str().unwrap().into(),
+        },
+        Probe::ZkSrvr {
+            host: "127.0.0.1".into(),
+            port: closed,
+        },
+        Probe::Executable {
+            path: "/bin/sh".into(),
+        },
+    ];
+    let mut agent = Agent::connect(&a.socket, T).unwrap();
+    let refs: Vec<&Probe> = probes.iter().collect();
+    let batch = crate::health::run_probes(&mut agent, &refs);
+    let alone: Vec<_> = probes
+        .iter()
+        .map(|p| crate::health::run_probe(&mut agent, p))
+        .collect();
+    server.join().unwrap();
+    assert_eq!(batch, alone);
+    let oks: Vec<bool> = batch.iter().map(|r| r.ok).collect();
+    assert_eq!(oks, [true, false, false, false, true], "{batch:#?}");
+    assert_eq!(batch[1].detail, "HTTP 503 not yet");
+    assert!(batch[2].detail.ends_with("missing missing"), "{batch:#?}");
+    assert!(batch[3].detail.contains("refused"), "{batch:#?}");
+}
