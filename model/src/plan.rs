@@ -859,11 +859,13 @@ impl Installer {
 }
 
 /// Debian packages a bootable role image needs besides the kernel: the initramfs takes
-/// `busybox` and `veritysetup` from the image, cloud-init places the host's identity, and
-/// the guest agent answers `kiln boot`'s health checks.
-pub const BOOT_PACKAGES: [&str; 4] = [
+/// `busybox` and `veritysetup` from the image, the unified kernel image is made on the
+/// image's systemd EFI stub, cloud-init places the host's identity, and the guest agent
+/// answers `kiln boot`'s health checks.
+pub const BOOT_PACKAGES: [&str; 5] = [
     "busybox-static",
     "cryptsetup-bin",
+    "systemd-boot-efi",
     "cloud-init",
     "qemu-guest-agent",
 ];

@@ -173,6 +173,22 @@ pub fn build(spec: &Path, dist: &Path, extra: &[&str]) {
     kiln_code(&args, 0);
 }
 
+/// The build machine's systemd EFI stub (Debian `systemd-boot-efi`).
+pub fn efi_stub() -> PathBuf {
+    let stub = PathBuf::from(kiln_bootable::uki::STUB);
+    if !stub.is_file() {
+        panic!(
+            "{} is missing: install it with `apt-get install {}` (./dev test does)",
+            stub.display(),
+            kiln_bootable::uki::STUB_PACKAGE
+        );
+    }
+    stub
+}
+
+/// The os-release of [`bootable_workspace`]'s base.
+pub const FIXTURE_OS_RELEASE: &str = "PRETTY_NAME=\"kiln test fixture\"\nID=kiln-fixture\n";
+
 /// The fixture kernel's version in [`bootable_workspace`]'s base.
 pub const FIXTURE_KERNEL: &str = "6.1.0-99-fixture";
 
@@ -182,7 +198,7 @@ pub const FIXTURE_KERNEL: &str = "6.1.0-99-fixture";
 /// is copied), busybox standing in for `veritysetup` (a static ELF, as the initramfs needs)
 /// and a cloud-init stand-in — and the spec asks for a raw disk with a small state partition
 /// and a PXE tree (`[provision]`). The disks, root images and their root hashes are real:
-/// made by tar2sqfs, veritysetup, mkfs.vfat, syslinux and mkfs.ext4 as for any image.
+/// made by tar2sqfs, veritysetup, mkfs.vfat, syslinux, objcopy and mkfs.ext4 as for any image.
 pub fn bootable_workspace() -> (tempfile::TempDir, PathBuf) {
     for (tool, package) in [
         ("tar2sqfs", "squashfs-tools-ng"),
@@ -225,6 +241,18 @@ pub fn bootable_workspace() -> (tempfile::TempDir, PathBuf) {
         .unwrap();
         base.insert("/usr/sbin/veritysetup", file(&busybox(), 0o755))
             .unwrap();
+        base.insert(
+            "/usr/lib/os-release",
+            file(FIXTURE_OS_RELEASE.as_bytes(), 0o644),
+        )
+        .unwrap();
+        // The build machine's systemd EFI stub, as a Debian image has it: the unified kernel
+        // image is made on it.
+        base.insert(
+            kiln_bootable::uki::STUB,
+            file(&fs::read(efi_stub()).unwrap(), 0o644),
+        )
+        .unwrap();
         let script = "#!/bin/sh\n# kiln test fixture standing in for cloud-init\n";
         base.insert("/usr/bin/cloud-init", file(script.as_bytes(), 0o755))
             .unwrap();

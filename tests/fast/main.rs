@@ -22,6 +22,7 @@ mod cli;
 mod cloud_init_seeds;
 mod crash_safe_publish;
 mod debian_package_source;
+mod disk_layout;
 mod independent_validators;
 mod invalid_specs;
 mod iptables_mode;

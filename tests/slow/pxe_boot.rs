@@ -62,6 +62,7 @@ fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str
         host_link: None,
         memory_mib: 2048,
         cpus: 1,
+        firmware: kiln_vm::Firmware::Bios,
     }
 }
 

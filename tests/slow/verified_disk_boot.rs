@@ -1,11 +1,13 @@
 //! Bootable artifacts from a real Debian bookworm root filesystem (`kiln_bootable`),
-//! proven by booting them in QEMU (TCG, SeaBIOS, no `-kernel`): the disk reaches systemd, a
-//! test unit in the image reports on the console that `/usr` is read-only while `/etc` is
-//! writable and that state survives a reboot; a flipped byte in the root image and a wrong
-//! root hash stop the boot with a message naming the image and the hash.
+//! proven by booting them in QEMU (TCG, no `-kernel`): the disk reaches systemd through
+//! SeaBIOS and syslinux, and through OVMF and the unified kernel image; a test unit in the
+//! image reports on the console that `/usr` is read-only while `/etc` is writable, that state
+//! survives reboots, and which firmware booted it; a flipped byte in the root image and a wrong
+//! root hash stop the boot with a message naming the image and the hash. The GPT and the UKI
+//! are read by independent tools (`sfdisk`, `objdump`, `objcopy`).
 //!
 //! The base (mmdebstrap minbase + systemd, systemd-sysv, linux-image-amd64, busybox-static,
-//! cryptsetup-bin) is built once through kiln's own Debian helper and cached under
+//! cryptsetup-bin, systemd-boot-efi) is built once through kiln's own Debian helper and cached under
 //! `test-bases/` of the machine's test cache (`kiln_test_support::machine_cache`), keyed by its
 //! inputs (or in `$KILN_BOOT_BASE_CACHE`).
 
@@ -33,6 +35,7 @@ fn base_tarball() -> PathBuf {
             "systemd-sysv",
             "busybox-static",
             "cryptsetup-bin",
+            "systemd-boot-efi",
         ]
         .map(String::from)
         .to_vec(),
@@ -71,6 +74,7 @@ r="$r boots=$n"
 r="$r root=$(awk '$2 == "/" { print $1 ":" $3 }' /proc/mounts | tail -n 1)"
 r="$r state=$(awk '$2 == "/run/kiln/state" { print $3 }' /proc/mounts)"
 r="$r docker=$(awk '$2 == "/var/lib/docker" { print $3 }' /proc/mounts)"
+if [ -d /sys/firmware/efi ]; then r="$r firmware=uefi"; else r="$r firmware=bios"; fi
 echo "KILN-CHECK$r" > /dev/console
 systemctl poweroff --no-block
 "#;
@@ -219,12 +223,48 @@ fn check_line(run: &Run) -> &str {
         .unwrap_or_else(|| panic!("no KILN-CHECK line:\n{}", tail(&run.console)))
 }
 
-/// Byte offset of partition `n` (1-based) of an MBR disk.
-fn partition_offset(disk: &Path, n: usize) -> u64 {
-    let mut mbr = [0u8; 512];
-    File::open(disk).unwrap().read_exact(&mut mbr).unwrap();
-    let e = 446 + 16 * (n - 1);
-    u64::from(u32::from_le_bytes(mbr[e + 8..e + 12].try_into().unwrap())) * 512
+/// Byte offset of partition `n` (1-based) of a GPT disk (its entry's first LBA).
+fn partition_offset(disk: &Path, n: u64) -> u64 {
+    let mut f = File::open(disk).unwrap();
+    let mut lba = [0u8; 8];
+    f.seek(SeekFrom::Start(2 * 512 + (n - 1) * 128 + 32))
+        .unwrap();
+    f.read_exact(&mut lba).unwrap();
+    u64::from_le_bytes(lba) * 512
+}
+
+/// QEMU arguments that boot `disk` with OVMF (a copy of its variable store in `dir`).
+fn uefi_args(dir: &Path, disk: &Path) -> Vec<String> {
+    let vars = dir.join("OVMF_VARS.fd");
+    fs::copy(kiln_vm::qemu::OVMF_VARS, &vars).unwrap();
+    vec![
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            kiln_vm::qemu::OVMF_CODE
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        "-drive".into(),
+        format!("if=none,id=d0,format=raw,file={}", disk.display()),
+        "-device".into(),
+        "virtio-blk-pci,drive=d0,bootindex=0".into(),
+    ]
+}
+
+/// The disk's partition table as `sfdisk --json` (util-linux) reads it.
+fn sfdisk(disk: &Path) -> serde_json::Value {
+    let out = Command::new("sfdisk")
+        .arg("--json")
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn flip_byte(file: &Path, at: u64) {
@@ -284,6 +324,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
         (&a.kernel, &again.kernel),
         (&a.initramfs, &again.initramfs),
         (&a.root_image, &again.root_image),
+        (a.uki.as_ref().unwrap(), again.uki.as_ref().unwrap()),
         (
             a.disk_raw.as_ref().unwrap(),
             again.disk_raw.as_ref().unwrap(),
@@ -304,6 +345,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
     fs::remove_dir_all(tmp.path().join("again")).unwrap();
 
     let disk = a.disk_raw.clone().unwrap();
+    gpt_and_uki_as_independent_tools_read_them(&a, &disk);
     let drive = format!("file={},format=raw,if=virtio", disk.display());
     let limit = Duration::from_secs(180);
 
@@ -324,7 +366,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
     assert_eq!(
         check,
         "KILN-CHECK usr=readonly etc=writable boots=1 root=/dev/mapper/kiln-root:squashfs \
-         state=ext4 docker=ext4",
+         state=ext4 docker=ext4 firmware=bios",
         "{}",
         tail(&run.console)
     );
@@ -338,6 +380,25 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
         "{}",
         check_line(&run)
     );
+
+    // 2b. The same disk boots on UEFI (OVMF): the firmware starts the unified kernel image
+    // from the EFI system partition, with the same root and state.
+    let args = uefi_args(tmp.path(), &disk);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = qemu(tmp.path(), "uefi", &args, Duration::from_secs(300));
+    assert!(
+        check_line(&run).contains(" boots=3 ") && check_line(&run).ends_with(" firmware=uefi"),
+        "{}\n{}",
+        check_line(&run),
+        tail(&run.console)
+    );
+    assert!(
+        run.console
+            .contains("kiln-initramfs: root verified and mounted read-only"),
+        "{}",
+        tail(&run.console)
+    );
+    eprintln!("UEFI boot to probe: {:.1?}", run.took);
 
     // 3. One flipped byte of the squashfs (its superblock, read at mount) stops the boot.
     let root_at = partition_offset(&disk, 2);
@@ -362,6 +423,67 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
         limit,
     );
     stopped_with_message(&run, &wrong, "");
+}
+
+/// The disk's GPT as util-linux's `sfdisk` reads it (types, attributes, names, the protective
+/// MBR's boot code), and the unified kernel image as binutils' `objdump` lists it, with the
+/// disk's command line in its `.cmdline` section.
+fn gpt_and_uki_as_independent_tools_read_them(a: &Bootable, disk: &Path) {
+    let verify = Command::new("sfdisk")
+        .arg("--verify")
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && String::from_utf8_lossy(&verify.stderr).trim().is_empty(),
+        "{verify:?}"
+    );
+    let t = sfdisk(disk);
+    let pt = &t["partitiontable"];
+    assert_eq!(pt["label"], "gpt", "{t}");
+    let parts = pt["partitions"].as_array().unwrap();
+    let types: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        ],
+        "{t}"
+    );
+    assert_eq!(parts[0]["attrs"], "LegacyBIOSBootable", "{t}");
+    assert_eq!(parts[0]["name"], "kiln-boot", "{t}");
+    let mut code = vec![0u8; 440];
+    File::open(disk).unwrap().read_exact(&mut code).unwrap();
+    let gptmbr = fs::read("/usr/lib/syslinux/mbr/gptmbr.bin").unwrap();
+    assert_eq!(
+        code[..gptmbr.len()],
+        gptmbr[..],
+        "the protective MBR's boot code"
+    );
+
+    let uki = a.uki.as_ref().expect("a UKI: the image has the EFI stub");
+    let h = Command::new("objdump").arg("-h").arg(uki).output().unwrap();
+    let h = String::from_utf8_lossy(&h.stdout);
+    for section in [".osrel", ".cmdline", ".linux", ".initrd", ".sbat"] {
+        assert!(
+            h.contains(&format!(" {section} ")),
+            "{section} missing:\n{h}"
+        );
+    }
+    let cmdline = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("objcopy")
+        .args(["-O", "binary", "--only-section=.cmdline"])
+        .arg(uki)
+        .arg(cmdline.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        fs::read(cmdline.path()).unwrap(),
+        format!("{}\0", a.cmdline).into_bytes()
+    );
 }
 
 /// The boot stopped in the initramfs: the FATAL lines name the image and the expected hash,

@@ -66,6 +66,7 @@ fn the_host_link_reaches_the_build_host_and_forwards_into_the_guest() {
         }),
         memory_mib: 256,
         cpus: 1,
+        firmware: kiln_vm::Firmware::Bios,
     };
     let checks = vec![Check {
         id: "host-link".into(),

@@ -24,6 +24,10 @@ pub struct ProfileBoot {
     pub disk_raw: String,
     /// `boot/PROFILE/disk.qcow2`.
     pub disk_qcow2: String,
+    /// `boot/PROFILE/kiln.efi`, the unified kernel image the disks also carry for UEFI
+    /// firmware; empty when the image has no EFI stub (the disks then boot on BIOS only).
+    #[serde(default)]
+    pub uki: String,
     /// dm-verity root hash of the read-only root.
     pub root_hash: String,
     /// The kernel command line the disk boots with.

@@ -282,11 +282,19 @@ pub fn text(r: &CheckReport) -> String {
         }
         let _ = writeln!(
             o,
-            "  boot       kernel, initramfs, verified root{}{}; state {} MiB",
+            "  boot       kernel, initramfs, verified root, {}{}{}; state {} MiB",
+            // A Debian base gets the EFI stub (BOOT_PACKAGES); another base only if it has it.
+            if plan.base.debian.is_some() {
+                "UKI"
+            } else {
+                "UKI if the image has systemd's EFI stub"
+            },
             if disks.is_empty() {
                 String::new()
+            } else if plan.base.debian.is_some() {
+                format!(", {} disks (BIOS and UEFI)", disks.join("+"))
             } else {
-                format!(", {} disks", disks.join("+"))
+                format!(", {} disks (BIOS; UEFI with the UKI)", disks.join("+"))
             },
             b.rootfs_tarball
                 .as_ref()

@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use health::{CheckHealth, CheckStatus, HostHealth};
 pub use kiln_dist::boot_manifest::{BootManifest, Check, HostBoot, Probe, ProfileBoot};
 use kiln_dist::Dist;
-pub use qemu::{Accel, AccelChoice, L2Net, Vm};
+pub use qemu::{Accel, AccelChoice, Firmware, L2Net, Vm};
 
 /// Version of the [`BootReport`] JSON shape.
 pub const REPORT_VERSION: u32 = 1;
@@ -51,6 +51,11 @@ pub enum BootError {
     },
     #[error("VM {host}: {detail}")]
     Qemu { host: String, detail: String },
+    #[error(
+        "--firmware uefi: the disk of profile {profile} has no unified kernel image (its image \
+         has no systemd EFI stub; `kiln build` warned): boot it with --firmware bios"
+    )]
+    NoUki { profile: String },
     #[error(transparent)]
     Io(#[from] IoError),
 }
@@ -58,7 +63,10 @@ pub enum BootError {
 impl BootError {
     /// Whether the error is the caller's (exit code 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, BootError::UnknownHost { .. } | BootError::NoHosts)
+        matches!(
+            self,
+            BootError::UnknownHost { .. } | BootError::NoHosts | BootError::NoUki { .. }
+        )
     }
 }
 
@@ -86,6 +94,8 @@ pub struct BootOptions {
     pub keep: bool,
     /// Whether the VMs start together or one after another.
     pub start: StartOrder,
+    /// The firmware every VM boots with.
+    pub firmware: Firmware,
     /// With [`StartOrder::Staggered`]: how long a VM may take to pass early boot before the
     /// next one starts anyway.
     pub start_gap: Duration,
@@ -106,6 +116,7 @@ impl BootOptions {
             timeout: Duration::from_secs(600),
             keep: false,
             start: StartOrder::Together,
+            firmware: Firmware::Bios,
             start_gap: Duration::from_secs(60),
             kvm_probe_timeout: Duration::from_secs(20),
         }
@@ -141,6 +152,8 @@ pub struct BootReport {
     pub network: L2Net,
     /// How the VMs started.
     pub start: StartOrder,
+    /// The firmware they booted with.
+    pub firmware: Firmware,
     /// Virtual CPUs each VM had.
     pub cpus: u32,
     /// Seconds from the first VM's start to the end of the checks.
@@ -220,6 +233,9 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
     let m = read_manifest(&dist)?;
     let hosts = select(&m, &opts.hosts)?;
     let tools = qemu::Tools::find()?;
+    if opts.firmware == Firmware::Uefi {
+        qemu::require_ovmf()?;
+    }
     let net = L2Net::random();
     let mut specs = Vec::new();
     let mut forwarded = BTreeMap::new();
@@ -228,6 +244,11 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
             host: h.name.clone(),
             detail: format!("profile {} has no disk in the boot manifest", h.profile),
         })?;
+        if opts.firmware == Firmware::Uefi && p.uki.is_empty() {
+            return Err(BootError::NoUki {
+                profile: p.name.clone(),
+            });
+        }
         let (image, format) = if p.disk_qcow2.is_empty() {
             (dist.root().join(&p.disk_raw), qemu::DiskFormat::Raw)
         } else {
@@ -270,6 +291,7 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                 }),
                 memory_mib: opts.memory_mib,
                 cpus: 1,
+                firmware: opts.firmware,
             },
             checks,
         ));
@@ -406,6 +428,7 @@ pub fn run(
         run_dir: run_dir.to_path_buf(),
         network: net,
         start: opts.start,
+        firmware: opts.firmware,
         cpus,
         elapsed_secs: (checks_done * 10.0).round() / 10.0,
         hosts,

@@ -49,6 +49,36 @@ fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
+/// The firmware a VM boots with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default: the disk's protective MBR boots syslinux.
+    #[default]
+    Bios,
+    /// OVMF (Debian `ovmf`), Secure Boot off: the firmware starts the unified kernel image
+    /// from the disk's EFI system partition (`\EFI\BOOT\BOOTX64.EFI`).
+    Uefi,
+}
+
+/// OVMF's code (read-only) and the template of its variable store (copied per VM), Debian's
+/// 4 MiB builds.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Fails when OVMF is not installed.
+pub fn require_ovmf() -> Result<()> {
+    for f in [OVMF_CODE, OVMF_VARS] {
+        if !Path::new(f).is_file() {
+            return Err(BootError::Tool {
+                tool: "OVMF (UEFI firmware for QEMU)",
+                package: "ovmf",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The accelerator VMs run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,6 +200,8 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// Virtual CPUs (`-smp`); [`crate::run`] sets it from the build machine's cores.
     pub cpus: u32,
+    /// The firmware ([`Firmware::Uefi`] only for a disk boot).
+    pub firmware: Firmware,
 }
 
 /// A VM's host link: its MAC and the ports forwarded from the build host into the guest.
@@ -327,6 +359,20 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
     .arg("-serial")
     .arg(format!("file:{}", serial_log.display()));
     let mut overlay = None;
+    if spec.firmware == Firmware::Uefi {
+        // Each VM has its own variable store: the firmware writes its boot entries there.
+        let vars = run_dir.join(format!("{name}.OVMF_VARS.fd"));
+        fs::copy(OVMF_VARS, &vars).map_err(IoError::at("copying OVMF's variables to", &vars))?;
+        cmd.arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
+    }
     match &spec.boot {
         BootFrom::Disk { image, format } => {
             let o = run_dir.join(format!("{name}.qcow2"));
@@ -550,6 +596,7 @@ pub fn pick_accel(
         host_link: None,
         memory_mib: 512,
         cpus: 1,
+        firmware: Firmware::Bios,
     };
     let mut vm = start(tools, Accel::Kvm, &spec, run_dir, false)?;
     let mut markers = vec!["Linux version"];

@@ -133,7 +133,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__boot)
-            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --cpus --run-dir --start --verbose --help"
+            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --cpus --run-dir --start --firmware --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +165,10 @@ _kiln() {
                     ;;
                 --start)
                     COMPREPLY=($(compgen -W "together staggered" -- "${cur}"))
+                    return 0
+                    ;;
+                --firmware)
+                    COMPREPLY=($(compgen -W "bios uefi" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -79,6 +79,8 @@ complete -c kiln -n "__fish_kiln_using_subcommand boot" -l cpus -d 'Virtual CPUs
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l run-dir -d 'Where overlays, serial logs and agent sockets go (default: a new dir under $TMPDIR)' -r -F
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l start -d 'How the VMs start: together (the default) or staggered (each once the one before it is past its kernel, at most 60 s apart). On 2 cores under TCG both took about as long (docs/design/boot-facts.md)' -r -f -a "together\t''
 staggered\t''"
+complete -c kiln -n "__fish_kiln_using_subcommand boot" -l firmware -d 'Firmware: bios (SeaBIOS; syslinux from the disk\'s protective MBR) or uefi (OVMF, Debian `ovmf`; the unified kernel image from the disk\'s EFI system partition). Every disk boots both ways. Secure Boot is not there yet' -r -f -a "bios\t''
+uefi\t''"
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l all -d 'Boot every host of the build (the default when no --host is given)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l json -d 'Print the result as JSON on stdout (the table goes to stderr)'
 complete -c kiln -n "__fish_kiln_using_subcommand boot" -l timeline -d 'Also print each host\'s boot timeline: kernel start, initramfs, switch-root, each unit active, healthy (seconds after its QEMU started), and the critical chain of the unit that came up last. `--json` always carries it (`hosts[].timeline`)'

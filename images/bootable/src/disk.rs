@@ -1,22 +1,25 @@
-//! The BIOS-bootable disk: an MBR partition table written here, with syslinux's MBR boot code
-//! in its first 440 bytes and a signature derived from the seed, and
+//! The disk, bootable on BIOS and on UEFI: a GPT ([`crate::gpt`]) whose protective MBR
+//! carries syslinux's `gptmbr.bin` as boot code and a signature derived from the seed, and
 //!
-//! | # | type | content |
+//! | # | GPT type | content |
 //! |---|------|---------|
-//! | 1 | `0x0e` FAT16 (LBA), active | `vmlinuz`, `initrd.img`, `syslinux.cfg`, `ldlinux.sys`, `ldlinux.c32` |
-//! | 2 | `0x83` | the root image: squashfs, padded, then its dm-verity hash tree |
-//! | 3 | `0x83` | ext4 labelled `kiln-state` (only when a state size is asked for) |
+//! | 1 | EFI system partition, legacy BIOS bootable (FAT16) | `vmlinuz`, `initrd.img`, `syslinux.cfg`, `ldlinux.sys`, `ldlinux.c32`; `EFI/BOOT/BOOTX64.EFI` (the unified kernel image) |
+//! | 2 | Linux data | the root image: squashfs, padded, then its dm-verity hash tree |
+//! | 3 | Linux data | ext4 labelled `kiln-state` (only when a state size is asked for) |
 //!
-//! Partitions start on 1 MiB boundaries. Each filesystem is made in its own file (FAT with
-//! `mkfs.vfat --invariant`, mcopy and the mtools-based `syslinux` installer; ext4 with
-//! `mkfs.ext4` under `E2FSPROGS_FAKE_TIME`) and copied in, skipping zero blocks so the raw
-//! disk stays sparse.
+//! BIOS: the firmware runs `gptmbr.bin`, which boots partition 1 (its attribute), whose boot
+//! sector is syslinux's; syslinux reads `syslinux.cfg`. UEFI: the firmware mounts the EFI
+//! system partition and starts `\EFI\BOOT\BOOTX64.EFI`, the default path for a disk without
+//! a boot entry. Partitions start on 1 MiB boundaries, and the backup GPT has the last MiB.
+//! Each filesystem is made in its own file (FAT with `mkfs.vfat --invariant`, mmd, mcopy and
+//! the mtools-based `syslinux` installer; ext4 with `mkfs.ext4` under `E2FSPROGS_FAKE_TIME`)
+//! and copied in, skipping zero blocks so the raw disk stays sparse.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::tools::{self, MCOPY, MKFS_EXT4, MKFS_VFAT, QEMU_IMG, SYSLINUX};
+use super::tools::{self, MCOPY, MKFS_EXT4, MKFS_VFAT, MMD, QEMU_IMG, SYSLINUX};
 use crate::{Error, Result};
 use kiln_layers::IoError;
 
@@ -115,6 +118,28 @@ pub fn build_fat(
     // the epoch as mtime and `-m` keeps it; SOURCE_DATE_EPOCH covers what mtools creates
     // itself (checked by the determinism test).
     let epoch = source_date_epoch.to_string();
+    // The directories of files below the root (`EFI/BOOT/BOOTX64.EFI`), parents first.
+    let mut dirs: Vec<String> = Vec::new();
+    for (name, _) in files {
+        let parts: Vec<&str> = name.split('/').collect();
+        for n in 1..parts.len() {
+            let d = parts[..n].join("/");
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    if !dirs.is_empty() {
+        tools::run(
+            MMD,
+            tools::command(MMD)?
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .env("SOURCE_DATE_EPOCH", &epoch)
+                .arg("-i")
+                .arg(out)
+                .args(dirs.iter().map(|d| format!("::/{d}"))),
+        )?;
+    }
     for (name, src) in files {
         set_mtime(src, source_date_epoch)?;
         tools::run(
@@ -207,8 +232,14 @@ pub fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
     }
 }
 
-/// Writes the raw disk `out` of `size` bytes: `sector0` then each (file, byte offset).
-pub fn assemble(out: &Path, size: u64, sector0: &[u8; 512], parts: &[(&Path, u64)]) -> Result<()> {
+/// Writes the raw disk `out` of `size` bytes: each (bytes, byte offset) of `tables`, then each
+/// (file, byte offset) of `parts`.
+pub fn assemble(
+    out: &Path,
+    size: u64,
+    tables: &[(&[u8], u64)],
+    parts: &[(&Path, u64)],
+) -> Result<()> {
     let _ = std::fs::remove_file(out);
     let mut f = OpenOptions::new()
         .create(true)
@@ -219,8 +250,11 @@ pub fn assemble(out: &Path, size: u64, sector0: &[u8; 512], parts: &[(&Path, u64
         .map_err(IoError::at("creating disk image", out))?;
     f.set_len(size)
         .map_err(IoError::at("sizing disk image", out))?;
-    f.write_all(sector0)
-        .map_err(IoError::at("writing MBR of", out))?;
+    for (bytes, offset) in tables {
+        f.seek(SeekFrom::Start(*offset))
+            .and_then(|_| f.write_all(bytes))
+            .map_err(IoError::at("writing the partition table of", out))?;
+    }
     for (src, offset) in parts {
         copy_sparse(src, &mut f, *offset)?;
     }

@@ -1,12 +1,13 @@
 //! Bootable artifacts from a flattened role root filesystem (one uncompressed tar): the
 //! image's own kernel, an initramfs made of the image's own busybox, veritysetup and kernel
-//! modules, a dm-verity protected squashfs root, and a BIOS-bootable raw/qcow2 disk.
+//! modules, a dm-verity protected squashfs root, a unified kernel image, and raw/qcow2 disks
+//! that boot on BIOS and on UEFI.
 //!
 //! Everything comes from the tarball, never from the build machine (only the tools that
-//! *write* formats run here: tar2sqfs, veritysetup, mkfs.vfat, mtools, syslinux, mkfs.ext4,
-//! qemu-img). Every value that would be random (verity salt and UUID, FAT volume id, MBR
-//! signature, ext4 UUID and hash seed) is derived from [`BootableInputs::seed`], so equal inputs
-//! give equal bytes.
+//! *write* formats run here: tar2sqfs, veritysetup, objcopy, mkfs.vfat, mtools, syslinux,
+//! mkfs.ext4, qemu-img). Every value that would be random (verity salt and UUID, FAT volume
+//! id, disk signature, GPT GUIDs, ext4 UUID and hash seed) is derived from
+//! [`BootableInputs::seed`], so equal inputs give equal bytes.
 //!
 //! The kernel command line ([`Bootable::cmdline`]):
 //! `console=ttyS0 kiln.image=NAME kiln.disk=PTUUID kiln.root=part:2 kiln.roothash=HEX
@@ -17,11 +18,13 @@
 pub mod disk;
 pub mod elf;
 mod error;
+pub mod gpt;
 pub mod initramfs;
 pub mod modules;
 pub mod rootfs_index;
 pub mod tar_filter;
 pub mod tools;
+pub mod uki;
 pub mod verity;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +72,9 @@ pub struct Bootable {
     pub root_image: PathBuf,
     /// How to open the root image.
     pub verity: VerityInfo,
+    /// `kiln.efi`: the unified kernel image (stub, kernel, initramfs, command line,
+    /// os-release; see [`uki`]), when the image has the systemd EFI stub ([`uki::STUB`]).
+    pub uki: Option<PathBuf>,
     /// `disk.raw`, when asked for.
     pub disk_raw: Option<PathBuf>,
     /// `disk.qcow2`, when asked for.
@@ -76,7 +82,7 @@ pub struct Bootable {
     /// The kernel command line the disk boots with (and a PXE config should use, with
     /// `kiln.root=` changed).
     pub cmdline: String,
-    /// The MBR disk signature (`kiln.disk=`), as 8 hex digits.
+    /// The disk signature in the protective MBR (`kiln.disk=`), as 8 hex digits.
     pub disk_id: String,
     /// What went into the initramfs.
     pub initramfs_info: initramfs::InitramfsInfo,
@@ -177,9 +183,9 @@ pub fn cmdline(
 /// Checks every external tool the requested outputs need, before any work.
 fn check_tools(inputs: &BootableInputs) -> Result<()> {
     use tools::*;
-    let mut needed = vec![TAR2SQFS, VERITYSETUP];
+    let mut needed = vec![TAR2SQFS, VERITYSETUP, OBJCOPY];
     if inputs.raw || inputs.qcow2 {
-        needed.extend([MKFS_VFAT, MCOPY, SYSLINUX]);
+        needed.extend([MKFS_VFAT, MCOPY, MMD, SYSLINUX]);
         if inputs.state_size > 0 {
             needed.push(MKFS_EXT4);
         }
@@ -244,6 +250,36 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         inputs.state_size > 0,
         &inputs.kernel_args,
     );
+    let uki = match index.file(uki::STUB) {
+        Some((stub, ..)) => {
+            let os_release = ["/usr/lib/os-release", "/etc/os-release"]
+                .into_iter()
+                .find(|p| index.file(p).is_some())
+                .map(|p| index.read(p))
+                .transpose()?
+                .unwrap_or_default();
+            let out = out_dir.join("kiln.efi");
+            uki::build_uki(
+                &index.read(&stub)?,
+                &os_release,
+                &cmdline,
+                &kernel,
+                &initramfs,
+                &out_dir.join("uki.scratch"),
+                &out,
+            )?;
+            Some(out)
+        }
+        None => {
+            warnings.push(format!(
+                "{name}: no systemd EFI stub at {} (Debian package {}): no unified kernel \
+                 image, and the disks boot on BIOS only",
+                uki::STUB,
+                uki::STUB_PACKAGE
+            ));
+            None
+        }
+    };
     let (mut disk_raw, mut disk_qcow2) = (None, None);
     if inputs.raw || inputs.qcow2 {
         let raw = out_dir.join("disk.raw");
@@ -253,8 +289,11 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
             &raw,
             signature,
             &cmdline,
-            &kernel,
-            &initramfs,
+            &BootFiles {
+                kernel: &kernel,
+                initramfs: &initramfs,
+                uki: uki.as_deref(),
+            },
             &root_image,
         )?;
         if inputs.qcow2 {
@@ -274,6 +313,7 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         initramfs,
         root_image,
         verity,
+        uki,
         disk_raw,
         disk_qcow2,
         cmdline,
@@ -292,18 +332,31 @@ pub fn syslinux_cfg(cmdline: &str) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the boot partition holds besides syslinux.
+struct BootFiles<'a> {
+    kernel: &'a Path,
+    initramfs: &'a Path,
+    uki: Option<&'a Path>,
+}
+
+/// Where UEFI firmware looks for the boot program on a disk it has no boot entry for.
+pub const EFI_BOOT_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+
+/// The disk (see [`disk`]): a GPT with a protective MBR whose boot code is syslinux's
+/// `gptmbr.bin`; partition 1 the EFI system partition, marked legacy BIOS bootable, with
+/// syslinux (BIOS) and the UKI as `\EFI\BOOT\BOOTX64.EFI` (UEFI); 2 the root image; 3 the
+/// state filesystem.
 fn build_disk(
     inputs: &BootableInputs,
     out_dir: &Path,
     raw: &Path,
     signature: u32,
     cmdline: &str,
-    kernel: &Path,
-    initramfs: &Path,
+    boot: &BootFiles,
     root_image: &Path,
 ) -> Result<()> {
-    use disk::{round_up, Partition, ALIGN, SECTOR};
+    use disk::{round_up, ALIGN, SECTOR};
+    use gpt::{GptPartition, ESP_TYPE, LEGACY_BIOS_BOOTABLE, LINUX_DATA_TYPE};
     let epoch = inputs.source_date_epoch;
     let size_of = |p: &Path| {
         std::fs::metadata(p)
@@ -312,7 +365,18 @@ fn build_disk(
     };
     let cfg = out_dir.join("syslinux.cfg");
     std::fs::write(&cfg, syslinux_cfg(cmdline)).map_err(IoError::at("writing", &cfg))?;
-    let payload = size_of(kernel)? + size_of(initramfs)?;
+    let mut files = vec![
+        ("vmlinuz", boot.kernel),
+        ("initrd.img", boot.initramfs),
+        ("syslinux.cfg", cfg.as_path()),
+    ];
+    if let Some(uki) = boot.uki {
+        files.push((EFI_BOOT_PATH, uki));
+    }
+    let mut payload = 0;
+    for (_, f) in &files {
+        payload += size_of(f)?;
+    }
     let fat_size = round_up(payload + payload / 4 + (4 << 20), ALIGN).max(32 << 20);
     let boot_start = ALIGN;
     let fat = out_dir.join("boot.vfat");
@@ -321,30 +385,30 @@ fn build_disk(
         fat_size,
         derive_u32(&inputs.seed, "fat-volume-id"),
         boot_start / SECTOR,
-        &[
-            ("vmlinuz", kernel),
-            ("initrd.img", initramfs),
-            ("syslinux.cfg", &cfg),
-        ],
+        &files,
         epoch,
     )?;
     let root_start = boot_start + fat_size;
     let root_size = round_up(size_of(root_image)?, ALIGN);
+    let part = |n: &str, kind: &str, start: u64, size: u64, attributes| GptPartition {
+        type_guid: kind.into(),
+        guid: derive_uuid(&inputs.seed, &format!("gpt-partition-{n}")),
+        start: start / SECTOR,
+        sectors: size / SECTOR,
+        attributes,
+        name: n.into(),
+    };
     let mut parts = vec![
-        Partition {
-            kind: 0x0e,
-            active: true,
-            start: boot_start / SECTOR,
-            sectors: fat_size / SECTOR,
-        },
-        Partition {
-            kind: 0x83,
-            active: false,
-            start: root_start / SECTOR,
-            sectors: root_size / SECTOR,
-        },
+        part(
+            "kiln-boot",
+            ESP_TYPE,
+            boot_start,
+            fat_size,
+            LEGACY_BIOS_BOOTABLE,
+        ),
+        part("kiln-root", LINUX_DATA_TYPE, root_start, root_size, 0),
     ];
-    let mut files: Vec<(&Path, u64)> = vec![(&fat, boot_start), (root_image, root_start)];
+    let mut images: Vec<(&Path, u64)> = vec![(&fat, boot_start), (root_image, root_start)];
     let mut end = root_start + root_size;
     let ext4 = out_dir.join("state.ext4");
     if inputs.state_size > 0 {
@@ -356,19 +420,30 @@ fn build_disk(
             &derive_uuid(&inputs.seed, "state-hash-seed"),
             epoch,
         )?;
-        parts.push(Partition {
-            kind: 0x83,
-            active: false,
-            start: end / SECTOR,
-            sectors: state_size / SECTOR,
-        });
-        files.push((&ext4, end));
+        parts.push(part("kiln-state", LINUX_DATA_TYPE, end, state_size, 0));
+        images.push((&ext4, end));
         end += state_size;
     }
+    // The backup table in the last sectors, in a 1 MiB of its own.
+    let size = end + ALIGN;
     let code =
         std::fs::read(tools::SYSLINUX_MBR).map_err(IoError::at("reading", tools::SYSLINUX_MBR))?;
-    let sector0 = disk::mbr(&code, signature, &parts)?;
-    disk::assemble(raw, end, &sector0, &files)?;
+    let table = gpt::gpt(
+        &code,
+        signature,
+        &derive_uuid(&inputs.seed, "gpt-disk"),
+        &parts,
+        size / SECTOR,
+    )?;
+    disk::assemble(
+        raw,
+        size,
+        &[
+            (&table.head, 0),
+            (&table.tail, size - gpt::BACKUP_SECTORS * SECTOR),
+        ],
+        &images,
+    )?;
     for scratch in [&fat, &ext4, &cfg] {
         let _ = std::fs::remove_file(scratch);
     }

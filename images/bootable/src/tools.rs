@@ -40,6 +40,16 @@ pub const SYSLINUX: Tool = Tool {
     name: "syslinux",
     package: "syslinux",
 };
+/// Makes directories in the FAT image (`EFI/BOOT`).
+pub const MMD: Tool = Tool {
+    name: "mmd",
+    package: "mtools",
+};
+/// Adds the unified kernel image's sections to the EFI stub.
+pub const OBJCOPY: Tool = Tool {
+    name: "objcopy",
+    package: "binutils",
+};
 /// The state partition.
 pub const MKFS_EXT4: Tool = Tool {
     name: "mkfs.ext4",
@@ -51,8 +61,9 @@ pub const QEMU_IMG: Tool = Tool {
     package: "qemu-utils",
 };
 
-/// `/usr/lib/syslinux/mbr/mbr.bin`: the MBR boot code (first 440 bytes of the disk).
-pub const SYSLINUX_MBR: &str = "/usr/lib/syslinux/mbr/mbr.bin";
+/// `/usr/lib/syslinux/mbr/gptmbr.bin`: the boot code of the protective MBR (first 440 bytes
+/// of the disk), which boots the GPT partition marked legacy BIOS bootable.
+pub const SYSLINUX_MBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
 /// The Debian package with [`SYSLINUX_MBR`].
 pub const SYSLINUX_MBR_PACKAGE: &str = "syslinux-common";
 

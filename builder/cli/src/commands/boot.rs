@@ -64,6 +64,11 @@ pub(crate) struct BootArgs {
     /// (docs/design/boot-facts.md).
     #[arg(long, default_value = "together", value_parser = ["together", "staggered"])]
     start: String,
+    /// Firmware: bios (SeaBIOS; syslinux from the disk's protective MBR) or uefi (OVMF,
+    /// Debian `ovmf`; the unified kernel image from the disk's EFI system partition). Every
+    /// disk boots both ways. Secure Boot is not there yet.
+    #[arg(long, default_value = "bios", value_parser = ["bios", "uefi"])]
+    firmware: String,
 }
 
 impl BootArgs {
@@ -82,6 +87,7 @@ impl BootArgs {
             cpus,
             run_dir,
             start,
+            firmware,
         } = self;
         let mut opts = kiln_vm::BootOptions::new(&dist);
         opts.hosts = hosts;
@@ -93,6 +99,10 @@ impl BootArgs {
         opts.start = match start.as_str() {
             "staggered" => kiln_vm::StartOrder::Staggered,
             _ => kiln_vm::StartOrder::Together,
+        };
+        opts.firmware = match firmware.as_str() {
+            "uefi" => kiln_vm::Firmware::Uefi,
+            _ => kiln_vm::Firmware::Bios,
         };
         opts.accel = match accel.as_str() {
             "kvm" => AccelChoice::Kvm,

@@ -214,6 +214,7 @@ fn the_manifest_round_trips_through_json_with_a_probe_tag() {
         name: "master-agent".into(),
         disk_raw: "boot/master-agent/disk.raw".into(),
         disk_qcow2: "boot/master-agent/disk.qcow2".into(),
+        uki: "boot/master-agent/kiln.efi".into(),
         root_hash: "ab".repeat(32),
         cmdline: "console=ttyS0".into(),
     }];

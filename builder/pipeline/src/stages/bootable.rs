@@ -52,6 +52,10 @@ pub struct BootableReport {
     pub root_hash: String,
     /// The kernel command line the disks boot with.
     pub cmdline: String,
+    /// The unified kernel image (kernel, initramfs, `cmdline`, os-release on the systemd EFI
+    /// stub), when the image has the stub; the disks carry it for UEFI.
+    #[serde(default)]
+    pub uki: Option<String>,
     #[serde(default)]
     pub disk_raw: Option<String>,
     #[serde(default)]
@@ -162,6 +166,7 @@ pub(super) fn write_manifest(
             name: b.profile.clone(),
             disk_raw: b.disk_raw.clone().unwrap_or_default(),
             disk_qcow2: b.disk_qcow2.clone().unwrap_or_default(),
+            uki: b.uki.clone().unwrap_or_default(),
             root_hash: b.root_hash.clone(),
             cmdline: b.cmdline.clone(),
         })
@@ -336,6 +341,7 @@ fn report(
         root_image: rel(&art.root_image),
         root_hash: art.verity.root_hash.clone(),
         cmdline: art.cmdline.clone(),
+        uki: art.uki.as_deref().map(rel),
         disk_raw: art.disk_raw.as_deref().map(rel),
         disk_qcow2: art.disk_qcow2.as_deref().map(rel),
         rootfs_tarball,
@@ -348,7 +354,7 @@ fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan, args: &[Strin
     let mut h = Sha256::new();
     h.update(kiln_bootable::initramfs::recipe_digest());
     for part in [
-        "kiln-boot-2",
+        "kiln-boot-3",
         env!("CARGO_PKG_VERSION"),
         manifest_digest,
         profile,
