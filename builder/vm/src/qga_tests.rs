@@ -121,33 +121,46 @@ fn no_socket_is_a_connect_error() {
     assert!(matches!(e, QgaError::Connect { .. }), "{e}");
 }
 
+/// A tiny HTTP server on 127.0.0.1: answers `connections` connections with `answer`, each
+/// once its whole request is read, and returns the requests.
+fn http_server(
+    connections: usize,
+    answer: &'static [u8],
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        (0..connections)
+            .map(|_| {
+                let (mut c, _) = listener.accept().unwrap();
+                // The whole request before answering: closing with unread bytes sends a
+                // reset, and the client may lose the answer with it.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = c.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
+                c.write_all(answer).unwrap();
+                String::from_utf8_lossy(&req).into_owned()
+            })
+            .collect()
+    });
+    (port, server)
+}
+
 /// The probes `kiln boot` runs in guests, run here through the agent against a tiny HTTP
 /// server on 127.0.0.1.
 #[test]
 fn the_http_probe_reads_status_and_body_through_bash() {
     let a = local_agent();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        // The whole request before answering: closing with unread bytes sends a reset, and
-        // the client may lose the answer with it.
-        let mut req = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = c.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            req.extend_from_slice(&buf[..n]);
-        }
-        let n = req.len();
-        c.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"etcdserver\":\"3.4.23\"}",
-        )
-        .unwrap();
-        String::from_utf8_lossy(&req[..n]).into_owned()
-    });
+    let (port, server) = http_server(
+        1,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"etcdserver\":\"3.4.23\"}",
+    );
     let mut agent = Agent::connect(&a.socket, T).unwrap();
     let probe = kiln_dist::boot_manifest::Probe::Http {
         host: "127.0.0.1".into(),
@@ -159,7 +172,7 @@ fn the_http_probe_reads_status_and_body_through_bash() {
     let r = crate::health::run_probe(&mut agent, &probe);
     assert!(r.ok, "{r:?}");
     let req = server.join().unwrap();
-    assert!(req.starts_with("GET /version HTTP/1.0\r\n"), "{req}");
+    assert!(req[0].starts_with("GET /version HTTP/1.0\r\n"), "{req:?}");
     // Nothing listens any more: a failure that says so.
     let r = crate::health::run_probe(&mut agent, &probe);
     assert!(!r.ok, "{r:?}");
@@ -175,25 +188,8 @@ fn a_batch_of_probes_gives_each_the_result_it_gets_alone() {
     let dir = tempfile::tempdir().unwrap();
     let present = dir.path().join("present");
     std::fs::write(&present, "x").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        for _ in 0..2 {
-            let (mut c, _) = listener.accept().unwrap();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = c.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..n]);
-            }
-            // No newline at the end of the body.
-            c.write_all(b"HTTP/1.1 503 Unavailable\r\n\r\nnot yet")
-                .unwrap();
-        }
-    });
+    // No newline at the end of the body.
+    let (port, server) = http_server(2, b"HTTP/1.1 503 Unavailable\r\n\r\nnot yet");
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

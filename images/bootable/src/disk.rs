@@ -92,6 +92,15 @@ fn set_mtime(path: &Path, epoch: u64) -> Result<()> {
     Ok(())
 }
 
+/// An mtools-based program (mmd, mcopy, the syslinux installer) on an image file: no check of
+/// the image's geometry, and what it creates stamped with `epoch`.
+fn mtools(tool: tools::Tool, epoch: &str) -> Result<std::process::Command> {
+    let mut c = tools::command(tool)?;
+    c.env("MTOOLS_SKIP_CHECK", "1")
+        .env("SOURCE_DATE_EPOCH", epoch);
+    Ok(c)
+}
+
 /// The FAT boot filesystem (`out`, `size` bytes, FAT16) holding `files` (name in the root
 /// directory, source) and syslinux. `hidden` is the partition's first sector, which the
 /// boot sector records.
@@ -132,9 +141,7 @@ pub fn build_fat(
     if !dirs.is_empty() {
         tools::run(
             MMD,
-            tools::command(MMD)?
-                .env("MTOOLS_SKIP_CHECK", "1")
-                .env("SOURCE_DATE_EPOCH", &epoch)
+            mtools(MMD, &epoch)?
                 .arg("-i")
                 .arg(out)
                 .args(dirs.iter().map(|d| format!("::/{d}"))),
@@ -144,9 +151,7 @@ pub fn build_fat(
         set_mtime(src, source_date_epoch)?;
         tools::run(
             MCOPY,
-            tools::command(MCOPY)?
-                .env("MTOOLS_SKIP_CHECK", "1")
-                .env("SOURCE_DATE_EPOCH", &epoch)
+            mtools(MCOPY, &epoch)?
                 .args(["-o", "-m", "-i"])
                 .arg(out)
                 .arg(src)
@@ -155,11 +160,7 @@ pub fn build_fat(
     }
     tools::run(
         SYSLINUX,
-        tools::command(SYSLINUX)?
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .env("SOURCE_DATE_EPOCH", &epoch)
-            .arg("--install")
-            .arg(out),
+        mtools(SYSLINUX, &epoch)?.arg("--install").arg(out),
     )?;
     Ok(())
 }
