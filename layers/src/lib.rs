@@ -62,6 +62,7 @@ pub mod flatten;
 mod io_error;
 pub mod read;
 pub mod tar;
+pub mod time;
 pub mod tree;
 
 pub use compress::{

@@ -767,6 +767,22 @@ pub struct BootablePlan {
     pub qcow2: bool,
     /// `tar.gz` or `tar.xz`: also write the root filesystem as `rootfs.<ext>`.
     pub rootfs_tarball: Option<String>,
+    /// Sign the unified kernel images (`[boot.secure_boot]`).
+    pub secure_boot: Option<SecureBootPlan>,
+}
+
+/// `[boot.secure_boot]`: files as the spec names them, relative to the spec's directory (the
+/// build opens and checks them: see `kiln_pipeline::secure_boot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecureBootPlan {
+    /// The db signing key.
+    pub key: String,
+    /// The db certificate.
+    pub cert: String,
+    /// The platform key's certificate, if given.
+    pub pk_cert: Option<String>,
+    /// The key exchange key's certificate, if given.
+    pub kek_cert: Option<String>,
 }
 
 /// A partition of a kickstart's disk layout.

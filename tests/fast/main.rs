@@ -37,6 +37,7 @@ mod real_hosts_mesos;
 mod rendered_trees;
 mod role_image_inputs;
 mod secret_isolation;
+mod secure_boot;
 mod serve;
 mod spec_value_props;
 mod upstream_sources;

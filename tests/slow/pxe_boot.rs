@@ -63,6 +63,8 @@ fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str
         memory_mib: 2048,
         cpus: 1,
         firmware: kiln_vm::Firmware::Bios,
+        vars_template: None,
+        tpm: false,
     }
 }
 

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kiln_bootable::secure_boot::SigningKey;
 use kiln_bootable::{self as boot, Bootable, BootableInputs};
 use kiln_pipeline::spec::DebianBase;
 use kiln_test_support::require_tool;
@@ -74,7 +75,13 @@ r="$r boots=$n"
 r="$r root=$(awk '$2 == "/" { print $1 ":" $3 }' /proc/mounts | tail -n 1)"
 r="$r state=$(awk '$2 == "/run/kiln/state" { print $3 }' /proc/mounts)"
 r="$r docker=$(awk '$2 == "/var/lib/docker" { print $3 }' /proc/mounts)"
-if [ -d /sys/firmware/efi ]; then r="$r firmware=uefi"; else r="$r firmware=bios"; fi
+if [ -d /sys/firmware/efi ]; then
+  sb=$(tail -c 1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | od -An -tu1 | tr -d ' ')
+  r="$r firmware=uefi secureboot=${sb:-none}"
+else
+  r="$r firmware=bios"
+fi
+if [ -r /sys/class/tpm/tpm0/pcr-sha256/11 ]; then r="$r pcr11=$(cat /sys/class/tpm/tpm0/pcr-sha256/11)"; fi
 echo "KILN-CHECK$r" > /dev/console
 systemctl poweroff --no-block
 "#;
@@ -139,7 +146,7 @@ fn role_tarball(base: &Path, out: &Path) {
     b.into_inner().unwrap().flush().unwrap();
 }
 
-fn build(rootfs: &Path, out: &Path) -> Bootable {
+fn build(rootfs: &Path, out: &Path, signing: &SigningKey) -> Bootable {
     let started = Instant::now();
     let a = boot::build_bootable(
         &BootableInputs {
@@ -151,6 +158,7 @@ fn build(rootfs: &Path, out: &Path) -> Bootable {
             state_size: 256 << 20,
             raw: true,
             qcow2: true,
+            signing: Some(signing.clone()),
         },
         out,
     )
@@ -169,6 +177,17 @@ struct Run {
 /// Boots `extra` QEMU arguments with the serial console in a file; stops when QEMU exits
 /// (the guest powered off) or after `timeout`.
 fn qemu(dir: &Path, label: &str, extra: &[&str], timeout: Duration) -> Run {
+    qemu_until(dir, label, extra, timeout, None)
+}
+
+/// [`qemu`], also stopped once the console shows `until`.
+fn qemu_until(
+    dir: &Path,
+    label: &str,
+    extra: &[&str],
+    timeout: Duration,
+    until: Option<&str>,
+) -> Run {
     let log = dir.join(format!("{label}.console"));
     let _vm = crate::common::vm::vm_lock();
     let started = Instant::now();
@@ -189,7 +208,10 @@ fn qemu(dir: &Path, label: &str, extra: &[&str], timeout: Duration) -> Run {
         if child.try_wait().unwrap().is_some() {
             break true;
         }
-        if started.elapsed() > timeout {
+        let seen = until.is_some_and(|u| {
+            String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).contains(u)
+        });
+        if seen || started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
             break false;
@@ -287,8 +309,17 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
     let role = tmp.path().join("role.tar");
     role_tarball(&base, &role);
 
+    // The Secure Boot keys (openssl, as `kiln keys` makes them): the UKI is signed.
+    let keys = tmp.path().join("keys");
+    kiln_pipeline::secure_boot::make_keys(&keys, "kiln boot test").unwrap();
+    let signing = SigningKey {
+        key: keys.join("db.key"),
+        cert: keys.join("db.crt"),
+    };
     let out = tmp.path().join("out");
-    let a = build(&role, &out);
+    let a = build(&role, &out, &signing);
+    kiln_bootable::secure_boot::verify(a.uki.as_ref().unwrap(), &signing.cert).unwrap();
+    assert!(a.signed);
     assert_eq!(
         a.verity.compressor, "zstd",
         "Debian's 6.1 kernel reads zstd squashfs"
@@ -304,7 +335,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
     kiln_bootable::verity::verify(&a.root_image, &a.verity).unwrap();
 
     // Determinism: a second build gives the same bytes for every artifact.
-    let again = build(&role, &tmp.path().join("again"));
+    let again = build(&role, &tmp.path().join("again"), &signing);
     for (x, y) in [
         (&a.kernel, &again.kernel),
         (&a.initramfs, &again.initramfs),
@@ -371,7 +402,7 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = qemu(tmp.path(), "uefi", &args, Duration::from_secs(300));
     assert!(
-        check_line(&run).contains(" boots=3 ") && check_line(&run).ends_with(" firmware=uefi"),
+        check_line(&run).contains(" boots=3 ") && check_line(&run).contains(" firmware=uefi "),
         "{}\n{}",
         check_line(&run),
         tail(&run.console)
@@ -407,6 +438,179 @@ fn disk_boots_a_verified_read_only_root_with_persistent_state() {
         limit,
     );
     stopped_with_message(&run, &wrong, "");
+
+    secure_boot(tmp.path(), &a, &keys, &disk);
+}
+
+/// The signed UKI under OVMF enforcing Secure Boot with the test keys enrolled: the disk boots
+/// with a TPM whose PCR 11 is the value the build computed; a UKI with a flipped byte and an
+/// unsigned one are refused by the firmware; a rewritten root image with its new hash in the
+/// disk's syslinux.cfg, or on a command line handed to the UKI, is refused by the initramfs
+/// (the UKI's own command line wins).
+fn secure_boot(dir: &Path, a: &Bootable, keys: &Path, disk: &Path) {
+    let vars = dir.join("enrolled.fd");
+    let owner = "5ee0b007-0000-4000-8000-6b696c6e0001";
+    kiln_vm::qemu::enrolled_vars(
+        &vars,
+        owner,
+        &keys.join("PK.crt"),
+        &keys.join("KEK.crt"),
+        &keys.join("db.crt"),
+    )
+    .unwrap();
+    let secure = |label: &str, extra: &[&str], until: Option<&str>| {
+        let copy = dir.join(format!("{label}.vars.fd"));
+        fs::copy(&vars, &copy).unwrap();
+        let mut args: Vec<String> = [
+            "-machine",
+            "smm=on",
+            "-global",
+            "driver=cfi.pflash01,property=secure,value=on",
+            "-drive",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            kiln_vm::qemu::OVMF_CODE_SECURE
+        ));
+        args.push("-drive".into());
+        args.push(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            copy.display()
+        ));
+        args.push("-drive".into());
+        args.push(format!("if=none,id=d0,format=raw,file={}", disk.display()));
+        args.push("-device".into());
+        args.push("virtio-blk-pci,drive=d0,bootindex=0".into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        qemu_until(dir, label, &args, Duration::from_secs(300), until)
+    };
+
+    // 1. Boots to the probe, Secure Boot on, PCR 11 as built.
+    let sock = kiln_vm::qemu::start_swtpm(dir, "secure").unwrap();
+    let chardev = format!("socket,id=tpm0chr,path={}", sock.display());
+    let run = secure(
+        "secure",
+        &[
+            "-chardev",
+            &chardev,
+            "-tpmdev",
+            "emulator,id=tpm0,chardev=tpm0chr",
+            "-device",
+            "tpm-tis,tpmdev=tpm0",
+        ],
+        None,
+    );
+    let line = check_line(&run).to_string();
+    assert!(
+        line.contains(" boots=4 ") && line.contains(" firmware=uefi secureboot=1"),
+        "{line}\n{}",
+        tail(&run.console)
+    );
+    let pcr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pcr11="))
+        .unwrap_or_else(|| panic!("no TPM in the guest: {line}"));
+    assert_eq!(
+        pcr.to_ascii_lowercase(),
+        a.pcr11.clone().unwrap(),
+        "PCR 11 in the guest is not the value the build computed"
+    );
+    eprintln!("Secure Boot + TPM boot to probe: {:.1?}", run.took);
+
+    // 2. The firmware refuses a UKI with one byte changed, and an unsigned one.
+    let esp = format!("{}@@{}", disk.display(), partition_offset(disk, 1));
+    let uki = a.uki.clone().unwrap();
+    let flipped = dir.join("flipped.efi");
+    fs::copy(&uki, &flipped).unwrap();
+    flip_byte(&flipped, fs::metadata(&uki).unwrap().len() / 2);
+    let unsigned = dir.join("unsigned.efi");
+    fs::copy(&uki, &unsigned).unwrap();
+    let st = Command::new("sbattach")
+        .arg("--remove")
+        .arg(&unsigned)
+        .status()
+        .unwrap();
+    assert!(st.success(), "sbattach --remove");
+    for (label, efi) in [("flipped-uki", &flipped), ("unsigned-uki", &unsigned)] {
+        mcopy_to(&esp, efi, boot::EFI_BOOT_PATH);
+        let run = secure(label, &[], Some("No bootable option or device was found"));
+        refused_by_firmware(&run);
+    }
+    mcopy_to(&esp, &uki, boot::EFI_BOOT_PATH);
+
+    // 3. An attacker rewrites the root image, makes its hash tree again and writes the new
+    // root hash into the disk's syslinux.cfg and onto the command line the UKI is given.
+    let evil = dir.join("evil-root.img");
+    fs::copy(&a.root_image, &evil).unwrap();
+    flip_byte(&evil, a.verity.data_size / 2);
+    let out = Command::new("veritysetup")
+        .arg("format")
+        .arg(format!("--data-blocks={}", a.verity.data_size / 4096))
+        .arg(format!("--hash-offset={}", a.verity.hash_offset))
+        .arg(format!("--salt={}", a.verity.salt))
+        .arg(format!("--uuid={}", a.verity.uuid))
+        .arg(&evil)
+        .arg(&evil)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let evil_hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .map(|h| h.trim().to_string())
+        .unwrap();
+    assert_ne!(evil_hash, a.verity.root_hash);
+    let root_at = partition_offset(disk, 2);
+    let mut f = File::options().write(true).open(disk).unwrap();
+    f.seek(SeekFrom::Start(root_at)).unwrap();
+    f.write_all(&fs::read(&evil).unwrap()).unwrap();
+    drop(f);
+    let evil_cmdline = a.cmdline.replace(&a.verity.root_hash, &evil_hash);
+    let cfg = dir.join("evil-syslinux.cfg");
+    fs::write(&cfg, boot::syslinux_cfg(&evil_cmdline)).unwrap();
+    mcopy_to(&esp, &cfg, "syslinux.cfg");
+    let run = secure("rewritten-root", &[], None);
+    stopped_with_message(&run, &a.verity.root_hash, "");
+    let uki_arg = uki.display().to_string();
+    let run = secure(
+        "rewritten-root-cmdline",
+        &["-kernel", &uki_arg, "-append", &evil_cmdline],
+        None,
+    );
+    stopped_with_message(&run, &a.verity.root_hash, "");
+}
+
+/// Copies `file` into the FAT filesystem `image` (mtools' `FILE@@OFFSET`) as `to`.
+fn mcopy_to(image: &str, file: &Path, to: &str) {
+    let st = Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i", image])
+        .arg(file)
+        .arg(format!("::/{to}"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mcopy {} to {to}", file.display());
+}
+
+/// The firmware refused the boot program: no kernel ran.
+fn refused_by_firmware(run: &Run) {
+    let text = &run.console;
+    assert!(
+        text.contains("Access Denied") || text.contains("Security Violation"),
+        "no refusal on the console:\n{}",
+        tail(text)
+    );
+    for never in ["Linux version", "EFI stub", "kiln-initramfs"] {
+        assert!(!text.contains(never), "{never:?} ran:\n{}", tail(text));
+    }
 }
 
 /// The boot stopped in the initramfs: the FATAL lines name the image and the expected hash,

@@ -67,6 +67,8 @@ fn the_host_link_reaches_the_build_host_and_forwards_into_the_guest() {
         memory_mib: 256,
         cpus: 1,
         firmware: kiln_vm::Firmware::Bios,
+        vars_template: None,
+        tpm: false,
     };
     let checks = vec![Check {
         id: "host-link".into(),

@@ -16,7 +16,7 @@ mod commands;
 mod progress;
 
 use args::Usage;
-use commands::{boot, build, cache, check, fetch, init, lock, push, render, schema, serve};
+use commands::{boot, build, cache, check, fetch, init, keys, lock, push, render, schema, serve};
 
 /// Exit codes, documented in the README and `--help`.
 const EXIT_FAILURE: u8 = 1;
@@ -50,6 +50,7 @@ enum Command {
     Check(check::CheckArgs),
     Schema(schema::SchemaArgs),
     Build(build::BuildArgs),
+    Keys(keys::KeysArgs),
     Boot(boot::BootArgs),
     Serve(serve::ServeArgs),
     Push(push::PushArgs),
@@ -66,6 +67,7 @@ impl Command {
             Command::Check(a) => a.run(),
             Command::Schema(a) => a.run(),
             Command::Build(a) => a.run(),
+            Command::Keys(a) => a.run(),
             Command::Boot(a) => a.run(),
             Command::Serve(a) => a.run(),
             Command::Push(a) => a.run(),

@@ -28,10 +28,30 @@ pub struct ProfileBoot {
     /// firmware; empty when the image has no EFI stub (the disks then boot on BIOS only).
     #[serde(default)]
     pub uki: String,
+    /// The UKI is signed for Secure Boot with the db key of `[boot.secure_boot]`.
+    #[serde(default)]
+    pub signed: bool,
+    /// PCR 11 (SHA-256 bank, hex) once systemd's stub has measured the UKI; empty without one.
+    #[serde(default)]
+    pub pcr11: String,
     /// dm-verity root hash of the read-only root.
     pub root_hash: String,
     /// The kernel command line the disk boots with.
     pub cmdline: String,
+}
+
+/// The certificates a Secure Boot firmware must hold to boot the signed UKIs (PEM files,
+/// relative to the dist directory, in `secure-boot/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecureBootCerts {
+    /// The platform key's certificate (the db certificate when the spec names none).
+    pub pk: String,
+    /// The key exchange key's certificate (likewise).
+    pub kek: String,
+    /// The db certificate: the UKIs' signatures verify with it.
+    pub db: String,
+    /// The GUID the certificates are enrolled under (the signature owner).
+    pub owner: String,
 }
 
 /// `boot/manifest.json`.
@@ -43,6 +63,9 @@ pub struct BootManifest {
     pub profiles: Vec<ProfileBoot>,
     /// Hosts in spec order (the order VMs start in).
     pub hosts: Vec<HostBoot>,
+    /// Set when the UKIs are signed (`[boot.secure_boot]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<SecureBootCerts>,
 }
 
 impl BootManifest {
@@ -105,6 +128,12 @@ pub enum Probe {
     /// Not from the manifest: `kiln boot` brings up the VM's host link (the NIC with `mac`)
     /// with `address` and checks that it holds it. Idempotent, so it is re-run like a check.
     HostLink { mac: String, address: String },
+    /// Not from the manifest: with `--firmware uefi-secure`, the firmware's `SecureBoot`
+    /// variable is 1 (the guest was booted with Secure Boot enforcing).
+    SecureBoot,
+    /// Not from the manifest: with a TPM, the guest's PCR `index` (SHA-256 bank) is `sha256`
+    /// (hex): what `kiln build` computed from the UKI.
+    Pcr { index: u8, sha256: String },
 }
 
 /// Why `boot/manifest.json` could not be read.

@@ -110,6 +110,14 @@ impl Dist {
     pub fn pxe_hosts(&self) -> PathBuf {
         self.root.join("pxe/hosts.json")
     }
+    /// `secure-boot/`: the certificates to enrol and the enrolment guide (never a key).
+    pub fn secure_boot(&self) -> PathBuf {
+        self.root.join(Self::secure_boot_rel())
+    }
+    /// `secure-boot`, relative to the root.
+    pub fn secure_boot_rel() -> &'static str {
+        "secure-boot"
+    }
     /// `build-report.json`.
     pub fn report(&self) -> PathBuf {
         self.root.join(REPORT)

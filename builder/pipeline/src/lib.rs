@@ -16,6 +16,7 @@ pub mod publish;
 pub mod push;
 pub mod report;
 pub mod sbom;
+pub mod secure_boot;
 pub mod sources;
 pub mod stages;
 pub mod templates;

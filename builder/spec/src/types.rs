@@ -215,6 +215,27 @@ pub struct Boot {
     /// Also write the root filesystem as a tarball (`rootfs.tar.gz` or `rootfs.tar.xz`), for
     /// kickstart's `liveimg`: `"tar.gz"`, `"tar.xz"` or `""` for none.
     pub rootfs_tarball: String,
+    /// Sign each role's unified kernel image for UEFI Secure Boot with the operator's keys;
+    /// absent: unsigned (the disks still boot with Secure Boot off, and on BIOS).
+    pub secure_boot: Option<SecureBoot>,
+}
+
+/// `[boot.secure_boot]`: the keys the unified kernel images are signed with. Paths are
+/// relative to the spec file. The private key is read only by the signing tool at build time:
+/// it never enters `dist/`, an image, a seed, a log or the build report, and a key file other
+/// users can read is refused. `kiln keys DIR` makes a set for a lab.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecureBoot {
+    /// The db signing key (PEM), mode 0600 or stricter, e.g. `keys/db.key`.
+    pub key: String,
+    /// Its certificate (PEM), the one the firmware's db holds, e.g. `keys/db.crt`.
+    pub cert: String,
+    /// The platform key's certificate (PEM), for the enrolment files in `dist/secure-boot/`
+    /// and `kiln boot --firmware uefi-secure`; unset: the db certificate stands in (labs).
+    pub pk_cert: String,
+    /// The key exchange key's certificate (PEM); unset: the db certificate stands in.
+    pub kek_cert: String,
 }
 
 impl Default for Boot {
@@ -225,6 +246,7 @@ impl Default for Boot {
             kernel_args: vec!["apparmor=0".into()],
             disks: vec!["raw".into(), "qcow2".into()],
             rootfs_tarball: String::new(),
+            secure_boot: None,
         }
     }
 }

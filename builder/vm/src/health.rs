@@ -85,8 +85,15 @@ fn script(probe: &Probe) -> String {
             m = sh_quote(mac),
             a = address,
         ),
+        Probe::SecureBoot => format!(
+            "tail -c 1 /sys/firmware/efi/efivars/SecureBoot-{EFI_GLOBAL} | od -An -tu1"
+        ),
+        Probe::Pcr { index, .. } => format!("cat /sys/class/tpm/tpm0/pcr-sha256/{index}"),
     }
 }
+
+/// The vendor GUID of the UEFI global variables (`SecureBoot`, `SetupMode`, …).
+const EFI_GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 /// Runs one probe in the guest.
 pub fn run_probe(agent: &mut Agent, probe: &Probe) -> ProbeResult {
@@ -254,6 +261,21 @@ fn judge(probe: &Probe, text: &str, stderr: &str, code: Option<i32>) -> ProbeRes
                 ProbeResult::new(true, first_line(text.trim()))
             } else {
                 ProbeResult::new(false, first_err())
+            }
+        }
+        Probe::SecureBoot => match text.trim() {
+            "1" => ProbeResult::new(true, "Secure Boot on"),
+            "0" => ProbeResult::new(false, "Secure Boot off"),
+            _ => ProbeResult::new(false, first_err()),
+        },
+        Probe::Pcr { index, sha256 } => {
+            let got = text.trim().to_ascii_lowercase();
+            if !success || got.is_empty() {
+                ProbeResult::new(false, first_err())
+            } else if got == sha256.to_ascii_lowercase() {
+                ProbeResult::new(true, format!("PCR {index} = {got} (as built)"))
+            } else {
+                ProbeResult::new(false, format!("PCR {index} = {got}, built for {sha256}"))
             }
         }
         Probe::Unit { .. } => {

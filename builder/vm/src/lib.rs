@@ -56,6 +56,8 @@ pub enum BootError {
          has no systemd EFI stub; `kiln build` warned): boot it with --firmware bios"
     )]
     NoUki { profile: String },
+    #[error("--firmware uefi-secure: {0}")]
+    SecureBoot(String),
     #[error(transparent)]
     Io(#[from] IoError),
 }
@@ -65,7 +67,10 @@ impl BootError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            BootError::UnknownHost { .. } | BootError::NoHosts | BootError::NoUki { .. }
+            BootError::UnknownHost { .. }
+                | BootError::NoHosts
+                | BootError::NoUki { .. }
+                | BootError::SecureBoot(_)
         )
     }
 }
@@ -96,6 +101,8 @@ pub struct BootOptions {
     pub start: StartOrder,
     /// The firmware every VM boots with.
     pub firmware: Firmware,
+    /// Give every VM a TPM 2.0 (swtpm) and check PCR 11 against the build's value.
+    pub tpm: bool,
     /// With [`StartOrder::Staggered`]: how long a VM may take to pass early boot before the
     /// next one starts anyway.
     pub start_gap: Duration,
@@ -117,6 +124,7 @@ impl BootOptions {
             keep: false,
             start: StartOrder::Together,
             firmware: Firmware::Bios,
+            tpm: false,
             start_gap: Duration::from_secs(60),
             kvm_probe_timeout: Duration::from_secs(20),
         }
@@ -187,6 +195,15 @@ pub fn read_manifest(dist: &Dist) -> Result<BootManifest> {
     Ok(kiln_dist::boot_manifest::read(dist)?)
 }
 
+/// The firmware a build targets: [`Firmware::UefiSecure`] when its UKIs are signed, else
+/// [`Firmware::Bios`] (every disk boots there).
+pub fn default_firmware(dist: &Path) -> Firmware {
+    match read_manifest(&Dist::new(dist)) {
+        Ok(m) if m.secure_boot.is_some() => Firmware::UefiSecure,
+        _ => Firmware::Bios,
+    }
+}
+
 /// The hosts of `m` named in `names` (all when empty), in manifest order.
 pub fn select<'a>(m: &'a BootManifest, names: &[String]) -> Result<Vec<&'a HostBoot>> {
     for n in names {
@@ -233,9 +250,14 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
     let m = read_manifest(&dist)?;
     let hosts = select(&m, &opts.hosts)?;
     let tools = qemu::Tools::find()?;
-    if opts.firmware == Firmware::Uefi {
+    if opts.firmware != Firmware::Bios {
         qemu::require_ovmf()?;
     }
+    let run_dir = run_dir(opts.run_dir.as_deref())?;
+    let vars_template = match opts.firmware {
+        Firmware::UefiSecure => Some(secure_vars(&m, &dist, &run_dir)?),
+        _ => None,
+    };
     let net = L2Net::random();
     let mut specs = Vec::new();
     let mut forwarded = BTreeMap::new();
@@ -244,10 +266,16 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
             host: h.name.clone(),
             detail: format!("profile {} has no disk in the boot manifest", h.profile),
         })?;
-        if opts.firmware == Firmware::Uefi && p.uki.is_empty() {
+        if opts.firmware != Firmware::Bios && p.uki.is_empty() {
             return Err(BootError::NoUki {
                 profile: p.name.clone(),
             });
+        }
+        if opts.firmware == Firmware::UefiSecure && !p.signed {
+            return Err(BootError::SecureBoot(format!(
+                "the unified kernel image of profile {} is not signed",
+                p.name
+            )));
         }
         let (image, format) = if p.disk_qcow2.is_empty() {
             (dist.root().join(&p.disk_raw), qemu::DiskFormat::Raw)
@@ -276,6 +304,23 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
             },
         }];
         checks.extend(h.checks.iter().cloned());
+        if opts.firmware == Firmware::UefiSecure {
+            checks.push(Check {
+                id: "secure-boot".into(),
+                about: "firmware booted with Secure Boot on".into(),
+                probe: Probe::SecureBoot,
+            });
+        }
+        if opts.tpm && !p.pcr11.is_empty() && opts.firmware != Firmware::Bios {
+            checks.push(Check {
+                id: "pcr11".into(),
+                about: "measured boot: TPM PCR 11 equals the build's value".into(),
+                probe: Probe::Pcr {
+                    index: 11,
+                    sha256: p.pcr11.clone(),
+                },
+            });
+        }
         let forwards = qemu::Forward::to_free_ports(&service_ports(h))?;
         forwarded.insert(h.name.clone(), forwards.clone());
         specs.push((
@@ -292,11 +337,12 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                 memory_mib: opts.memory_mib,
                 cpus: 1,
                 firmware: opts.firmware,
+                vars_template: vars_template.clone(),
+                tpm: opts.tpm,
             },
             checks,
         ));
     }
-    let run_dir = run_dir(opts.run_dir.as_deref())?;
     progress(&format!("run directory {}", run_dir.display()));
     let probe = specs[0].0.boot.clone();
     let pick = qemu::pick_accel(&tools, opts.accel, &probe, &run_dir, opts.kvm_probe_timeout)?;
@@ -304,6 +350,28 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
     let mut run = run(&tools, &pick, specs, &run_dir, net, opts, progress)?;
     run.report.forwards = forwarded;
     Ok(run)
+}
+
+/// OVMF's variable store with the build's Secure Boot certificates enrolled (PK, KEK, db;
+/// Secure Boot on), made in `run_dir` with `virt-fw-vars` (PyPI `virt-firmware`).
+fn secure_vars(m: &BootManifest, dist: &Dist, run_dir: &Path) -> Result<PathBuf> {
+    let certs = m.secure_boot.as_ref().ok_or_else(|| {
+        BootError::SecureBoot(
+            "this build's UKIs are not signed: add [boot.secure_boot] to the spec (`kiln keys` \
+             makes a key set) and build again"
+                .into(),
+        )
+    })?;
+    let out = run_dir.join("OVMF_VARS.secure-boot.fd");
+    let cert = |rel: &str| dist.root().join(rel);
+    qemu::enrolled_vars(
+        &out,
+        &certs.owner,
+        &cert(&certs.pk),
+        &cert(&certs.kek),
+        &cert(&certs.db),
+    )?;
+    Ok(out)
 }
 
 /// The TCP ports a host's checks reach on its own address (etcd, ZooKeeper, Mesos,

@@ -41,7 +41,7 @@ impl Tools {
     }
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(tool))
@@ -51,7 +51,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 
 /// The firmware a VM boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Firmware {
     /// SeaBIOS, QEMU's default: the disk's protective MBR boots syslinux.
     #[default]
@@ -59,16 +59,33 @@ pub enum Firmware {
     /// OVMF (Debian `ovmf`), Secure Boot off: the firmware starts the unified kernel image
     /// from the disk's EFI system partition (`\EFI\BOOT\BOOTX64.EFI`).
     Uefi,
+    /// OVMF with Secure Boot enforcing (`OVMF_CODE_4M.secboot.fd`, SMM on), the build's
+    /// certificates enrolled in a variable store made for the run
+    /// ([`VmSpec::vars_template`]): only a UKI signed with the db key starts.
+    UefiSecure,
+}
+
+impl Firmware {
+    /// OVMF's code for this firmware (`None`: SeaBIOS).
+    pub fn ovmf_code(self) -> Option<&'static str> {
+        match self {
+            Firmware::Bios => None,
+            Firmware::Uefi => Some(OVMF_CODE),
+            Firmware::UefiSecure => Some(OVMF_CODE_SECURE),
+        }
+    }
 }
 
 /// OVMF's code (read-only) and the template of its variable store (copied per VM), Debian's
 /// 4 MiB builds.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF built with Secure Boot and SMM (it needs `-machine smm=on` and a secure flash).
+pub const OVMF_CODE_SECURE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 /// Fails when OVMF is not installed.
 pub fn require_ovmf() -> Result<()> {
-    for f in [OVMF_CODE, OVMF_VARS] {
+    for f in [OVMF_CODE, OVMF_VARS, OVMF_CODE_SECURE] {
         if !Path::new(f).is_file() {
             return Err(BootError::Tool {
                 tool: "OVMF (UEFI firmware for QEMU)",
@@ -200,8 +217,14 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// Virtual CPUs (`-smp`); [`crate::run`] sets it from the build machine's cores.
     pub cpus: u32,
-    /// The firmware ([`Firmware::Uefi`] only for a disk boot).
+    /// The firmware (OVMF only for a disk boot).
     pub firmware: Firmware,
+    /// OVMF's variable store to copy for this VM (`None`: Debian's empty [`OVMF_VARS`]); with
+    /// [`Firmware::UefiSecure`], one with the build's keys enrolled.
+    pub vars_template: Option<PathBuf>,
+    /// Give the VM a TPM 2.0 (`swtpm`, Debian package `swtpm`, its state in the run
+    /// directory): systemd's stub measures the UKI into it.
+    pub tpm: bool,
 }
 
 /// A VM's host link: its MAC and the ports forwarded from the build host into the guest.
@@ -359,13 +382,22 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
     .arg("-serial")
     .arg(format!("file:{}", serial_log.display()));
     let mut overlay = None;
-    if spec.firmware == Firmware::Uefi {
+    if let Some(code) = spec.firmware.ovmf_code() {
         // Each VM has its own variable store: the firmware writes its boot entries there.
         let vars = run_dir.join(format!("{name}.OVMF_VARS.fd"));
-        fs::copy(OVMF_VARS, &vars).map_err(IoError::at("copying OVMF's variables to", &vars))?;
+        let template = spec
+            .vars_template
+            .as_deref()
+            .unwrap_or(Path::new(OVMF_VARS));
+        fs::copy(template, &vars).map_err(IoError::at("copying OVMF's variables to", &vars))?;
+        if spec.firmware == Firmware::UefiSecure {
+            // The secure build keeps its variables behind SMM: without it, it does not start.
+            cmd.args(["-machine", "smm=on", "-global"])
+                .arg("driver=cfi.pflash01,property=secure,value=on");
+        }
         cmd.arg("-drive")
             .arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                "if=pflash,format=raw,unit=0,readonly=on,file={code}"
             ))
             .arg("-drive")
             .arg(format!(
@@ -448,6 +480,13 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             link.mac
         ));
     }
+    if spec.tpm {
+        let socket = start_swtpm(run_dir, name)?;
+        cmd.arg("-chardev")
+            .arg(format!("socket,id=tpm0chr,path={}", socket.display()))
+            .args(["-tpmdev", "emulator,id=tpm0,chardev=tpm0chr"])
+            .args(["-device", "tpm-tis,tpmdev=tpm0"]);
+    }
     cmd.args(["-device", "virtio-serial-pci"])
         .arg("-chardev")
         .arg(format!(
@@ -486,6 +525,81 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
 
 /// QEMU gets SIGKILL when the thread that started it ends (Ctrl-C, a crash, `kill -9`), so
 /// no VM outlives a run that was not asked to keep them. Drop kills them on a normal exit.
+/// Writes `out`: Debian's empty OVMF variable store with `pk`, `kek` and `db` (PEM or DER
+/// certificates) enrolled under `owner` and Secure Boot on, made with `virt-fw-vars` (PyPI
+/// `virt-firmware`).
+pub fn enrolled_vars(out: &Path, owner: &str, pk: &Path, kek: &Path, db: &Path) -> Result<()> {
+    let tool = which("virt-fw-vars").ok_or_else(|| {
+        BootError::SecureBoot(
+            "`virt-fw-vars` enrols the keys and is not on PATH: install it with \
+             `pip install virt-firmware` (./dev does, into target/virt-firmware)"
+                .into(),
+        )
+    })?;
+    let mut cmd = Command::new(tool);
+    cmd.arg("-i")
+        .arg(OVMF_VARS)
+        .arg("-o")
+        .arg(out)
+        .arg("--secure-boot");
+    for (flag, cert) in [("--set-pk", pk), ("--add-kek", kek), ("--add-db", db)] {
+        cmd.arg(flag).arg(owner).arg(cert);
+    }
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BootError::SecureBoot(format!("running virt-fw-vars: {e}")))?;
+    if !o.status.success() {
+        return Err(BootError::SecureBoot(format!(
+            "virt-fw-vars failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Starts a TPM 2.0 emulator for VM `name` (state and log in `run_dir`) and returns its
+/// control socket. It runs detached and ends when QEMU closes the connection (`--terminate`).
+pub fn start_swtpm(run_dir: &Path, name: &str) -> Result<PathBuf> {
+    let swtpm = which("swtpm").ok_or(BootError::Tool {
+        tool: "swtpm (the TPM emulator)",
+        package: "swtpm",
+    })?;
+    let state = run_dir.join(format!("{name}.tpm"));
+    fs::create_dir_all(&state).map_err(IoError::at("creating", &state))?;
+    let socket = run_dir.join(format!("{name}.swtpm.sock"));
+    let _ = fs::remove_file(&socket);
+    let out = Command::new(swtpm)
+        .args(["socket", "--tpm2", "--terminate", "--daemon"])
+        .arg("--tpmstate")
+        .arg(format!("dir={}", state.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", socket.display()))
+        .arg("--log")
+        .arg(format!(
+            "file={}",
+            run_dir.join(format!("{name}.swtpm.log")).display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BootError::Qemu {
+            host: name.to_string(),
+            detail: format!("starting swtpm: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(BootError::Qemu {
+            host: name.to_string(),
+            detail: format!(
+                "swtpm failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(socket)
+}
+
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
     // SAFETY: the closure runs between fork and exec and makes a single prctl system call,
@@ -597,6 +711,8 @@ pub fn pick_accel(
         memory_mib: 512,
         cpus: 1,
         firmware: Firmware::Bios,
+        vars_template: None,
+        tpm: false,
     };
     let mut vm = start(tools, Accel::Kvm, &spec, run_dir, false)?;
     let mut markers = vec!["Linux version"];

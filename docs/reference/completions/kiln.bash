@@ -37,6 +37,9 @@ _kiln() {
             kiln,init)
                 cmd="kiln__subcmd__init"
                 ;;
+            kiln,keys)
+                cmd="kiln__subcmd__keys"
+                ;;
             kiln,lock)
                 cmd="kiln__subcmd__lock"
                 ;;
@@ -91,6 +94,9 @@ _kiln() {
             kiln__subcmd__help,init)
                 cmd="kiln__subcmd__help__subcmd__init"
                 ;;
+            kiln__subcmd__help,keys)
+                cmd="kiln__subcmd__help__subcmd__keys"
+                ;;
             kiln__subcmd__help,lock)
                 cmd="kiln__subcmd__help__subcmd__lock"
                 ;;
@@ -119,7 +125,7 @@ _kiln() {
 
     case "${cmd}" in
         kiln)
-            opts="-v -h -V --verbose --help --version init check schema build boot serve push lock fetch cache render help"
+            opts="-v -h -V --verbose --help --version init check schema build keys boot serve push lock fetch cache render help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,7 +139,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__boot)
-            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --cpus --run-dir --start --firmware --verbose --help"
+            opts="-v -h --host --all --json --timeline --keep --timeout --accel --memory --cpus --run-dir --start --firmware --tpm --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -168,7 +174,7 @@ _kiln() {
                     return 0
                     ;;
                 --firmware)
-                    COMPREPLY=($(compgen -W "bios uefi" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bios uefi uefi-secure" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -383,7 +389,7 @@ _kiln() {
             return 0
             ;;
         kiln__subcmd__help)
-            opts="init check schema build boot serve push lock fetch cache render help"
+            opts="init check schema build keys boot serve push lock fetch cache render help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -522,6 +528,20 @@ _kiln() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kiln__subcmd__help__subcmd__keys)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kiln__subcmd__help__subcmd__lock)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -599,6 +619,24 @@ _kiln() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kiln__subcmd__keys)
+            opts="-v -h --name --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

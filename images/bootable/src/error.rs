@@ -32,6 +32,19 @@ pub enum Error {
         /// Its exit status and the end of its error output.
         detail: String,
     },
+    /// The Secure Boot signing key can be read by other users.
+    #[error(
+        "{}: the signing key is readable or writable by other users (mode {mode:o}): \
+         run `chmod 600 {}` (and keep it off shared disks)",
+        path.display(),
+        path.display()
+    )]
+    KeyExposed {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The root filesystem lacks something a bootable image needs.
     #[error("image {image}: {what} (the base must include the Debian package `{package}`)")]
     MissingInRootfs {

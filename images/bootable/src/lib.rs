@@ -22,6 +22,7 @@ pub mod gpt;
 pub mod initramfs;
 pub mod modules;
 pub mod rootfs_index;
+pub mod secure_boot;
 pub mod tar_filter;
 pub mod tools;
 pub mod uki;
@@ -57,6 +58,8 @@ pub struct BootableInputs<'a> {
     pub raw: bool,
     /// Write `disk.qcow2`.
     pub qcow2: bool,
+    /// Sign the unified kernel image for Secure Boot with this key ([`secure_boot::sign`]).
+    pub signing: Option<secure_boot::SigningKey>,
 }
 
 /// What [`build_bootable`] wrote.
@@ -75,6 +78,11 @@ pub struct Bootable {
     /// `kiln.efi`: the unified kernel image (stub, kernel, initramfs, command line,
     /// os-release; see [`uki`]), when the image has the systemd EFI stub ([`uki::STUB`]).
     pub uki: Option<PathBuf>,
+    /// The UKI carries an Authenticode signature made with [`BootableInputs::signing`].
+    pub signed: bool,
+    /// PCR 11 (SHA-256 bank, hex) after systemd's stub measured the UKI
+    /// ([`secure_boot::expected_pcr11`]).
+    pub pcr11: Option<String>,
     /// `disk.raw`, when asked for.
     pub disk_raw: Option<PathBuf>,
     /// `disk.qcow2`, when asked for.
@@ -199,6 +207,10 @@ fn check_tools(inputs: &BootableInputs) -> Result<()> {
     if inputs.qcow2 {
         needed.push(QEMU_IMG);
     }
+    if let Some(k) = &inputs.signing {
+        needed.extend([SBSIGN, SBVERIFY, FAKETIME]);
+        secure_boot::check_private(&k.key)?;
+    }
     for t in needed {
         find(t)?;
     }
@@ -250,6 +262,7 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         inputs.state_size > 0,
         &inputs.kernel_args,
     );
+    let mut pcr11 = None;
     let uki = match index.file(uki::STUB) {
         Some((stub, ..)) => {
             let os_release = ["/usr/lib/os-release", "/etc/os-release"]
@@ -268,7 +281,23 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
                 &out_dir.join("uki.scratch"),
                 &out,
             )?;
+            if let Some(key) = &inputs.signing {
+                secure_boot::sign(&out, key, epoch)?;
+            }
+            let pe = std::fs::read(&out).map_err(IoError::at("reading", &out))?;
+            pcr11 = Some(secure_boot::expected_pcr11(&pe)?);
             Some(out)
+        }
+        None if inputs.signing.is_some() => {
+            return Err(Error::MissingInRootfs {
+                image: name.to_string(),
+                what: format!(
+                    "Secure Boot signs the unified kernel image, and there is no systemd EFI \
+                     stub at {} to make it from",
+                    uki::STUB
+                ),
+                package: uki::STUB_PACKAGE,
+            });
         }
         None => {
             warnings.push(format!(
@@ -313,6 +342,8 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         initramfs,
         root_image,
         verity,
+        signed: uki.is_some() && inputs.signing.is_some(),
+        pcr11,
         uki,
         disk_raw,
         disk_qcow2,

@@ -50,6 +50,21 @@ pub const OBJCOPY: Tool = Tool {
     name: "objcopy",
     package: "binutils",
 };
+/// Signs the unified kernel image (Authenticode).
+pub const SBSIGN: Tool = Tool {
+    name: "sbsign",
+    package: "sbsigntool",
+};
+/// Checks a signature against the certificate.
+pub const SBVERIFY: Tool = Tool {
+    name: "sbverify",
+    package: "sbsigntool",
+};
+/// Runs `sbsign` with its clock stopped at `SOURCE_DATE_EPOCH` (libfaketime).
+pub const FAKETIME: Tool = Tool {
+    name: "faketime",
+    package: "faketime",
+};
 /// The state partition.
 pub const MKFS_EXT4: Tool = Tool {
     name: "mkfs.ext4",

@@ -63,6 +63,71 @@ pub fn pe_image(pe: &[u8]) -> Result<PeImage> {
     })
 }
 
+/// One entry of a PE section table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The name (up to 8 bytes, NULs cut).
+    pub name: String,
+    /// `VirtualSize`: the bytes loaded into memory.
+    pub virtual_size: u32,
+    /// `VirtualAddress`.
+    pub virtual_address: u32,
+    /// `SizeOfRawData`: the bytes in the file.
+    pub raw_size: u32,
+    /// `PointerToRawData`.
+    pub raw_offset: u32,
+}
+
+impl Section {
+    /// The section as the loader puts it in memory: its file data, cut or zero-padded to
+    /// its virtual size.
+    pub fn loaded(&self, pe: &[u8]) -> Result<Vec<u8>> {
+        let n = self.raw_size.min(self.virtual_size) as usize;
+        let at = self.raw_offset as usize;
+        let mut data = pe
+            .get(at..at + n)
+            .ok_or_else(|| {
+                Error::invalid("PE file", format!("section {} is truncated", self.name))
+            })?
+            .to_vec();
+        data.resize(self.virtual_size as usize, 0);
+        Ok(data)
+    }
+}
+
+/// The section table of the PE file `pe`.
+pub fn sections(pe: &[u8]) -> Result<Vec<Section>> {
+    pe_image(pe)?;
+    let bad = || Error::invalid("PE file", "truncated section table");
+    let u16_at = |o: usize| {
+        pe.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .ok_or_else(bad)
+    };
+    let u32_at = |o: usize| {
+        pe.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(bad)
+    };
+    let pe_at = u32_at(0x3c)? as usize;
+    let count = usize::from(u16_at(pe_at + 4 + 2)?);
+    let table = pe_at + 4 + 20 + usize::from(u16_at(pe_at + 4 + 16)?);
+    (0..count)
+        .map(|i| {
+            let e = table + i * 40;
+            let name = pe.get(e..e + 8).ok_or_else(bad)?;
+            let end = name.iter().position(|&b| b == 0).unwrap_or(8);
+            Ok(Section {
+                name: String::from_utf8_lossy(&name[..end]).into_owned(),
+                virtual_size: u32_at(e + 8)?,
+                virtual_address: u32_at(e + 12)?,
+                raw_size: u32_at(e + 16)?,
+                raw_offset: u32_at(e + 20)?,
+            })
+        })
+        .collect()
+}
+
 /// The address of each added section (`.osrel`, `.cmdline`, `.linux`, `.initrd`), given the
 /// stub's image and the sizes of the first three.
 pub fn section_addresses(stub: PeImage, osrel: u64, cmdline: u64, linux: u64) -> [u64; 4] {

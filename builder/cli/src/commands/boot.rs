@@ -64,11 +64,18 @@ pub(crate) struct BootArgs {
     /// (docs/design/boot-facts.md).
     #[arg(long, default_value = "together", value_parser = ["together", "staggered"])]
     start: String,
-    /// Firmware: bios (SeaBIOS; syslinux from the disk's protective MBR) or uefi (OVMF,
-    /// Debian `ovmf`; the unified kernel image from the disk's EFI system partition). Every
-    /// disk boots both ways. Secure Boot is not there yet.
-    #[arg(long, default_value = "bios", value_parser = ["bios", "uefi"])]
-    firmware: String,
+    /// Firmware: bios (SeaBIOS; syslinux from the disk's protective MBR), uefi (OVMF,
+    /// Debian `ovmf`; the unified kernel image from the disk's EFI system partition) or
+    /// uefi-secure (OVMF enforcing Secure Boot with the build's certificates enrolled, made
+    /// with `virt-fw-vars` from PyPI `virt-firmware`; needs a build with [boot.secure_boot]).
+    /// Every disk boots on bios and uefi. Default: uefi-secure for a signed build, else bios.
+    #[arg(long, value_parser = ["bios", "uefi", "uefi-secure"])]
+    firmware: Option<String>,
+    /// Give every VM a TPM 2.0 (Debian `swtpm`): with uefi or uefi-secure, the health table
+    /// then checks that PCR 11 holds the value `kiln build` computed from the UKI (measured
+    /// boot).
+    #[arg(long)]
+    tpm: bool,
 }
 
 impl BootArgs {
@@ -88,6 +95,7 @@ impl BootArgs {
             run_dir,
             start,
             firmware,
+            tpm,
         } = self;
         let mut opts = kiln_vm::BootOptions::new(&dist);
         opts.hosts = hosts;
@@ -100,10 +108,14 @@ impl BootArgs {
             "staggered" => kiln_vm::StartOrder::Staggered,
             _ => kiln_vm::StartOrder::Together,
         };
-        opts.firmware = match firmware.as_str() {
-            "uefi" => kiln_vm::Firmware::Uefi,
-            _ => kiln_vm::Firmware::Bios,
+        opts.firmware = match firmware.as_deref() {
+            Some("uefi") => kiln_vm::Firmware::Uefi,
+            Some("uefi-secure") => kiln_vm::Firmware::UefiSecure,
+            Some(_) => kiln_vm::Firmware::Bios,
+            // What the build targets: a signed build boots with Secure Boot on.
+            None => kiln_vm::default_firmware(&dist),
         };
+        opts.tpm = tpm;
         opts.accel = match accel.as_str() {
             "kvm" => AccelChoice::Kvm,
             "tcg" => AccelChoice::Tcg,

@@ -94,6 +94,14 @@ impl BuildArgs {
         // Refuse a foreign output directory before any download.
         kiln_pipeline::publish::replaceable(&output, kiln_pipeline::stages::REPORT, "build")
             .with_context(|| format!("writing {}", output.display()))?;
+        // The signing key and certificates, checked before any download or build.
+        let secure_boot = plan
+            .boot
+            .as_ref()
+            .and_then(|b| b.secure_boot.as_ref())
+            .map(|sb| kiln_pipeline::secure_boot::open(sb, &spec_dir(spec.as_deref())))
+            .transpose()
+            .map_err(|e| Usage(e.to_string()))?;
         let mut src_opts = sources.options(spec.as_deref());
         src_opts.source_date_epoch = epoch;
         let resolved =
@@ -112,6 +120,7 @@ impl BuildArgs {
             archives,
             layer_cache: Some(src_opts.cache_dir.join("layers")),
             wait_for_output: !no_wait,
+            secure_boot,
         };
         let built = kiln_pipeline::stages::build(&plan, &rendered, &resolved, &opts, &mut |m| {
             eprintln!("  {m}")

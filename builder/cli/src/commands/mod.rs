@@ -7,6 +7,7 @@ pub(crate) mod cache;
 pub(crate) mod check;
 pub(crate) mod fetch;
 pub(crate) mod init;
+pub(crate) mod keys;
 pub(crate) mod lock;
 pub(crate) mod push;
 pub(crate) mod render;

@@ -33,6 +33,7 @@ pub fn manifest(plan: &Plan, profiles: Vec<ProfileBoot>) -> BootManifest {
         cluster: plan.cluster.as_str().to_string(),
         profiles,
         hosts,
+        secure_boot: None,
     }
 }
 

@@ -215,6 +215,8 @@ fn the_manifest_round_trips_through_json_with_a_probe_tag() {
         disk_raw: "boot/master-agent/disk.raw".into(),
         disk_qcow2: "boot/master-agent/disk.qcow2".into(),
         uki: "boot/master-agent/kiln.efi".into(),
+        signed: false,
+        pcr11: "cd".repeat(32),
         root_hash: "ab".repeat(32),
         cmdline: "console=ttyS0".into(),
     }];

@@ -56,6 +56,12 @@ pub struct BootableReport {
     /// stub), when the image has the stub; the disks carry it for UEFI.
     #[serde(default)]
     pub uki: Option<String>,
+    /// The UKI is signed for Secure Boot (`[boot.secure_boot]`).
+    #[serde(default)]
+    pub signed: bool,
+    /// PCR 11 (SHA-256 bank, hex) once systemd's stub measured the UKI.
+    #[serde(default)]
+    pub pcr11: Option<String>,
     #[serde(default)]
     pub disk_raw: Option<String>,
     #[serde(default)]
@@ -95,12 +101,23 @@ pub(super) fn write_all(
             boot,
             &kernel_args(boot, profile),
         );
+        let signing = ctx.opts.secure_boot.as_ref();
+        // Signed outputs are cached under their own key: the certificates' fingerprints (never
+        // the key) added to the seed, which itself stays the same signed or not.
+        let entry = match signing {
+            Some(sb) => hex::encode(Sha256::digest(format!(
+                "{}\nsigned {}",
+                hex::encode(seed),
+                sb.fingerprint()
+            ))),
+            None => hex::encode(seed),
+        };
         let cached = ctx
             .opts
             .layer_cache
             .as_ref()
             .and_then(|l| l.parent())
-            .map(|c| c.join("boot").join(hex::encode(seed)));
+            .map(|c| c.join("boot").join(entry));
         if let Some(hit) = cached.as_deref().and_then(|c| from_cache(c, &dir)) {
             (ctx.progress)(&format!("boot {}: unchanged (boot cache)", profile.name));
             reports.push(hit);
@@ -125,6 +142,7 @@ pub(super) fn write_all(
             state_size: u64::from(boot.state_size_mib) << 20,
             raw: boot.raw,
             qcow2: boot.qcow2,
+            signing: signing.map(|sb| sb.signing.clone()),
         };
         let art = build_bootable(&inputs, &dir)?;
         let rootfs_tarball = match &boot.rootfs_tarball {
@@ -158,6 +176,7 @@ pub(super) fn write_all(
 pub(super) fn write_manifest(
     plan: &kiln_model::plan::Plan,
     boot: &[BootableReport],
+    secure_boot: Option<kiln_dist::boot_manifest::SecureBootCerts>,
     dist: &Dist,
 ) -> Result<(), BuildError> {
     let profiles = boot
@@ -167,11 +186,14 @@ pub(super) fn write_manifest(
             disk_raw: b.disk_raw.clone().unwrap_or_default(),
             disk_qcow2: b.disk_qcow2.clone().unwrap_or_default(),
             uki: b.uki.clone().unwrap_or_default(),
+            signed: b.signed,
+            pcr11: b.pcr11.clone().unwrap_or_default(),
             root_hash: b.root_hash.clone(),
             cmdline: b.cmdline.clone(),
         })
         .collect();
-    let m = super::boot_manifest::manifest(plan, profiles);
+    let mut m = super::boot_manifest::manifest(plan, profiles);
+    m.secure_boot = secure_boot;
     let mut json =
         serde_json::to_string_pretty(&m).map_err(|e| BuildError::Source(e.to_string()))?;
     json.push('\n');
@@ -180,6 +202,24 @@ pub(super) fn write_manifest(
         Dist::boot_manifest_rel()
     )))?;
     Ok(())
+}
+
+/// `secure-boot/`: the certificates and the enrolment guide, with each signed UKI's PCR 11.
+pub(super) fn write_secure_boot(
+    files: &crate::secure_boot::SecureBootFiles,
+    boot: &[BootableReport],
+    dist: &Dist,
+) -> Result<kiln_dist::boot_manifest::SecureBootCerts, BuildError> {
+    let roles: Vec<_> = boot
+        .iter()
+        .filter(|b| b.signed)
+        .map(|b| crate::secure_boot::SignedRole {
+            profile: b.profile.clone(),
+            uki: b.uki.clone().unwrap_or_default(),
+            pcr11: b.pcr11.clone().unwrap_or_default(),
+        })
+        .collect();
+    Ok(crate::secure_boot::write_enrolment(files, &roles, dist)?)
 }
 
 const CACHED_REPORT: &str = "boot-report.json";
@@ -342,6 +382,8 @@ fn report(
         root_hash: art.verity.root_hash.clone(),
         cmdline: art.cmdline.clone(),
         uki: art.uki.as_deref().map(rel),
+        signed: art.signed,
+        pcr11: art.pcr11.clone(),
         disk_raw: art.disk_raw.as_deref().map(rel),
         disk_qcow2: art.disk_qcow2.as_deref().map(rel),
         rootfs_tarball,
@@ -354,11 +396,18 @@ fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan, args: &[Strin
     let mut h = Sha256::new();
     h.update(kiln_bootable::initramfs::recipe_digest());
     for part in [
-        "kiln-boot-3",
+        "kiln-boot-4",
         env!("CARGO_PKG_VERSION"),
         manifest_digest,
         profile,
-        &format!("{boot:?}"),
+        // Without the keys: signing changes the UKI's signature, not the disk's values.
+        &format!(
+            "{:?}",
+            BootablePlan {
+                secure_boot: None,
+                ..boot.clone()
+            }
+        ),
         &args.join(" "),
     ] {
         h.update(part.as_bytes());

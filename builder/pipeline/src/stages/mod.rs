@@ -128,6 +128,9 @@ pub struct BuildOptions {
     /// When another build is writing `dist`: wait for it to finish (then this build sees its
     /// output), or fail at once with [`crate::publish::Error::Busy`].
     pub wait_for_output: bool,
+    /// The keys of `[boot.secure_boot]`, opened ([`crate::secure_boot::open`]); `None`: the
+    /// UKIs are not signed.
+    pub secure_boot: Option<crate::secure_boot::SecureBootFiles>,
 }
 
 /// One layer of a built image.
@@ -368,6 +371,9 @@ fn build_key(plan: &Plan, rendered: &Rendered, resolved: &Resolved, opts: &Build
     part(&format!("{:?}", opts.compression));
     part(&opts.source_date_epoch.to_string());
     part(&opts.archives.to_string());
+    if let Some(sb) = &opts.secure_boot {
+        part(&format!("secure-boot {}", sb.fingerprint()));
+    }
     hex::encode(h.finalize())
 }
 
@@ -448,7 +454,11 @@ fn build_into(
         None => Vec::new(),
     };
     if !boot.is_empty() {
-        bootable::write_manifest(plan, &boot, &ctx.dist)?;
+        let certs = match &opts.secure_boot {
+            Some(sb) => Some(bootable::write_secure_boot(sb, &boot, &ctx.dist)?),
+            None => None,
+        };
+        bootable::write_manifest(plan, &boot, certs, &ctx.dist)?;
     }
     let pxe_profiles = match plan.provision.as_ref() {
         Some(p) if p.pxe && !boot.is_empty() => {

@@ -1,6 +1,6 @@
 //! `[boot]`: the bootable outputs of every role image, and `--leave-out`.
 
-use kiln_model::plan::{BootablePlan, LeftOut, Upstream, BOOT_PACKAGES};
+use kiln_model::plan::{BootablePlan, LeftOut, SecureBootPlan, Upstream, BOOT_PACKAGES};
 use kiln_model::values::{quote, DebPackage, FlagValue};
 
 use super::Checker;
@@ -84,12 +84,42 @@ impl Checker {
                 None
             }
         };
+        let secure_boot = b.secure_boot.as_ref().and_then(|sb| {
+            let mut file = |key: &str, value: &str, required: bool| {
+                let value = value.trim();
+                if value.is_empty() {
+                    if required {
+                        self.err(
+                            &format!("boot.secure_boot.{key}"),
+                            format!("boot.secure_boot needs {key}"),
+                            "name the PEM file, relative to the spec (`kiln keys DIR` makes a set)",
+                        );
+                    }
+                    return None;
+                }
+                Some(value.to_string())
+            };
+            let key = file("key", &sb.key, true);
+            let cert = file("cert", &sb.cert, true);
+            let pk_cert = file("pk_cert", &sb.pk_cert, false);
+            let kek_cert = file("kek_cert", &sb.kek_cert, false);
+            Some(SecureBootPlan {
+                key: key?,
+                cert: cert?,
+                pk_cert,
+                kek_cert,
+            })
+        });
+        if b.secure_boot.is_some() && secure_boot.is_none() {
+            ok = false;
+        }
         ok.then_some(Some(BootablePlan {
             state_size_mib: b.state_size_mib,
             kernel_args,
             raw,
             qcow2,
             rootfs_tarball,
+            secure_boot,
         }))
     }
 }
