@@ -876,14 +876,16 @@ impl Installer {
 
 /// Debian packages a bootable role image needs besides the kernel: the initramfs takes
 /// `busybox` and `veritysetup` from the image, the unified kernel image is made on the
-/// image's systemd EFI stub, cloud-init places the host's identity, and the guest agent
-/// answers `kiln boot`'s health checks.
-pub const BOOT_PACKAGES: [&str; 5] = [
+/// image's systemd EFI stub, cloud-init places the host's identity, the guest agent answers
+/// `kiln boot`'s health checks, and `openssl` checks a seed signed for Secure Boot
+/// (`kiln-verify-seed`).
+pub const BOOT_PACKAGES: [&str; 6] = [
     "busybox-static",
     "cryptsetup-bin",
     "systemd-boot-efi",
     "cloud-init",
     "qemu-guest-agent",
+    "openssl",
 ];
 
 /// An upstream component left out of the plan on request (`--leave-out`), e.g. because its

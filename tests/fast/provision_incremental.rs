@@ -71,6 +71,7 @@ fn write(text: String, dist: &Dist) -> WriteStats {
             base: &FileTree::new(),
             pxe: Some(&profiles),
             liveimg: &BTreeMap::new(),
+            signer: None,
         },
         dist,
     )

@@ -15,6 +15,15 @@ use std::process::Command;
 use crate::common::kiln_code;
 use crate::common::secret_scan::{needles_of, scan, walk};
 use crate::common::workspace::{bootable_workspace, build_args, report};
+
+fn section(uki: &Path, name: &str) -> Vec<u8> {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    run(Command::new("objcopy")
+        .args(["-O", "binary", &format!("--only-section={name}")])
+        .arg(uki)
+        .arg(out.path()));
+    fs::read(out.path()).unwrap()
+}
 use kiln_test_support::{require_tool, run};
 
 /// `spec` with `[boot.secure_boot]` naming `keys/` files (relative to the spec).
@@ -177,6 +186,83 @@ fn signed_ukis_verify_are_reproducible_and_the_keys_stay_out_of_the_output() {
         measured.contains(&format!("11:sha256={pcr11}")),
         "{measured} vs {pcr11}"
     );
+
+    // The seed is signed: kiln's own verify-seed (as `kiln render` writes it into the image)
+    // accepts it with the certificate the UKI names, and refuses a changed tar, another
+    // certificate, and a missing signature.
+    let fp = {
+        let der = run(Command::new("sh").arg("-c").arg(format!(
+            "openssl x509 -in {} -outform DER | sha256sum",
+            db.display()
+        )));
+        der.split_whitespace().next().unwrap().to_string()
+    };
+    let uki_cmdline = String::from_utf8(section(&uki, ".cmdline")).unwrap();
+    assert!(
+        uki_cmdline.contains(&format!("kiln.seed-signer={fp}")),
+        "{uki_cmdline}"
+    );
+    assert!(
+        !agent["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains("kiln.seed-signer"),
+        "the BIOS path does not ask for a signed seed: {agent}"
+    );
+    let rendered = tmp.path().join("rendered");
+    kiln_code(
+        &[
+            "render",
+            spec.to_str().unwrap(),
+            "-o",
+            rendered.to_str().unwrap(),
+        ],
+        0,
+    );
+    let verify = rendered.join("profiles/agent/usr/lib/kiln/verify-seed");
+    let host_seed = fs::read_dir(dist.join("cloud-init"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let check = |label: &str, change: &dyn Fn(&Path)| {
+        let d = tmp.path().join(format!("seed-{label}"));
+        fs::create_dir_all(&d).unwrap();
+        for f in [
+            "kiln-identity.tar",
+            "kiln-identity.tar.sig",
+            "kiln-seed-signer.crt",
+        ] {
+            fs::copy(host_seed.join(f), d.join(f)).unwrap();
+        }
+        change(&d);
+        let o = Command::new("sh")
+            .arg(&verify)
+            .arg(&d)
+            .arg(&fp)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(check("as-built", &|_| ()), (true, String::new()));
+    let (ok, why) = check("changed-tar", &|d| {
+        let mut t = fs::read(d.join("kiln-identity.tar")).unwrap();
+        let at = t.len() / 3;
+        t[at] ^= 1;
+        fs::write(d.join("kiln-identity.tar"), t).unwrap();
+    });
+    assert!(!ok && why.contains("does not verify"), "{why}");
+    let (ok, why) = check("other-cert", &|d| {
+        fs::copy(keys.join("KEK.crt"), d.join("kiln-seed-signer.crt")).unwrap();
+    });
+    assert!(!ok && why.contains("not the certificate"), "{why}");
+    let (ok, why) = check("unsigned", &|d| {
+        fs::remove_file(d.join("kiln-identity.tar.sig")).unwrap();
+    });
+    assert!(!ok && why.contains("not signed"), "{why}");
 
     // The same bytes from a second build with an empty cache.
     let again = tmp.path().join("again");

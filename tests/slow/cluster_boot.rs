@@ -85,6 +85,14 @@ fn workspace(dir: &Path) -> PathBuf {
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
     write_mesos_fixture(&dir.join("fixture-mesos"), MesosFlavour::Mesosphere);
+    // Signed UKIs and seeds (issue 21): the master boots them with Secure Boot enforcing.
+    kiln_pipeline::secure_boot::make_keys(&dir.join("keys"), "kiln cluster test").unwrap();
+    let mut text = fs::read_to_string(&spec).unwrap();
+    text.push_str(
+        "\n[boot.secure_boot]\nkey = \"keys/db.key\"\ncert = \"keys/db.crt\"\n\
+         pk_cert = \"keys/PK.crt\"\nkek_cert = \"keys/KEK.crt\"\n",
+    );
+    fs::write(&spec, text).unwrap();
     file("fixture-calico-cni/calico", CNI_PLUGIN);
     file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);
     let mut node: FileTree = busybox_tree();
@@ -280,9 +288,16 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     );
 
     operator_adds_to_the_agents_user_data(&dist);
+    planted_in_the_masters_seed(&dist);
 
     let _vms = crate::common::vm::vm_lock();
     let mut opts = BootOptions::new(&dist);
+    // The master on UEFI with Secure Boot enforcing (the build's keys enrolled) and a TPM; the
+    // agent on BIOS, where cloud-init still runs for what an operator adds.
+    opts.firmware = kiln_vm::Firmware::Bios;
+    opts.host_firmware
+        .insert("m1".into(), kiln_vm::Firmware::UefiSecure);
+    opts.tpm = true;
     opts.keep = true;
     opts.run_dir = Some(logs.join("run"));
     opts.timeout = Duration::from_secs(1200);
@@ -300,6 +315,22 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
         tails(&run.report.hosts)
     );
     let (m1, a1) = (qga(&run, "m1"), qga(&run, "a1"));
+    let m1_checks: Vec<&str> = run
+        .report
+        .hosts
+        .iter()
+        .find(|h| h.name == "m1")
+        .unwrap()
+        .checks
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    for id in ["secure-boot", "pcr11"] {
+        assert!(
+            m1_checks.contains(&id),
+            "m1 has no {id} check: {m1_checks:?}"
+        );
+    }
 
     wiring_on_the_master(&m1);
     marathon_runs_its_image_in_docker_on_the_master(&m1);
@@ -308,7 +339,7 @@ fn a_master_and_an_agent_boot_healthy_wired_as_the_spec_says() {
     one_node_name(&a1, "a1.kiln.test");
     task_ports_open_on_agents_only(&m1, &a1);
     cgroup_hierarchy_follows_the_mesos_agent(&m1, &a1);
-    cloud_init_is_skipped_for_kiln_own_seed(&m1);
+    cloud_init_never_runs_on_the_secure_booted_master(&m1);
     cloud_init_writes_what_kiln_identity_applied(&m1, &a1);
     cni_add_with_debians_plugins(&a1);
     iptables_follows_calico_node(&m1, &a1);
@@ -874,10 +905,30 @@ fn operator_adds_to_the_agents_user_data(dist: &Path) {
         .arg(&dir));
 }
 
-/// Issue 20, item 2, with kiln's own seed: kiln-identity.service applied the identity and
-/// found the seed's user-data to be the one kiln wrote, so cloud-init's four stages did not
-/// start (they would only write the same files again), and the host is healthy without them.
-fn cloud_init_is_skipped_for_kiln_own_seed(m1: &Path) {
+/// A unit an attacker on the provisioning side adds to m1's seed (a `write_files` entry in its
+/// user-data, the volume made again). m1 boots the signed chain, which applies only the signed
+/// identity and never runs cloud-init (issue 21, item 6).
+const PLANTED_UNIT: &str = "/etc/systemd/system/kiln-planted.service";
+
+fn planted_in_the_masters_seed(dist: &Path) {
+    let dir = dist.join("cloud-init/m1");
+    run(Command::new("python3")
+        .args(["-c", ADD_WRITE_FILE])
+        .arg(dir.join("user-data"))
+        .arg(PLANTED_UNIT));
+    run(Command::new("xorriso")
+        .args([
+            "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-o",
+        ])
+        .arg(dist.join("cloud-init/m1-cidata.iso"))
+        .arg(&dir));
+}
+
+/// The master booted the signed chain (issue 21, item 6): kiln-identity.service checked the
+/// seed's signature, applied the signed identity and left cloud-init's four stages off (the
+/// user-data, which carries the planted unit, is not signed); the host is healthy without
+/// them, and the planted unit is not there.
+fn cloud_init_never_runs_on_the_secure_booted_master(m1: &Path) {
     for unit in [
         "cloud-init-local.service",
         "cloud-init.service",
@@ -895,10 +946,14 @@ fn cloud_init_is_skipped_for_kiln_own_seed(m1: &Path) {
         );
     }
     let log = sh_ok(m1, "journalctl -b -u kiln-identity.service -o cat");
-    assert!(
-        log.contains("cloud-init skipped: the seed's user-data is kiln's own"),
-        "m1: {log}"
-    );
+    for line in [
+        "verify-seed: kiln-identity.tar is signed by certificate",
+        "cloud-init skipped: booted with kiln.seed-signer",
+    ] {
+        assert!(log.contains(line), "m1: {line:?} missing: {log}");
+    }
+    // The unit planted in the seed's user-data did not reach the secure-booted master.
+    sh_ok(m1, &format!("test ! -e {PLANTED_UNIT}"));
     sh_ok(
         m1,
         "test ! -e /var/lib/cloud/instance/sem/config_write_files",

@@ -159,6 +159,7 @@ fn build(rootfs: &Path, out: &Path, signing: &SigningKey) -> Bootable {
             raw: true,
             qcow2: true,
             signing: Some(signing.clone()),
+            uki_args: Vec::new(),
         },
         out,
     )
@@ -214,11 +215,22 @@ fn qemu_until(
         if seen || started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
+            if seen {
+                eprintln!("qemu {label}: the console showed {:?}", until.unwrap_or(""));
+            }
             break false;
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let console = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
+    let mut console = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
+    // QEMU's own complaints (a refused option, a locked image), after the console.
+    let mut qemu_err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut qemu_err);
+    }
+    if !qemu_err.trim().is_empty() {
+        console.push_str(&format!("\n[qemu stderr] {}", qemu_err.trim()));
+    }
     let took = started.elapsed();
     eprintln!(
         "qemu {label}: {:.1?}, {}",
@@ -482,7 +494,12 @@ fn secure_boot(dir: &Path, a: &Bootable, keys: &Path, disk: &Path) {
         args.push("-drive".into());
         args.push(format!("if=none,id=d0,format=raw,file={}", disk.display()));
         args.push("-device".into());
-        args.push("virtio-blk-pci,drive=d0,bootindex=0".into());
+        // With -kernel, QEMU's own loader is the first boot entry.
+        if extra.contains(&"-kernel") {
+            args.push("virtio-blk-pci,drive=d0".into());
+        } else {
+            args.push("virtio-blk-pci,drive=d0,bootindex=0".into());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         qemu_until(dir, label, &args, Duration::from_secs(300), until)

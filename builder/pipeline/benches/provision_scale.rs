@@ -132,6 +132,7 @@ fn write(text: String, dist: &Dist) -> (f64, f64, provision::WriteStats) {
             base: &base,
             pxe: Some(&profiles),
             liveimg: &liveimg,
+            signer: None,
         },
         dist,
     )

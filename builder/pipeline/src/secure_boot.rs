@@ -177,6 +177,38 @@ fn public_key_of(kind: &str, file: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The signature of `data` with the private key `key` (`openssl dgst -sha256 -sign`: RSA
+/// PKCS #1 v1.5, so the same data and key give the same bytes). What kiln's `verify-seed`
+/// checks on a secure-booted host.
+pub fn sign_bytes(key: &Path, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin"))?;
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| std::io::Error::other("writer panicked"))??;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "openssl dgst -sign failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
 /// One role's signed UKI, for the guide.
 #[derive(Debug, Clone)]
 pub struct SignedRole {

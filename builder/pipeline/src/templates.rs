@@ -34,6 +34,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/kiln-apply-identity.j2"),
     ),
     (
+        "kiln-verify-seed",
+        include_str!("../templates/kiln-verify-seed.j2"),
+    ),
+    (
         "kiln-identity.service",
         include_str!("../templates/kiln-identity.service.j2"),
     ),

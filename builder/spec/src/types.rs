@@ -201,9 +201,10 @@ pub struct Access {
 pub struct Boot {
     /// Build the bootable outputs; default: when the base is a Debian base with a kernel
     /// (`base.debian.kernel`). Turning it on adds `busybox-static`, `cryptsetup-bin`,
-    /// `cloud-init` and `qemu-guest-agent` to the Debian base's packages: the initramfs takes
-    /// busybox and `veritysetup` from the image, cloud-init places each host's identity, and
-    /// the guest agent lets `kiln boot` check a VM's health.
+    /// `systemd-boot-efi`, `cloud-init`, `qemu-guest-agent` and `openssl` to the Debian base's
+    /// packages: the initramfs takes busybox and `veritysetup` from the image, the UKI is made
+    /// on its EFI stub, cloud-init places each host's identity, the guest agent lets `kiln
+    /// boot` check a VM's health, and openssl checks a seed signed for Secure Boot.
     pub enabled: Option<bool>,
     /// Size of the persistent state partition of the disks in MiB (`/etc`, `/var`, `/root`
     /// and `/home` keep their changes there); 0 for none (changes live in RAM).

@@ -99,8 +99,10 @@ pub struct BootOptions {
     pub keep: bool,
     /// Whether the VMs start together or one after another.
     pub start: StartOrder,
-    /// The firmware every VM boots with.
+    /// The firmware every VM boots with, unless [`BootOptions::host_firmware`] names another.
     pub firmware: Firmware,
+    /// The firmware of single hosts, by name (a fleet may mix BIOS and UEFI machines).
+    pub host_firmware: BTreeMap<String, Firmware>,
     /// Give every VM a TPM 2.0 (swtpm) and check PCR 11 against the build's value.
     pub tpm: bool,
     /// With [`StartOrder::Staggered`]: how long a VM may take to pass early boot before the
@@ -124,6 +126,7 @@ impl BootOptions {
             keep: false,
             start: StartOrder::Together,
             firmware: Firmware::Bios,
+            host_firmware: BTreeMap::new(),
             tpm: false,
             start_gap: Duration::from_secs(60),
             kvm_probe_timeout: Duration::from_secs(20),
@@ -250,13 +253,26 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
     let m = read_manifest(&dist)?;
     let hosts = select(&m, &opts.hosts)?;
     let tools = qemu::Tools::find()?;
-    if opts.firmware != Firmware::Bios {
+    for name in opts.host_firmware.keys() {
+        select(&m, std::slice::from_ref(name))?;
+    }
+    let firmware_of = |host: &str| {
+        opts.host_firmware
+            .get(host)
+            .copied()
+            .unwrap_or(opts.firmware)
+    };
+    if hosts.iter().any(|h| firmware_of(&h.name) != Firmware::Bios) {
         qemu::require_ovmf()?;
     }
     let run_dir = run_dir(opts.run_dir.as_deref())?;
-    let vars_template = match opts.firmware {
-        Firmware::UefiSecure => Some(secure_vars(&m, &dist, &run_dir)?),
-        _ => None,
+    let vars_template = if hosts
+        .iter()
+        .any(|h| firmware_of(&h.name) == Firmware::UefiSecure)
+    {
+        Some(secure_vars(&m, &dist, &run_dir)?)
+    } else {
+        None
     };
     let net = L2Net::random();
     let mut specs = Vec::new();
@@ -266,12 +282,13 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
             host: h.name.clone(),
             detail: format!("profile {} has no disk in the boot manifest", h.profile),
         })?;
-        if opts.firmware != Firmware::Bios && p.uki.is_empty() {
+        let firmware = firmware_of(&h.name);
+        if firmware != Firmware::Bios && p.uki.is_empty() {
             return Err(BootError::NoUki {
                 profile: p.name.clone(),
             });
         }
-        if opts.firmware == Firmware::UefiSecure && !p.signed {
+        if firmware == Firmware::UefiSecure && !p.signed {
             return Err(BootError::SecureBoot(format!(
                 "the unified kernel image of profile {} is not signed",
                 p.name
@@ -304,14 +321,14 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
             },
         }];
         checks.extend(h.checks.iter().cloned());
-        if opts.firmware == Firmware::UefiSecure {
+        if firmware == Firmware::UefiSecure {
             checks.push(Check {
                 id: "secure-boot".into(),
                 about: "firmware booted with Secure Boot on".into(),
                 probe: Probe::SecureBoot,
             });
         }
-        if opts.tpm && !p.pcr11.is_empty() && opts.firmware != Firmware::Bios {
+        if opts.tpm && !p.pcr11.is_empty() && firmware != Firmware::Bios {
             checks.push(Check {
                 id: "pcr11".into(),
                 about: "measured boot: TPM PCR 11 equals the build's value".into(),
@@ -336,7 +353,7 @@ pub fn boot(opts: &BootOptions, progress: &mut dyn FnMut(&str)) -> Result<BootRu
                 }),
                 memory_mib: opts.memory_mib,
                 cpus: 1,
-                firmware: opts.firmware,
+                firmware,
                 vars_template: vars_template.clone(),
                 tpm: opts.tpm,
             },

@@ -174,7 +174,7 @@ _kiln() {
                     return 0
                     ;;
                 --firmware)
-                    COMPREPLY=($(compgen -W "bios uefi uefi-secure" -- "${cur}"))
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

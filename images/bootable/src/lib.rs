@@ -60,6 +60,9 @@ pub struct BootableInputs<'a> {
     pub qcow2: bool,
     /// Sign the unified kernel image for Secure Boot with this key ([`secure_boot::sign`]).
     pub signing: Option<secure_boot::SigningKey>,
+    /// Kernel arguments of the UKI only, after the disk's (the seed's signer: only the signed
+    /// chain asks for a signed seed).
+    pub uki_args: Vec<String>,
 }
 
 /// What [`build_bootable`] wrote.
@@ -90,6 +93,8 @@ pub struct Bootable {
     /// The kernel command line the disk boots with (and a PXE config should use, with
     /// `kiln.root=` changed).
     pub cmdline: String,
+    /// The UKI's: [`Bootable::cmdline`] and [`BootableInputs::uki_args`].
+    pub uki_cmdline: String,
     /// The disk signature in the protective MBR (`kiln.disk=`), as 8 hex digits.
     pub disk_id: String,
     /// What went into the initramfs.
@@ -262,6 +267,10 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         inputs.state_size > 0,
         &inputs.kernel_args,
     );
+    let uki_cmdline = std::iter::once(cmdline.clone())
+        .chain(inputs.uki_args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut pcr11 = None;
     let uki = match index.file(uki::STUB) {
         Some((stub, ..)) => {
@@ -275,7 +284,7 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
             uki::build_uki(
                 &index.read(&stub)?,
                 &os_release,
-                &cmdline,
+                &uki_cmdline,
                 &kernel,
                 &initramfs,
                 &out_dir.join("uki.scratch"),
@@ -348,6 +357,7 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         disk_raw,
         disk_qcow2,
         cmdline,
+        uki_cmdline,
         disk_id,
         initramfs_info: info,
         warnings,

@@ -68,9 +68,10 @@ pub(crate) struct BootArgs {
     /// Debian `ovmf`; the unified kernel image from the disk's EFI system partition) or
     /// uefi-secure (OVMF enforcing Secure Boot with the build's certificates enrolled, made
     /// with `virt-fw-vars` from PyPI `virt-firmware`; needs a build with [boot.secure_boot]).
-    /// Every disk boots on bios and uefi. Default: uefi-secure for a signed build, else bios.
-    #[arg(long, value_parser = ["bios", "uefi", "uefi-secure"])]
-    firmware: Option<String>,
+    /// HOST=FIRMWARE sets one host's (repeat for more). Every disk boots on bios and uefi.
+    /// Default: uefi-secure for a signed build, else bios.
+    #[arg(long, value_name = "[HOST=]FIRMWARE")]
+    firmware: Vec<String>,
     /// Give every VM a TPM 2.0 (Debian `swtpm`): with uefi or uefi-secure, the health table
     /// then checks that PCR 11 holds the value `kiln build` computed from the UKI (measured
     /// boot).
@@ -108,13 +109,31 @@ impl BootArgs {
             "staggered" => kiln_vm::StartOrder::Staggered,
             _ => kiln_vm::StartOrder::Together,
         };
-        opts.firmware = match firmware.as_deref() {
-            Some("uefi") => kiln_vm::Firmware::Uefi,
-            Some("uefi-secure") => kiln_vm::Firmware::UefiSecure,
-            Some(_) => kiln_vm::Firmware::Bios,
-            // What the build targets: a signed build boots with Secure Boot on.
-            None => kiln_vm::default_firmware(&dist),
-        };
+        opts.firmware = kiln_vm::default_firmware(&dist);
+        for f in &firmware {
+            let (host, name) = match f.split_once('=') {
+                Some((h, n)) => (Some(h), n),
+                None => (None, f.as_str()),
+            };
+            let fw = match name {
+                "bios" => kiln_vm::Firmware::Bios,
+                "uefi" => kiln_vm::Firmware::Uefi,
+                "uefi-secure" => kiln_vm::Firmware::UefiSecure,
+                other => {
+                    return Err(Usage(format!(
+                        "--firmware {f}: unknown firmware {other:?} (bios, uefi or uefi-secure, \
+                         optionally after HOST=)"
+                    ))
+                    .into())
+                }
+            };
+            match host {
+                Some(h) => {
+                    opts.host_firmware.insert(h.to_string(), fw);
+                }
+                None => opts.firmware = fw,
+            }
+        }
         opts.tpm = tpm;
         opts.accel = match accel.as_str() {
             "kvm" => AccelChoice::Kvm,

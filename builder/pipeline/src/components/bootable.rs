@@ -62,6 +62,21 @@ const NETWORK_SEED_DIR: &str = "/var/lib/cloud/seed/nocloud";
 /// user-data's `write_files` (a test compares them).
 pub const IDENTITY_TAR: &str = "kiln-identity.tar";
 
+/// With `[boot.secure_boot]`: the identity tar's signature (`openssl dgst -sha256 -sign`, with
+/// the db key, RSA PKCS #1 v1.5) beside it in the seed, and the certificate to check it with
+/// ([`SEED_SIGNER_CRT`]). The UKI's command line (inside the signed image) names the
+/// certificate's sha256 ([`SEED_SIGNER_ARG`]); `kiln-identity.service` then applies the tar only
+/// when the certificate is that one and the signature verifies, and never runs cloud-init (its
+/// user-data is not signed).
+pub const IDENTITY_SIG: &str = "kiln-identity.tar.sig";
+/// The certificate of [`IDENTITY_SIG`] in the seed (PEM).
+pub const SEED_SIGNER_CRT: &str = "kiln-seed-signer.crt";
+/// The UKI's kernel argument that turns on the seed check: `kiln.seed-signer=SHA256` (of the
+/// certificate's DER bytes).
+pub const SEED_SIGNER_ARG: &str = "kiln.seed-signer";
+/// The script that checks a seed's signature (`verify-seed SEED_DIR SHA256`).
+pub const VERIFY_SEED: &str = "/usr/lib/kiln/verify-seed";
+
 /// Where the identity tar carries root's password hash (tmpfs; the unit applies and removes it).
 pub const PASSWORD_HASH_FILE: &str = "/run/kiln/identity/root-password-hash";
 
@@ -148,7 +163,16 @@ impl Component for Boot {
                 arg => CLOUD_INIT_ARG,
                 identity_env => format!("{}/identity.env", super::KILN_ETC),
                 stamp => IDENTITY_STAMP,
+                signer_arg => SEED_SIGNER_ARG, verify => VERIFY_SEED,
+                sig => IDENTITY_SIG, crt => SEED_SIGNER_CRT,
+                env_member => format!("{}/identity.env", super::KILN_ETC).trim_start_matches('/').to_string(),
             },
+        )?;
+        ctx.template(
+            VERIFY_SEED,
+            0o755,
+            "kiln-verify-seed",
+            minijinja::context! { tar => IDENTITY_TAR, sig => IDENTITY_SIG, crt => SEED_SIGNER_CRT },
         )?;
         let unit = format!("/etc/systemd/system/{IDENTITY_UNIT}");
         ctx.template(

@@ -143,6 +143,15 @@ pub(super) fn write_all(
             raw: boot.raw,
             qcow2: boot.qcow2,
             signing: signing.map(|sb| sb.signing.clone()),
+            uki_args: signing
+                .map(|sb| {
+                    vec![format!(
+                        "{}={}",
+                        crate::components::bootable::SEED_SIGNER_ARG,
+                        sb.db.sha256()
+                    )]
+                })
+                .unwrap_or_default(),
         };
         let art = build_bootable(&inputs, &dir)?;
         let rootfs_tarball = match &boot.rootfs_tarball {

@@ -492,6 +492,7 @@ fn build_into(
                 base: &base.tree,
                 pxe: pxe_profiles.as_deref(),
                 liveimg: &liveimg,
+                signer: opts.secure_boot.as_ref(),
             },
             &ctx.dist,
         )

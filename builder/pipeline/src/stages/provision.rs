@@ -30,7 +30,9 @@ use kiln_provision::pxe::{self as pxe_render, PxeProfile};
 
 use super::kickstart::{post_entries, render_with_role};
 use super::{place, BuildError, Dist, KickstartReport};
-use crate::components::bootable::{IDENTITY_TAR, PASSWORD_HASH_FILE, USER_DATA_SHA_FILE};
+use crate::components::bootable::{
+    IDENTITY_SIG, IDENTITY_TAR, PASSWORD_HASH_FILE, SEED_SIGNER_CRT, USER_DATA_SHA_FILE,
+};
 use crate::components::Rendered;
 
 /// What [`write()`] renders from.
@@ -46,6 +48,9 @@ pub struct Provision<'a> {
     pub pxe: Option<&'a [PxeProfile]>,
     /// `image` kickstarts: each profile's rootfs tarball and its sha256.
     pub liveimg: &'a BTreeMap<String, LiveImage>,
+    /// `[boot.secure_boot]`: each seed's identity tar is signed with the db key
+    /// ([`IDENTITY_SIG`], [`SEED_SIGNER_CRT`]).
+    pub signer: Option<&'a crate::secure_boot::SecureBootFiles>,
 }
 
 /// One host's part of what [`write()`] did.
@@ -134,6 +139,11 @@ pub fn write(p: &Provision, dist: &Dist) -> Result<Provisioned, BuildError> {
         let seed = Dist::seed_dir_rel(name);
         for file in SEED_FILES {
             expected.insert(format!("{seed}/{file}"));
+        }
+        if p.signer.is_some() {
+            for file in [IDENTITY_SIG, SEED_SIGNER_CRT] {
+                expected.insert(format!("{seed}/{file}"));
+            }
         }
         expected.insert(seed);
         expected.insert(Dist::seed_iso_rel(name));
@@ -254,13 +264,20 @@ fn write_host(
     let dir = Dist::seed_dir_rel(name);
     mkdir(&root.join(&dir), &dir)?;
     let before = stats.written.len();
-    put(
-        root,
-        &format!("{dir}/{IDENTITY_TAR}"),
-        &identity_tar(host, &placed, &seed.user_data)?,
-        0o600,
-        stats,
-    )?;
+    let tar = identity_tar(host, &placed, &seed.user_data)?;
+    put(root, &format!("{dir}/{IDENTITY_TAR}"), &tar, 0o600, stats)?;
+    if let Some(sb) = p.signer {
+        let sig = crate::secure_boot::sign_bytes(&sb.signing.key, &tar)
+            .map_err(|e| BuildError::Source(format!("signing the seed of host {name}: {e}")))?;
+        put(root, &format!("{dir}/{IDENTITY_SIG}"), &sig, 0o600, stats)?;
+        put(
+            root,
+            &format!("{dir}/{SEED_SIGNER_CRT}"),
+            sb.db.pem.as_bytes(),
+            0o600,
+            stats,
+        )?;
+    }
     for (file, text) in seed.files() {
         put(
             root,

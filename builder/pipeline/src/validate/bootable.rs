@@ -138,8 +138,13 @@ pub(super) fn with_boot_packages(mut packages: Vec<DebPackage>) -> Vec<DebPackag
 /// `passwd` added to a Debian base's list (once) when a host sets root's password: cloud-init
 /// sets it with `chpasswd -e`, which is in `passwd` (priority required, not essential: a
 /// minbase has it only when something such as `adduser` pulls it in).
-pub(super) fn with_password_tools(mut packages: Vec<DebPackage>) -> Vec<DebPackage> {
-    let p: DebPackage = "passwd".parse().expect("a valid package name");
+pub(super) fn with_password_tools(packages: Vec<DebPackage>) -> Vec<DebPackage> {
+    with_package(packages, "passwd")
+}
+
+/// `name` added to a Debian base's list (once).
+pub(super) fn with_package(mut packages: Vec<DebPackage>, name: &str) -> Vec<DebPackage> {
+    let p: DebPackage = name.parse().expect("a valid package name");
     if !packages.contains(&p) {
         packages.push(p);
     }
