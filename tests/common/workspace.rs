@@ -186,6 +186,18 @@ pub fn efi_stub() -> PathBuf {
     stub
 }
 
+/// The bytes of section `name` of the PE file `uki`, as binutils' `objcopy` cuts them out.
+pub fn uki_section(uki: &Path, name: &str) -> Vec<u8> {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    kiln_test_support::run(
+        std::process::Command::new("objcopy")
+            .args(["-O", "binary", &format!("--only-section={name}")])
+            .arg(uki)
+            .arg(out.path()),
+    );
+    fs::read(out.path()).unwrap()
+}
+
 /// The os-release of [`bootable_workspace`]'s base.
 pub const FIXTURE_OS_RELEASE: &str = "PRETTY_NAME=\"kiln test fixture\"\nID=kiln-fixture\n";
 

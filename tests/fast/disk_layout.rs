@@ -4,21 +4,13 @@
 //! SeaBIOS and on OVMF.)
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use crate::common::kiln_code;
-use crate::common::workspace::{bootable_workspace, build, build_args, report, FIXTURE_OS_RELEASE};
+use crate::common::workspace::{
+    bootable_workspace, build, build_args, report, uki_section, FIXTURE_OS_RELEASE,
+};
 use kiln_test_support::{require_tool, run};
-
-fn section(uki: &Path, name: &str) -> Vec<u8> {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    run(Command::new("objcopy")
-        .args(["-O", "binary", &format!("--only-section={name}")])
-        .arg(uki)
-        .arg(out.path()));
-    fs::read(out.path()).unwrap()
-}
 
 /// One disk for both firmwares: a GPT whose first partition is the EFI system partition,
 /// marked legacy BIOS bootable, holding syslinux (BIOS) and the UKI at the path UEFI firmware
@@ -80,16 +72,16 @@ fn one_disk_boots_bios_and_uefi_and_the_uki_carries_the_command_line() {
         boot["root_hash"].as_str().unwrap()
     )));
     assert_eq!(
-        section(&uki, ".cmdline"),
+        uki_section(&uki, ".cmdline"),
         format!("{cmdline}\0").into_bytes()
     );
-    assert_eq!(section(&uki, ".osrel"), FIXTURE_OS_RELEASE.as_bytes());
+    assert_eq!(uki_section(&uki, ".osrel"), FIXTURE_OS_RELEASE.as_bytes());
     assert_eq!(
-        section(&uki, ".linux"),
+        uki_section(&uki, ".linux"),
         fs::read(dist.join("boot/agent/vmlinuz")).unwrap()
     );
     assert_eq!(
-        section(&uki, ".initrd"),
+        uki_section(&uki, ".initrd"),
         fs::read(dist.join("boot/agent/initramfs.img")).unwrap()
     );
 

@@ -14,16 +14,8 @@ use std::process::Command;
 
 use crate::common::kiln_code;
 use crate::common::secret_scan::{needles_of, scan, walk};
-use crate::common::workspace::{bootable_workspace, build_args, report};
+use crate::common::workspace::{bootable_workspace, build_args, report, uki_section};
 
-fn section(uki: &Path, name: &str) -> Vec<u8> {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    run(Command::new("objcopy")
-        .args(["-O", "binary", &format!("--only-section={name}")])
-        .arg(uki)
-        .arg(out.path()));
-    fs::read(out.path()).unwrap()
-}
 use kiln_test_support::{require_tool, run};
 
 /// `spec` with `[boot.secure_boot]` naming `keys/` files (relative to the spec).
@@ -197,7 +189,7 @@ fn signed_ukis_verify_are_reproducible_and_the_keys_stay_out_of_the_output() {
         )));
         der.split_whitespace().next().unwrap().to_string()
     };
-    let uki_cmdline = String::from_utf8(section(&uki, ".cmdline")).unwrap();
+    let uki_cmdline = String::from_utf8(uki_section(&uki, ".cmdline")).unwrap();
     assert!(
         uki_cmdline.contains(&format!("kiln.seed-signer={fp}")),
         "{uki_cmdline}"
@@ -347,4 +339,21 @@ fn an_exposed_key_or_one_that_is_not_the_certificates_is_refused() {
         "{err}"
     );
     assert!(!dist.exists());
+}
+
+/// `kiln check` warns when a spec signs its boot images and also writes a PXE tree, whose
+/// configs carry the root hash outside the signed chain; `--strict` makes it an error.
+#[test]
+fn check_warns_that_the_pxe_tree_is_outside_the_signed_chain() {
+    let (_tmp, spec) = bootable_workspace();
+    let s = spec.to_str().unwrap();
+    let (_, err) = kiln_code(&["check", s], 0);
+    assert!(!err.contains("outside the signed chain"), "{err}");
+    with_secure_boot(&spec, "db.key", "db.crt");
+    let (_, err) = kiln_code(&["check", s], 0);
+    assert!(
+        err.contains("provision.pxe") && err.contains("outside the signed chain"),
+        "{err}"
+    );
+    kiln_code(&["check", "--strict", s], 2);
 }

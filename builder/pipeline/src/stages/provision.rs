@@ -49,7 +49,7 @@ pub struct Provision<'a> {
     /// `image` kickstarts: each profile's rootfs tarball and its sha256.
     pub liveimg: &'a BTreeMap<String, LiveImage>,
     /// `[boot.secure_boot]`: each seed's identity tar is signed with the db key
-    /// ([`IDENTITY_SIG`], [`SEED_SIGNER_CRT`]).
+    /// ([`crate::components::bootable::IDENTITY_SIG`], [`crate::components::bootable::SEED_SIGNER_CRT`]).
     pub signer: Option<&'a crate::secure_boot::SecureBootFiles>,
 }
 

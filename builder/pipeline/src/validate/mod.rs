@@ -284,6 +284,17 @@ impl Checker {
         if let (Some(Some(p)), Some(Some(k))) = (provision.as_mut(), kickstart.as_ref()) {
             p.installer = Some(Installer::of(p, k));
         }
+        let secure = matches!(&boot, Some(Some(b)) if b.secure_boot.is_some());
+        if secure && matches!(&provision, Some(Some(p)) if p.pxe) {
+            self.warn(
+                "provision.pxe",
+                "boot.secure_boot signs the disks' boot images, but the PXE tree (iPXE, PXELINUX \
+                 and GRUB configs) hands each host the root hash over plain HTTP/TFTP, outside \
+                 the signed chain: a host booted from the network is not protected by Secure Boot",
+                "boot secured hosts from their disks, or set provision.pxe = false; on BIOS no \
+                 path can carry a signed root hash",
+            );
+        }
         self.dependencies(spec);
         if self.failed() {
             return None;
