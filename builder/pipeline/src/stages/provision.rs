@@ -49,7 +49,7 @@ pub struct Provision<'a> {
     /// `image` kickstarts: each profile's rootfs tarball and its sha256.
     pub liveimg: &'a BTreeMap<String, LiveImage>,
     /// `[boot.secure_boot]`: each seed's identity tar is signed with the db key
-    /// ([`crate::components::bootable::IDENTITY_SIG`], [`crate::components::bootable::SEED_SIGNER_CRT`]).
+    /// (`kiln-identity.tar.sig`, beside the signer's certificate `kiln-seed-signer.crt`).
     pub signer: Option<&'a crate::secure_boot::SecureBootFiles>,
 }
 
