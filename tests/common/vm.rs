@@ -87,6 +87,22 @@ pub fn debian_base_lock(spec: &Path) -> Option<std::fs::File> {
     ))
 }
 
+/// A Secure Boot key set (`kiln keys`' PK, KEK and db) kept in the machine's test cache and
+/// made once: a build signed with the same certificates finds its boot outputs in kiln's
+/// cache on the next run (fresh keys would make every signed output new). Test keys only.
+pub fn secure_boot_keys() -> std::path::PathBuf {
+    let dir = kiln_test_support::machine_cache().join("test-secure-boot-keys");
+    let _lock = lock_file(&std::env::temp_dir().join("kiln-test-secure-boot-keys.lock"));
+    if !dir.join("db.crt").is_file() {
+        let partial = dir.with_extension("partial");
+        let _ = fs::remove_dir_all(&partial);
+        kiln_pipeline::secure_boot::make_keys(&partial, "kiln test").unwrap();
+        let _ = fs::remove_dir_all(&dir);
+        fs::rename(&partial, &dir).unwrap();
+    }
+    dir
+}
+
 /// Opens (creating) `path` and waits for an exclusive `flock` on it, held until the file is
 /// dropped: within this process and across processes.
 fn lock_file(path: &Path) -> std::fs::File {

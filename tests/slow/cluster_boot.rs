@@ -86,12 +86,14 @@ fn workspace(dir: &Path) -> PathBuf {
     };
     write_mesos_fixture(&dir.join("fixture-mesos"), MesosFlavour::Mesosphere);
     // Signed UKIs and seeds (issue 21): the master boots them with Secure Boot enforcing.
-    kiln_pipeline::secure_boot::make_keys(&dir.join("keys"), "kiln cluster test").unwrap();
+    // The machine's test keys, so that a warm run finds the signed boot outputs in the cache.
+    let keys = crate::common::vm::secure_boot_keys();
     let mut text = fs::read_to_string(&spec).unwrap();
-    text.push_str(
-        "\n[boot.secure_boot]\nkey = \"keys/db.key\"\ncert = \"keys/db.crt\"\n\
-         pk_cert = \"keys/PK.crt\"\nkek_cert = \"keys/KEK.crt\"\n",
-    );
+    text.push_str(&format!(
+        "\n[boot.secure_boot]\nkey = \"{k}/db.key\"\ncert = \"{k}/db.crt\"\n\
+         pk_cert = \"{k}/PK.crt\"\nkek_cert = \"{k}/KEK.crt\"\n",
+        k = keys.display()
+    ));
     fs::write(&spec, text).unwrap();
     file("fixture-calico-cni/calico", CNI_PLUGIN);
     file("fixture-calico-cni/calico-ipam", CNI_PLUGIN);
