@@ -894,16 +894,22 @@ open(path, "w").write("#cloud-config\n" + yaml.safe_dump(doc))
 /// must run for it (issue 20, item 2: it keeps working for what operators add). m1's seed
 /// stays kiln's own.
 fn operator_adds_to_the_agents_user_data(dist: &Path) {
-    let dir = dist.join("cloud-init/a1");
+    add_to_user_data(dist, "a1", OPERATOR_FILE);
+}
+
+/// One more `write_files` entry (`path`, content "operator") in `host`'s user-data, and its
+/// cidata volume made again (xorriso, as kiln makes it).
+fn add_to_user_data(dist: &Path, host: &str, path: &str) {
+    let dir = dist.join(format!("cloud-init/{host}"));
     run(Command::new("python3")
         .args(["-c", ADD_WRITE_FILE])
         .arg(dir.join("user-data"))
-        .arg(OPERATOR_FILE));
+        .arg(path));
     run(Command::new("xorriso")
         .args([
             "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-o",
         ])
-        .arg(dist.join("cloud-init/a1-cidata.iso"))
+        .arg(dist.join(format!("cloud-init/{host}-cidata.iso")))
         .arg(&dir));
 }
 
@@ -913,17 +919,7 @@ fn operator_adds_to_the_agents_user_data(dist: &Path) {
 const PLANTED_UNIT: &str = "/etc/systemd/system/kiln-planted.service";
 
 fn planted_in_the_masters_seed(dist: &Path) {
-    let dir = dist.join("cloud-init/m1");
-    run(Command::new("python3")
-        .args(["-c", ADD_WRITE_FILE])
-        .arg(dir.join("user-data"))
-        .arg(PLANTED_UNIT));
-    run(Command::new("xorriso")
-        .args([
-            "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-o",
-        ])
-        .arg(dist.join("cloud-init/m1-cidata.iso"))
-        .arg(&dir));
+    add_to_user_data(dist, "m1", PLANTED_UNIT);
 }
 
 /// The master booted the signed chain (issue 21, item 6): kiln-identity.service checked the

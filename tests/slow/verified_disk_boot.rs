@@ -269,20 +269,31 @@ fn partition_offset(disk: &Path, n: u64) -> u64 {
 
 /// QEMU arguments that boot `disk` with OVMF (a copy of its variable store in `dir`).
 fn uefi_args(dir: &Path, disk: &Path) -> Vec<String> {
-    let vars = dir.join("OVMF_VARS.fd");
-    fs::copy(kiln_vm::qemu::OVMF_VARS, &vars).unwrap();
+    ovmf_args(
+        disk,
+        kiln_vm::qemu::OVMF_CODE,
+        Path::new(kiln_vm::qemu::OVMF_VARS),
+        &dir.join("OVMF_VARS.fd"),
+        true,
+    )
+}
+
+/// QEMU arguments that boot `disk` with OVMF's `code` and a copy at `vars` of the variable
+/// store `template`; the disk is the first boot entry when `first`.
+fn ovmf_args(disk: &Path, code: &str, template: &Path, vars: &Path, first: bool) -> Vec<String> {
+    fs::copy(template, vars).unwrap();
     vec![
         "-drive".into(),
-        format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-            kiln_vm::qemu::OVMF_CODE
-        ),
+        format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"),
         "-drive".into(),
         format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
         "-drive".into(),
         format!("if=none,id=d0,format=raw,file={}", disk.display()),
         "-device".into(),
-        "virtio-blk-pci,drive=d0,bootindex=0".into(),
+        format!(
+            "virtio-blk-pci,drive=d0{}",
+            if first { ",bootindex=0" } else { "" }
+        ),
     ]
 }
 
@@ -471,35 +482,22 @@ fn secure_boot(dir: &Path, a: &Bootable, keys: &Path, disk: &Path) {
     )
     .unwrap();
     let secure = |label: &str, extra: &[&str], until: Option<&str>| {
-        let copy = dir.join(format!("{label}.vars.fd"));
-        fs::copy(&vars, &copy).unwrap();
         let mut args: Vec<String> = [
             "-machine",
             "smm=on",
             "-global",
             "driver=cfi.pflash01,property=secure,value=on",
-            "-drive",
         ]
         .map(String::from)
         .to_vec();
-        args.push(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-            kiln_vm::qemu::OVMF_CODE_SECURE
-        ));
-        args.push("-drive".into());
-        args.push(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            copy.display()
-        ));
-        args.push("-drive".into());
-        args.push(format!("if=none,id=d0,format=raw,file={}", disk.display()));
-        args.push("-device".into());
         // With -kernel, QEMU's own loader is the first boot entry.
-        if extra.contains(&"-kernel") {
-            args.push("virtio-blk-pci,drive=d0".into());
-        } else {
-            args.push("virtio-blk-pci,drive=d0,bootindex=0".into());
-        }
+        args.extend(ovmf_args(
+            disk,
+            kiln_vm::qemu::OVMF_CODE_SECURE,
+            &vars,
+            &dir.join(format!("{label}.vars.fd")),
+            !extra.contains(&"-kernel"),
+        ));
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         qemu_until(dir, label, &args, Duration::from_secs(300), until)

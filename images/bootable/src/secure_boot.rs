@@ -63,13 +63,8 @@ pub fn sign(efi: &Path, key: &SigningKey, epoch: u64) -> Result<()> {
     check_private(&key.key)?;
     let signing = efi.with_extension("signing");
     let _ = std::fs::remove_file(&signing);
-    // libfaketime's absolute form (no `@`) stops the clock at that second.
-    let at = kiln_layers::time::rfc3339(epoch as i64)
-        .replace('T', " ")
-        .replace('Z', "");
-    let mut c = tools::command(FAKETIME)?;
-    c.arg(at)
-        .arg(tools::find(SBSIGN)?)
+    let mut c = frozen_clock(epoch)?;
+    c.arg(tools::find(SBSIGN)?)
         .arg("--key")
         .arg(&key.key)
         .arg("--cert")
@@ -101,6 +96,19 @@ pub fn sign(efi: &Path, key: &SigningKey, epoch: u64) -> Result<()> {
     }
     std::fs::rename(&signing, efi).map_err(IoError::at("renaming to", efi))?;
     Ok(())
+}
+
+/// `faketime -f "DATE TIME"`, to be given a program and its arguments: the program runs with
+/// its clock stopped at `epoch` (UTC). libfaketime's absolute format stops the clock only
+/// through `-f`; the wrapper's plain `faketime DATE` starts the clock there and lets it run,
+/// so a signature made across a second boundary got the next second (seen: 1 run in 12).
+pub fn frozen_clock(epoch: u64) -> Result<std::process::Command> {
+    let at = kiln_layers::time::rfc3339(epoch as i64)
+        .replace('T', " ")
+        .replace('Z', "");
+    let mut c = tools::command(FAKETIME)?;
+    c.arg("-f").arg(at);
+    Ok(c)
 }
 
 /// Checks the Authenticode signature of `efi` against the PEM certificate `cert` with
@@ -184,6 +192,24 @@ mod tests {
                 assert!(msg.contains("chmod 600") && msg.contains("db.key"), "{msg}");
             }
         }
+    }
+
+    /// The clock does not move while the program runs: two readings 1.2 s apart are the same
+    /// second, `epoch` itself.
+    #[test]
+    fn the_signing_clock_stands_still() {
+        let out = frozen_clock(1_700_000_000)
+            .unwrap()
+            .args(["sh", "-c", "date +%s; sleep 1.2; date +%s"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            ["1700000000", "1700000000"],
+            "{text}"
+        );
     }
 
     #[test]

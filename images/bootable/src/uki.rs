@@ -31,19 +31,22 @@ pub struct PeImage {
     pub size_of_image: u64,
 }
 
+/// The little-endian `u16` at `o` of `pe`, if the file is that long.
+fn le16(pe: &[u8], o: usize) -> Option<u16> {
+    pe.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// The little-endian `u32` at `o` of `pe`, if the file is that long.
+fn le32(pe: &[u8], o: usize) -> Option<u32> {
+    pe.get(o..o + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// Reads the PE32+ optional header of `pe` (an EFI application).
 pub fn pe_image(pe: &[u8]) -> Result<PeImage> {
     let bad = |why: &str| Error::invalid("EFI stub", why.to_string());
-    let u16_at = |o: usize| {
-        pe.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(|| bad("truncated"))
-    };
-    let u32_at = |o: usize| {
-        pe.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| bad("truncated"))
-    };
+    let u16_at = |o: usize| le16(pe, o).ok_or_else(|| bad("truncated"));
+    let u32_at = |o: usize| le32(pe, o).ok_or_else(|| bad("truncated"));
     if pe.get(0..2) != Some(b"MZ") {
         return Err(bad("not a PE file (no MZ header)"));
     }
@@ -99,16 +102,8 @@ impl Section {
 pub fn sections(pe: &[u8]) -> Result<Vec<Section>> {
     pe_image(pe)?;
     let bad = || Error::invalid("PE file", "truncated section table");
-    let u16_at = |o: usize| {
-        pe.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(bad)
-    };
-    let u32_at = |o: usize| {
-        pe.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(bad)
-    };
+    let u16_at = |o: usize| le16(pe, o).ok_or_else(bad);
+    let u32_at = |o: usize| le32(pe, o).ok_or_else(bad);
     let pe_at = u32_at(0x3c)? as usize;
     let count = usize::from(u16_at(pe_at + 4 + 2)?);
     let table = pe_at + 4 + 20 + usize::from(u16_at(pe_at + 4 + 16)?);
@@ -210,7 +205,7 @@ pub fn build_uki(
 /// Debian's stub has it, and the checksum computed again, so equal inputs give equal bytes.
 pub fn settle_header(pe: &mut [u8]) -> Result<()> {
     pe_image(pe)?;
-    let pe_at = u32::from_le_bytes([pe[0x3c], pe[0x3d], pe[0x3e], pe[0x3f]]) as usize;
+    let pe_at = le32(pe, 0x3c).unwrap_or_default() as usize;
     let time_stamp = pe_at + 4 + 4;
     let checksum = pe_at + 4 + 20 + 64;
     if pe.len() < checksum + 4 {
