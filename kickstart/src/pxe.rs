@@ -70,6 +70,11 @@ pub struct PxeProfile {
     /// The kernel command line the role's disks boot with (`boot[].cmdline` of the build
     /// report).
     pub disk_cmdline: String,
+    /// The role's network UKI under `pxe/sha256/` (sha256 hex), when the image has the EFI
+    /// stub: UEFI iPXE chains it ([`network_uki_cmdline`] is its command line).
+    pub uki_sha256: Option<String>,
+    /// The network UKI's command line (empty without one).
+    pub uki_cmdline: String,
 }
 
 /// One file of the PXE tree: its path below `pxe/` and its text.
@@ -105,6 +110,35 @@ pub fn by_digest(hex: &str) -> String {
 /// name): no identity. Over HTTP it also never fetches `network-config` (`read_seeded` reads
 /// meta-data, user-data and vendor-data). Measured booting px1 of the PXE test.
 pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<String, PxeError> {
+    diskless(disk, root_url, format!("kiln.seed={seed_url}"))
+}
+
+/// Below the provisioning URL: the seeds by MAC (`cloud-init/mac/52-54-00-0b-00-01/`), for
+/// hosts booted from a role's network UKI, whose one command line serves every host.
+pub const SEEDS_BY_MAC: &str = "cloud-init/mac";
+
+/// The command line of a role's **network UKI**: the disk's made diskless as by
+/// [`diskless_cmdline`], but with `kiln.seed-by-mac=URL/cloud-init/mac/` for the seed (one
+/// UKI serves every host of the role: `/init` appends the MAC of the NIC that got its DHCP
+/// lease), then `extra` (the seed signer's fingerprint when the build signs). The root is
+/// named by digest under `provision`'s URL and checked against the root hash inside the UKI.
+pub fn network_uki_cmdline(
+    disk: &str,
+    provision: &ProvisionPlan,
+    root_sha256: &str,
+    extra: &[String],
+) -> Result<String, PxeError> {
+    let root = provision.join(&format!("pxe/{}", by_digest(root_sha256)));
+    let seeds = format!("{}/", provision.join(SEEDS_BY_MAC));
+    let mut line = diskless(disk, &root, format!("kiln.seed-by-mac={seeds}"))?;
+    for a in extra {
+        line.push(' ');
+        line.push_str(a);
+    }
+    Ok(line)
+}
+
+fn diskless(disk: &str, root_url: &str, seed_arg: String) -> Result<String, PxeError> {
     let mut out = Vec::new();
     let mut root = false;
     for arg in disk.split_whitespace() {
@@ -114,7 +148,10 @@ pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<St
         if arg.starts_with("kiln.root=") {
             out.push(format!("kiln.root={root_url}"));
             root = true;
-        } else if !arg.starts_with("ds=") && !arg.starts_with("kiln.seed=") {
+        } else if !arg.starts_with("ds=")
+            && !arg.starts_with("kiln.seed=")
+            && !arg.starts_with("kiln.seed-by-mac=")
+        {
             out.push(arg.to_string());
         }
     }
@@ -123,7 +160,7 @@ pub fn diskless_cmdline(disk: &str, root_url: &str, seed_url: &str) -> Result<St
             cmdline: disk.to_string(),
         });
     }
-    out.push(format!("kiln.seed={seed_url}"));
+    out.push(seed_arg);
     out.push("ds=nocloud".into());
     Ok(out.join(" "))
 }
@@ -198,6 +235,9 @@ struct HostCtx<'a> {
     kernel_url: String,
     initrd_url: String,
     cmdline: String,
+    /// The role's network UKI (by digest) and its command line, for UEFI iPXE.
+    uki_url: Option<String>,
+    uki_cmdline: &'a str,
     installer: Option<&'a Installer>,
     install_cmdline: String,
     grub_server: String,
@@ -280,6 +320,8 @@ pub fn render(
             initrd_url: provision.join(&rel(&p.initramfs_sha256)),
             grub_cmdline: grub_quote(&cmdline),
             cmdline,
+            uki_url: p.uki_sha256.as_deref().map(|hex| provision.join(&rel(hex))),
+            uki_cmdline: &p.uki_cmdline,
             installer: provision.installer.as_ref(),
             grub_server: server.clone(),
             kernel_path: format!("{url_path}/{}", rel(&p.kernel_sha256)),

@@ -54,6 +54,8 @@ fn profile(name: &str, seed: char) -> PxeProfile {
              kiln.roothash={} kiln.hashoffset=209715200 kiln.state=part:3 apparmor=0",
             hex('f')
         ),
+        uki_sha256: None,
+        uki_cmdline: String::new(),
     }
 }
 
@@ -172,6 +174,55 @@ fn a_disk_cmdline_without_a_root_is_refused() {
         diskless_cmdline("console=ttyS0", "http://x/r", "http://x/s/"),
         Err(PxeError::NoRoot { .. })
     ));
+}
+
+#[test]
+fn a_network_uki_line_names_the_root_by_digest_and_the_seeds_by_mac() {
+    let p = profile("agent", 'a');
+    let line = network_uki_cmdline(
+        &p.disk_cmdline,
+        &provision(false),
+        &p.root_sha256,
+        &["kiln.seed-signer=ab12".to_string()],
+    )
+    .unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "console=ttyS0 kiln.image=pt-agent kiln.root=http://10.0.0.5:8080/pxe/sha256/{} \
+             kiln.roothash={} kiln.hashoffset=209715200 apparmor=0 \
+             kiln.seed-by-mac=http://10.0.0.5:8080/cloud-init/mac/ ds=nocloud kiln.seed-signer=ab12",
+            "c".repeat(64),
+            "f".repeat(64)
+        )
+    );
+}
+
+#[test]
+fn uefi_ipxe_chains_the_network_uki_and_bios_ipxe_boots_the_kernel() {
+    let mut ps = profiles();
+    for p in &mut ps {
+        p.uki_sha256 = Some("9".repeat(64));
+        p.uki_cmdline = format!("kiln.image=pt-{} UKI-LINE", p.name);
+    }
+    let files = render("pt", &provision(false), &ps, &hosts()).unwrap();
+    let a1 = &files
+        .iter()
+        .find(|f| f.path == "mac/52-54-00-aa-00-21.ipxe")
+        .unwrap()
+        .text;
+    let (bios, uefi) = a1.split_once(":uki\n").unwrap();
+    assert!(bios.contains("iseq ${platform} efi && goto uki ||\n"), "{a1}");
+    assert!(bios.contains("\nkernel --name vmlinuz "), "{a1}");
+    assert!(
+        uefi.contains(&format!(
+            "chain --name kiln.efi http://10.0.0.5:8080/pxe/sha256/{} kiln.image=pt-agent \
+             UKI-LINE ||\n",
+            "9".repeat(64)
+        )),
+        "{a1}"
+    );
+    assert!(!uefi.contains("kernel --name"), "{a1}");
 }
 
 #[test]

@@ -62,6 +62,8 @@ fn write(text: String, dist: &Dist) -> WriteStats {
             initramfs_sha256: "2".repeat(64),
             root_sha256: "3".repeat(64),
             disk_cmdline: format!("console=ttyS0 kiln.image=inc-{} kiln.root=part:2", p.name),
+            uki_sha256: None,
+            uki_cmdline: String::new(),
         })
         .collect();
     provision::write(
@@ -70,6 +72,7 @@ fn write(text: String, dist: &Dist) -> WriteStats {
             rendered: &rendered,
             base: &FileTree::new(),
             pxe: Some(&profiles),
+            pxe_loaders: &[],
             liveimg: &BTreeMap::new(),
             signer: None,
         },
@@ -137,13 +140,19 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
         "cloud-init/a2/meta-data",
         "cloud-init/a2/network-config",
         "cloud-init/a2/user-data",
+        "cloud-init/mac/52-54-00-08-00-22/kiln-identity.tar",
+        "cloud-init/mac/52-54-00-08-00-22/meta-data",
+        "cloud-init/mac/52-54-00-08-00-22/network-config",
+        "cloud-init/mac/52-54-00-08-00-22/user-data",
         "kickstart/a2.ks",
         "pxe/dhcp/dhcpd-hosts.conf",
         "pxe/dhcp/dnsmasq-hosts.conf",
         "pxe/hosts.json",
     ]);
     assert_eq!(changed(&s1, &s2), a2);
-    assert_eq!(moved.written, a2);
+    let mut written = moved.written.clone();
+    written.sort();
+    assert_eq!(written, a2);
     let dhcp = String::from_utf8(s2["pxe/dhcp/dnsmasq-hosts.conf"].3.clone()).unwrap();
     assert!(
         dhcp.contains("dhcp-host=52:54:00:08:00:22,10.8.0.42,a2\n"),
@@ -165,6 +174,10 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
         "cloud-init/a3/meta-data",
         "cloud-init/a3/network-config",
         "cloud-init/a3/user-data",
+        "cloud-init/mac/52-54-00-08-00-23/kiln-identity.tar",
+        "cloud-init/mac/52-54-00-08-00-23/meta-data",
+        "cloud-init/mac/52-54-00-08-00-23/network-config",
+        "cloud-init/mac/52-54-00-08-00-23/user-data",
         "kickstart/a3.ks",
         "pxe/dhcp/dhcpd-hosts.conf",
         "pxe/dhcp/dnsmasq-hosts.conf",
@@ -192,6 +205,7 @@ fn an_identity_change_rewrites_only_that_hosts_files_and_a_removed_hosts_files_g
         .cloned()
         .collect();
     want.push("cloud-init/a3/".into());
+    want.push("cloud-init/mac/52-54-00-08-00-23/".into());
     want.sort();
     assert_eq!(removed_paths, want);
     let hosts = String::from_utf8(s3["pxe/hosts.json"].3.clone()).unwrap();

@@ -80,6 +80,7 @@ const HOST_LISTS: &[&str] = &[
 /// configs by its MAC).
 fn of_host(path: &str, host: &str, mac: &str) -> bool {
     path.starts_with(&format!("cloud-init/{host}/"))
+        || path.starts_with(&format!("cloud-init/mac/{mac}/"))
         || path == format!("cloud-init/{host}-cidata.iso")
         || path == format!("identity/{host}.tar")
         || (path.starts_with("pxe/") && path.contains(mac))

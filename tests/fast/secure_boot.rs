@@ -153,32 +153,8 @@ fn signed_ukis_verify_are_reproducible_and_the_keys_stay_out_of_the_output() {
     assert!(guide.contains(owner));
 
     // The guide's recipe for PCR 11: the sections cut out with objcopy, then systemd-measure.
-    let sections = tmp.path().join("sections");
-    fs::create_dir_all(&sections).unwrap();
-    let mut measure = Command::new(
-        [
-            "/usr/lib/systemd/systemd-measure",
-            "/lib/systemd/systemd-measure",
-        ]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("systemd-measure (Debian package systemd)"),
-    );
-    measure.arg("calculate");
-    for s in ["linux", "osrel", "cmdline", "initrd"] {
-        let f = sections.join(s);
-        run(Command::new("objcopy")
-            .args(["-O", "binary", &format!("--only-section=.{s}")])
-            .arg(&uki)
-            .arg(&f));
-        measure.arg(format!("--{s}={}", f.display()));
-    }
-    let measured = run(measure.args(["--bank=sha256", "--phase="]));
-    assert!(
-        measured.contains(&format!("11:sha256={pcr11}")),
-        "{measured} vs {pcr11}"
-    );
-
+    let measured = guide_recipe_pcr11(&uki, &tmp.path().join("sections"));
+    assert_eq!(measured, pcr11);
     // The seed is signed: kiln's own verify-seed (as `kiln render` writes it into the image)
     // accepts it with the certificate the UKI names, and refuses a changed tar, another
     // certificate, and a missing signature.
@@ -215,7 +191,7 @@ fn signed_ukis_verify_are_reproducible_and_the_keys_stay_out_of_the_output() {
     let host_seed = fs::read_dir(dist.join("cloud-init"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
+        .find(|p| p.is_dir() && !p.ends_with("mac"))
         .unwrap();
     let check = |label: &str, change: &dyn Fn(&Path)| {
         let d = tmp.path().join(format!("seed-{label}"));
@@ -296,6 +272,192 @@ fn signed_ukis_verify_are_reproducible_and_the_keys_stay_out_of_the_output() {
     }
     assert!(found.is_empty(), "{found:#?}");
     assert!(files.len() > 20, "scanned {} files", files.len());
+
+    the_pxe_tree_boots_the_signed_chain(&dist, &again, &db, &fp, &guide, tmp.path());
+}
+
+/// PCR 11 of `uki` by the recipe of `ENROLL.md`: its sections cut out with objcopy into
+/// `dir`, then `systemd-measure calculate`.
+fn guide_recipe_pcr11(uki: &Path, dir: &Path) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let mut measure = Command::new(
+        [
+            "/usr/lib/systemd/systemd-measure",
+            "/lib/systemd/systemd-measure",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("systemd-measure (Debian package systemd)"),
+    );
+    measure.arg("calculate");
+    for s in ["linux", "osrel", "cmdline", "initrd"] {
+        let f = dir.join(s);
+        run(Command::new("objcopy")
+            .args(["-O", "binary", &format!("--only-section=.{s}")])
+            .arg(uki)
+            .arg(&f));
+        measure.arg(format!("--{s}={}", f.display()));
+    }
+    let out = run(measure.args(["--bank=sha256", "--phase="]));
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("11:sha256="))
+        .unwrap_or_else(|| panic!("no PCR 11 in {out}"))
+        .to_string()
+}
+
+/// The signed build's PXE tree (item 5/6 of issue 21): each role's network UKI is signed, its
+/// own command line names the root by digest, the root hash, the seeds by MAC and the seed's
+/// signer; the guide lists its PCR 11 (the recipe gives it again); the iPXE script chains it on
+/// UEFI; the loaders are Debian's, `ipxe.efi` signed; every host's seed is there again by MAC;
+/// and a second build gives the same bytes.
+fn the_pxe_tree_boots_the_signed_chain(
+    dist: &Path,
+    again: &Path,
+    db: &Path,
+    fp: &str,
+    guide: &str,
+    tmp: &Path,
+) {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dist.join("boot/manifest.json")).unwrap())
+            .unwrap();
+    let agent = manifest["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "agent")
+        .unwrap()
+        .clone();
+    let net = dist.join(agent["net_uki"].as_str().unwrap());
+    run(Command::new("sbverify").arg("--cert").arg(db).arg(&net));
+    let line = String::from_utf8(uki_section(&net, ".cmdline")).unwrap();
+    let line = line.trim_end_matches('\0');
+    let root_hex = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            fs::read(dist.join("boot/agent/root.img")).unwrap(),
+        ))
+    };
+    let root_hash = agent["root_hash"].as_str().unwrap();
+    for want in [
+        format!("kiln.root=http://10.9.0.5:8080/pxe/sha256/{root_hex}"),
+        format!("kiln.roothash={root_hash}"),
+        "kiln.seed-by-mac=http://10.9.0.5:8080/cloud-init/mac/".to_string(),
+        format!("kiln.seed-signer={fp}"),
+    ] {
+        assert!(line.split(' ').any(|a| a == want), "no {want} in {line}");
+    }
+    for never in ["kiln.disk=", "kiln.state=", "kiln.seed="] {
+        assert!(!line.contains(never), "{never} in {line}");
+    }
+    let net_pcr11 = agent["net_pcr11"].as_str().unwrap();
+    assert!(
+        guide.contains(&format!(
+            "| agent (network) | `{}` | `{net_pcr11}` |",
+            agent["net_uki"].as_str().unwrap()
+        )),
+        "{guide}"
+    );
+    assert_eq!(
+        guide_recipe_pcr11(&net, &tmp.join("net-sections")),
+        net_pcr11
+    );
+
+    // The host's iPXE script chains the UKI on UEFI, with the same command line for firmware
+    // whose Secure Boot is off.
+    let hosts: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dist.join("pxe/hosts.json")).unwrap()).unwrap();
+    let a1 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["profile"] == "agent")
+        .unwrap();
+    let script = fs::read_to_string(dist.join("pxe").join(a1["ipxe"].as_str().unwrap())).unwrap();
+    let net_url = format!(
+        "http://10.9.0.5:8080/{}",
+        agent["net_uki"].as_str().unwrap()
+    );
+    assert!(
+        script.contains("iseq ${platform} efi && goto uki ||"),
+        "{script}"
+    );
+    assert!(
+        script.contains(&format!("chain --name kiln.efi {net_url} {line} ||\n")),
+        "{script}"
+    );
+
+    // The loaders: Debian's files; the one UEFI firmware loads is signed.
+    run(Command::new("sbverify")
+        .arg("--cert")
+        .arg(db)
+        .arg(dist.join("pxe/ipxe.efi")));
+    for (name, debian) in [
+        ("undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe"),
+        ("lpxelinux.0", "/usr/lib/PXELINUX/lpxelinux.0"),
+        ("ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+    ] {
+        assert!(
+            fs::read(dist.join("pxe").join(name)).unwrap() == fs::read(debian).unwrap(),
+            "{name}"
+        );
+    }
+    let core = fs::read(dist.join("pxe/grub/x86_64-efi/core.efi")).unwrap();
+    assert_eq!(&core[..2], b"MZ");
+    for m in ["http.mod", "linux.mod", "tftp.mod", "efinet.mod"] {
+        assert!(dist.join("pxe/grub/x86_64-efi").join(m).is_file(), "{m}");
+    }
+
+    // Every host's seed again by MAC: the same bytes, private.
+    let mac = a1["mac"].as_str().unwrap().replace(':', "-");
+    let name = a1["name"].as_str().unwrap();
+    for f in [
+        "meta-data",
+        "user-data",
+        "network-config",
+        "kiln-identity.tar",
+        "kiln-identity.tar.sig",
+        "kiln-seed-signer.crt",
+    ] {
+        let by_mac = dist.join(format!("cloud-init/mac/{mac}/{f}"));
+        assert!(
+            fs::read(&by_mac).unwrap()
+                == fs::read(dist.join(format!("cloud-init/{name}/{f}"))).unwrap(),
+            "{f}"
+        );
+        assert_eq!(
+            fs::metadata(&by_mac).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{f}"
+        );
+    }
+
+    // The same PXE tree from the second build (another cache).
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    walk(&dist.join("pxe"), &mut a);
+    walk(&again.join("pxe"), &mut b);
+    let rel = |root: &Path, v: &[std::path::PathBuf]| -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = v
+            .iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(root).unwrap().display().to_string(),
+                    fs::read(p).unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (a, b) = (rel(dist, &a), rel(again, &b));
+    assert_eq!(
+        a.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        b.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    for ((p, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "pxe file {p} differs between two builds");
+    }
 }
 
 #[test]

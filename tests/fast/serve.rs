@@ -450,12 +450,14 @@ fn kiln_serve_prints_dhcp_settings_and_stops_on_sigterm() {
     for want in [
         "kiln serve: cluster st, 2 host(s)",
         "next-server   127.0.0.1",
-        "filename      \"http://10.0.0.5:8080/pxe/boot.ipxe\"",
+        "BIOS, iPXE       filename \"undionly.kpxe\", then for iPXE (user-class \"iPXE\"): \
+         \"http://10.0.0.5:8080/pxe/boot.ipxe\"",
+        "UEFI HTTP boot: \"http://10.0.0.5:8080/pxe/ipxe.efi\"",
         "chain http://10.0.0.5:8080/pxe/boot.ipxe",
         "GET /pxe/boot.ipxe 200 20 127.0.0.1:",
         "limits: a whole request head within 5 s of connecting; 7 connections per address",
-        "host files: cloud-init/HOST/, cloud-init/HOST-cidata.iso and kickstart/HOST.ks are \
-         served only to HOST's address",
+        "host files: cloud-init/HOST/ (and by MAC, cloud-init/mac/MAC/), \
+         cloud-init/HOST-cidata.iso and kickstart/HOST.ks are served only to HOST's address",
         "SIGTERM, stopping",
         "kiln serve: stopped",
     ] {

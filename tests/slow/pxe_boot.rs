@@ -1,18 +1,29 @@
-//! The PXE test (issue 11): `fixtures/specs/pxe.toml` built on the demo's Debian base, its
-//! `dist/` served by `kiln serve` on the build host, and hosts network-booted in QEMU with
-//! SeaBIOS and Debian's iPXE ROM (`ipxe-qemu`): `-boot n` over the user network's TFTP
-//! (`boot.ipxe` from `dist/pxe`), which chains over HTTP to `http://10.0.2.2:28080/`.
+//! The PXE test (issues 11 and 21): `fixtures/specs/pxe.toml` built on the demo's Debian base
+//! and signed with the machine's test Secure Boot keys, its `dist/` served by `kiln serve` on the
+//! build host, and hosts network-booted in QEMU on each path the PXE tree offers (each VM on a
+//! QEMU user network of its own, `dist/pxe` its TFTP root):
 //!
-//! - an unknown MAC gets `boot.ipxe`'s refusal on the console and boots nothing;
-//! - a root image tampered with on the server is refused by the initramfs (`veritysetup
-//!   verify` before anything is mounted): a FATAL line, no switch_root;
-//! - px1 (master+agent) and px2 (agent) boot diskless, verify their root image, take their
-//!   hostname and address from their own seed, and reach a healthy etcd — px1 its own member,
-//!   px2 through its etcd gateway at px1's address (a user network cannot be shared, so each
-//!   VM has its own; px1's QEMU forwards a build-host port to its member and px2's QEMU
-//!   carries px2's connections to px1's address there); Docker on px2 has the gateway as its
-//!   cluster store; every unit is up with no restarts (`kiln boot`'s checks from the build's
-//!   manifest).
+//! - **iPXE, BIOS** (SeaBIOS with Debian's iPXE ROM, `bootfile=boot.ipxe`): an unknown MAC gets
+//!   `boot.ipxe`'s refusal and boots nothing;
+//! - **UEFI HTTP boot + iPXE + the signed network UKI, Secure Boot on** (OVMF with the build's
+//!   keys enrolled and a TPM; the firmware's HTTP boot loads the signed `pxe/ipxe.efi`, whose
+//!   DHCP filename is `boot.ipxe`'s URL): px1 (master+agent) boots to healthy through a host
+//!   script **tampered** to hand the UKI px2's root image and root hash (a valid pair): the
+//!   host runs its own root, the one inside its signed UKI; its seed is found by MAC and its
+//!   signature checked; PCR 11 equals the build's value. A script tampered to boot the image's
+//!   kernel and initramfs with another root hash instead is refused by the firmware (the
+//!   kernel is not signed with a key in db), and a root image tampered with on the server is
+//!   refused by the initramfs (`veritysetup verify` before anything is mounted);
+//! - **PXELINUX, BIOS** (`bootfile=lpxelinux.0`, kernel and initramfs over HTTP): px2 (agent)
+//!   boots to healthy beside px1;
+//! - **GRUB, UEFI** (OVMF's own PXE loading `grub/x86_64-efi/core.efi` from `grub-mknetdir`,
+//!   kernel and initramfs over HTTP): px2 boots to healthy again.
+//!
+//! Booted hosts take their hostname and address from their own seed and reach a healthy etcd —
+//! px1 its own member, px2 through its etcd gateway at px1's address (px1's QEMU forwards a
+//! build-host port to its member and px2's QEMU carries px2's connections to px1's address
+//! there); Docker on px2 has the gateway as its cluster store; every unit is up with no
+//! restarts (`kiln boot`'s checks from the build's manifest).
 //!
 //! Also: nothing under `dist/pxe` and no shared path `kiln serve` exposes holds a host's seed
 //! secret. Serial logs and the server's request log stay under `target/tmp/pxe-test/` when
@@ -29,32 +40,86 @@ use kiln_serve::{ServeOptions, Server};
 use kiln_test_support::{machine_cache, require_tool};
 use kiln_vm::qemu::{self, Accel, AccelPick, BootFrom, VmSpec};
 use kiln_vm::qga::Agent;
-use kiln_vm::{health, BootOptions, L2Net};
+use kiln_vm::{health, BootOptions, Firmware, L2Net};
+use kiln_vm::{Check, Probe};
 
-use crate::common::vm::write_mesos_fixture;
+use crate::common::vm::{secure_boot_keys, write_mesos_fixture};
 use crate::common::{fixture, kiln_code};
 use kiln_pipeline::values::MesosFlavour;
 
 /// The port `provision.url` names (`http://10.0.2.2:28080/`).
 const SERVE_PORT: u16 = 28080;
+const BASE_URL: &str = "http://10.0.2.2:28080";
 /// px1's QEMU forwards the build host's 127.0.0.1:23790 to its etcd member...
 const ETCD_FORWARD: &str = "tcp:127.0.0.1:23790-10.0.2.15:2379";
 /// ...and px2's QEMU carries each connection px2 opens to px1's address there, so px2's etcd
 /// gateway (and Docker's etcd client, which syncs to the member's advertised URL) reach px1
 /// at its own address, as on one network.
 const ETCD_TO_PX1: &str = "tcp:10.0.2.15:2379-cmd:busybox nc 127.0.0.1 23790";
+const PX1_MAC: &str = "52:54:00:0b:00:01";
+const PX2_MAC: &str = "52:54:00:0b:00:02";
 const UNKNOWN_MAC: &str = "52:54:00:0b:00:99";
 /// QEMU's iPXE ROM for virtio-net (Debian `ipxe-qemu`).
 const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
 
-fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str]) -> VmSpec {
+/// The network boot paths of the PXE tree.
+#[derive(Debug, Clone)]
+enum Path_ {
+    /// SeaBIOS, QEMU's iPXE ROM, `boot.ipxe`.
+    IpxeBios,
+    /// SeaBIOS, (QEMU's iPXE ROM as the PXE stack,) `lpxelinux.0`.
+    PxelinuxBios,
+    /// OVMF's own PXE, GRUB's `core.efi`.
+    GrubUefi,
+    /// OVMF without Secure Boot, UEFI HTTP boot of `ipxe.efi`, then `boot.ipxe`.
+    IpxeUefi,
+    /// OVMF with Secure Boot enforcing (`vars`: the build's keys enrolled), UEFI HTTP boot of
+    /// the signed `ipxe.efi`, then `boot.ipxe` and the role's signed network UKI; `tpm`.
+    SignedUki { vars: PathBuf, tpm: bool },
+}
+
+fn pxe_vm(
+    name: &str,
+    mac: &str,
+    dist: &Path,
+    path: &Path_,
+    hostfwd: &[&str],
+    guestfwd: &[&str],
+) -> VmSpec {
+    let (bootfile, firmware, http_boot, vars, tpm) = match path {
+        Path_::IpxeBios => ("boot.ipxe".to_string(), Firmware::Bios, None, None, false),
+        Path_::PxelinuxBios => ("lpxelinux.0".into(), Firmware::Bios, None, None, false),
+        Path_::GrubUefi => (
+            "grub/x86_64-efi/core.efi".into(),
+            Firmware::Uefi,
+            None,
+            None,
+            false,
+        ),
+        Path_::IpxeUefi => (
+            format!("{BASE_URL}/pxe/boot.ipxe"),
+            Firmware::Uefi,
+            Some(format!("{BASE_URL}/pxe/ipxe.efi")),
+            None,
+            false,
+        ),
+        Path_::SignedUki { vars, tpm } => (
+            // iPXE's own DHCP gets this filename and fetches the script over HTTP.
+            format!("{BASE_URL}/pxe/boot.ipxe"),
+            Firmware::UefiSecure,
+            Some(format!("{BASE_URL}/pxe/ipxe.efi")),
+            Some(vars.clone()),
+            *tpm,
+        ),
+    };
     VmSpec {
         name: name.into(),
         boot: BootFrom::Network {
             tftp: dist.join("pxe"),
-            bootfile: "boot.ipxe".into(),
+            bootfile,
             hostfwd: hostfwd.iter().map(|s| s.to_string()).collect(),
             guestfwd: guestfwd.iter().map(|s| s.to_string()).collect(),
+            http_boot,
         },
         cdrom: None,
         mac: mac.into(),
@@ -62,9 +127,9 @@ fn pxe_vm(name: &str, mac: &str, dist: &Path, hostfwd: &[&str], guestfwd: &[&str
         host_link: None,
         memory_mib: 2048,
         cpus: 1,
-        firmware: kiln_vm::Firmware::Bios,
-        vars_template: None,
-        tpm: false,
+        firmware,
+        vars_template: vars,
+        tpm,
     }
 }
 
@@ -114,16 +179,48 @@ fn flip_byte(file: &Path, at: u64) {
     f.write_all(&b).unwrap();
 }
 
+/// The iPXE script of `mac` (below `dist/pxe`).
+fn script_of(dist: &Path, mac: &str) -> PathBuf {
+    dist.join(format!("pxe/mac/{}.ipxe", mac.replace(':', "-")))
+}
+
+/// The value of kernel argument `key` on the (first) line of `text` that has it.
+fn arg_of(text: &str, key: &str) -> String {
+    text.split_whitespace()
+        .find_map(|a| a.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {text}"))
+        .to_string()
+}
+
 /// The root image digest the PXE config of `mac` boots.
 fn root_of(dist: &Path, mac: &str) -> PathBuf {
-    let script =
-        fs::read_to_string(dist.join(format!("pxe/mac/{}.ipxe", mac.replace(':', "-")))).unwrap();
-    let url = script
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("kiln.root="))
-        .unwrap();
+    let script = fs::read_to_string(script_of(dist, mac)).unwrap();
+    let url = arg_of(&script, "kiln.root");
     let hex = url.rsplit('/').next().unwrap();
     dist.join("pxe/sha256").join(hex)
+}
+
+/// Replaces a file for the length of an attack; puts the original back when dropped.
+struct Swapped {
+    path: PathBuf,
+    original: Vec<u8>,
+}
+
+impl Swapped {
+    fn new(path: PathBuf, text: &str) -> Swapped {
+        let original = fs::read(&path).unwrap();
+        // A new inode: `dist/` files may share theirs with the cache.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, text).unwrap();
+        Swapped { path, original }
+    }
+}
+
+impl Drop for Swapped {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = fs::write(&self.path, &self.original);
+    }
 }
 
 #[test]
@@ -135,6 +232,9 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         ("tar2sqfs", "squashfs-tools-ng"),
         ("veritysetup", "cryptsetup-bin"),
         ("busybox", "busybox-static"),
+        ("sbsign", "sbsigntool"),
+        ("swtpm", "swtpm"),
+        ("grub-mknetdir", "grub-common"),
     ] {
         require_tool(tool, pkg);
     }
@@ -148,7 +248,14 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     fs::create_dir_all(&logs).unwrap();
     let work = tempfile::tempdir().unwrap();
     let spec = work.path().join("pxe.toml");
-    fs::copy(fixture("specs/pxe.toml"), &spec).unwrap();
+    let keys = secure_boot_keys();
+    let mut text = fs::read_to_string(fixture("specs/pxe.toml")).unwrap();
+    text.push_str(&format!(
+        "\n[boot.secure_boot]\nkey = \"{k}/db.key\"\ncert = \"{k}/db.crt\"\n\
+         pk_cert = \"{k}/PK.crt\"\nkek_cert = \"{k}/KEK.crt\"\n",
+        k = keys.display()
+    ));
+    fs::write(&spec, text).unwrap();
     write_mesos_fixture(
         &work.path().join("fixture-clusterd"),
         MesosFlavour::Clusterd,
@@ -159,7 +266,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     // The cluster and PXE specs share their Debian base: one of them makes it, the other
     // waits and takes it from the machine's cache.
     let base = crate::common::vm::debian_base_lock(&spec);
-    kiln_code(
+    let (_, err) = kiln_code(
         &[
             "build",
             spec.to_str().unwrap(),
@@ -174,6 +281,8 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     );
     eprintln!("pxe build: {:.0?}", started.elapsed());
     drop(base);
+    // A signed build that also writes a PXE tree is warned about the paths outside the chain.
+    assert!(err.contains("provision.pxe"), "{err}");
     no_seed_secret_outside_the_hosts_paths(&dist);
 
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -203,11 +312,26 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     };
     let run_dir = logs.join("run");
     fs::create_dir_all(&run_dir).unwrap();
+    let manifest = kiln_vm::read_manifest(&Dist::new(&dist)).unwrap();
+    let certs = manifest.secure_boot.clone().expect("a signed build");
+    let vars = run_dir.join("enrolled.OVMF_VARS.fd");
+    qemu::enrolled_vars(
+        &vars,
+        &certs.owner,
+        &dist.join(&certs.pk),
+        &dist.join(&certs.kek),
+        &dist.join(&certs.db),
+    )
+    .unwrap();
+    let secure = |tpm| Path_::SignedUki {
+        vars: vars.clone(),
+        tpm,
+    };
 
     unknown_mac_is_refused(&tools, &accel, &dist, &run_dir, &log);
-    tampered_root_is_refused(&tools, &accel, &dist, &run_dir);
+    unsigned_kernel_is_refused(&tools, &accel, &dist, &run_dir, &secure(false));
+    tampered_root_is_refused(&tools, &accel, &dist, &run_dir, &secure(false));
 
-    let manifest = kiln_vm::read_manifest(&Dist::new(&dist)).unwrap();
     let checks = |host: &str| {
         manifest
             .hosts
@@ -217,13 +341,65 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
             .checks
             .clone()
     };
+    let px1_profile = manifest
+        .profile(
+            &manifest
+                .hosts
+                .iter()
+                .find(|h| h.name == "px1")
+                .unwrap()
+                .profile,
+        )
+        .unwrap()
+        .clone();
+    let mut px1_checks = checks("px1");
+    px1_checks.push(Check {
+        id: "secure-boot".into(),
+        about: "firmware booted with Secure Boot on".into(),
+        probe: Probe::SecureBoot,
+    });
+    px1_checks.push(Check {
+        id: "pcr11".into(),
+        about: "measured boot: TPM PCR 11 equals the network UKI's".into(),
+        probe: Probe::Pcr {
+            index: 11,
+            sha256: px1_profile.net_pcr11.clone(),
+        },
+    });
+    // px1's script, tampered: the signed UKI is handed px2's root image and root hash, a
+    // valid pair another role boots with. With Secure Boot on, the stub takes the command line
+    // inside the signed UKI, never this one.
+    let px2_script = fs::read_to_string(script_of(&dist, PX2_MAC)).unwrap();
+    let (px2_root, px2_hash) = (
+        arg_of(&px2_script, "kiln.root"),
+        arg_of(&px2_script, "kiln.roothash"),
+    );
+    let px1_script = fs::read_to_string(script_of(&dist, PX1_MAC)).unwrap();
+    let (px1_root, px1_hash) = (
+        arg_of(&px1_script, "kiln.root"),
+        arg_of(&px1_script, "kiln.roothash"),
+    );
+    assert_ne!(px1_hash, px2_hash);
+    let tampered = px1_script
+        .replace(&px1_root, &px2_root)
+        .replace(&px1_hash, &px2_hash);
+    assert!(tampered.contains(&format!("chain --name kiln.efi {BASE_URL}/pxe/sha256/")));
+    let swapped = Swapped::new(script_of(&dist, PX1_MAC), &tampered);
+
     let vms = vec![
         (
-            pxe_vm("px1", "52:54:00:0b:00:01", &dist, &[ETCD_FORWARD], &[]),
-            checks("px1"),
+            pxe_vm("px1", PX1_MAC, &dist, &secure(true), &[ETCD_FORWARD], &[]),
+            px1_checks,
         ),
         (
-            pxe_vm("px2", "52:54:00:0b:00:02", &dist, &[], &[ETCD_TO_PX1]),
+            pxe_vm(
+                "px2",
+                PX2_MAC,
+                &dist,
+                &Path_::PxelinuxBios,
+                &[],
+                &[ETCD_TO_PX1],
+            ),
             checks("px2"),
         ),
     ];
@@ -246,6 +422,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         &mut |l| eprintln!("pxe boot: {l}"),
     )
     .unwrap();
+    drop(swapped);
     save_log();
     fs::write(
         logs.join("report.json"),
@@ -259,39 +436,90 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         health::table(&run.report.hosts)
     );
     eprintln!(
-        "pxe: px1 and px2 healthy {:.0} s after px1's QEMU started",
+        "pxe: px1 (signed UKI, Secure Boot) and px2 (PXELINUX) healthy {:.0} s after px1's \
+         QEMU started",
         booted.elapsed().as_secs_f64()
     );
-    for (vm, name, ip) in [
-        (&run.kept[0], "px1", "10.0.2.15/24"),
-        (&run.kept[1], "px2", "10.0.2.16/24"),
-    ] {
-        identity_from_its_seed(vm, name, ip);
-    }
-    for (vm, name) in [(&run.kept[0], "px1"), (&run.kept[1], "px2")] {
+    let mut kept = run.kept;
+    let px1 = &kept[0].qga_socket.clone();
+    // px1 runs its own root: the one named inside its signed UKI, not the script's.
+    let cmdline = sh_ok(px1, "cat /proc/cmdline");
+    assert_eq!(arg_of(&cmdline, "kiln.roothash"), px1_hash, "{cmdline}");
+    assert_eq!(arg_of(&cmdline, "kiln.root"), px1_root, "{cmdline}");
+    assert!(
+        cmdline.contains(&format!("kiln.seed-by-mac={BASE_URL}/cloud-init/mac/")),
+        "{cmdline}"
+    );
+    let text = console(&kept[0]);
+    assert!(
+        text.contains(&format!("with dm-verity, root hash {px1_hash}")),
+        "{text}"
+    );
+    assert!(!text.contains(&px2_hash), "{text}");
+    identity_from_its_seed(&kept[0], "px1", "10.0.2.15/24", true);
+    identity_from_its_seed(&kept[1], "px2", "10.0.2.16/24", false);
+    // PXELINUX started px2's kernel (it adds BOOT_IMAGE= of the kernel it loaded over HTTP).
+    let px2_cmdline = sh_ok(&kept[1].qga_socket, "cat /proc/cmdline");
+    assert!(
+        px2_cmdline.contains(&format!("BOOT_IMAGE={BASE_URL}/pxe/sha256/")),
+        "{px2_cmdline}"
+    );
+    for (vm, name) in [(&kept[0], "px1"), (&kept[1], "px2")] {
         clusterd_agent_stays_on_cgroup_v2(&vm.qga_socket, name);
+        idle_units_never_run(&vm.qga_socket, name);
     }
     for h in &run.report.hosts {
         boot_timeline_is_in_order(h);
     }
-    for vm in &run.kept {
-        idle_units_never_run(&vm.qga_socket, &vm.name);
-    }
-    // px2 has no etcd member: its gateway on 127.0.0.1:2379 reaches px1's, and Docker's
-    // cluster store is that gateway.
-    let px2 = &run.kept[1].qga_socket;
-    let h = sh_ok(
-        px2,
-        "exec 3<>/dev/tcp/127.0.0.1/2379; printf 'GET /v2/members HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+    px2_reaches_px1_through_its_gateway(&kept[1].qga_socket);
+
+    // GRUB on UEFI: px2 again, beside the running px1.
+    let mut px2_pxelinux = kept.pop().unwrap();
+    px2_pxelinux.kill();
+    let grub_dir = run_dir.join("grub");
+    fs::create_dir_all(&grub_dir).unwrap();
+    let grub = kiln_vm::run(
+        &tools,
+        &accel,
+        vec![(
+            pxe_vm(
+                "px2-grub",
+                PX2_MAC,
+                &dist,
+                &Path_::GrubUefi,
+                &[],
+                &[ETCD_TO_PX1],
+            ),
+            checks("px2"),
+        )],
+        &grub_dir,
+        L2Net::random(),
+        &opts,
+        &mut |l| eprintln!("pxe boot (GRUB): {l}"),
+    )
+    .unwrap();
+    save_log();
+    assert!(
+        grub.report.healthy,
+        "px2 booted by GRUB not healthy (logs in {}):\n{}",
+        logs.display(),
+        health::table(&grub.report.hosts)
     );
-    assert!(h.contains("\"name\":\"px1\""), "{h}");
-    let info = sh_ok(px2, "docker info 2>/dev/null | grep 'Cluster Store'");
-    assert!(info.contains("etcd://127.0.0.1:2379"), "{info}");
+    let g = &grub.kept[0];
+    identity_from_its_seed(g, "px2", "10.0.2.16/24", false);
+    let g_cmdline = sh_ok(&g.qga_socket, "cat /proc/cmdline");
+    assert!(
+        g_cmdline.contains("BOOT_IMAGE=(http,10.0.2.2:28080)/pxe/sha256/"),
+        "{g_cmdline}"
+    );
+    px2_reaches_px1_through_its_gateway(&g.qga_socket);
 
     let served = log.lock().unwrap().clone();
     for want in [
+        "GET /pxe/ipxe.efi 200",
+        "GET /pxe/boot.ipxe 200",
         "GET /pxe/mac/52-54-00-0b-00-01.ipxe 200",
-        "GET /cloud-init/px1/user-data 200",
+        "GET /cloud-init/mac/52-54-00-0b-00-01/kiln-identity.tar.sig 200",
         "GET /cloud-init/px2/network-config 200",
     ] {
         assert!(
@@ -299,10 +527,89 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
             "no {want:?} in {served:#?}"
         );
     }
-    drop(run);
+    drop(grub);
+    drop(kept);
     stop.stop();
     let _ = serving.join();
     let _ = fs::remove_dir_all(&logs);
+}
+
+/// px2 has no etcd member: its gateway on 127.0.0.1:2379 reaches px1's, and Docker's cluster
+/// store is that gateway.
+fn px2_reaches_px1_through_its_gateway(px2: &Path) {
+    let h = sh_ok(
+        px2,
+        "exec 3<>/dev/tcp/127.0.0.1/2379; printf 'GET /v2/members HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+    );
+    assert!(h.contains("\"name\":\"px1\""), "{h}");
+    let info = sh_ok(px2, "docker info 2>/dev/null | grep 'Cluster Store'");
+    assert!(info.contains("etcd://127.0.0.1:2379"), "{info}");
+}
+
+/// A host script tampered to boot the image's kernel and kiln's initramfs (not the UKI) with
+/// px2's root and root hash, on a Secure Boot machine: the firmware refuses the kernel (signed
+/// by Debian, whose key is not in db; iPXE's probe loads the image through the firmware and
+/// reports the refusal as "Could not select: Exec format error"), nothing starts. The control:
+/// the same script on the same firmware with Secure Boot off starts that kernel, which fetches
+/// px2's root and verifies it against the script's hash — the attack works there.
+fn unsigned_kernel_is_refused(
+    tools: &qemu::Tools,
+    accel: &AccelPick,
+    dist: &Path,
+    run_dir: &Path,
+    secure: &Path_,
+) {
+    let script = fs::read_to_string(script_of(dist, PX1_MAC)).unwrap();
+    let px2 = fs::read_to_string(script_of(dist, PX2_MAC)).unwrap();
+    let tampered = script
+        .replace("iseq ${platform} efi && goto uki ||", "")
+        .replace(&arg_of(&script, "kiln.root"), &arg_of(&px2, "kiln.root"))
+        .replace(
+            &arg_of(&script, "kiln.roothash"),
+            &arg_of(&px2, "kiln.roothash"),
+        );
+    let _swapped = Swapped::new(script_of(dist, PX1_MAC), &tampered);
+    let spec = pxe_vm("px1-kernel", PX1_MAC, dist, secure, &[], &[]);
+    let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, false).unwrap();
+    let t = Instant::now();
+    let refused = wait_for(
+        &mut vm,
+        "kiln: px1: cannot fetch or boot",
+        Duration::from_secs(300),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let text = console(&vm);
+    vm.kill();
+    assert!(refused, "the unsigned kernel was not refused:\n{text}");
+    eprintln!(
+        "pxe: kernel outside the signed UKI refused by the firmware after {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(text.contains("booting px1"), "{text}");
+    assert!(text.contains("Could not select"), "{text}");
+    assert!(!text.contains("Linux version"), "a kernel started:\n{text}");
+    assert!(!text.contains("kiln-initramfs"), "{text}");
+
+    let spec = pxe_vm(
+        "px1-kernel-no-sb",
+        PX1_MAC,
+        dist,
+        &Path_::IpxeUefi,
+        &[],
+        &[],
+    );
+    let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, false).unwrap();
+    let verified = wait_for(
+        &mut vm,
+        "kiln-initramfs: root image verified",
+        Duration::from_secs(300),
+    );
+    let text = console(&vm);
+    vm.kill();
+    assert!(
+        verified && text.contains(&arg_of(&px2, "kiln.root")),
+        "with Secure Boot off, the tampered script did not boot px2's root:\n{text}"
+    );
 }
 
 /// A MAC that is in no host's config: boot.ipxe's refusal, nothing fetched or booted.
@@ -313,7 +620,7 @@ fn unknown_mac_is_refused(
     run_dir: &Path,
     log: &Mutex<Vec<String>>,
 ) {
-    let spec = pxe_vm("unknown", UNKNOWN_MAC, dist, &[], &[]);
+    let spec = pxe_vm("unknown", UNKNOWN_MAC, dist, &Path_::IpxeBios, &[], &[]);
     let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, false).unwrap();
     let refusal = format!("kiln: no host with MAC {UNKNOWN_MAC} in cluster px");
     let t = Instant::now();
@@ -343,27 +650,35 @@ fn unknown_mac_is_refused(
     );
 }
 
-/// One flipped byte in px2's root image on the server: the initramfs refuses it before
-/// mounting anything, and the VM powers off.
-fn tampered_root_is_refused(tools: &qemu::Tools, accel: &AccelPick, dist: &Path, run_dir: &Path) {
-    let root = root_of(dist, "52:54:00:0b:00:02");
+/// One flipped byte in px2's root image on the server: px2, booted through its signed UKI with
+/// Secure Boot on, refuses it in the initramfs before mounting anything (the root hash is the
+/// UKI's own), and the VM powers off.
+fn tampered_root_is_refused(
+    tools: &qemu::Tools,
+    accel: &AccelPick,
+    dist: &Path,
+    run_dir: &Path,
+    secure: &Path_,
+) {
+    let root = root_of(dist, PX2_MAC);
     let at = 4096 * 37 + 11;
     flip_byte(&root, at);
-    let spec = pxe_vm("px2-tampered", "52:54:00:0b:00:02", dist, &[], &[]);
+    let spec = pxe_vm("px2-tampered", PX2_MAC, dist, secure, &[], &[]);
     let mut vm = qemu::start(tools, accel.accel, &spec, run_dir, false).unwrap();
     let t = Instant::now();
     let refused = wait_for(
         &mut vm,
         "kiln-initramfs: boot stopped",
-        Duration::from_secs(300),
+        Duration::from_secs(400),
     );
     flip_byte(&root, at);
     let text = console(&vm);
     assert!(refused, "the tampered root was not refused:\n{text}");
     eprintln!(
-        "pxe: tampered root refused after {:.0} s",
+        "pxe: tampered root refused after {:.0} s (signed UKI, Secure Boot)",
         t.elapsed().as_secs_f64()
     );
+    assert!(text.contains("unified kernel image of agent"), "{text}");
     assert!(
         text.contains("does not match root hash") && text.contains("refusing to boot it"),
         "{text}"
@@ -473,8 +788,9 @@ fn clusterd_agent_stays_on_cgroup_v2(s: &Path, name: &str) {
 }
 
 /// The booted host's name and address are its seed's, its root is the verified image from
-/// the server, and it has no disk.
-fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
+/// the server, and it has no disk. `signed`: booted from the signed network UKI, which finds the
+/// seed by MAC and applies it only once its signature verifies.
+fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str, signed: bool) {
     let s = &vm.qga_socket;
     assert_eq!(sh_ok(s, "cat /etc/hostname").trim(), name);
     assert_eq!(sh_ok(s, "hostname").trim(), name);
@@ -483,15 +799,15 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
     assert!(addr.contains(&format!("inet {ip} ")), "{name}: {addr}");
     let cmdline = sh_ok(s, "cat /proc/cmdline");
     assert!(
-        cmdline.contains("kiln.root=http://10.0.2.2:28080/pxe/sha256/"),
+        cmdline.contains(&format!("kiln.root={BASE_URL}/pxe/sha256/")),
         "{cmdline}"
     );
-    assert!(
-        cmdline.contains(&format!(
-            "kiln.seed=http://10.0.2.2:28080/cloud-init/{name}/ ds=nocloud"
-        )),
-        "{cmdline}"
-    );
+    let seed = if signed {
+        format!("kiln.seed-by-mac={BASE_URL}/cloud-init/mac/ ds=nocloud")
+    } else {
+        format!("kiln.seed={BASE_URL}/cloud-init/{name}/ ds=nocloud")
+    };
+    assert!(cmdline.contains(&seed), "{cmdline}");
     let root = sh_ok(s, "findmnt -n -o SOURCE,FSTYPE /");
     assert!(
         root.contains("/dev/mapper/kiln-root squashfs"),
@@ -516,6 +832,14 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str) {
         )),
         "{name}: {ci}"
     );
+    if signed {
+        for want in [
+            "is signed by certificate",
+            "cloud-init skipped: booted with kiln.seed-signer",
+        ] {
+            assert!(ci.contains(want), "{name}: no {want:?} in {ci}");
+        }
+    }
 }
 
 /// Nothing under `dist/pxe`, and no shared path `kiln serve` exposes, holds the seed's secret;
@@ -557,7 +881,8 @@ fn no_seed_secret_outside_the_hosts_paths(dist: &Path) {
             Some(_) => {}
         }
     }
-    assert_eq!(own, 2, "{served:#?}");
+    // Each host's user-data, at cloud-init/HOST/ and by MAC.
+    assert_eq!(own, 4, "{served:#?}");
     assert!(
         found.is_empty(),
         "secrets on shared paths:\n{}",

@@ -34,6 +34,12 @@ pub struct ProfileBoot {
     /// PCR 11 (SHA-256 bank, hex) once systemd's stub has measured the UKI; empty without one.
     #[serde(default)]
     pub pcr11: String,
+    /// `pxe/sha256/HEX`: the role's network UKI (diskless, seed by MAC), with the PXE tree.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub net_uki: String,
+    /// PCR 11 (SHA-256 bank, hex) once the stub has measured the network UKI.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub net_pcr11: String,
     /// dm-verity root hash of the read-only root.
     pub root_hash: String,
     /// The kernel command line the disk boots with.

@@ -121,6 +121,8 @@ fn write(text: String, dist: &Dist) -> (f64, f64, provision::WriteStats) {
                 p.name,
                 fake_sha256(&format!("{} roothash", p.name))
             ),
+            uki_sha256: None,
+            uki_cmdline: String::new(),
         })
         .collect();
     let base = FileTree::new();
@@ -131,6 +133,7 @@ fn write(text: String, dist: &Dist) -> (f64, f64, provision::WriteStats) {
             rendered: &rendered,
             base: &base,
             pxe: Some(&profiles),
+            pxe_loaders: &[],
             liveimg: &liveimg,
             signer: None,
         },

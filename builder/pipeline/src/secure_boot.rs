@@ -218,6 +218,8 @@ pub struct SignedRole {
     pub uki: String,
     /// Its PCR 11 value.
     pub pcr11: String,
+    /// The role's network UKI (`pxe/sha256/HEX`) and its PCR 11, with the PXE tree.
+    pub net: Option<(String, String)>,
 }
 
 /// Writes `dist/secure-boot/`: `PK`, `KEK` and `db` certificates as `.crt` (PEM) and `.cer`
@@ -263,12 +265,16 @@ pub fn enrolment_guide(files: &SecureBootFiles, roles: &[SignedRole]) -> String 
     let mut pcrs = String::new();
     for r in roles {
         pcrs += &format!("| {} | `{}` | `{}` |\n", r.profile, r.uki, r.pcr11);
+        if let Some((uki, pcr11)) = &r.net {
+            pcrs += &format!("| {} (network) | `{uki}` | `{pcr11}` |\n", r.profile);
+        }
     }
     format!(
         "# Enrolling kiln's Secure Boot keys\n\
 \n\
-The unified kernel images in `boot/*/kiln.efi` (and `\\EFI\\BOOT\\BOOTX64.EFI` on every disk) are \
-signed with the db key of `[boot.secure_boot]`. A machine boots them with Secure Boot on once \
+The unified kernel images in `boot/*/kiln.efi` (and `\\EFI\\BOOT\\BOOTX64.EFI` on every disk), \
+the network UKIs and `ipxe.efi` of the PXE tree (`pxe/`) are signed with the db key of \
+`[boot.secure_boot]`. A machine boots them with Secure Boot on once \
 its firmware holds these certificates:\n\
 \n\
 | variable | PEM | DER | fingerprint (sha256 of the DER) |\n\

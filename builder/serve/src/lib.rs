@@ -269,8 +269,8 @@ impl Server {
             s += TRUST_ANY_PEER_WARNING;
             s.push('\n');
         } else {
-            s += "host files: cloud-init/HOST/, cloud-init/HOST-cidata.iso and kickstart/HOST.ks \
-                  are served only to HOST's address from the spec (403 to anyone else): give \
+            s += "host files: cloud-init/HOST/ (and by MAC, cloud-init/mac/MAC/), \
+                  cloud-init/HOST-cidata.iso and kickstart/HOST.ks are served only to HOST's address from the spec (403 to anyone else): give \
                   each host that address by DHCP";
             let dhcp: Vec<&str> = DHCP_RESERVATIONS
                 .iter()
@@ -449,17 +449,18 @@ pub fn settings(tree: &Tree, addr: SocketAddr) -> String {
               images and blobs only)\n";
     }
     s += &format!(
-        "DHCP settings for network boot:\n\
-         \x20 next-server   {here}   (a TFTP server with iPXE: undionly.kpxe for BIOS, ipxe.efi \
-         for UEFI; or DIST/pxe itself, which holds boot.ipxe)\n\
-         \x20 filename      \"undionly.kpxe\" (BIOS) / \"ipxe.efi\" (UEFI, arch 7 or 9) for \
-         plain PXE clients, then for iPXE (user-class \"iPXE\" / option 175):\n\
-         \x20 filename      \"{base}/pxe/boot.ipxe\"\n\
-         iPXE chain URL: chain {base}/pxe/boot.ipxe\n\
-         PXELINUX: {base}/pxe/pxelinux.cfg/01-MAC (lpxelinux.0 for HTTP); GRUB: \
-         {base}/pxe/grub/grub.cfg-01-MAC\n\
-         cloud-init seeds: {base}/cloud-init/HOST/ (kiln.seed= in the PXE configs)   kickstart: \
-         inst.ks={base}/kickstart/ inst.ks.sendmac\n"
+        "DHCP settings for network boot (DIST/pxe is the TFTP root; the loaders are in it):\n\
+         \x20 next-server   {here}   (TFTP: serve DIST/pxe; HTTP: this server)\n\
+         \x20 BIOS, iPXE       filename \"undionly.kpxe\", then for iPXE (user-class \"iPXE\"): \
+         \"{base}/pxe/boot.ipxe\"\n\
+         \x20 BIOS, PXELINUX   filename \"lpxelinux.0\" (reads pxelinux.cfg/01-MAC)\n\
+         \x20 UEFI, iPXE       filename \"ipxe.efi\" (arch 7), then \"{base}/pxe/boot.ipxe\"; \
+         UEFI HTTP boot: \"{base}/pxe/ipxe.efi\" (vendor class \"HTTPClient\")\n\
+         \x20 UEFI, GRUB       filename \"grub/x86_64-efi/core.efi\" (reads grub/grub.cfg-MAC; not \
+         with Secure Boot)\n\
+         iPXE chain URL: chain {base}/pxe/boot.ipxe   (UEFI iPXE boots each role's network UKI)\n\
+         cloud-init seeds: {base}/cloud-init/HOST/, by MAC {base}/cloud-init/mac/MAC/   \
+         kickstart: inst.ks={base}/kickstart/ inst.ks.sendmac\n"
     );
     if let Some(url) = &tree.url {
         let listen_url = format!("http://{here}:{}", addr.port());

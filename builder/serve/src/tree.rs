@@ -2,7 +2,8 @@
 //!
 //! Served: `pxe/`, `cloud-init/`, `kickstart/`, `boot/` and `oci/` (nothing else of `dist/`:
 //! not `identity/`, the report or the SBOMs). **Per-host** paths are a host's own:
-//! `cloud-init/HOST/*`, `cloud-init/HOST-cidata.iso` and `kickstart/HOST.ks` (also answered at
+//! `cloud-init/HOST/*`, the same seed by MAC `cloud-init/mac/MAC/*` (where a role's network
+//! UKI looks), `cloud-init/HOST-cidata.iso` and `kickstart/HOST.ks` (also answered at
 //! `kickstart/` when Anaconda's `X-RHN-Provisioning-MAC-N` header names the host's MAC).
 //! Everything else is **shared**. A private file (not readable by others: seeds are 0600) on a
 //! shared path means a secret would be served to every host: [`Tree::open`] refuses to start.
@@ -222,6 +223,8 @@ impl Tree {
         let parts: Vec<&str> = rel.split('/').collect();
         match parts.as_slice() {
             ["cloud-init", host, _] => known(host),
+            // A role's network UKI finds the seed by MAC: `cloud-init/mac/MAC/FILE`.
+            ["cloud-init", "mac", mac, _] => self.host_by_mac(mac).map(|h| h.name.as_str()),
             ["cloud-init", iso] => iso.strip_suffix("-cidata.iso").and_then(known),
             ["kickstart", ks] => ks.strip_suffix(".ks").and_then(known),
             _ => None,

@@ -141,11 +141,17 @@ pub enum BootFrom {
     /// 127.0.0.1 23790`: the guest's connections to that address and port run the command,
     /// one per connection). A user network NATs every frame it sees, so it cannot be shared
     /// with other VMs; these two stitch one VM's port into another's network.
+    ///
+    /// On UEFI firmware the NIC has no option ROM (an unsigned iPXE ROM would not load with
+    /// Secure Boot on): OVMF's own network stack boots, by PXE (TFTP, `bootfile`) or, with
+    /// `http_boot`, by UEFI HTTP boot from that URL (a boot entry set in the VM's variable
+    /// store with `virt-fw-vars --set-boot-uri`).
     Network {
         tftp: PathBuf,
         bootfile: String,
         hostfwd: Vec<String>,
         guestfwd: Vec<String>,
+        http_boot: Option<String>,
     },
 }
 
@@ -390,6 +396,13 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             .as_deref()
             .unwrap_or(Path::new(OVMF_VARS));
         fs::copy(template, &vars).map_err(IoError::at("copying OVMF's variables to", &vars))?;
+        if let BootFrom::Network {
+            http_boot: Some(uri),
+            ..
+        } = &spec.boot
+        {
+            set_boot_uri(&vars, uri)?;
+        }
         if spec.firmware == Firmware::UefiSecure {
             // The secure build keeps its variables behind SMM: without it, it does not start.
             cmd.args(["-machine", "smm=on", "-global"])
@@ -434,6 +447,7 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             bootfile,
             hostfwd,
             guestfwd,
+            ..
         } => {
             let mut netdev = format!("user,id=p0,tftp={},bootfile={bootfile}", tftp.display());
             for f in hostfwd {
@@ -444,9 +458,14 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
             }
             // The default romfile: QEMU's iPXE for virtio-net (efi-virtio.rom). graphics=off
             // has SeaBIOS copy text output (its own and iPXE's) to the serial console.
+            let rom = if spec.firmware == Firmware::Bios {
+                ""
+            } else {
+                ",romfile="
+            };
             cmd.args(["-machine", "graphics=off", "-netdev", &netdev, "-device"])
                 .arg(format!(
-                    "virtio-net-pci,netdev=p0,mac={},bootindex=0",
+                    "virtio-net-pci,netdev=p0,mac={},bootindex=0{rom}",
                     spec.mac
                 ));
         }
@@ -552,6 +571,36 @@ pub fn enrolled_vars(out: &Path, owner: &str, pk: &Path, kek: &Path, db: &Path) 
     if !o.status.success() {
         return Err(BootError::SecureBoot(format!(
             "virt-fw-vars failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Adds to the OVMF variable store `vars` a UEFI HTTP boot entry for `uri`, booted next
+/// (`virt-fw-vars --set-boot-uri`: `BootNext`, once).
+pub fn set_boot_uri(vars: &Path, uri: &str) -> Result<()> {
+    let tool = which("virt-fw-vars").ok_or_else(|| {
+        BootError::SecureBoot(
+            "`virt-fw-vars` sets the HTTP boot entry and is not on PATH: install it with \
+             `pip install virt-firmware` (./dev does, into target/virt-firmware)"
+                .into(),
+        )
+    })?;
+    let o = Command::new(tool)
+        .arg("-i")
+        .arg(vars)
+        .arg("-o")
+        .arg(vars)
+        .arg("--set-boot-uri")
+        .arg(uri)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BootError::SecureBoot(format!("running virt-fw-vars: {e}")))?;
+    if !o.status.success() {
+        return Err(BootError::SecureBoot(format!(
+            "virt-fw-vars --set-boot-uri failed ({}): {}",
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
         )));

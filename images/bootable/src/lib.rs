@@ -281,8 +281,13 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
                 .transpose()?
                 .unwrap_or_default();
             let out = out_dir.join("kiln.efi");
+            let stub = index.read(&stub)?;
+            // Kept beside the UKI: the network UKIs of the PXE tree are made from it
+            // ([`network_uki`]), with a command line that names the provisioning server.
+            let kept = out_dir.join(uki::STUB_FILE);
+            std::fs::write(&kept, &stub).map_err(IoError::at("writing", &kept))?;
             uki::build_uki(
-                &index.read(&stub)?,
+                &stub,
                 &os_release,
                 &uki_cmdline,
                 &kernel,
@@ -362,6 +367,39 @@ pub fn build_bootable(inputs: &BootableInputs, out_dir: &Path) -> Result<Bootabl
         initramfs_info: info,
         warnings,
     })
+}
+
+/// A network UKI: the stub ([`uki::STUB_FILE`]), kernel, initramfs and os-release of the
+/// bootable outputs in `dir` (as [`build_bootable`] wrote them) with the diskless command line
+/// `cmdline`, written to `out` and signed with `signing` when given. Returns its PCR 11
+/// ([`secure_boot::expected_pcr11`]). Same inputs, same bytes.
+pub fn network_uki(
+    dir: &Path,
+    cmdline: &str,
+    signing: Option<&secure_boot::SigningKey>,
+    source_date_epoch: u64,
+    out: &Path,
+) -> Result<String> {
+    let stub_path = dir.join(uki::STUB_FILE);
+    let stub = std::fs::read(&stub_path).map_err(IoError::at("reading", &stub_path))?;
+    let disk_uki = dir.join("kiln.efi");
+    let pe = std::fs::read(&disk_uki).map_err(IoError::at("reading", &disk_uki))?;
+    let os_release = uki::section_bytes(&pe, ".osrel")?.unwrap_or_default();
+    let scratch = out.with_extension("scratch");
+    uki::build_uki(
+        &stub,
+        &os_release,
+        cmdline,
+        &dir.join("vmlinuz"),
+        &dir.join("initramfs.img"),
+        &scratch,
+        out,
+    )?;
+    if let Some(key) = signing {
+        secure_boot::sign(out, key, source_date_epoch)?;
+    }
+    let pe = std::fs::read(out).map_err(IoError::at("reading", out))?;
+    secure_boot::expected_pcr11(&pe)
 }
 
 /// The syslinux configuration: boot `vmlinuz` with `cmdline` at once, on the serial console

@@ -21,6 +21,8 @@ use kiln_layers::IoError;
 pub const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 /// The package that has it.
 pub const STUB_PACKAGE: &str = "systemd-boot-efi";
+/// The stub's copy among the bootable outputs, beside the UKI made from it.
+pub const STUB_FILE: &str = "linuxx64.efi.stub";
 
 /// What the PE headers of the stub say about where its image ends in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,19 @@ pub fn sections(pe: &[u8]) -> Result<Vec<Section>> {
             })
         })
         .collect()
+}
+
+/// The contents of section `name` of the PE file `pe` as the stub reads it (its loaded bytes,
+/// the zero padding after the data cut); `None` when there is no such section.
+pub fn section_bytes(pe: &[u8], name: &str) -> Result<Option<Vec<u8>>> {
+    let Some(s) = sections(pe)?.into_iter().find(|s| s.name == name) else {
+        return Ok(None);
+    };
+    let mut data = s.loaded(pe)?;
+    while data.last() == Some(&0) {
+        data.pop();
+    }
+    Ok(Some(data))
 }
 
 /// The address of each added section (`.osrel`, `.cmdline`, `.linux`, `.initrd`), given the

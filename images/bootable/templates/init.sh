@@ -18,6 +18,9 @@
 #                          disk. Not ds=nocloud-net;s=URL: cloud-init 22.4 takes that in its
 #                          network stage only, where the NIC is up and cannot be renamed, and
 #                          reads no network-config over HTTP
+#   kiln.seed-by-mac=URL/  diskless, one command line for many hosts (a role's network UKI):
+#                          the seed is URL/MAC/, MAC that of the NIC that got the DHCP lease,
+#                          lowercase with hyphens (52-54-00-0b-00-01)
 #   kiln.state=part:N      ext4 state partition (label kiln-state); absent: state in tmpfs
 #   kiln.onfail=poweroff|hang   what a failed boot does (default poweroff)
 export PATH=/bin:/sbin
@@ -33,7 +36,7 @@ mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 log "image $IMAGE, kernel $(uname -r)"
 
-ROOTHASH= HASHOFFSET= DISK= ROOT=part:2 STATEPART= ONFAIL=poweroff SEED=
+ROOTHASH= HASHOFFSET= DISK= ROOT=part:2 STATEPART= ONFAIL=poweroff SEED= SEED_BY_MAC=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     kiln.roothash=*) ROOTHASH=${arg#*=} ;;
@@ -43,6 +46,7 @@ for arg in $(cat /proc/cmdline); do
     kiln.state=*) STATEPART=${arg#*=} ;;
     kiln.onfail=*) ONFAIL=${arg#*=} ;;
     kiln.seed=*) SEED=${arg#*=} ;;
+    kiln.seed-by-mac=*) SEED_BY_MAC=${arg#*=} ;;
   esac
 done
 
@@ -137,9 +141,15 @@ case "$ROOT" in
       fail "root image from $ROOT does not match root hash $ROOTHASH (veritysetup verify failed): refusing to boot it"
     }
     log "root image verified"
+    if [ -n "$SEED_BY_MAC" ]; then
+      SEED="$SEED_BY_MAC$(tr : - < "/sys/class/net/$IFACE/address")/"
+    fi
     if [ -n "$SEED" ]; then
       mkdir -p /fetch/seed
-      for f in meta-data user-data network-config vendor-data kiln-identity.tar; do
+      # The signature and its certificate are there when the build signs (a host booted from a
+      # signed UKI then refuses a seed without them: kiln-identity.service checks it).
+      for f in meta-data user-data network-config vendor-data kiln-identity.tar \
+        kiln-identity.tar.sig kiln-seed-signer.crt; do
         if wget -q -O "/fetch/seed/$f" "$SEED$f"; then
           continue
         fi

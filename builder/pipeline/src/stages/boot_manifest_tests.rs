@@ -217,6 +217,8 @@ fn the_manifest_round_trips_through_json_with_a_probe_tag() {
         uki: "boot/master-agent/kiln.efi".into(),
         signed: false,
         pcr11: "cd".repeat(32),
+        net_uki: format!("pxe/sha256/{}", "ef".repeat(32)),
+        net_pcr11: "01".repeat(32),
         root_hash: "ab".repeat(32),
         cmdline: "console=ttyS0".into(),
     }];

@@ -62,6 +62,12 @@ pub struct BootableReport {
     /// PCR 11 (SHA-256 bank, hex) once systemd's stub measured the UKI.
     #[serde(default)]
     pub pcr11: Option<String>,
+    /// The role's network UKI (`pxe/sha256/HEX`), with the PXE tree and the EFI stub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_uki: Option<String>,
+    /// PCR 11 (SHA-256 bank, hex) once the stub measured the network UKI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_pcr11: Option<String>,
     #[serde(default)]
     pub disk_raw: Option<String>,
     #[serde(default)]
@@ -197,6 +203,8 @@ pub(super) fn write_manifest(
             uki: b.uki.clone().unwrap_or_default(),
             signed: b.signed,
             pcr11: b.pcr11.clone().unwrap_or_default(),
+            net_uki: b.net_uki.clone().unwrap_or_default(),
+            net_pcr11: b.net_pcr11.clone().unwrap_or_default(),
             root_hash: b.root_hash.clone(),
             cmdline: b.cmdline.clone(),
         })
@@ -226,6 +234,7 @@ pub(super) fn write_secure_boot(
             profile: b.profile.clone(),
             uki: b.uki.clone().unwrap_or_default(),
             pcr11: b.pcr11.clone().unwrap_or_default(),
+            net: b.net_uki.clone().zip(b.net_pcr11.clone()),
         })
         .collect();
     Ok(crate::secure_boot::write_enrolment(files, &roles, dist)?)
@@ -393,6 +402,8 @@ fn report(
         uki: art.uki.as_deref().map(rel),
         signed: art.signed,
         pcr11: art.pcr11.clone(),
+        net_uki: None,
+        net_pcr11: None,
         disk_raw: art.disk_raw.as_deref().map(rel),
         disk_qcow2: art.disk_qcow2.as_deref().map(rel),
         rootfs_tarball,
@@ -404,8 +415,9 @@ fn report(
 fn seed(manifest_digest: &str, profile: &str, boot: &BootablePlan, args: &[String]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(kiln_bootable::initramfs::recipe_digest());
+    // 5: the outputs keep the EFI stub (network UKIs are made from it).
     for part in [
-        "kiln-boot-4",
+        "kiln-boot-5",
         env!("CARGO_PKG_VERSION"),
         manifest_digest,
         profile,

@@ -447,11 +447,31 @@ fn build_into(
     images.extend(outputs::component_images(plan, &baked, &mut layout)?);
     layout.finish()?;
 
-    let boot = match &plan.boot {
+    let mut boot = match &plan.boot {
         Some(b) => stage("bootable", || {
             bootable::write_all(&mut ctx, b, &base, &lp, &images)
         })?,
         None => Vec::new(),
+    };
+    let (pxe_profiles, pxe_loaders) = match plan.provision.as_ref() {
+        Some(p) if p.pxe && !boot.is_empty() => {
+            (ctx.progress)("pxe: boot files by digest, network UKIs and loaders");
+            let _span = tracing::info_span!("stage", name = "pxe").entered();
+            let profiles = pxe::link_boot_files(
+                &ctx.dist,
+                &mut boot,
+                p,
+                opts.secure_boot.as_ref(),
+                opts.source_date_epoch,
+            )?;
+            let loaders = pxe::loaders(
+                opts.secure_boot.as_ref(),
+                opts.source_date_epoch,
+                &ctx.dist.root().join(".kiln-tmp-loaders"),
+            )?;
+            (Some(profiles), loaders)
+        }
+        _ => (None, Vec::new()),
     };
     if !boot.is_empty() {
         let certs = match &opts.secure_boot {
@@ -460,13 +480,6 @@ fn build_into(
         };
         bootable::write_manifest(plan, &boot, certs, &ctx.dist)?;
     }
-    let pxe_profiles = match plan.provision.as_ref() {
-        Some(p) if p.pxe && !boot.is_empty() => {
-            (ctx.progress)("pxe: boot files by digest");
-            Some(pxe::link_boot_files(&ctx.dist, &boot)?)
-        }
-        _ => None,
-    };
     let epoch = opts.source_date_epoch;
     let sbom = stage("sbom", || {
         crate::sbom::write_all(plan, resolved, &base.tree, &images, epoch, &ctx.dist)
@@ -491,6 +504,7 @@ fn build_into(
                 rendered,
                 base: &base.tree,
                 pxe: pxe_profiles.as_deref(),
+                pxe_loaders: &pxe_loaders,
                 liveimg: &liveimg,
                 signer: opts.secure_boot.as_ref(),
             },

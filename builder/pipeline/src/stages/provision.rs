@@ -46,6 +46,8 @@ pub struct Provision<'a> {
     /// The PXE tree's boot files per role (`None`: no PXE tree). Hosts of other profiles get
     /// no PXE configs.
     pub pxe: Option<&'a [PxeProfile]>,
+    /// The PXE tree's loaders ([`super::pxe::loaders`]), written with its configs.
+    pub pxe_loaders: &'a [super::pxe::LoaderFile],
     /// `image` kickstarts: each profile's rootfs tarball and its sha256.
     pub liveimg: &'a BTreeMap<String, LiveImage>,
     /// `[boot.secure_boot]`: each seed's identity tar is signed with the db key
@@ -159,11 +161,44 @@ pub fn write(p: &Provision, dist: &Dist) -> Result<Provisioned, BuildError> {
             .filter(|h| profiles.iter().any(|b| b.name == h.profile))
             .cloned()
             .collect();
-        let files = pxe_render::render(p.plan.cluster.as_str(), provision, profiles, &pxe_hosts)?;
+        let mut files: Vec<(String, Vec<u8>)> =
+            pxe_render::render(p.plan.cluster.as_str(), provision, profiles, &pxe_hosts)?
+                .into_iter()
+                .map(|f| (f.path, f.text.into_bytes()))
+                .collect();
+        files.extend(
+            p.pxe_loaders
+                .iter()
+                .map(|l| (l.path.clone(), l.bytes.clone())),
+        );
+        // Each host's seed again under `cloud-init/mac/MAC/`, where a role's network UKI
+        // finds it by the MAC of the NIC it booted from.
+        for h in &pxe_hosts {
+            let from = Dist::seed_dir_rel(h.name.as_str());
+            let to = format!("{}/{}", pxe_render::SEEDS_BY_MAC, h.mac.hyphenated());
+            mkdir(
+                &root.join(pxe_render::SEEDS_BY_MAC),
+                pxe_render::SEEDS_BY_MAC,
+            )?;
+            mkdir(&root.join(&to), &to)?;
+            expected.insert(pxe_render::SEEDS_BY_MAC.to_string());
+            expected.insert(to.clone());
+            let mut names = SEED_FILES.to_vec();
+            if p.signer.is_some() {
+                names.extend([IDENTITY_SIG, SEED_SIGNER_CRT]);
+            }
+            for name in names {
+                let bytes = fs::read(root.join(format!("{from}/{name}")))
+                    .map_err(IoError::new(format!("reading {from}/{name}")))?;
+                put(root, &format!("{to}/{name}"), &bytes, 0o600, &mut stats)?;
+                expected.insert(format!("{to}/{name}"));
+            }
+        }
         let mut dirs: Vec<String> = files
             .iter()
-            .filter_map(|f| f.path.rsplit_once('/').map(|(d, _)| d.to_string()))
+            .filter_map(|(path, _)| path.rsplit_once('/').map(|(d, _)| d.to_string()))
             .collect();
+        dirs.sort();
         dirs.dedup();
         for d in dirs {
             mkdir(&dist.pxe().join(&d), &format!("pxe/{d}"))?;
@@ -171,14 +206,8 @@ pub fn write(p: &Provision, dist: &Dist) -> Result<Provisioned, BuildError> {
         }
         let written = par_chunks(&files, |chunk| {
             let mut s = WriteStats::default();
-            for f in chunk {
-                put(
-                    root,
-                    &format!("pxe/{}", f.path),
-                    f.text.as_bytes(),
-                    0o644,
-                    &mut s,
-                )?;
+            for (path, bytes) in chunk {
+                put(root, &format!("pxe/{path}"), bytes, 0o644, &mut s)?;
             }
             Ok(s)
         })?;
@@ -187,7 +216,7 @@ pub fn write(p: &Provision, dist: &Dist) -> Result<Provisioned, BuildError> {
         }
         let index = super::pxe::hosts_json(p.plan, provision, &pxe_hosts)?;
         put(root, "pxe/hosts.json", index.as_bytes(), 0o644, &mut stats)?;
-        expected.extend(files.into_iter().map(|f| format!("pxe/{}", f.path)));
+        expected.extend(files.into_iter().map(|(path, _)| format!("pxe/{path}")));
         expected.insert("pxe/hosts.json".into());
     }
     for top in OWNED {

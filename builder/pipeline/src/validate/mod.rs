@@ -288,11 +288,14 @@ impl Checker {
         if secure && matches!(&provision, Some(Some(p)) if p.pxe) {
             self.warn(
                 "provision.pxe",
-                "boot.secure_boot signs the disks' boot images, but the PXE tree (iPXE, PXELINUX \
-                 and GRUB configs) hands each host the root hash over plain HTTP/TFTP, outside \
-                 the signed chain: a host booted from the network is not protected by Secure Boot",
-                "boot secured hosts from their disks, or set provision.pxe = false; on BIOS no \
-                 path can carry a signed root hash",
+                "boot.secure_boot signs the boot images, and the PXE tree also offers paths \
+                 outside the signed chain: BIOS iPXE, PXELINUX and GRUB hand a host the root hash \
+                 over plain HTTP/TFTP, so a host booted through them is not protected by Secure \
+                 Boot (only UEFI with Secure Boot on, booting pxe/ipxe.efi or by HTTP boot, runs \
+                 the signed network UKI and ignores what the scripts say)",
+                "make Secure Boot firmware boot pxe/ipxe.efi (DHCP filename or HTTP boot URL) \
+                 and keep the other loaders off that network, or set provision.pxe = false; on \
+                 BIOS no path can carry a signed root hash",
             );
         }
         self.dependencies(spec);
