@@ -212,7 +212,10 @@ fn uefi_ipxe_chains_the_network_uki_and_bios_ipxe_boots_the_kernel() {
         .unwrap()
         .text;
     let (bios, uefi) = a1.split_once(":uki\n").unwrap();
-    assert!(bios.contains("iseq ${platform} efi && goto uki ||\n"), "{a1}");
+    assert!(
+        bios.contains("iseq ${platform} efi && goto uki ||\n"),
+        "{a1}"
+    );
     assert!(bios.contains("\nkernel --name vmlinuz "), "{a1}");
     assert!(
         uefi.contains(&format!(

@@ -129,3 +129,21 @@ pub fn debian_base_key(spec: &Path) -> Option<String> {
     let digest = hex::encode(Sha256::digest(debian.to_string().as_bytes()));
     Some(digest[..16].to_string())
 }
+
+/// Adds one `write_files` entry (`path`, content "operator\n", mode 0644) to the cloud-config
+/// `user_data`, as an operator or an attacker on the provisioning side would (python3-yaml).
+pub fn add_write_file(user_data: &Path, path: &str) {
+    const ADD_WRITE_FILE: &str = r##"
+import sys, yaml
+path = sys.argv[1]
+doc = yaml.safe_load(open(path))
+doc["write_files"].append({"path": sys.argv[2], "content": "operator\n", "permissions": "0644"})
+open(path, "w").write("#cloud-config\n" + yaml.safe_dump(doc))
+"##;
+    kiln_test_support::run(
+        std::process::Command::new("python3")
+            .args(["-c", ADD_WRITE_FILE])
+            .arg(user_data)
+            .arg(path),
+    );
+}

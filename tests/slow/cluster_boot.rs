@@ -881,14 +881,6 @@ fn master_reboot_keeps_its_data(run: &BootRun, dist: &Path, m1: &Path, a1: &Path
 const OPERATOR_FILE: &str = "/etc/kiln-test/added-by-the-operator";
 
 /// Adds a `write_files` entry (argv\[2\], content "operator") to the user-data argv\[1\].
-const ADD_WRITE_FILE: &str = r##"
-import sys, yaml
-path = sys.argv[1]
-doc = yaml.safe_load(open(path))
-doc["write_files"].append({"path": sys.argv[2], "content": "operator\n", "permissions": "0644"})
-open(path, "w").write("#cloud-config\n" + yaml.safe_dump(doc))
-"##;
-
 /// What an operator adds to a host's seed beside kiln's identity: one more `write_files` entry
 /// in a1's user-data, and its cidata volume made again (xorriso, as kiln makes it). cloud-init
 /// must run for it (issue 20, item 2: it keeps working for what operators add). m1's seed
@@ -901,10 +893,7 @@ fn operator_adds_to_the_agents_user_data(dist: &Path) {
 /// cidata volume made again (xorriso, as kiln makes it).
 fn add_to_user_data(dist: &Path, host: &str, path: &str) {
     let dir = dist.join(format!("cloud-init/{host}"));
-    run(Command::new("python3")
-        .args(["-c", ADD_WRITE_FILE])
-        .arg(dir.join("user-data"))
-        .arg(path));
+    crate::common::vm::add_write_file(&dir.join("user-data"), path);
     run(Command::new("xorriso")
         .args([
             "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-o",

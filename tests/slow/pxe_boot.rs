@@ -10,14 +10,17 @@
 //!   DHCP filename is `boot.ipxe`'s URL): px1 (master+agent) boots to healthy through a host
 //!   script **tampered** to hand the UKI px2's root image and root hash (a valid pair): the
 //!   host runs its own root, the one inside its signed UKI; its seed is found by MAC and its
-//!   signature checked; PCR 11 equals the build's value. A script tampered to boot the image's
+//!   signature checked, and a unit planted in that seed's user-data on the server never
+//!   reaches it; PCR 11 equals the build's value. A script tampered to boot the image's
 //!   kernel and initramfs with another root hash instead is refused by the firmware (the
 //!   kernel is not signed with a key in db), and a root image tampered with on the server is
 //!   refused by the initramfs (`veritysetup verify` before anything is mounted);
 //! - **PXELINUX, BIOS** (`bootfile=lpxelinux.0`, kernel and initramfs over HTTP): px2 (agent)
 //!   boots to healthy beside px1;
 //! - **GRUB, UEFI** (OVMF's own PXE loading `grub/x86_64-efi/core.efi` from `grub-mknetdir`,
-//!   kernel and initramfs over HTTP): px2 boots to healthy again.
+//!   kernel and initramfs over HTTP) and **iPXE, BIOS**: px2 boots to healthy again on each, the
+//!   two at once beside px1, with the same unit planted in its seed: there cloud-init runs and
+//!   writes it (the control).
 //!
 //! Booted hosts take their hostname and address from their own seed and reach a healthy etcd —
 //! px1 its own member, px2 through its etcd gateway at px1's address (px1's QEMU forwards a
@@ -43,7 +46,7 @@ use kiln_vm::qga::Agent;
 use kiln_vm::{health, BootOptions, Firmware, L2Net};
 use kiln_vm::{Check, Probe};
 
-use crate::common::vm::{secure_boot_keys, write_mesos_fixture};
+use crate::common::vm::{add_write_file, secure_boot_keys, write_mesos_fixture};
 use crate::common::{fixture, kiln_code};
 use kiln_pipeline::values::MesosFlavour;
 
@@ -385,6 +388,12 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         .replace(&px1_hash, &px2_hash);
     assert!(tampered.contains(&format!("chain --name kiln.efi {BASE_URL}/pxe/sha256/")));
     let swapped = Swapped::new(script_of(&dist, PX1_MAC), &tampered);
+    // And a unit planted in px1's seed on the server (the user-data the network UKI fetches by
+    // MAC): user-data is not signed, so the signed chain never runs it.
+    add_write_file(
+        &dist.join("cloud-init/mac/52-54-00-0b-00-01/user-data"),
+        PLANTED_UNIT,
+    );
 
     let vms = vec![
         (
@@ -456,8 +465,17 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         "{text}"
     );
     assert!(!text.contains(&px2_hash), "{text}");
-    identity_from_its_seed(&kept[0], "px1", "10.0.2.15/24", true);
-    identity_from_its_seed(&kept[1], "px2", "10.0.2.16/24", false);
+    identity_from_its_seed(&kept[0], "px1", "10.0.2.15/24", Seed::Signed);
+    identity_from_its_seed(&kept[1], "px2", "10.0.2.16/24", Seed::KilnsOwn);
+    let planted = sh_ok(
+        px1,
+        &format!("test -e {PLANTED_UNIT} && echo present || echo absent"),
+    );
+    assert_eq!(
+        planted.trim(),
+        "absent",
+        "the unit planted in px1's seed reached it"
+    );
     // PXELINUX started px2's kernel (it adds BOOT_IMAGE= of the kernel it loaded over HTTP).
     let px2_cmdline = sh_ok(&kept[1].qga_socket, "cat /proc/cmdline");
     assert!(
@@ -473,46 +491,77 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     }
     px2_reaches_px1_through_its_gateway(&kept[1].qga_socket);
 
-    // GRUB on UEFI: px2 again, beside the running px1.
+    // px2 again, beside the running px1, on the two other paths at once: GRUB on UEFI and
+    // iPXE on BIOS (each VM on its own user network, each reaching px1's etcd member).
     let mut px2_pxelinux = kept.pop().unwrap();
     px2_pxelinux.kill();
-    let grub_dir = run_dir.join("grub");
-    fs::create_dir_all(&grub_dir).unwrap();
-    let grub = kiln_vm::run(
+    // The control of the planted unit: in px2's seed (which the unsigned paths fetch by name),
+    // it makes cloud-init run, and cloud-init writes it.
+    add_write_file(&dist.join("cloud-init/px2/user-data"), PLANTED_UNIT);
+    let again_dir = run_dir.join("again");
+    fs::create_dir_all(&again_dir).unwrap();
+    let mut opts2 = opts.clone();
+    opts2.start = kiln_vm::StartOrder::Together;
+    let again = kiln_vm::run(
         &tools,
         &accel,
-        vec![(
-            pxe_vm(
-                "px2-grub",
-                PX2_MAC,
-                &dist,
-                &Path_::GrubUefi,
-                &[],
-                &[ETCD_TO_PX1],
+        vec![
+            (
+                pxe_vm(
+                    "px2-grub",
+                    PX2_MAC,
+                    &dist,
+                    &Path_::GrubUefi,
+                    &[],
+                    &[ETCD_TO_PX1],
+                ),
+                checks("px2"),
             ),
-            checks("px2"),
-        )],
-        &grub_dir,
+            (
+                pxe_vm(
+                    "px2-ipxe",
+                    PX2_MAC,
+                    &dist,
+                    &Path_::IpxeBios,
+                    &[],
+                    &[ETCD_TO_PX1],
+                ),
+                checks("px2"),
+            ),
+        ],
+        &again_dir,
         L2Net::random(),
-        &opts,
-        &mut |l| eprintln!("pxe boot (GRUB): {l}"),
+        &opts2,
+        &mut |l| eprintln!("pxe boot (GRUB, iPXE): {l}"),
     )
     .unwrap();
     save_log();
     assert!(
-        grub.report.healthy,
-        "px2 booted by GRUB not healthy (logs in {}):\n{}",
+        again.report.healthy,
+        "px2 booted by GRUB and by iPXE not healthy (logs in {}):\n{}",
         logs.display(),
-        health::table(&grub.report.hosts)
+        health::table(&again.report.hosts)
     );
-    let g = &grub.kept[0];
-    identity_from_its_seed(g, "px2", "10.0.2.16/24", false);
-    let g_cmdline = sh_ok(&g.qga_socket, "cat /proc/cmdline");
-    assert!(
-        g_cmdline.contains("BOOT_IMAGE=(http,10.0.2.2:28080)/pxe/sha256/"),
-        "{g_cmdline}"
-    );
-    px2_reaches_px1_through_its_gateway(&g.qga_socket);
+    // GRUB adds BOOT_IMAGE= of the kernel it loaded; iPXE the initrd's name and nothing else.
+    for (vm, loader_says, not) in [
+        (
+            &again.kept[0],
+            "BOOT_IMAGE=(http,10.0.2.2:28080)/pxe/sha256/",
+            "initrd=initrd.img",
+        ),
+        (&again.kept[1], "initrd=initrd.img ", "BOOT_IMAGE="),
+    ] {
+        identity_from_its_seed(vm, "px2", "10.0.2.16/24", Seed::Altered);
+        let planted = sh_ok(&vm.qga_socket, &format!("cat {PLANTED_UNIT}"));
+        assert_eq!(planted, "operator\n", "{}", vm.name);
+        let line = sh_ok(&vm.qga_socket, "cat /proc/cmdline");
+        assert!(
+            line.contains(loader_says) && !line.contains(not),
+            "{}: {line}",
+            vm.name
+        );
+        px2_reaches_px1_through_its_gateway(&vm.qga_socket);
+    }
 
     let served = log.lock().unwrap().clone();
     for want in [
@@ -527,7 +576,7 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
             "no {want:?} in {served:#?}"
         );
     }
-    drop(grub);
+    drop(again);
     drop(kept);
     stop.stop();
     let _ = serving.join();
@@ -787,10 +836,24 @@ fn clusterd_agent_stays_on_cgroup_v2(s: &Path, name: &str) {
     );
 }
 
+/// A unit planted in seeds on the server (a `write_files` entry in their user-data).
+const PLANTED_UNIT: &str = "/etc/systemd/system/kiln-planted.service";
+
+/// How a host took its seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    /// Unsigned path, kiln's own user-data: cloud-init skipped.
+    KilnsOwn,
+    /// Unsigned path, user-data added to on the server: cloud-init ran.
+    Altered,
+    /// The signed network UKI: seed found by MAC, its signature checked, cloud-init never run.
+    Signed,
+}
+
 /// The booted host's name and address are its seed's, its root is the verified image from
-/// the server, and it has no disk. `signed`: booted from the signed network UKI, which finds the
-/// seed by MAC and applies it only once its signature verifies.
-fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str, signed: bool) {
+/// the server, and it has no disk; cloud-init ran or not as `seed` says.
+fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str, seed: Seed) {
+    let signed = seed == Seed::Signed;
     let s = &vm.qga_socket;
     assert_eq!(sh_ok(s, "cat /etc/hostname").trim(), name);
     assert_eq!(sh_ok(s, "hostname").trim(), name);
@@ -802,12 +865,12 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str, signed: bool) {
         cmdline.contains(&format!("kiln.root={BASE_URL}/pxe/sha256/")),
         "{cmdline}"
     );
-    let seed = if signed {
+    let seed_arg = if signed {
         format!("kiln.seed-by-mac={BASE_URL}/cloud-init/mac/ ds=nocloud")
     } else {
         format!("kiln.seed={BASE_URL}/cloud-init/{name}/ ds=nocloud")
     };
-    assert!(cmdline.contains(&seed), "{cmdline}");
+    assert!(cmdline.contains(&seed_arg), "{cmdline}");
     let root = sh_ok(s, "findmnt -n -o SOURCE,FSTYPE /");
     assert!(
         root.contains("/dev/mapper/kiln-root squashfs"),
@@ -818,28 +881,40 @@ fn identity_from_its_seed(vm: &qemu::Vm, name: &str, ip: &str, signed: bool) {
         !disks.contains("vda") && !disks.contains("sda"),
         "{name}: {disks}"
     );
-    // cloud-init is off (`cloud-init=disabled`): kiln-identity.service alone applied the seed.
+    // kiln-identity.service applied the seed; cloud-init ran only for an altered seed on an
+    // unsigned path.
     let ci = sh_ok(
         s,
         "for u in cloud-init-local.service cloud-init.service; do \
            systemctl show -P ActiveState $u; done; \
          journalctl -b -u kiln-identity.service --no-pager -o cat",
     );
-    assert!(ci.starts_with("inactive\ninactive\n"), "{name}: {ci}");
+    let (states, why) = match seed {
+        Seed::KilnsOwn => (
+            "inactive\ninactive\n",
+            "cloud-init skipped: the seed's user-data is kiln's own",
+        ),
+        Seed::Altered => (
+            "active\nactive\n",
+            "cloud-init runs: the seed's user-data is not the one kiln wrote",
+        ),
+        Seed::Signed => (
+            "inactive\ninactive\n",
+            "cloud-init skipped: booted with kiln.seed-signer",
+        ),
+    };
+    assert!(ci.starts_with(states) && ci.contains(why), "{name}: {ci}");
     assert!(
         ci.contains(&format!(
             "kiln-identity: identity of {name} applied from /var/lib/cloud/seed/nocloud"
         )),
         "{name}: {ci}"
     );
-    if signed {
-        for want in [
-            "is signed by certificate",
-            "cloud-init skipped: booted with kiln.seed-signer",
-        ] {
-            assert!(ci.contains(want), "{name}: no {want:?} in {ci}");
-        }
-    }
+    assert_eq!(
+        ci.contains("is signed by certificate"),
+        signed,
+        "{name}: {ci}"
+    );
 }
 
 /// Nothing under `dist/pxe`, and no shared path `kiln serve` exposes, holds the seed's secret;

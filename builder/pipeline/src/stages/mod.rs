@@ -238,6 +238,9 @@ pub fn build(
     if !plan.hosts.is_empty() {
         seed::require_xorriso()?;
     }
+    if plan.boot.is_some() && plan.provision.as_ref().is_some_and(|p| p.pxe) {
+        pxe::require_loaders()?;
+    }
     let _writing = crate::publish::OutputLock::acquire(&opts.dist, opts.wait_for_output, progress)?;
     // What builds that died while writing the layer cache left (a partial copy of a large
     // layer would fill the cache's file system for every later build).

@@ -151,6 +151,34 @@ const GRUB_EFI_MODULES: &str = "/usr/lib/grub/x86_64-efi";
 /// host's config over TFTP and load a kernel and initrd over HTTP.
 const GRUB_NET_MODULES: &str = "normal configfile linux http tftp efinet net echo test sleep";
 
+/// The error for a loader the build host lacks.
+fn missing(what: &str, package: &str) -> BuildError {
+    BuildError::Source(format!(
+        "the PXE tree needs {what} from the build host (Debian package `{package}`): \
+         apt-get install {package}, or turn the PXE tree off with [provision] pxe = false"
+    ))
+}
+
+/// Checks, before any work, that the build host has every loader [`loaders`] copies and the
+/// program that makes GRUB's directory.
+pub fn require_loaders() -> Result<(), BuildError> {
+    for (_, from, package, _) in COPIED {
+        if !Path::new(from).is_file() {
+            return Err(missing(from, package));
+        }
+    }
+    if !Path::new(GRUB_EFI_MODULES).join("linux.mod").is_file() {
+        return Err(missing(GRUB_EFI_MODULES, "grub-efi-amd64-bin"));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("grub-mknetdir").is_file()))
+        .unwrap_or(false);
+    if !on_path {
+        return Err(missing("grub-mknetdir", "grub-common"));
+    }
+    Ok(())
+}
+
 /// The loaders of the PXE tree (see the module documentation), read from the build host;
 /// `ipxe.efi` signed with `signer`'s db key. A missing one is an error naming its package.
 pub fn loaders(
@@ -158,12 +186,7 @@ pub fn loaders(
     source_date_epoch: u64,
     scratch: &Path,
 ) -> Result<Vec<LoaderFile>, BuildError> {
-    let missing = |what: &str, package: &str| {
-        BuildError::Source(format!(
-            "the PXE tree needs {what} from the build host: apt-get install {package} \
-             (or turn the PXE tree off: [provision] pxe = false)"
-        ))
-    };
+    require_loaders()?;
     let mut out = Vec::new();
     fs::create_dir_all(scratch).map_err(IoError::new("creating the loaders' scratch dir"))?;
     for (path, from, package, firmware_loads) in COPIED {
