@@ -17,10 +17,10 @@
 //!   refused by the initramfs (`veritysetup verify` before anything is mounted);
 //! - **PXELINUX, BIOS** (`bootfile=lpxelinux.0`, kernel and initramfs over HTTP): px2 (agent)
 //!   boots to healthy beside px1;
-//! - **GRUB, UEFI** (OVMF's own PXE loading `grub/x86_64-efi/core.efi` from `grub-mknetdir`,
-//!   kernel and initramfs over HTTP) and **iPXE, BIOS**: px2 boots to healthy again on each, the
-//!   two at once beside px1, with the same unit planted in its seed: there cloud-init runs and
-//!   writes it (the control).
+//! - then both again, started together: px1 by **iPXE, BIOS** and px2 by **GRUB, UEFI** (OVMF's
+//!   own PXE loading `grub/x86_64-efi/core.efi` from `grub-mknetdir`, kernel and initramfs over
+//!   HTTP), px2 with the same unit planted in its seed: there cloud-init runs and writes it
+//!   (the control).
 //!
 //! Booted hosts take their hostname and address from their own seed and reach a healthy etcd —
 //! px1 its own member, px2 through its etcd gateway at px1's address (px1's QEMU forwards a
@@ -491,10 +491,11 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
     }
     px2_reaches_px1_through_its_gateway(&kept[1].qga_socket);
 
-    // px2 again, beside the running px1, on the two other paths at once: GRUB on UEFI and
-    // iPXE on BIOS (each VM on its own user network, each reaching px1's etcd member).
-    let mut px2_pxelinux = kept.pop().unwrap();
-    px2_pxelinux.kill();
+    // The other two paths, both hosts again, started together: the master px1 by iPXE on BIOS
+    // and the agent px2 by GRUB on UEFI (px1 serves px2's gateway as before).
+    for mut vm in kept.drain(..) {
+        vm.kill();
+    }
     // The control of the planted unit: in px2's seed (which the unsigned paths fetch by name),
     // it makes cloud-init run, and cloud-init writes it.
     add_write_file(&dist.join("cloud-init/px2/user-data"), PLANTED_UNIT);
@@ -508,6 +509,17 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
         vec![
             (
                 pxe_vm(
+                    "px1-ipxe",
+                    PX1_MAC,
+                    &dist,
+                    &Path_::IpxeBios,
+                    &[ETCD_FORWARD],
+                    &[],
+                ),
+                checks("px1"),
+            ),
+            (
+                pxe_vm(
                     "px2-grub",
                     PX2_MAC,
                     &dist,
@@ -517,51 +529,46 @@ fn hosts_boot_diskless_from_pxe_and_kiln_serve() {
                 ),
                 checks("px2"),
             ),
-            (
-                pxe_vm(
-                    "px2-ipxe",
-                    PX2_MAC,
-                    &dist,
-                    &Path_::IpxeBios,
-                    &[],
-                    &[ETCD_TO_PX1],
-                ),
-                checks("px2"),
-            ),
         ],
         &again_dir,
         L2Net::random(),
         &opts2,
-        &mut |l| eprintln!("pxe boot (GRUB, iPXE): {l}"),
+        &mut |l| eprintln!("pxe boot (iPXE, GRUB): {l}"),
     )
     .unwrap();
     save_log();
     assert!(
         again.report.healthy,
-        "px2 booted by GRUB and by iPXE not healthy (logs in {}):\n{}",
+        "px1 booted by iPXE and px2 by GRUB not healthy (logs in {}):\n{}",
         logs.display(),
         health::table(&again.report.hosts)
     );
-    // GRUB adds BOOT_IMAGE= of the kernel it loaded; iPXE the initrd's name and nothing else.
+    // iPXE on BIOS passes the initrd's name and nothing else; GRUB adds BOOT_IMAGE= of the
+    // kernel it loaded.
+    let (px1_ipxe, px2_grub) = (&again.kept[0], &again.kept[1]);
+    identity_from_its_seed(px1_ipxe, "px1", "10.0.2.15/24", Seed::KilnsOwn);
+    identity_from_its_seed(px2_grub, "px2", "10.0.2.16/24", Seed::Altered);
+    let planted = sh_ok(&px2_grub.qga_socket, &format!("cat {PLANTED_UNIT}"));
+    assert_eq!(
+        planted, "operator\n",
+        "the control: cloud-init wrote the planted unit"
+    );
     for (vm, loader_says, not) in [
+        (px1_ipxe, "initrd=initrd.img ", "BOOT_IMAGE="),
         (
-            &again.kept[0],
+            px2_grub,
             "BOOT_IMAGE=(http,10.0.2.2:28080)/pxe/sha256/",
             "initrd=initrd.img",
         ),
-        (&again.kept[1], "initrd=initrd.img ", "BOOT_IMAGE="),
     ] {
-        identity_from_its_seed(vm, "px2", "10.0.2.16/24", Seed::Altered);
-        let planted = sh_ok(&vm.qga_socket, &format!("cat {PLANTED_UNIT}"));
-        assert_eq!(planted, "operator\n", "{}", vm.name);
         let line = sh_ok(&vm.qga_socket, "cat /proc/cmdline");
         assert!(
             line.contains(loader_says) && !line.contains(not),
             "{}: {line}",
             vm.name
         );
-        px2_reaches_px1_through_its_gateway(&vm.qga_socket);
     }
+    px2_reaches_px1_through_its_gateway(&px2_grub.qga_socket);
 
     let served = log.lock().unwrap().clone();
     for want in [
