@@ -548,22 +548,42 @@ pub fn start(tools: &Tools, accel: Accel, spec: &VmSpec, run_dir: &Path, keep: b
 /// certificates) enrolled under `owner` and Secure Boot on, made with `virt-fw-vars` (PyPI
 /// `virt-firmware`).
 pub fn enrolled_vars(out: &Path, owner: &str, pk: &Path, kek: &Path, db: &Path) -> Result<()> {
+    virt_fw_vars("enrols the keys", |cmd| {
+        cmd.arg("-i")
+            .arg(OVMF_VARS)
+            .arg("-o")
+            .arg(out)
+            .arg("--secure-boot");
+        for (flag, cert) in [("--set-pk", pk), ("--add-kek", kek), ("--add-db", db)] {
+            cmd.arg(flag).arg(owner).arg(cert);
+        }
+    })
+}
+
+/// Adds to the OVMF variable store `vars` a UEFI HTTP boot entry for `uri`, booted next
+/// (`virt-fw-vars --set-boot-uri`: `BootNext`, once).
+pub fn set_boot_uri(vars: &Path, uri: &str) -> Result<()> {
+    virt_fw_vars("sets the HTTP boot entry", |cmd| {
+        cmd.arg("-i")
+            .arg(vars)
+            .arg("-o")
+            .arg(vars)
+            .arg("--set-boot-uri")
+            .arg(uri);
+    })
+}
+
+/// Runs `virt-fw-vars` (PyPI `virt-firmware`) with the arguments `args` adds; `what` it does,
+/// for the error when it is missing.
+fn virt_fw_vars(what: &str, args: impl FnOnce(&mut Command)) -> Result<()> {
     let tool = which("virt-fw-vars").ok_or_else(|| {
-        BootError::SecureBoot(
-            "`virt-fw-vars` enrols the keys and is not on PATH: install it with \
+        BootError::SecureBoot(format!(
+            "`virt-fw-vars` {what} and is not on PATH: install it with \
              `pip install virt-firmware` (./dev does, into target/virt-firmware)"
-                .into(),
-        )
+        ))
     })?;
     let mut cmd = Command::new(tool);
-    cmd.arg("-i")
-        .arg(OVMF_VARS)
-        .arg("-o")
-        .arg(out)
-        .arg("--secure-boot");
-    for (flag, cert) in [("--set-pk", pk), ("--add-kek", kek), ("--add-db", db)] {
-        cmd.arg(flag).arg(owner).arg(cert);
-    }
+    args(&mut cmd);
     let o = cmd
         .stdin(Stdio::null())
         .output()
@@ -571,36 +591,6 @@ pub fn enrolled_vars(out: &Path, owner: &str, pk: &Path, kek: &Path, db: &Path) 
     if !o.status.success() {
         return Err(BootError::SecureBoot(format!(
             "virt-fw-vars failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// Adds to the OVMF variable store `vars` a UEFI HTTP boot entry for `uri`, booted next
-/// (`virt-fw-vars --set-boot-uri`: `BootNext`, once).
-pub fn set_boot_uri(vars: &Path, uri: &str) -> Result<()> {
-    let tool = which("virt-fw-vars").ok_or_else(|| {
-        BootError::SecureBoot(
-            "`virt-fw-vars` sets the HTTP boot entry and is not on PATH: install it with \
-             `pip install virt-firmware` (./dev does, into target/virt-firmware)"
-                .into(),
-        )
-    })?;
-    let o = Command::new(tool)
-        .arg("-i")
-        .arg(vars)
-        .arg("-o")
-        .arg(vars)
-        .arg("--set-boot-uri")
-        .arg(uri)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| BootError::SecureBoot(format!("running virt-fw-vars: {e}")))?;
-    if !o.status.success() {
-        return Err(BootError::SecureBoot(format!(
-            "virt-fw-vars --set-boot-uri failed ({}): {}",
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
         )));
