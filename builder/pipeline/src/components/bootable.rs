@@ -166,6 +166,7 @@ impl Component for Boot {
                 signer_arg => SEED_SIGNER_ARG, verify => VERIFY_SEED,
                 sig => IDENTITY_SIG, crt => SEED_SIGNER_CRT,
                 env_member => format!("{}/identity.env", super::KILN_ETC).trim_start_matches('/').to_string(),
+                link_dir => "/run/systemd/network", link_file => "10-kiln-identity.link",
             },
         )?;
         ctx.template(
