@@ -282,17 +282,22 @@ fn judge(probe: &Probe, text: &str, stderr: &str, code: Option<i32>) -> ProbeRes
             let props: BTreeMap<&str, &str> =
                 text.lines().filter_map(|l| l.split_once('=')).collect();
             let get = |k| props.get(k).copied().unwrap_or("?");
+            // Only services restart (and have `NRestarts` and `Result`); a target, mount or
+            // socket is checked by its state alone.
+            let service = props.contains_key("NRestarts");
             let restarts = get("NRestarts");
-            let ok = success && get("ActiveState") == "active" && restarts == "0";
+            let ok = success && get("ActiveState") == "active" && (!service || restarts == "0");
             let detail = if props.is_empty() {
                 first_err()
-            } else {
+            } else if service {
                 format!(
                     "{}/{}, {restarts} restart(s), result {}",
                     get("ActiveState"),
                     get("SubState"),
                     get("Result")
                 )
+            } else {
+                format!("{}/{}", get("ActiveState"), get("SubState"))
             };
             ProbeResult::new(ok, detail)
         }
@@ -555,4 +560,34 @@ pub fn table(hosts: &[HostHealth]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(text: &str) -> ProbeResult {
+        let probe = Probe::Unit { unit: "x".into() };
+        judge(&probe, text, "", Some(0))
+    }
+
+    #[test]
+    fn a_service_passes_active_without_restarts() {
+        let ok = "ActiveState=active\nSubState=running\nNRestarts=0\nResult=success\n";
+        assert!(unit(ok).ok);
+        let restarted = "ActiveState=active\nSubState=running\nNRestarts=2\nResult=success\n";
+        let r = unit(restarted);
+        assert!(!r.ok);
+        assert_eq!(r.detail, "active/running, 2 restart(s), result success");
+        assert!(!unit("ActiveState=activating\nSubState=start\nNRestarts=0\nResult=success\n").ok);
+    }
+
+    #[test]
+    fn a_target_passes_by_its_state_alone() {
+        // `systemctl show` of a target has neither NRestarts nor Result.
+        let r = unit("ActiveState=active\nSubState=active\n");
+        assert!(r.ok);
+        assert_eq!(r.detail, "active/active");
+        assert!(!unit("ActiveState=inactive\nSubState=dead\n").ok);
+    }
 }
